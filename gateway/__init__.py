@@ -1,0 +1,1 @@
+"""The household gateway: ingest, forecast, negotiate, sign and settle."""

@@ -1,0 +1,51 @@
+"""The `gridpact` command: a thin dispatcher.
+
+Each subcommand lives in its own component and is imported only when used, so that
+`gridpact firmware build` does not pay for web3, and a broken component cannot break
+the others' commands.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# subcommand -> (module with `main(argv) -> int`, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "simulate": ("hil.community.cli", "run a virtual community end to end and write a report"),
+    "meter-sim": ("meter_sim.cli", "serve software Eastron meters over Modbus TCP/RTU"),
+    "gateway": ("gateway.cli", "the household gateway service and its tools"),
+    "firmware": ("firmware.host.cli", "build, deploy and monitor the meter-node firmware"),
+    "contracts": ("contracts.cli", "compile and deploy the token and market contracts"),
+    "negotiate": ("gateway.negotiation.cli", "run negotiations, train and evaluate strategies"),
+    "hil": ("hil.cli", "run the hardware-in-the-loop suite on a real or virtual board"),
+    "bench": ("gridpact.bench", "measure speed and memory of each component"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: gridpact <command> [args...]", "", "commands:"]
+    lines += [f"  {name:<10} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    if args[0] == "--version":
+        from gridpact import __version__
+
+        print(__version__)
+        return 0
+    entry = SUBCOMMANDS.get(args[0])
+    if entry is None:
+        print(f"gridpact: unknown command {args[0]!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(entry[0])
+    return int(module.main(args[1:]) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

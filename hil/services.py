@@ -1,0 +1,324 @@
+"""Real services on loopback: Mosquitto, the in-process amqtt broker, anvil and the in-process EVM.
+
+Tests, the HIL rig and `gridpact simulate` all start their broker and chain node here, so
+there is one way to get a real service and one loud failure when it cannot be had. Nothing
+here is a fake: each launcher starts the real program and waits until it answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NODE_BIN = REPO_ROOT / "node_modules" / ".bin"
+
+# anvil's well-known development mnemonic ("test test ... junk"): its first keys, public knowledge,
+# for local chains only. The in-process EVM is seeded with the same keys so both paths agree.
+DEV_PRIVATE_KEYS: tuple[str, ...] = (
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    "0x47e179ec197488593b187f80a8eb00fa5f0f35f9d8c5d7b41d7fcbd0b0c7d1f5",
+    "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
+    "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
+    "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
+    "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
+    "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
+)
+
+
+class ServiceUnavailable(RuntimeError):
+    """A real service could not be started: a loud failure, never a reason to skip."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A free TCP port on loopback (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ServiceUnavailable(f"process exited with code {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise ServiceUnavailable(f"nothing listens on {host}:{port} after {timeout:.0f} s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+# ---------------------------------------------------------------- MQTT brokers
+
+
+@dataclass
+class BrokerInfo:
+    """Where a running broker listens; `kind` is "mosquitto" or "amqtt"."""
+
+    kind: str
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+
+def find_mosquitto() -> str:
+    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto", "/usr/bin/mosquitto"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise ServiceUnavailable(
+        "mosquitto is not installed: `sudo apt-get install -y mosquitto` "
+        "(the README's test command does this for you)"
+    )
+
+
+class MosquittoBroker:
+    """A real Mosquitto on a free loopback port, with a throwaway config; restartable on the same port."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.binary = find_mosquitto()
+        self.port = port or free_port()
+        self._dir = Path(tempfile.mkdtemp(prefix="gridpact-mosquitto-"))
+        self._proc: subprocess.Popen | None = None
+        conf = self._dir / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            "max_queued_messages 100000\n"
+            "log_dest stderr\n"
+            "log_type error\n"
+            "log_type warning\n"
+        )
+        self._conf = conf
+
+    @property
+    def info(self) -> BrokerInfo:
+        return BrokerInfo("mosquitto", "127.0.0.1", self.port)
+
+    def start(self) -> BrokerInfo:
+        log = open(self._dir / "mosquitto.log", "ab")  # noqa: SIM115 - owned by the process
+        self._proc = subprocess.Popen([self.binary, "-c", str(self._conf)], stdout=log, stderr=log)
+        try:
+            wait_for_port("127.0.0.1", self.port, 10, self._proc)
+        except ServiceUnavailable as exc:
+            raise ServiceUnavailable(f"mosquitto failed to start: {exc}; log: {self.log()}") from exc
+        return self.info
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            _stop(self._proc)
+            self._proc = None
+
+    def restart(self, down_for: float = 0.0) -> None:
+        self.stop()
+        time.sleep(down_for)
+        self.start()
+
+    def log(self) -> str:
+        path = self._dir / "mosquitto.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class EmbeddedBroker:
+    """amqtt (MQTT 3.1.1) running in its own thread and event loop: the embedded default broker."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._broker: object | None = None
+        self._error: BaseException | None = None
+        self._ready = threading.Event()
+
+    @property
+    def info(self) -> BrokerInfo:
+        return BrokerInfo("amqtt", "127.0.0.1", self.port)
+
+    def _config(self) -> dict:
+        return {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}", "max_connections": 1000}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+
+    def _run(self) -> None:
+        from amqtt.broker import Broker
+
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            broker = Broker(self._config(), loop=loop)
+            self._broker = broker
+            loop.run_until_complete(broker.start())
+        except BaseException as exc:  # reported to the caller of start()
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        loop.run_forever()
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(broker.shutdown())
+        loop.close()
+
+    def start(self) -> BrokerInfo:
+        self._ready.clear()
+        self._thread = threading.Thread(target=self._run, name="amqtt-broker", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(15) or self._error is not None:
+            raise ServiceUnavailable(f"amqtt broker failed to start: {self._error!r}")
+        wait_for_port("127.0.0.1", self.port, 10)
+        return self.info
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        self._loop = None
+        self._thread = None
+
+    def restart(self, down_for: float = 0.0) -> None:
+        self.stop()
+        time.sleep(down_for)
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+
+
+def start_broker(kind: str) -> MosquittoBroker | EmbeddedBroker:
+    broker: MosquittoBroker | EmbeddedBroker = MosquittoBroker() if kind == "mosquitto" else EmbeddedBroker()
+    broker.start()
+    return broker
+
+
+# ---------------------------------------------------------------- chain nodes
+
+
+@dataclass
+class ChainInfo:
+    """How to reach a chain: `url` for JSON-RPC nodes, None for the in-process EVM."""
+
+    kind: str
+    url: str | None
+    chain_id: int
+    private_keys: tuple[str, ...] = field(default=DEV_PRIVATE_KEYS)
+
+
+def find_anvil() -> Path:
+    path = NODE_BIN / "anvil"
+    if not path.exists():
+        raise ServiceUnavailable(f"anvil not found at {path}: run `npm ci` in {REPO_ROOT}")
+    return path
+
+
+class AnvilNode:
+    """A real anvil (from node_modules) on a free loopback port; stoppable and restartable on that port."""
+
+    def __init__(self, port: int | None = None, chain_id: int = 31337, block_time: float | None = None) -> None:
+        self.binary = find_anvil()
+        self.port = port or free_port()
+        self.chain_id = chain_id
+        self.block_time = block_time
+        self._proc: subprocess.Popen | None = None
+        self._state = Path(tempfile.mkdtemp(prefix="gridpact-anvil-")) / "state.json"
+
+    @property
+    def info(self) -> ChainInfo:
+        return ChainInfo("anvil", f"http://127.0.0.1:{self.port}", self.chain_id)
+
+    def start(self) -> ChainInfo:
+        args = [
+            str(self.binary), "--host", "127.0.0.1", "--port", str(self.port),
+            "--chain-id", str(self.chain_id), "--accounts", str(len(DEV_PRIVATE_KEYS)),
+            "--state", str(self._state), "--silent",
+        ]  # fmt: skip
+        if self.block_time:
+            args += ["--block-time", str(self.block_time)]
+        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_for_port("127.0.0.1", self.port, 20, self._proc)
+        except ServiceUnavailable as exc:
+            err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+            raise ServiceUnavailable(f"anvil failed to start: {exc}: {err[-1000:]}") from exc
+        return self.info
+
+    def stop(self) -> None:
+        """Stop gracefully: anvil writes its state file, so a restart keeps the chain."""
+        if self._proc is not None:
+            _stop(self._proc)
+            self._proc = None
+
+    def restart(self, down_for: float = 0.0) -> None:
+        self.stop()
+        time.sleep(down_for)
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self._state.parent, ignore_errors=True)
+
+
+def in_process_web3():  # -> web3.Web3
+    """A Web3 on py-evm through eth-tester, its accounts funded from the same dev keys as anvil."""
+    from eth_tester import EthereumTester, PyEVMBackend
+    from web3 import Web3
+    from web3.providers.eth_tester import EthereumTesterProvider
+
+    backend = PyEVMBackend(
+        genesis_state=PyEVMBackend.generate_genesis_state(num_accounts=0)
+        | _funded_genesis(DEV_PRIVATE_KEYS)
+    )
+    tester = EthereumTester(backend=backend)
+    for key in DEV_PRIVATE_KEYS:
+        with contextlib.suppress(ValueError):  # already known
+            tester.add_account(key)
+    return Web3(EthereumTesterProvider(tester))
+
+
+def _funded_genesis(keys: tuple[str, ...]) -> dict:
+    from eth_account import Account
+
+    state = {}
+    for key in keys:
+        address = bytes.fromhex(Account.from_key(key).address[2:])
+        state[address] = {"balance": 10_000 * 10**18, "nonce": 0, "code": b"", "storage": {}}
+    return state
+
+
+@contextlib.contextmanager
+def running(service: MosquittoBroker | EmbeddedBroker | AnvilNode) -> Iterator[object]:
+    """Start a service, yield its info, stop it however the block ends."""
+    try:
+        yield service.start()
+    finally:
+        service.close()

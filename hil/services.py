@@ -166,7 +166,9 @@ class EmbeddedBroker:
 
     def _config(self) -> dict:
         return {
-            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}", "max_connections": 1000}},
+            "listeners": {
+                "default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}", "max_connections": 1000}
+            },
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
         }
 
@@ -244,7 +246,9 @@ def find_anvil() -> Path:
 class AnvilNode:
     """A real anvil (from node_modules) on a free loopback port; stoppable and restartable on that port."""
 
-    def __init__(self, port: int | None = None, chain_id: int = 31337, block_time: float | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, chain_id: int = 31337, block_time: float | None = None
+    ) -> None:
         self.binary = find_anvil()
         self.port = port or free_port()
         self.chain_id = chain_id
@@ -295,8 +299,7 @@ def in_process_web3():  # -> web3.Web3
     from web3.providers.eth_tester import EthereumTesterProvider
 
     backend = PyEVMBackend(
-        genesis_state=PyEVMBackend.generate_genesis_state(num_accounts=0)
-        | _funded_genesis(DEV_PRIVATE_KEYS)
+        genesis_state=PyEVMBackend.generate_genesis_state(num_accounts=0) | _funded_genesis(DEV_PRIVATE_KEYS)
     )
     tester = EthereumTester(backend=backend)
     for key in DEV_PRIVATE_KEYS:

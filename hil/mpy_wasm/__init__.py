@@ -42,7 +42,7 @@ def run_micropython(
     for lib in libs:
         cmd += ["--lib", str(lib)]
     try:
-        proc = subprocess.run(cmd + [script], capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
+        proc = subprocess.run([*cmd, script], capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
     finally:
         Path(script).unlink(missing_ok=True)
     return MicroPythonResult(proc.returncode, proc.stdout, proc.stderr)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from hil.mpy_wasm import run_micropython
 from hil.services import REPO_ROOT, BrokerInfo, MosquittoBroker
@@ -58,7 +59,7 @@ def compile_counter() -> dict:
 def roundtrip(info: BrokerInfo, payload: bytes) -> list[bytes]:
     got: list[bytes] = []
     arrived = threading.Event()
-    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sub-{time.monotonic_ns()}")
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sub-{time.monotonic_ns()}")
     subscribed = threading.Event()
 
     def on_message(_c, _u, msg) -> None:
@@ -72,7 +73,7 @@ def roundtrip(info: BrokerInfo, payload: bytes) -> list[bytes]:
     try:
         sub.subscribe("smoke/#", qos=1)
         assert subscribed.wait(5), f"no SUBACK from {info.kind}"
-        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}")
+        pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}")
         pub.connect(info.host, info.port)
         pub.loop_start()
         pub.publish("smoke/x", payload, qos=1).wait_for_publish(5)

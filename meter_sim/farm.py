@@ -1,0 +1,155 @@
+"""Many meters on one asyncio loop and one clock: the in-process API of the simulator and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from meter_sim.clock import Clock, RealClock, SimClock
+from meter_sim.faults import Fault
+from meter_sim.maps import load_map
+from meter_sim.meter import Meter
+from meter_sim.profiles import Household, Profile
+from meter_sim.server import RtuEndpoint, TcpEndpoint
+from meter_sim.truth import TruthWriter
+
+
+class MeterFarm:
+    """Owns meters, endpoints and the truth file; `async with` stops everything it started."""
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        *,
+        truth: str | Path | None = None,
+        truth_every_s: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.clock: Clock = clock or RealClock()
+        self.truth = TruthWriter(truth) if truth is not None else None
+        self.truth_every_s, self.seed = truth_every_s, seed
+        self.meters: list[Meter] = []
+        self.endpoints: list[TcpEndpoint | RtuEndpoint] = []
+        self._ticker: asyncio.Task[None] | None = None
+        if isinstance(self.clock, SimClock):
+            self.clock.listeners.append(self._on_advance)
+
+    def add_meter(
+        self,
+        model: str,
+        unit_id: int,
+        profile: str | Profile | Household,
+        *,
+        seed: int | None = None,
+        name: str | None = None,
+        faults: Sequence[Fault] = (),
+        tick_s: float = 1.0,
+    ) -> Meter:
+        """A new meter on this farm's clock (its seed defaults to farm seed + unit id)."""
+        meter = Meter(
+            load_map(model),
+            unit_id,
+            profile,
+            self.clock,
+            seed=self.seed + unit_id if seed is None else seed,
+            name=name or f"{model}-{unit_id}-{len(self.meters)}",
+            tick_s=tick_s,
+            truth=self.truth,
+            truth_every_s=self.truth_every_s,
+            faults=faults,
+        )
+        self.meters.append(meter)
+        return meter
+
+    async def serve_tcp(self, host: str, port: int, meters: Sequence[Meter] | None = None) -> TcpEndpoint:
+        """Serve `meters` (default: all) on a Modbus TCP port (0: pick a free one)."""
+        endpoint = TcpEndpoint(meters or self.meters, host, port, seed=self.seed)
+        _check_units(endpoint.meters)
+        await endpoint.start()
+        self.endpoints.append(endpoint)
+        self._start_ticker()
+        return endpoint
+
+    async def serve_rtu(
+        self,
+        device: str,
+        meters: Sequence[Meter] | None = None,
+        *,
+        baud: int = 9600,
+        parity: str = "N",
+        stopbits: int = 1,
+    ) -> RtuEndpoint:
+        """Serve `meters` (default: all) on one RTU bus (a serial device or a pty)."""
+        endpoint = RtuEndpoint(meters or self.meters, device, baud, parity, stopbits, seed=self.seed)
+        _check_units(endpoint.meters)
+        for meter in endpoint.meters:
+            _show_line_settings(meter, baud, f"{parity}{stopbits}")
+        await endpoint.start()
+        self.endpoints.append(endpoint)
+        self._start_ticker()
+        return endpoint
+
+    def sync(self) -> None:
+        """Bring every meter to the clock's time (truth lines included)."""
+        now = self.clock.now()
+        for meter in self.meters:
+            meter.sync(now)
+
+    def _on_advance(self, now: float) -> None:
+        for meter in self.meters:
+            meter.sync(now)
+
+    def _start_ticker(self) -> None:
+        """With a real clock and a truth file, meters tick in the background so the truth is complete."""
+        if self._ticker is None and self.truth is not None and isinstance(self.clock, RealClock):
+            self._ticker = asyncio.create_task(self._tick_forever(self.clock))
+
+    async def _tick_forever(self, clock: RealClock) -> None:
+        tick = min((m.tick_s for m in self.meters), default=1.0)
+        while True:
+            await asyncio.sleep(clock.real_seconds(tick))
+            self.sync()
+            if self.truth is not None:
+                self.truth.flush()
+
+    async def close(self) -> None:
+        """Stop the endpoints and the ticker, bring meters up to date, close the truth file."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        for endpoint in self.endpoints:
+            await endpoint.stop()
+        self.endpoints.clear()
+        self.sync()
+        if isinstance(self.clock, SimClock) and self._on_advance in self.clock.listeners:
+            self.clock.listeners.remove(self._on_advance)
+        if self.truth is not None:
+            self.truth.close()
+
+    async def __aenter__(self) -> MeterFarm:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def _check_units(meters: Sequence[Meter]) -> None:
+    units = [m.unit_id for m in meters]
+    if len(set(units)) != len(units):
+        raise ValueError(f"two meters share a unit id on one endpoint: {sorted(units)}")
+    if not units:
+        raise ValueError("an endpoint needs at least one meter")
+
+
+def _show_line_settings(meter: Meter, baud: int, framing: str) -> None:
+    """Holding registers read back the bus settings the meter actually runs at (where listed)."""
+    for key, wanted in (("baud", baud), ("parity", framing)):
+        if key in meter.holding:
+            reg = meter.rmap.holding_by_key(key)
+            code = next((c for c, v in reg.choices.items() if v == wanted), None)
+            if code is not None:
+                meter.holding[key] = float(code)

@@ -1,0 +1,315 @@
+"""The gateway's one TOML config file, validated at start into frozen dataclasses.
+
+Every error names the dotted key. Secrets are never values in this file, only paths to files or
+systemd credential names (`LoadCredential=`), read when needed by `read_secret`, so a config
+object can be printed or logged safely. `[community]`, `[agent]` and `[chain]` are handed raw to
+`gateway.trading.config.parse_trading_config`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway.errors import ConfigError
+
+DEVICE_RE = re.compile(r"[a-z0-9-]{1,32}")
+TOPIC_PREFIX_RE = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
+TRADING_TABLES = ("community", "agent", "chain")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret lives: a file path or a systemd credential name; never the secret itself."""
+
+    key: str
+    file: Path | None = None
+    credential: str | None = None
+
+    def describe(self) -> str:
+        return f"credential:{self.credential}" if self.credential else f"file:{self.file}"
+
+
+@dataclass(frozen=True)
+class GatewaySection:
+    id: str
+    state_dir: Path
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class MeterSection:
+    device_id: str
+    model: str
+    topic_prefix: str
+    hmac_key: SecretRef
+    counter_rollover_kwh: float = 100_000.0
+
+
+@dataclass(frozen=True)
+class BrokerSection:
+    host: str
+    port: int
+    username: str | None
+    password: SecretRef | None
+    tls: bool
+    ca_file: Path | None
+
+
+@dataclass(frozen=True)
+class StorageSection:
+    path: Path
+    retention_days: int
+    max_gap_s: int
+
+
+@dataclass(frozen=True)
+class ForecastSection:
+    step_s: int
+    horizon_steps: int
+    history_days: int
+    alpha: float
+    damping: float
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    enabled: bool
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    gateway: GatewaySection
+    meter: MeterSection
+    meter_broker: BrokerSection
+    storage: StorageSection
+    forecast: ForecastSection
+    metrics: MetricsSection
+    trading: Any = None  # gateway.trading.config.TradingConfig, or None for an ingest-only gateway
+    path: Path | None = None
+
+
+class _Table:
+    """Typed reads from one TOML table that remember which keys were used."""
+
+    def __init__(self, name: str, data: object) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(name, "must be a table")
+        self.name = name
+        self.data: dict[str, Any] = data
+        self.used: set[str] = set()
+
+    def _get(self, key: str, kind: type[T] | tuple[type, ...], default: object, required: bool) -> Any:
+        self.used.add(key)
+        dotted = f"{self.name}.{key}"
+        if key not in self.data:
+            if required:
+                raise ConfigError(dotted, "is required")
+            return default
+        value = self.data[key]
+        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise ConfigError(dotted, f"must be a {names}, got {type(value).__name__}")
+        return value
+
+    def get_str(self, key: str, default: str | None = None, required: bool = False) -> Any:
+        return self._get(key, str, default, required)
+
+    def get_int(self, key: str, default: int, low: int, high: int) -> int:
+        value = self._get(key, int, default, False)
+        if not low <= value <= high:
+            raise ConfigError(f"{self.name}.{key}", f"must be between {low} and {high}, got {value}")
+        return value
+
+    def get_float(self, key: str, default: float, low: float, high: float) -> float:
+        value = float(self._get(key, (int, float), default, False))
+        if not low <= value <= high:
+            raise ConfigError(f"{self.name}.{key}", f"must be between {low} and {high}, got {value}")
+        return value
+
+    def get_bool(self, key: str, default: bool) -> bool:
+        return self._get(key, bool, default, False)
+
+    def check(self, key: str, ok: Callable[[Any], object], message: str, value: Any) -> Any:
+        if value is not None and not ok(value):
+            raise ConfigError(f"{self.name}.{key}", message)
+        return value
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ConfigError(f"{self.name}.{unknown[0]}", "unknown key")
+
+
+def _secret(table: _Table, stem: str, base: Path, required: bool) -> SecretRef | None:
+    file = table.get_str(f"{stem}_file")
+    credential = table.get_str(f"{stem}_credential")
+    key = f"{table.name}.{stem}_file"
+    if file and credential:
+        raise ConfigError(key, f"give {stem}_file or {stem}_credential, not both")
+    if not file and not credential:
+        if required:
+            raise ConfigError(key, f"is required (or {stem}_credential, a systemd LoadCredential name)")
+        return None
+    if credential is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", credential):
+        raise ConfigError(f"{table.name}.{stem}_credential", "is not a valid credential name")
+    return SecretRef(key, (base / file) if file else None, credential)
+
+
+def read_secret(ref: SecretRef, env: dict[str, str] | None = None) -> bytes:
+    """The secret's bytes (trailing whitespace stripped); ConfigError naming the key if unreadable."""
+    env = dict(os.environ) if env is None else env
+    if ref.credential:
+        directory = env.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            raise ConfigError(
+                ref.key, f"credential {ref.credential!r} given but $CREDENTIALS_DIRECTORY is unset"
+            )
+        path = Path(directory) / ref.credential
+    else:
+        assert ref.file is not None
+        path = ref.file
+    try:
+        return path.read_bytes().rstrip()
+    except OSError as exc:
+        raise ConfigError(ref.key, f"cannot read {ref.describe()}: {exc.strerror}") from None
+
+
+def read_hmac_key(ref: SecretRef, env: dict[str, str] | None = None) -> bytes:
+    """The meter's HMAC key: a file holding 32..128 hex digits."""
+    text = read_secret(ref, env).strip()
+    if not re.fullmatch(rb"([0-9a-fA-F]{2}){16,64}", text):
+        raise ConfigError(ref.key, "the key file must hold 32 to 128 hex digits (16 to 64 bytes)")
+    return bytes.fromhex(text.decode())
+
+
+def _host(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return bool(re.fullmatch(r"[A-Za-z0-9.-]{1,253}", value))
+
+
+def _parse_core(doc: dict[str, Any], base: Path, env: dict[str, str]) -> dict[str, Any]:
+    g = _Table("gateway", doc.get("gateway", {}))
+    gid = g.check("id", DEVICE_RE.fullmatch, "must match [a-z0-9-]{1,32}", g.get_str("id", required=True))
+    state = Path(
+        g.get_str("state_dir", env.get("STATE_DIRECTORY", "/var/lib/gridpact-gateway").split(":")[0])
+    )
+    level = g.check(
+        "log_level", LOG_LEVELS.__contains__, f"must be one of {LOG_LEVELS}", g.get_str("log_level", "info")
+    )
+    g.done()
+    state = state if state.is_absolute() else base / state
+
+    m = _Table("meter", doc.get("meter", {}))
+    dev = m.check(
+        "device_id", DEVICE_RE.fullmatch, "must match [a-z0-9-]{1,32}", m.get_str("device_id", required=True)
+    )
+    model = m.check(
+        "model", {"sdm120", "sdm630"}.__contains__, "must be sdm120 or sdm630", m.get_str("model", "sdm120")
+    )
+    prefix = m.check("topic_prefix", TOPIC_PREFIX_RE.fullmatch, "must be topic levels without wildcards",
+                     m.get_str("topic_prefix", "gridpact"))  # fmt: skip
+    key = _secret(m, "hmac_key", base, required=True)
+    rollover = m.get_float("counter_rollover_kwh", 100_000.0, 1.0, 1e12)
+    m.done()
+
+    b = _Table("meter_broker", doc.get("meter_broker", {}))
+    host = b.check("host", _host, "is not a host name or address", b.get_str("host", "127.0.0.1"))
+    port = b.get_int("port", 1883, 1, 65535)
+    user = b.get_str("username")
+    password = _secret(b, "password", base, required=False)
+    tls = b.get_bool("tls", False)
+    ca = b.get_str("ca_file")
+    b.done()
+
+    s = _Table("storage", doc.get("storage", {}))
+    db = Path(s.get_str("path", "readings.sqlite3"))
+    retention = s.get_int("retention_days", 90, 1, 3650)
+    max_gap = s.get_int("max_gap_s", 120, 1, 86400)
+    s.done()
+
+    f = _Table("forecast", doc.get("forecast", {}))
+    step = f.get_int("step_s", 900, 60, 86400)
+    horizon = f.get_int("horizon_steps", 96, 1, 10_000)
+    history = f.get_int("history_days", 28, 1, 400)
+    alpha = f.get_float("alpha", 0.1, 0.01, 1.0)
+    damping = f.get_float("damping", 0.8, 0.0, 1.0)
+    f.done()
+    if history > retention:
+        raise ConfigError("forecast.history_days", "must not exceed storage.retention_days")
+
+    mt = _Table("metrics", doc.get("metrics", {}))
+    enabled = mt.get_bool("enabled", True)
+    listen = mt.get_str("listen", "127.0.0.1:9308")
+    mt.done()
+    mhost, _, mport = listen.rpartition(":")
+    if not mhost or not mport.isdigit() or not 0 <= int(mport) <= 65535 or not _host(mhost):
+        raise ConfigError("metrics.listen", "must be HOST:PORT")
+
+    return {
+        "gateway": GatewaySection(gid, state, level),
+        "meter": MeterSection(dev, model, prefix, key, rollover),  # type: ignore[arg-type]
+        "meter_broker": BrokerSection(host, port, user, password, tls, (base / ca) if ca else None),
+        "storage": StorageSection(db if db.is_absolute() else state / db, retention, max_gap),
+        "forecast": ForecastSection(step, horizon, history, alpha, damping),
+        "metrics": MetricsSection(enabled, mhost, int(mport)),
+    }
+
+
+def _parse_trading(doc: dict[str, Any], base: Path) -> Any:
+    tables = {name: doc[name] for name in TRADING_TABLES if name in doc}
+    if not tables:
+        return None
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise ConfigError(name, "must be a table")
+    try:
+        module = importlib.import_module("gateway.trading.config")
+    except ImportError as exc:
+        first = next(iter(tables))
+        raise ConfigError(
+            first, f"trading sections given but gateway.trading is unavailable: {exc}"
+        ) from None
+    return module.parse_trading_config(tables, base)
+
+
+def parse_config(doc: dict[str, Any], base: Path, env: dict[str, str] | None = None) -> GatewayConfig:
+    """Validate a parsed TOML document; `base` resolves relative paths (the config file's folder)."""
+    env = dict(os.environ) if env is None else env
+    known = {"gateway", "meter", "meter_broker", "storage", "forecast", "metrics", *TRADING_TABLES}
+    for name in doc:
+        if name not in known:
+            raise ConfigError(name, "unknown section")
+    core = _parse_core(doc, base, env)
+    return GatewayConfig(**core, trading=_parse_trading(doc, base))
+
+
+def load_config(path: Path | str, env: dict[str, str] | None = None) -> GatewayConfig:
+    """Read and validate one TOML file (seam with gateway-trade)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("<file>", f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("<file>", f"{path} is not UTF-8") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("<file>", f"{path} is not valid TOML: {exc}") from None
+    cfg = parse_config(doc, path.resolve().parent, env)
+    return GatewayConfig(**{**cfg.__dict__, "path": path.resolve()})

@@ -1,0 +1,1 @@
+"""Meter ingest: verify signed readings from the meter node, store them, derive energy."""

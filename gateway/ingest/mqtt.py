@@ -1,0 +1,291 @@
+"""The meter-node MQTT adapter: subscribe, hand each message to `IngestHandler`, reconnect with backoff.
+
+`IngestHandler.handle` is synchronous and never raises on bad input: every message ends as an
+acceptance or a counted rejection. Messages are handled as aiomqtt receives them (through its
+`queue_type` hook) rather than through its async iterator, which costs a task per message: on a
+Pi the difference is whether ingest keeps up with the broker. Storage commits are batched and at
+most `FLUSH_DELAY_S` late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiomqtt
+import paho.mqtt.client as mqtt
+
+from gateway.ingest.verifier import ReadingVerifier
+from gateway.ingest.wire import DEVICE_RE, Reading, Rejected
+from gateway.ops.logs import ErrorLatch, log_event
+from gateway.ops.metrics import Metrics
+from gateway.storage import ReadingStore
+
+HEALTH_NUMBERS = ("boot", "up_s", "buf", "drop", "err", "mem")
+HEALTH_TEXTS = ("reset", "fw")  # reset cause and firmware version
+KINDS = ("reading", "status", "health")
+REASONS = ("forged", "replayed", "duplicate", "unknown_device", "malformed")
+MAX_STATUS = 64
+MAX_HEALTH = 2048
+COMMIT_EVERY = 1000
+FLUSH_DELAY_S = 0.05
+TOPIC_CACHE = 64
+
+
+@dataclass(frozen=True)
+class BrokerParams:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    tls: bool = False
+    identifier: str | None = None
+
+
+def topic_filters(prefix: str) -> list[str]:
+    return [f"{prefix}/meter/+/{kind}" for kind in KINDS]
+
+
+def classify(topic: str, prefix: str) -> tuple[str, str]:
+    """(kind, device) for `<prefix>/meter/<dev>/<kind>`; Rejected("wrong_topic") otherwise."""
+    head = prefix + "/meter/"
+    rest = topic[len(head) :].split("/") if topic.startswith(head) else []
+    if len(rest) != 2 or rest[1] not in KINDS or not DEVICE_RE.fullmatch(rest[0]):
+        raise Rejected("wrong_topic", f"unexpected topic {topic[:80]!r}")
+    return rest[1], rest[0]
+
+
+class IngestHandler:
+    """Verification, storage and counting for every message from the meter broker."""
+
+    def __init__(
+        self,
+        prefix: str,
+        store: ReadingStore,
+        verifier: ReadingVerifier,
+        metrics: Metrics,
+        now: Callable[[], float],
+    ) -> None:
+        self.prefix = prefix
+        self.store = store
+        self.verifier = verifier
+        self.now = now
+        self.pending = 0
+        self.newest: Reading | None = None
+        self.accepted = metrics.counter("ingest_accepted_total", "MQTT messages accepted", ("kind",))
+        self.rejected = metrics.counter("ingest_rejected_total", "MQTT messages rejected", ("kind", "reason"))
+        self.online = metrics.gauge("meter_online", "1 if the meter node says it is online", ("dev",))
+        self.last_ts = metrics.gauge(
+            "meter_last_reading_timestamp_seconds", "ts of the newest reading", ("dev",)
+        )
+        self.last_seq = metrics.gauge("meter_last_seq", "last accepted sequence number", ("dev",))
+        self.health = metrics.gauge("meter_health", "the node's health report", ("dev", "field"))
+        self.health_info = metrics.gauge(
+            "meter_health_info", "reset cause and firmware", ("dev", "reset", "fw")
+        )
+        self._accepted_reading = self.accepted.labels(kind="reading")
+        for reason in REASONS:
+            self.rejected.labels(kind="reading", reason=reason)
+        self._topics: dict[str, tuple[str, str]] = {}
+
+    def _classify(self, topic: str) -> tuple[str, str]:
+        known = self._topics.get(topic)
+        if known is None:
+            known = classify(topic, self.prefix)
+            if len(self._topics) < TOPIC_CACHE:
+                self._topics[topic] = known
+        return known
+
+    def handle(self, topic: str, payload: bytes) -> str:
+        """'accepted' or the rejection reason; counted either way, never raising on bad input."""
+        kind = "unknown"
+        try:
+            kind, dev = self._classify(topic)
+            if kind == "reading":
+                self._reading(dev, payload)
+                self._accepted_reading.inc()
+                return "accepted"
+            if not self.verifier.knows(dev):  # unsigned topics: only for our own meter node
+                raise Rejected("unknown_device", f"no meter {dev!r} configured")
+            if kind == "status":
+                self._status(dev, payload)
+            else:
+                self._health(dev, payload)
+        except Rejected as exc:
+            self.rejected.inc(kind=kind, reason=exc.reason)
+            log_event(logging.DEBUG, "ingest.rejected", kind=kind, reason=exc.reason, detail=exc.detail[:120])
+            return exc.reason
+        self.accepted.inc(kind=kind)
+        return "accepted"
+
+    def _reading(self, dev: str, payload: bytes) -> None:
+        reading = self.verifier.check(dev, payload)
+        self.store.add(reading)
+        self.verifier.accept(reading)
+        self.newest = reading
+        self.pending += 1
+        if self.pending >= COMMIT_EVERY:
+            self.flush()
+
+    def _status(self, dev: str, payload: bytes) -> None:
+        if len(payload) > MAX_STATUS or payload not in (b"online", b"offline"):
+            raise Rejected("malformed", "status must be 'online' or 'offline'")
+        status = payload.decode()
+        self.online.set(1 if status == "online" else 0, dev=dev)
+        self.store.set_status(dev, status, self.now())
+        log_event(logging.INFO, "meter.status", dev=dev, status=status)
+
+    def _health(self, dev: str, payload: bytes) -> None:
+        if len(payload) > MAX_HEALTH:
+            raise Rejected("malformed", "health report too large")
+        try:
+            report = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            raise Rejected("malformed", "health is not JSON") from None
+        if not isinstance(report, dict):
+            raise Rejected("malformed", "health must be an object")
+        for name in HEALTH_NUMBERS:
+            value = report.get(name)
+            if value is not None and (type(value) not in (int, float) or value != value):
+                raise Rejected("malformed", f"health field {name!r} must be a number")
+        for name in HEALTH_TEXTS:
+            value = report.get(name)
+            if value is not None and (not isinstance(value, str) or len(value) > 64):
+                raise Rejected("malformed", f"health field {name!r} must be a short string")
+        for name in HEALTH_NUMBERS:
+            if name in report:
+                self.health.set(float(report[name]), dev=dev, field=name)
+        info = self.health_info.values
+        for key in [k for k in info if k[0] == dev]:  # one series per device, whatever it sends
+            del info[key]
+        self.health_info.set(1, dev=dev, reset=report.get("reset", ""), fw=report.get("fw", ""))
+
+    def flush(self) -> None:
+        """Commit queued readings and publish the newest one's seq and ts as gauges."""
+        if self.pending:
+            self.store.commit()
+            self.pending = 0
+        if self.newest is not None:
+            self.last_ts.set(self.newest.ts, dev=self.newest.dev)
+            self.last_seq.set(self.newest.seq, dev=self.newest.dev)
+
+
+class _Dispatch(asyncio.Queue):
+    """aiomqtt's message queue, replaced: each message is handled as paho delivers it."""
+
+    handler: IngestHandler
+    failed: asyncio.Future[None]
+    _flush: asyncio.TimerHandle | None = None
+
+    def put_nowait(self, item: aiomqtt.Message) -> None:
+        payload = item.payload
+        data = payload if isinstance(payload, bytes) else str(payload).encode()
+        try:
+            self.handler.handle(item.topic.value, data)
+            if self.handler.pending and self._flush is None:
+                self._flush = asyncio.get_running_loop().call_later(FLUSH_DELAY_S, self._do_flush)
+        except Exception as exc:  # storage failure, not bad input: ends the ingest task
+            if not self.failed.done():
+                self.failed.set_exception(exc)
+
+    def _do_flush(self) -> None:
+        self._flush = None
+        try:
+            self.handler.flush()
+        except Exception as exc:
+            if not self.failed.done():
+                self.failed.set_exception(exc)
+
+
+def _backoff(attempt: int, rng: random.Random) -> float:
+    """Exponential backoff capped at 60 s, with jitter so a neighbourhood does not reconnect in step."""
+    return min(60.0, 0.5 * 2 ** min(attempt, 7)) * rng.uniform(0.5, 1.5)
+
+
+def _fast_acks(client: aiomqtt.Client) -> None:
+    """Send each PUBACK at once instead of through a writer callback in the next loop turn.
+
+    aiomqtt registers a writer (two epoll changes and a wake-up) for every PUBACK; writing
+    inline, and registering only if the socket would block, took a bare aiomqtt subscriber from
+    about 13 300 to 15 900 messages/s here.
+    """
+    paho = getattr(client, "_client", None)  # the underlying paho client (aiomqtt pinned at 2.5.1)
+    if not isinstance(paho, mqtt.Client):
+        return
+    aiomqtt_register = paho.on_socket_register_write
+
+    def register_write(c: mqtt.Client, userdata: Any, sock: Any) -> None:
+        paho.loop_write()
+        if paho.want_write() and aiomqtt_register is not None:
+            aiomqtt_register(c, userdata, sock)
+
+    paho.on_socket_register_write = register_write
+
+
+async def _until_disconnected(client: aiomqtt.Client) -> None:
+    """Our queue never yields, so this waits for aiomqtt to report the end of the connection."""
+    async for _ in client.messages:
+        pass
+
+
+async def run_ingest(
+    params: BrokerParams,
+    handler: IngestHandler,
+    metrics: Metrics,
+    latch: ErrorLatch,
+    rng: random.Random | None = None,
+) -> None:
+    """Subscribe to the meter topics forever, reconnecting after any broker failure."""
+    rng = rng or random.Random()
+    connected = metrics.gauge("meter_broker_connected", "1 while connected to the meter broker")
+    reconnects = metrics.counter("meter_broker_reconnects_total", "connection attempts that failed or ended")
+    tls = aiomqtt.TLSParameters(ca_certs=params.ca_file) if params.tls else None
+    failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    dispatch = type("Dispatch", (_Dispatch,), {"handler": handler, "failed": failed})
+    attempt = 0
+    while True:
+        try:
+            client = aiomqtt.Client(
+                params.host,
+                params.port,
+                username=params.username,
+                password=params.password,
+                identifier=params.identifier,
+                clean_session=params.identifier is None,
+                tls_params=tls,
+                keepalive=30,
+                timeout=10,
+                queue_type=dispatch,
+            )
+            _fast_acks(client)
+            async with client:
+                await client.subscribe([(f, 1) for f in topic_filters(handler.prefix)])
+                connected.set(1)
+                attempt = 0
+                latch.recover("meter_broker.unreachable", host=params.host, port=params.port)
+                log_event(logging.INFO, "meter_broker.connected", host=params.host, port=params.port)
+                watch = asyncio.create_task(_until_disconnected(client))
+                try:
+                    await asyncio.wait([failed, watch], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    watch.cancel()
+                if failed.done():
+                    failed.result()
+                await watch  # raises the MqttError that ended the session
+                raise aiomqtt.MqttError("disconnected")
+        except aiomqtt.MqttError as exc:
+            handler.flush()
+            connected.set(0)
+            reconnects.inc()
+            latch.fail("meter_broker.unreachable", host=params.host, port=params.port, error=str(exc)[:200])
+            await asyncio.sleep(_backoff(attempt, rng))
+            attempt += 1
+        finally:
+            handler.flush()
+            connected.set(0)

@@ -1,0 +1,1 @@
+"""Operations: systemd notify and watchdog, structured logs, metrics, install and status."""

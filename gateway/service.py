@@ -1,0 +1,171 @@
+"""The gateway service: the structured-concurrency root that `gridpact gateway run` starts.
+
+One asyncio TaskGroup holds named tasks: ingest, metrics, watchdog, housekeeping and, when the
+config has trading sections, trading. A failing task cancels its siblings and the service exits
+non-zero (systemd restarts it); SIGTERM cancels the root and everything shuts down cleanly:
+STOPPING=1 is sent, pending readings are committed and the store is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.clock import Clock, SystemClock
+from gateway.config import GatewayConfig, read_hmac_key, read_secret
+from gateway.forecast import Forecaster
+from gateway.ingest.mqtt import BrokerParams, IngestHandler, run_ingest
+from gateway.ingest.verifier import ReadingVerifier
+from gateway.ops.logs import ErrorLatch, log_event
+from gateway.ops.metrics import Metrics, start_metrics_server
+from gateway.ops.notify import Notifier, watchdog_loop
+from gateway.storage import ReadingStore
+
+HOUSEKEEPING_S = 60.0
+PRUNE_EVERY_S = 3600.0
+
+
+@dataclass
+class Runtime:
+    """What the running tasks share; built before READY so config and secret errors surface at start."""
+
+    cfg: GatewayConfig
+    clock: Clock
+    store: ReadingStore
+    metrics: Metrics
+    forecaster: Forecaster
+    handler: IngestHandler
+    broker: BrokerParams
+    latch: ErrorLatch
+
+
+def build_runtime(cfg: GatewayConfig, clock: Clock, env: dict[str, str] | None = None) -> Runtime:
+    """Read secrets, open the store, wire the parts; raises ConfigError naming the key on bad secrets."""
+    key = read_hmac_key(cfg.meter.hmac_key, env)
+    password = read_secret(cfg.meter_broker.password, env).decode() if cfg.meter_broker.password else None
+    store = ReadingStore(
+        cfg.storage.path,
+        cfg.meter.device_id,
+        cfg.storage.max_gap_s,
+        round(cfg.meter.counter_rollover_kwh * 1000),
+    )
+    metrics = Metrics()
+    metrics.gauge("gateway_info", "constant 1, labelled with the gateway id", ("gateway",)).set(
+        1, gateway=cfg.gateway.id
+    )
+    verifier = ReadingVerifier({cfg.meter.device_id: key}, store.last_seqs())
+    handler = IngestHandler(cfg.meter.topic_prefix, store, verifier, metrics, clock.now)
+    forecaster = Forecaster(store, clock, cfg.forecast.history_days, cfg.forecast.alpha, cfg.forecast.damping)
+    b = cfg.meter_broker
+    broker = BrokerParams(
+        b.host,
+        b.port,
+        b.username,
+        password,
+        str(b.ca_file) if b.ca_file else None,
+        b.tls,
+        f"gridpact-gw-{cfg.gateway.id}",
+    )
+    return Runtime(cfg, clock, store, metrics, forecaster, handler, broker, ErrorLatch())
+
+
+async def housekeeping(rt: Runtime) -> None:
+    """Staleness of the meter node and the forecast gauge once a minute, retention once an hour."""
+    pruned = rt.metrics.counter("storage_pruned_total", "readings deleted by retention")
+    stale = rt.metrics.gauge("meter_stale", "1 if no reading arrived within storage.max_gap_s")
+    nxt = rt.metrics.gauge("forecast_next_step_watts", "forecast net demand for the next step")
+    dev = rt.cfg.meter.device_id
+    started = rt.clock.now()
+    last_prune = -PRUNE_EVERY_S
+    while True:
+        now = rt.clock.now()
+        if now - last_prune >= PRUNE_EVERY_S:
+            pruned.inc(rt.store.prune(int(now) - rt.cfg.storage.retention_days * 86400))
+            last_prune = now
+        newest = rt.handler.last_ts.values.get((dev,))
+        is_stale = now - (started if newest is None else newest) > rt.cfg.storage.max_gap_s
+        stale.set(1 if is_stale else 0)
+        if is_stale:
+            rt.latch.fail("meter.stale", dev=dev, last_ts=newest if newest is not None else "never")
+        else:
+            rt.latch.recover("meter.stale", dev=dev)
+        step = rt.cfg.forecast.step_s
+        try:
+            ahead = await asyncio.to_thread(rt.forecaster.net_demand, int(now) // step * step + step, 1, step)
+            nxt.set(float(ahead[0]))
+            rt.latch.recover("forecast.failed")
+        except (ValueError, ArithmeticError) as exc:
+            rt.latch.fail("forecast.failed", error=str(exc)[:200])
+        await asyncio.sleep(HOUSEKEEPING_S)
+
+
+def _trading_task(rt: Runtime) -> Any:
+    """The trading engineer's coroutine, with the dependencies of the seam."""
+    service = importlib.import_module("gateway.trading.service")
+    deps = service.TradingDeps(
+        store=rt.store,
+        forecaster=rt.forecaster,
+        metrics=rt.metrics,
+        gateway_id=rt.cfg.gateway.id,
+        state_dir=rt.cfg.gateway.state_dir,
+        clock=rt.clock,
+    )
+    return service.run_trading(rt.cfg.trading, deps)
+
+
+async def run_gateway(
+    cfg: GatewayConfig,
+    clock: Clock | None = None,
+    notifier: Notifier | None = None,
+    env: dict[str, str] | None = None,
+    started: asyncio.Future[Runtime] | None = None,
+) -> None:
+    """Run until cancelled; `started` (for tests and the simulator) resolves once READY is sent."""
+    clock = clock or SystemClock()
+    notifier = notifier or Notifier(env)
+    try:
+        rt = build_runtime(cfg, clock, env)
+    except Exception as exc:
+        if started is not None and not started.done():
+            started.set_exception(exc)
+        raise
+    server: asyncio.Server | None = None
+    try:
+        if cfg.metrics.enabled:
+            server = await start_metrics_server(rt.metrics, cfg.metrics.host, cfg.metrics.port)
+        await _run_tasks(rt, notifier, started)
+    except Exception as exc:
+        if started is not None and not started.done():
+            started.set_exception(exc)
+        raise
+    finally:
+        notifier.send("STOPPING=1")
+        log_event(logging.INFO, "gateway.stopping", gateway=cfg.gateway.id)
+        if server is not None:
+            server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 2)
+        rt.handler.flush()
+        rt.store.close()
+
+
+async def _run_tasks(rt: Runtime, notifier: Notifier, started: asyncio.Future[Runtime] | None) -> None:
+    """The TaskGroup of named tasks; READY=1 once they are created."""
+    cfg = rt.cfg
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(
+            run_ingest(rt.broker, rt.handler, rt.metrics, rt.latch, random.Random()), name="ingest"
+        )
+        tg.create_task(watchdog_loop(notifier), name="watchdog")
+        tg.create_task(housekeeping(rt), name="housekeeping")
+        if cfg.trading is not None:
+            tg.create_task(_trading_task(rt), name="trading")
+        notifier.send("READY=1", f"STATUS=gateway {cfg.gateway.id} running")
+        log_event(logging.INFO, "gateway.ready", gateway=cfg.gateway.id, trading=cfg.trading is not None)
+        if started is not None and not started.done():
+            started.set_result(rt)

@@ -1,0 +1,130 @@
+"""IngestHandler in process: every message ends counted, whatever its topic or bytes; and the
+small CLI tools around the store (status without a service, keygen)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.ingest.mqtt import IngestHandler, classify
+from gateway.ingest.verifier import ReadingVerifier
+from gateway.ingest.wire import Rejected, encode_reading
+from gateway.ops.metrics import Metrics
+from gateway.storage import ReadingStore
+
+KEY = bytes(range(32))
+REPO = Path(__file__).resolve().parents[2]
+GRIDPACT = REPO / ".venv" / "bin" / "gridpact"
+
+
+def make_handler(tmp_path: Path | None = None) -> IngestHandler:
+    store = ReadingStore(tmp_path / "h.sqlite3" if tmp_path else ":memory:", "node-01")
+    return IngestHandler("gridpact", store, ReadingVerifier({"node-01": KEY}, {}), Metrics(), time.time)
+
+
+def total(handler: IngestHandler) -> float:
+    return sum(handler.accepted.values.values()) + sum(handler.rejected.values.values())
+
+
+topics = st.one_of(
+    st.sampled_from(
+        [
+            "gridpact/meter/node-01/reading",
+            "gridpact/meter/node-01/status",
+            "gridpact/meter/node-01/health",
+            "gridpact/meter/node-02/status",
+            "gridpact/meter/node-01/other",
+            "gridpact/meter/node-01",
+            "other/meter/node-01/reading",
+        ]
+    ),
+    st.text(max_size=40),
+)
+payloads = st.one_of(
+    st.binary(max_size=200),
+    st.sampled_from(
+        [b"online", b"offline", b"", b"{}", b"[]", b'{"mem":1e999}', b'{"boot":"x"}', b'{"fw":5}']
+    ),
+    st.builds(
+        lambda seq: encode_reading(KEY, "node-01", seq, 1_767_225_600, 0, "sdm120", {"p1_W": 1.0}),
+        st.integers(0, 50),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages=st.lists(st.tuples(topics, payloads), max_size=20))
+def test_every_message_is_counted_once_and_nothing_raises(messages: list[tuple[str, bytes]]) -> None:
+    handler = make_handler()
+    for i, (topic, payload) in enumerate(messages):
+        outcome = handler.handle(topic, payload)
+        assert outcome == "accepted" or outcome in {
+            "forged", "replayed", "duplicate", "unknown_device", "malformed", "wrong_topic",
+        }  # fmt: skip
+        assert total(handler) == i + 1
+    handler.flush()
+    handler.store.close()
+
+
+def test_status_and_health_only_for_the_configured_meter(tmp_path: Path) -> None:
+    handler = make_handler(tmp_path)
+    assert handler.handle("gridpact/meter/node-02/status", b"online") == "unknown_device"
+    assert handler.handle("gridpact/meter/node-01/status", b"online") == "accepted"
+    assert (
+        handler.handle("gridpact/meter/node-01/health", b'{"boot":1,"reset":"wdt","fw":"1.2"}') == "accepted"
+    )
+    assert (
+        handler.handle("gridpact/meter/node-01/health", b'{"boot":2,"reset":"power","fw":"1.2"}')
+        == "accepted"
+    )
+    info = [k for k in handler.health_info.values if k[0] == "node-01"]
+    assert info == [("node-01", "power", "1.2")]  # one series per device, whatever it sends
+    assert handler.store.status("node-01") is not None
+    handler.store.close()
+
+
+def test_classify() -> None:
+    assert classify("gp/x/meter/node-1/health", "gp/x") == ("health", "node-1")
+    for bad in ("gp/meter/node-1/health", "gp/x/meter/Node/reading", "gp/x/meter/a/b/reading"):
+        try:
+            classify(bad, "gp/x")
+        except Rejected as exc:
+            assert exc.reason == "wrong_topic"
+        else:
+            raise AssertionError(bad)
+
+
+def test_status_without_a_running_service_exits_3(tmp_path: Path) -> None:
+    from hil.services import free_port
+
+    (tmp_path / "k").write_text("00" * 32)
+    path = tmp_path / "gw.toml"
+    path.write_text(
+        f'[gateway]\nid = "g1"\nstate_dir = "s"\n[meter]\ndevice_id = "node-01"\nhmac_key_file = "k"\n'
+        f'[metrics]\nlisten = "127.0.0.1:{free_port()}"\n'
+    )
+    store = ReadingStore(tmp_path / "s" / "readings.sqlite3", "node-01")
+    store.add(ReadingVerifier({"node-01": KEY}, {}).check(
+        "node-01", encode_reading(KEY, "node-01", 7, 1_767_225_600, 0, "sdm120", {"e_imp_kWh": 1.0})
+    ))  # fmt: skip
+    store.close()
+    proc = subprocess.run(
+        [GRIDPACT, "gateway", "status", "--config", str(path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 3
+    assert "readings=1" in proc.stdout and "last_seq=7" in proc.stdout
+    assert "service=unreachable" in proc.stdout
+
+
+def test_keygen_writes_a_private_hex_key(tmp_path: Path) -> None:
+    out = tmp_path / "meter.key"
+    proc = subprocess.run([GRIDPACT, "gateway", "keygen", "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert len(bytes.fromhex(out.read_text().strip())) == 32
+    assert out.stat().st_mode & 0o777 == 0o600
+    again = subprocess.run([GRIDPACT, "gateway", "keygen", "--out", str(out)], capture_output=True, text=True)
+    assert again.returncode == 1  # never overwrites a key

@@ -7,6 +7,7 @@ import sys
 
 BENCHES: dict[str, str] = {
     "meter-sim": "meter_sim.bench",
+    "firmware": "firmware.host.bench",
     "contracts": "contracts.bench",
     "negotiation": "gateway.negotiation.bench",
     "gateway": "gateway.bench",

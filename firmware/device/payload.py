@@ -1,0 +1,123 @@
+# payload.py: the bytes that leave the node (docs/wire/reading-v1.md), built by hand so that
+# MicroPython and CPython produce them byte for byte alike, and the HMAC-SHA256 tag over them.
+import binascii
+import hashlib
+
+import meter
+
+_UNITS_HA = {
+    "V": ("voltage", "measurement"),
+    "A": ("current", "measurement"),
+    "W": ("power", "measurement"),
+    "VA": ("apparent_power", "measurement"),
+    "var": ("reactive_power", "measurement"),
+    "Hz": ("frequency", "measurement"),
+    "kWh": ("energy", "total_increasing"),
+    "kvarh": ("reactive_energy", "total_increasing"),
+    "": ("power_factor", "measurement"),
+    "deg": (None, "measurement"),
+}
+
+
+class Hmac:
+    """HMAC-SHA256 (RFC 2104) on hashlib.sha256, which both interpreters have (hmac is not on MicroPython)."""
+
+    def __init__(self, key):
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        k = bytearray(64)
+        k[: len(key)] = key
+        self.ipad = bytes([b ^ 0x36 for b in k])
+        self.opad = bytes([b ^ 0x5C for b in k])
+
+    def hexdigest(self, data, tail):
+        h = hashlib.sha256(self.ipad)
+        h.update(data)
+        h.update(tail)
+        outer = hashlib.sha256(self.opad)
+        outer.update(h.digest())
+        return binascii.hexlify(outer.digest())
+
+
+def topic(prefix, dev, leaf):
+    return prefix + "/meter/" + dev + "/" + leaf
+
+
+def reading(mac, dev, seq, ts, q, model, keys, vals, n):
+    """Encode one reading; values that fail meter.is_valid are left out (q says so)."""
+    parts = [
+        '{"v":1,"dev":"',
+        dev,
+        '","seq":',
+        str(seq),
+        ',"ts":',
+        str(ts),
+        ',"q":',
+        str(q),
+        ',"m":"',
+        model,
+        '","r":{',
+    ]
+    first = True
+    for i in range(n):
+        name, unit = keys[i][0], keys[i][1]
+        if not meter.is_valid(vals, i * 4, unit):
+            continue
+        text = meter.f32_text(vals, i * 4, meter.UNITS[unit][0])
+        parts.append(('"' if first else ',"') + name + '":' + text)
+        first = False
+    parts.append("}")
+    body = "".join(parts).encode()
+    tag = mac.hexdigest(body, b"}")
+    return body + b',"mac":"' + tag + b'"}'
+
+
+def health(boot, reset, up_s, buf, drop, err, mem, fw):
+    return (
+        '{"boot":%d,"reset":"%s","up_s":%d,"buf":%d,"drop":%d,"err":%d,"mem":%d,"fw":"%s"}'
+        % (boot, reset, up_s, buf, drop, err, mem, fw)
+    ).encode()
+
+
+def discovery_topic(dev, name):
+    return "homeassistant/sensor/" + dev + "/" + name + "/config"
+
+
+def discovery(prefix, dev, model, fw, entry):
+    """Home Assistant MQTT discovery config for one value (entry = (name, unit, offset, label))."""
+    name, unit, label = entry[0], entry[1], entry[3]
+    cls, state_class = _UNITS_HA.get(unit, (None, "measurement"))
+    parts = [
+        '{"name":"',
+        label,
+        '","unique_id":"gridpact_',
+        dev,
+        "_",
+        name,
+        '","state_topic":"',
+        topic(prefix, dev, "reading"),
+        "\",\"value_template\":\"{{ value_json.r.get('",
+        name,
+        "') }}\"",
+    ]
+    if unit:
+        parts.append(',"unit_of_measurement":"' + unit + '"')
+    if cls:
+        parts.append(',"device_class":"' + cls + '"')
+    parts += [
+        ',"state_class":"',
+        state_class,
+        '","availability_topic":"',
+        topic(prefix, dev, "status"),
+        '","payload_available":"online","payload_not_available":"offline"',
+        ',"device":{"identifiers":["gridpact_',
+        dev,
+        '"],"name":"gridpact ',
+        dev,
+        '","manufacturer":"gridpact","model":"',
+        model,
+        '","sw_version":"',
+        fw,
+        '"}}',
+    ]
+    return "".join(parts).encode()

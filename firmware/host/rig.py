@@ -1,0 +1,255 @@
+"""Wiring for virtual boards without hardware: a socat pty pair (the RS-485 line) and a meter_sim
+RTU server on one end of it. Used by the firmware tests, and free for the HIL rig and simulator.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+
+class SerialLine:
+    """Two linked ptys made by socat: the meter opens `.meter`, the board's UART opens `.board`."""
+
+    def __init__(self) -> None:
+        if shutil.which("socat") is None:
+            raise RuntimeError(
+                "socat is not installed (apt-get install socat): the virtual RS-485 line needs it"
+            )
+        self._tmp = tempfile.TemporaryDirectory(prefix="fw-line-")
+        self.meter = str(Path(self._tmp.name) / "meter")
+        self.board = str(Path(self._tmp.name) / "board")
+        self.proc = subprocess.Popen(
+            ["socat", f"pty,raw,echo=0,link={self.meter}", f"pty,raw,echo=0,link={self.board}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 5
+        while not (Path(self.meter).exists() and Path(self.board).exists()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("socat did not create the pty pair")
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> SerialLine:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class MeterSim:
+    """`gridpact meter-sim serve` on an RTU device, as its own process; ready when it says so."""
+
+    def __init__(
+        self,
+        device: str,
+        truth: Path,
+        *,
+        model: str = "sdm120",
+        unit_id: int = 1,
+        profile: str = "constant:load_w=2300,pv_w=0",
+        baud: int = 9600,
+        parity: str = "N",
+        faults: list[dict[str, Any]] | None = None,
+        workdir: Path | None = None,
+    ) -> None:
+        self.truth = truth
+        cmd = [
+            sys.executable, "-m", "gridpact.cli", "meter-sim", "serve", "--model", model,
+            "--unit-id", str(unit_id), "--rtu", device, "--baud", str(baud), "--parity", parity,
+            "--profile", profile, "--truth", str(truth),
+        ]  # fmt: skip
+        if faults is not None:
+            fpath = (workdir or truth.parent) / "faults.json"
+            fpath.write_text(json.dumps(faults))
+            cmd += ["--faults", str(fpath)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out: IO[str] | None = self.proc.stdout
+        assert out is not None
+        line = out.readline()
+        if not line.startswith("meter-sim ready"):
+            err = self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else ""
+            self.close()
+            raise RuntimeError(f"meter-sim did not start: {line!r} {err}")
+
+    def truth_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for raw in self.truth.read_text().splitlines():
+            try:
+                lines.append(json.loads(raw))
+            except ValueError:
+                continue  # a line being written right now
+        return lines
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        for f in (self.proc.stdout, self.proc.stderr):
+            if f is not None:
+                f.close()
+
+    def __enter__(self) -> MeterSim:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class MqttTap:
+    """A real MQTT subscriber (paho) that records every message on `topics`, resubscribing after
+    each reconnect, so that a test sees what a gateway would see."""
+
+    def __init__(self, host: str, port: int, topics: list[str], client_id: str) -> None:
+        import threading
+
+        import paho.mqtt.client as paho
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.topics = topics
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.subscribed = threading.Event()
+        self._lock = threading.Lock()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self.subscribed.set()
+        self.client.reconnect_delay_set(1, 1)
+        self.client.connect(host, port, keepalive=30)
+        self.client.loop_start()
+        if not self.subscribed.wait(10):
+            raise RuntimeError(f"MQTT tap could not subscribe at {host}:{port}")
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
+        self.subscribed.clear()
+        client.subscribe([(t, 1) for t in self.topics])
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+    def on(self, suffix: str) -> list[bytes]:
+        """Payloads received on topics ending with `suffix`, in arrival order (empty ones, which only
+        clear a retained message, left out)."""
+        with self._lock:
+            return [p for t, p, _ in self.messages if t.endswith(suffix) and p]
+
+    def close(self, clear_retained: bool = True) -> None:
+        """Disconnect; first wipe the retained status/health/discovery messages seen, so that a
+        shared broker does not show test nodes to later subscribers."""
+        if clear_retained and self.client.is_connected():
+            with self._lock:
+                topics = {t for t, _, _ in self.messages if t.endswith(("/status", "/health", "/config"))}
+            self.client.unsubscribe(self.topics)  # the broker handles it before the clears below
+            infos = [self.client.publish(t, b"", qos=1, retain=True) for t in sorted(topics)]
+            for info in infos:
+                info.wait_for_publish(5)
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def verify_reading(payload: bytes, key: bytes) -> dict[str, Any]:
+    """Check a reading as docs/wire/reading-v1.md says a receiver must, then parse it."""
+    import hashlib
+    import hmac
+    import re
+
+    m = re.fullmatch(rb'(.*),"mac":"([0-9a-f]{64})"\}', payload, re.S)
+    if m is None:
+        raise ValueError("malformed: no mac")
+    want = hmac.new(key, m.group(1) + b"}", hashlib.sha256).hexdigest().encode()
+    if not hmac.compare_digest(want, m.group(2)):
+        raise ValueError("forged: bad mac")
+    return json.loads(payload)
+
+
+class RegisterUart:
+    """A UART far end in process: answers Modbus RTU reads (function 3/4) from a register source,
+    at once, with no serial line. For many virtual boards on an accelerated clock (the simulator),
+    where ptys and real serial timing would be the bottleneck.
+
+    `source()` returns the meter's values by register-map key (e.g. meter_sim's
+    `Meter.registers()`); keys are placed at their addresses from `meter_sim/maps/<model>.json`.
+    Requests with a bad CRC or another unit id get no answer, as on a real bus.
+    """
+
+    def __init__(self, source: Any, model: str = "sdm120", unit_id: int = 1) -> None:
+        from firmware.host.maps_gen import load_map
+
+        self.source = source
+        self.unit_id = unit_id
+        self.addresses = {r["key"]: int(r["address"]) for r in load_map(model)["input_registers"]}
+        self._rx = bytearray()
+        self.requests = 0
+
+    @staticmethod
+    def crc(data: bytes) -> int:
+        crc = 0xFFFF
+        for b in data:
+            crc ^= b
+            for _ in range(8):
+                crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+        return crc
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self._rx)
+
+    def read(self, size: int = 1) -> bytes:
+        out = bytes(self._rx[:size])
+        del self._rx[:size]
+        return out
+
+    def write(self, data: bytes, /) -> int:
+        import struct
+
+        self.requests += 1
+        req = bytes(data)
+        if len(req) != 8 or self.crc(req[:6]) != int.from_bytes(req[6:8], "little") or req[0] != self.unit_id:
+            return len(req)
+        fc, addr, count = req[1], int.from_bytes(req[2:4], "big"), int.from_bytes(req[4:6], "big")
+        if fc not in (3, 4) or not 1 <= count <= 80:
+            body = bytes((req[0], fc | 0x80, 1))
+        else:
+            values = self.source()
+            regs = bytearray(2 * count)
+            for key, a in self.addresses.items():
+                if addr <= a and a + 2 <= addr + count and key in values:
+                    struct.pack_into(">f", regs, 2 * (a - addr), float(values[key]))
+            body = bytes((req[0], fc, 2 * count)) + bytes(regs)
+        self._rx += body + self.crc(body).to_bytes(2, "little")
+        return len(req)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

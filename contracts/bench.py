@@ -1,0 +1,172 @@
+"""`gridpact bench contracts`: gas of each Market operation and per agreement over its whole life.
+
+An agreement's life is submit + settle (with both parties' signed delivery reports). It is
+measured alone and in batches of `--batch` (default 50) among a community of `--households`
+(default 10), both for first use of the sellers' nonce slots and for steady state (nonces of
+closed agreements reused), and for a worst case where every agreement has new parties.
+Figures are gasUsed from real receipts (after refunds), on py-evm or on a started anvil.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from contracts.harness import Community, Household, advance_time, household_key
+
+TOKENS = 10**24
+HOUR = 3600
+
+
+@contextlib.contextmanager
+def _chain(kind: str) -> Iterator[tuple[Any, str]]:
+    from hil.services import DEV_PRIVATE_KEYS, AnvilNode, in_process_web3
+
+    if kind == "inprocess":
+        yield in_process_web3(), DEV_PRIVATE_KEYS[0]
+        return
+    from web3 import Web3
+
+    node = AnvilNode()
+    node.start()
+    try:
+        yield Web3(Web3.HTTPProvider(node.info.url, request_kwargs={"timeout": 60})), DEV_PRIVATE_KEYS[0]
+    finally:
+        node.close()
+
+
+def _gas(receipt: Any) -> int:
+    return int(receipt["gasUsed"])
+
+
+def single_operations(c: Community, a: Household, b: Household) -> dict[str, int]:
+    """Gas of each operation once, on its own transaction."""
+    m, w3, out = c.market, c.w3, {}
+    c.admin.transact(c.token.functions.mint(a.address, 10**18))
+    a.sender.transact(c.token.functions.approve(m.address, 10**18))
+    out["deposit"] = _gas(a.sender.transact(m.functions.deposit(10**18)))
+    out["withdraw"] = _gas(a.sender.transact(m.functions.withdraw(1)))
+    t = c.terms(a, b)
+    out["submitAgreement (first use of nonce)"] = _gas(
+        c.admin.transact(m.functions.submitAgreement(t.as_tuple(), *c.sign(t, a, b)))
+    )
+    advance_time(w3, 2 * HOUR + 60)
+    out["settleBatch x1 (signed reports)"] = _gas(
+        c.admin.transact(m.functions.settleBatch([c.settle_item(t, a, b, 1000, 1000)]))
+    )
+    t = c.terms(a, b, nonce=t.nonce)
+    out["submitAgreement (reused nonce)"] = _gas(
+        c.admin.transact(m.functions.submitAgreement(t.as_tuple(), *c.sign(t, a, b)))
+    )
+    advance_time(w3, 2 * HOUR + 60)
+    out["report (first, on chain)"] = _gas(a.sender.transact(m.functions.report(t.as_tuple(), 1000)))
+    out["report (second: settles)"] = _gas(b.sender.transact(m.functions.report(t.as_tuple(), 995)))
+    t = c.terms(a, b)
+    c.admin.transact(m.functions.submitAgreement(t.as_tuple(), *c.sign(t, a, b)))
+    advance_time(w3, 2 * HOUR + 60)
+    out["openDispute"] = _gas(b.sender.transact(m.functions.openDispute(t.as_tuple())))
+    out["resolveDispute"] = _gas(c.admin.transact(m.functions.resolveDispute(t.as_tuple(), 500)))
+    t = c.terms(a, b)
+    c.admin.transact(m.functions.submitAgreement(t.as_tuple(), *c.sign(t, a, b)))
+    advance_time(w3, 2 * HOUR + 86_400 + 60)
+    out["reclaim"] = _gas(b.sender.transact(m.functions.reclaim(t.as_tuple())))
+    t = c.terms(a, b)
+    out["cancelTerms"] = _gas(a.sender.transact(m.functions.cancelTerms(t.as_tuple())))
+    loan = c.loan(a, b, 2000, 10**18, 6 * HOUR)
+    out["submitLoan"] = _gas(
+        c.admin.transact(m.functions.submitLoan(loan.as_tuple(), *c.sign_loan(loan, a, b)))
+    )
+    out["reportReturn (first)"] = _gas(a.sender.transact(m.functions.reportReturn(loan.as_tuple(), 2000)))
+    out["reportReturn (second: closes)"] = _gas(
+        b.sender.transact(m.functions.reportReturn(loan.as_tuple(), 2000))
+    )
+    out["anchorReadings"] = _gas(
+        a.sender.transact(m.functions.anchorReadings(c.now() // HOUR * HOUR, b"\x01" * 32, 3600))
+    )
+    return out
+
+
+def batch_life(
+    c: Community, pairs: list[tuple[Household, Household]], nonce_base: int
+) -> tuple[float, float]:
+    """(submit, settle) gas per agreement for one batch over `pairs`, sellers' nonces from `nonce_base`."""
+    m = c.market
+    terms = [c.terms(s, b, nonce=nonce_base + i) for i, (s, b) in enumerate(pairs)]
+    sigs = [c.sign(t, s, b) for t, (s, b) in zip(terms, pairs, strict=True)]
+    sub = c.admin.transact(
+        m.functions.submitAgreements(
+            [t.as_tuple() for t in terms], [x[0] for x in sigs], [x[1] for x in sigs]
+        )
+    )
+    advance_time(c.w3, 2 * HOUR + 60)
+    items = [c.settle_item(t, s, b, 995, 1000) for t, (s, b) in zip(terms, pairs, strict=True)]
+    settle = c.admin.transact(m.functions.settleBatch(items))
+    n = len(pairs)
+    return _gas(sub) / n, _gas(settle) / n
+
+
+def run(chain: str, households: int, batch: int, worst_case: bool) -> list[str]:
+    lines: list[str] = []
+    with _chain(chain) as (w3, admin_key):
+        c = Community(w3, admin_key)
+        hh = [c.add_household(household_key(i), deposit=TOKENS) for i in range(households)]
+        lines.append(f"chain: {chain}; Market runtime {len(w3.eth.get_code(c.market.address))} bytes")
+        lines.append("")
+        lines.append("gas per operation (own transaction, 21,000 base included):")
+        for name, gas in single_operations(c, hh[0], hh[1]).items():
+            lines.append(f"  {name:<40} {gas:>9,}")
+        t = c.terms(hh[2], hh[3])
+        sub = _gas(
+            c.admin.transact(c.market.functions.submitAgreement(t.as_tuple(), *c.sign(t, hh[2], hh[3])))
+        )
+        advance_time(w3, 2 * HOUR + 60)
+        settle = _gas(
+            c.admin.transact(c.market.functions.settleBatch([c.settle_item(t, hh[2], hh[3], 1000, 1000)]))
+        )
+        lines.append("")
+        lines.append("gas per agreement over its life (submit + settle with signed reports):")
+        lines.append(
+            f"  alone                                   {sub:>9,} + {settle:>7,} = {sub + settle:>7,}"
+        )
+        pairs = [(hh[(2 * i) % households], hh[(2 * i + 1) % households]) for i in range(batch)]
+        for label in ("first use of nonces", "steady state (reused)"):
+            s, t_ = batch_life(c, pairs, 10_000)
+            lines.append(
+                f"  batch of {batch}, {households} households, {label:<22} {s:>8,.0f} + {t_:>7,.0f} = {s + t_:>7,.0f}"
+            )
+        if worst_case:
+            fresh = [
+                c.add_household(household_key(i, "bench-fresh"), deposit=TOKENS) for i in range(2 * batch)
+            ]
+            pairs = [(fresh[2 * i], fresh[2 * i + 1]) for i in range(batch)]
+            s, t_ = batch_life(c, pairs, 20_000)
+            lines.append(
+                f"  batch of {batch}, all parties new, first use of nonces   {s:>8,.0f} + {t_:>7,.0f} = {s + t_:>7,.0f}"
+            )
+            s, t_ = batch_life(c, pairs, 20_000)
+            lines.append(
+                f"  batch of {batch}, all parties distinct, reused nonces     {s:>8,.0f} + {t_:>7,.0f} = {s + t_:>7,.0f}"
+            )
+        lines.append("")
+        lines.append("target: <= 60,000 gas per agreement in batches of 50 (public designs: ~95,000)")
+    return lines
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="gridpact bench contracts", description=__doc__)
+    parser.add_argument("--chain", choices=("inprocess", "anvil"), default="inprocess")
+    parser.add_argument("--households", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument(
+        "--worst-case", action="store_true", help="also a batch whose parties are all distinct"
+    )
+    args = parser.parse_args(argv)
+    if args.households < 4 or args.batch < 1:
+        print("need --households >= 4 and --batch >= 1", file=sys.stderr)
+        return 2
+    for line in run(args.chain, args.households, args.batch, args.worst_case):
+        print(line, flush=True)
+    return 0

@@ -1,0 +1,94 @@
+"""`gridpact contracts build|deploy`: compile the contracts, deploy them and print the addresses."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+
+from contracts.build import ARTIFACTS, CompileError, build
+from contracts.deploy import DEFAULT_UTILITIES, deploy_all
+
+PASSWORD_ENV = "GRIDPACT_KEYSTORE_PASSWORD"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gridpact contracts", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="compile contracts/src into contracts/artifacts (cached)")
+    b.add_argument("--force", action="store_true", help="recompile even if the cache is current")
+    d = sub.add_parser("deploy", help="deploy the token and one market per utility")
+    d.add_argument("--rpc", required=True, help="JSON-RPC URL, or 'inprocess' for a throwaway in-process EVM")
+    key = d.add_mutually_exclusive_group(required=True)
+    key.add_argument(
+        "--keystore", type=Path, help=f"encrypted JSON keystore (password from ${PASSWORD_ENV} or prompt)"
+    )
+    key.add_argument(
+        "--dev-key", type=int, metavar="N", help="anvil's well-known dev key N (local chains only)"
+    )
+    d.add_argument("--utility", action="append", help="utility name (repeatable; default: electricity)")
+    d.add_argument(
+        "--community", help="address that gets the admin/minter/community roles (default: deployer)"
+    )
+    d.add_argument("--json", action="store_true", help="print the addresses as JSON")
+    return parser
+
+
+def _private_key(args: argparse.Namespace) -> str:
+    if args.dev_key is not None:
+        from hil.services import DEV_PRIVATE_KEYS
+
+        if not 0 <= args.dev_key < len(DEV_PRIVATE_KEYS):
+            raise ValueError(f"--dev-key must be 0..{len(DEV_PRIVATE_KEYS) - 1}")
+        return DEV_PRIVATE_KEYS[args.dev_key]
+    from eth_account import Account
+
+    keystore = json.loads(args.keystore.read_text())
+    password = os.environ.get(PASSWORD_ENV)
+    if password is None:
+        password = getpass.getpass(f"password for {args.keystore}: ")
+    return "0x" + bytes(Account.decrypt(keystore, password)).hex()
+
+
+def _web3(rpc: str):  # -> web3.Web3
+    if rpc == "inprocess":
+        from hil.services import in_process_web3
+
+        return in_process_web3()
+    from web3 import Web3
+
+    w3 = Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 60}))
+    if not w3.is_connected():
+        raise ConnectionError(f"no JSON-RPC node answers at {rpc}")
+    return w3
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "build":
+        try:
+            folder = build(force=args.force)
+        except CompileError as exc:
+            print(f"gridpact contracts build: {exc}", file=sys.stderr)
+            return 1
+        for path in sorted(folder.glob("*.json")):
+            size = (len(json.loads(path.read_text())["deployedBytecode"]) - 2) // 2
+            print(f"{path.stem:<16} {size:>6} bytes runtime  ({path.relative_to(ARTIFACTS.parent.parent)})")
+        return 0
+    try:
+        key = _private_key(args)
+        w3 = _web3(args.rpc)
+        result = deploy_all(w3, key, tuple(args.utility or DEFAULT_UTILITIES), community=args.community)
+    except (ValueError, ConnectionError, OSError, CompileError) as exc:
+        print(f"gridpact contracts deploy: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"token   {result['token']}")
+        for name, address in result["markets"].items():
+            print(f"market  {address}  ({name})")
+    return 0

@@ -1,0 +1,248 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.30;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {IMarket} from "./IMarket.sol";
+
+/// @title MarketBase
+/// @notice Participants, internal escrow balances, parameters, the grid provider's tariffs and meter-data anchors.
+/// @dev Households deposit tokens once; agreements then only move internal balances, which is what keeps an
+///      agreement's whole life far cheaper than a token transfer per deal. The only external calls are the token
+///      transfers in deposit/withdraw, made after the bookkeeping (checks-effects-interactions) and guarded.
+abstract contract MarketBase is IMarket, AccessControl, EIP712, Nonces, ReentrancyGuardTransient {
+    using SafeERC20 for IERC20;
+
+    /// @notice The community consortium: registers households, sets parameters, resolves disputes.
+    bytes32 public constant COMMUNITY_ROLE = keccak256("COMMUNITY_ROLE");
+
+    /// @dev One slot per account: free balance and registration read and written together.
+    struct Account {
+        uint128 balance;
+        bool registered;
+    }
+
+    struct Participant {
+        bytes32 meterId;
+        bytes32 metadataHash;
+    }
+
+    struct Params {
+        uint32 reportWindow;
+        uint32 disputeWindow;
+        uint16 toleranceBps;
+        uint16 penaltyBps;
+    }
+
+    struct Provider {
+        address account;
+        uint128 buyPrice;
+        uint128 sellPrice;
+    }
+
+    IERC20 private immutable _token;
+    string private _utility;
+    Params internal _params;
+    Provider internal _provider;
+    mapping(address account => Account) internal _accounts;
+    mapping(address gateway => Participant) private _participants;
+    mapping(address gateway => mapping(uint64 hourStart => bytes32 batchHash)) private _anchors;
+
+    /// @param token_ The UtilityToken escrowed here.
+    /// @param utility_ What this market trades ("electricity", "heat", ...).
+    /// @param community Receives DEFAULT_ADMIN_ROLE and COMMUNITY_ROLE.
+    constructor(address token_, string memory utility_, address community) EIP712("gridpact Market", "1") {
+        if (token_ == address(0) || community == address(0)) revert ZeroAddress();
+        _token = IERC20(token_);
+        _utility = utility_;
+        _grantRole(DEFAULT_ADMIN_ROLE, community);
+        _grantRole(COMMUNITY_ROLE, community);
+        _params = Params({reportWindow: 1 days, disputeWindow: 3 days, toleranceBps: 200, penaltyBps: 1000});
+    }
+
+    /// @dev Callers that may submit or settle on behalf of signers: any registered gateway or the community.
+    modifier onlyMember() {
+        if (!_accounts[msg.sender].registered && !hasRole(COMMUNITY_ROLE, msg.sender)) {
+            revert NotRegistered(msg.sender);
+        }
+        _;
+    }
+
+    // ------------------------------------------------------------------ participants and parameters
+
+    /// @notice Register a household (or the provider) by its gateway key.
+    /// @param gateway The gateway's signing address.
+    /// @param meterId Identifier of the household's meter.
+    /// @param metadataHash Hash of off-chain metadata (tariff, location class, ...).
+    function register(address gateway, bytes32 meterId, bytes32 metadataHash) external onlyRole(COMMUNITY_ROLE) {
+        if (gateway == address(0)) revert ZeroAddress();
+        Account storage acc = _accounts[gateway];
+        if (acc.registered) revert AlreadyRegistered(gateway);
+        acc.registered = true;
+        _participants[gateway] = Participant(meterId, metadataHash);
+        emit ParticipantRegistered(gateway, meterId, metadataHash);
+    }
+
+    /// @notice Remove a participant: no new deals or deposits; open deals still settle, balances stay withdrawable.
+    /// @param gateway The participant's gateway address.
+    function remove(address gateway) external onlyRole(COMMUNITY_ROLE) {
+        Account storage acc = _accounts[gateway];
+        if (!acc.registered) revert NotRegistered(gateway);
+        acc.registered = false;
+        if (_provider.account == gateway) delete _provider;
+        emit ParticipantRemoved(gateway);
+    }
+
+    /// @notice Post the grid provider and its tariffs (token base units per kWh; 0 = not offered).
+    /// @param account The provider's registered address.
+    /// @param buyPrice Price at which the provider buys from households.
+    /// @param sellPrice Price at which the provider sells to households.
+    function setProvider(address account, uint128 buyPrice, uint128 sellPrice) external onlyRole(COMMUNITY_ROLE) {
+        if (!_accounts[account].registered) revert NotProvider(account);
+        _provider = Provider(account, buyPrice, sellPrice);
+        emit ProviderSet(account, buyPrice, sellPrice);
+    }
+
+    /// @notice Set the windows and rates; report deadlines of existing agreements keep their stored value.
+    function setParams(uint32 reportWindow, uint32 disputeWindow, uint16 toleranceBps, uint16 penaltyBps)
+        external
+        onlyRole(COMMUNITY_ROLE)
+    {
+        if (
+            reportWindow == 0 || disputeWindow == 0 || reportWindow > 365 days || disputeWindow > 365 days
+                || toleranceBps > 10_000 || penaltyBps > 10_000
+        ) revert InvalidParams(reportWindow, disputeWindow, toleranceBps, penaltyBps);
+        _params = Params(reportWindow, disputeWindow, toleranceBps, penaltyBps);
+        emit ParamsUpdated(reportWindow, disputeWindow, toleranceBps, penaltyBps);
+    }
+
+    // ------------------------------------------------------------------ internal balances
+
+    /// @notice Move `amount` tokens (approved beforehand) into the caller's free internal balance.
+    function deposit(uint256 amount) external nonReentrant {
+        _deposit(amount);
+    }
+
+    /// @notice Approve by EIP-2612 permit and deposit in one transaction. A permit already used (front-run) is
+    ///         tolerated: the deposit then relies on the existing allowance.
+    function depositWithPermit(uint256 amount, uint256 deadline, uint8 v, bytes32 r, bytes32 s) external nonReentrant {
+        try IERC20Permit(address(_token)).permit(msg.sender, address(this), amount, deadline, v, r, s) {} catch {}
+        _deposit(amount);
+    }
+
+    /// @notice Withdraw from the caller's free balance; allowed to anyone, removed participants included.
+    function withdraw(uint256 amount) external nonReentrant {
+        if (amount == 0) revert ZeroAmount();
+        Account storage acc = _accounts[msg.sender];
+        _debit(acc, msg.sender, amount);
+        emit Withdrawn(msg.sender, amount);
+        _token.safeTransfer(msg.sender, amount);
+    }
+
+    function _deposit(uint256 amount) private {
+        if (amount == 0) revert ZeroAmount();
+        Account storage acc = _accounts[msg.sender];
+        if (!acc.registered) revert NotRegistered(msg.sender);
+        _credit(acc, amount);
+        emit Deposited(msg.sender, amount);
+        _token.safeTransferFrom(msg.sender, address(this), amount);
+    }
+
+    function _debit(Account storage acc, address who, uint256 amount) internal {
+        uint256 available = acc.balance;
+        if (available < amount) revert InsufficientBalance(who, available, amount);
+        unchecked {
+            acc.balance = uint128(available - amount);
+        }
+    }
+
+    function _credit(Account storage acc, uint256 amount) internal {
+        acc.balance = SafeCast.toUint128(acc.balance + amount);
+    }
+
+    // ------------------------------------------------------------------ signatures
+
+    /// @dev Recover a compact signature over `digest` and require it to be `expected`'s.
+    function _checkSig(bytes32 digest, Sig calldata sig, address expected) internal pure {
+        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, sig.r, sig.vs);
+        if (err != ECDSA.RecoverError.NoError || recovered != expected) {
+            revert BadSignature(digest, expected, recovered);
+        }
+    }
+
+    // ------------------------------------------------------------------ meter data anchoring
+
+    /// @notice Commit the hash of an hour's batch of meter readings, so the data can later be proven untampered.
+    /// @param hourStart Unix time of the hour's start.
+    /// @param batchHash Hash of the batch (gateway/ingest/anchoring.py defines the encoding).
+    /// @param count Number of readings in the batch.
+    function anchorReadings(uint64 hourStart, bytes32 batchHash, uint32 count) external {
+        if (!_accounts[msg.sender].registered) revert NotRegistered(msg.sender);
+        if (batchHash == bytes32(0) || count == 0) revert EmptyAnchor(hourStart);
+        mapping(uint64 => bytes32) storage mine = _anchors[msg.sender];
+        if (mine[hourStart] != bytes32(0)) revert AlreadyAnchored(msg.sender, hourStart);
+        mine[hourStart] = batchHash;
+        emit ReadingsAnchored(msg.sender, _participants[msg.sender].meterId, hourStart, batchHash, count);
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @notice Free (withdrawable) internal balance of `account`.
+    function balanceOf(address account) external view returns (uint256) {
+        return _accounts[account].balance;
+    }
+
+    /// @notice Whether `account` is a registered participant.
+    function isParticipant(address account) external view returns (bool) {
+        return _accounts[account].registered;
+    }
+
+    /// @notice Meter id and metadata hash a gateway was registered with.
+    function participantInfo(address gateway) external view returns (bytes32 meterId, bytes32 metadataHash) {
+        Participant storage p = _participants[gateway];
+        return (p.meterId, p.metadataHash);
+    }
+
+    /// @notice Current windows and rates.
+    function params()
+        external
+        view
+        returns (uint32 reportWindow, uint32 disputeWindow, uint16 toleranceBps, uint16 penaltyBps)
+    {
+        Params memory p = _params;
+        return (p.reportWindow, p.disputeWindow, p.toleranceBps, p.penaltyBps);
+    }
+
+    /// @notice The grid provider and its posted tariffs.
+    function provider() external view returns (address account, uint128 buyPrice, uint128 sellPrice) {
+        Provider memory p = _provider;
+        return (p.account, p.buyPrice, p.sellPrice);
+    }
+
+    /// @notice The batch hash a gateway anchored for an hour (zero if none).
+    function anchors(address gateway, uint64 hourStart) external view returns (bytes32) {
+        return _anchors[gateway][hourStart];
+    }
+
+    /// @notice The escrowed token.
+    function token() external view returns (address) {
+        return address(_token);
+    }
+
+    /// @notice What this market trades.
+    function utility() external view returns (string memory) {
+        return _utility;
+    }
+
+    /// @notice Value of `quantityWh` at `unitPrice` per kWh, rounded down.
+    function value(uint64 quantityWh, uint128 unitPrice) public pure returns (uint256) {
+        return uint256(quantityWh) * unitPrice / 1000;
+    }
+}

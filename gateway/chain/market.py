@@ -1,0 +1,181 @@
+"""The Market contract as the gateway uses it (contracts/INTERFACE.md): typed calls and journaled sends.
+
+Views answer what the chain says about an agreement, an anchor or a participant; every state
+change goes through `TxSender.send` with an idempotency key, so a restart re-sends the same
+transaction instead of a new one. Terms are signed as EIP-712 typed data with the gateway key
+(`contracts.eip712`, tested against the contract's own `agreementId`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
+from web3 import Web3
+
+from contracts.eip712 import TERMS_FIELDS, Domain, Terms, agreement_id, compact, typed_data
+from gateway.chain.journal import TxRecord
+from gateway.chain.sender import TxSender
+
+SHIPPED_ABI = Path(__file__).with_name("market_abi.json")
+
+
+class Status(IntEnum):
+    """Agreement status, as the contract's enum."""
+
+    NONE = 0
+    ACTIVE = 1
+    DISPUTED = 2
+    SETTLED = 3
+    REFUNDED = 4
+    CANCELLED = 5
+
+
+FINAL = (Status.SETTLED, Status.REFUNDED, Status.CANCELLED)
+
+
+@dataclass(frozen=True)
+class AgreementView:
+    status: Status
+    deadline: int
+    seller_reported: bool
+    buyer_reported: bool
+    seller_wh: int
+    buyer_wh: int
+
+
+def market_abi() -> list[dict]:
+    """The Market ABI: the built artifact when present (dev checkouts), else the copy shipped here."""
+    try:
+        from contracts.build import ARTIFACTS
+
+        built = ARTIFACTS / "Market.json"
+        if built.exists():
+            return json.loads(built.read_text())["abi"]
+    except ImportError:
+        pass
+    return json.loads(SHIPPED_ABI.read_text())
+
+
+def terms_from_dict(d: dict[str, Any]) -> Terms:
+    """Terms from the JSON form used on the wire and in the journal (raises ValueError when out of range)."""
+    return Terms(
+        to_checksum_address(d["seller"]), to_checksum_address(d["buyer"]), int(d["quantityWh"]),
+        int(d["unitPrice"]), int(d["deliveryStart"]), int(d["deliveryEnd"]), int(d["nonce"]), int(d["expiry"]),
+    )  # fmt: skip
+
+
+def sign_terms_hex(terms: Terms, domain: Domain, account: LocalAccount) -> str:
+    """The 65-byte signature (hex) of the terms' EIP-712 digest, as carried in peer messages."""
+    signed = Account.unsafe_sign_hash(agreement_id(terms, domain), account.key)
+    return "0x" + bytes(signed.signature).hex()
+
+
+def terms_signer(terms: Terms, domain: Domain, signature: str) -> str:
+    """Who signed these terms (recovered through eth-account's independent EIP-712 encoder)."""
+    return Account.recover_message(
+        encode_typed_data(full_message=typed_data(terms, domain)), signature=signature
+    )
+
+
+def to_compact(signature: str) -> tuple[bytes, bytes]:
+    raw = bytes.fromhex(signature.removeprefix("0x"))
+    r, s, v = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:64], "big"), raw[64]
+    return compact(v, r, s)
+
+
+class Market:
+    """One Market deployment seen through this gateway's sender."""
+
+    def __init__(self, w3: Web3, address: str, sender: TxSender) -> None:
+        self.w3 = w3
+        self.address = to_checksum_address(address)
+        self.sender = sender
+        self.contract = w3.eth.contract(address=self.address, abi=sender.abi)
+        self._domain: Domain | None = None
+
+    @property
+    def me(self) -> str:
+        return self.sender.account.address
+
+    @property
+    def domain(self) -> Domain:
+        if self._domain is None:
+            self._domain = Domain(self.sender.chain_id, self.address)
+        return self._domain
+
+    def agreement_id(self, terms: Terms) -> str:
+        return "0x" + agreement_id(terms, self.domain).hex()
+
+    # ------------------------------------------------------------ views
+
+    def agreement(self, terms: Terms) -> AgreementView:
+        """What the chain holds for these terms (NONE when their (seller, nonce) slot holds something else)."""
+        raw = self.sender.call(self.contract.functions.agreementOf(terms.as_tuple()))
+        return AgreementView(
+            Status(int(raw[0])), int(raw[1]), bool(raw[2]), bool(raw[3]), int(raw[4]), int(raw[5])
+        )
+
+    def is_participant(self, address: str) -> bool:
+        return bool(self.sender.call(self.contract.functions.isParticipant(to_checksum_address(address))))
+
+    def free_balance(self, address: str | None = None) -> int:
+        return int(self.sender.call(self.contract.functions.balanceOf(address or self.me)))
+
+    def anchored(self, hour_start: int, gateway: str | None = None) -> bytes:
+        return bytes(self.sender.call(self.contract.functions.anchors(gateway or self.me, hour_start)))
+
+    def value(self, quantity_wh: int, unit_price: int) -> int:
+        """Escrow of q Wh at p per kWh: q * p / 1000, floored (the contract's rule, computed locally)."""
+        return quantity_wh * unit_price // 1000
+
+    def report_window(self) -> int:
+        return int(self.sender.call(self.contract.functions.params())[0])
+
+    # ------------------------------------------------------------ journaled sends
+
+    def submit(self, terms: Terms, seller_sig: str, buyer_sig: str) -> TxRecord:
+        fn = self.contract.functions.submitAgreement(
+            terms.as_tuple(), to_compact(seller_sig), to_compact(buyer_sig)
+        )
+        return self.sender.send(f"submit:{self.agreement_id(terms)}", fn)
+
+    def report(self, terms: Terms, delivered_wh: int) -> TxRecord:
+        fn = self.contract.functions.report(terms.as_tuple(), delivered_wh)
+        return self.sender.send(f"report:{self.agreement_id(terms)}", fn)
+
+    def reclaim(self, terms: Terms) -> TxRecord:
+        fn = self.contract.functions.reclaim(terms.as_tuple())
+        return self.sender.send(f"reclaim:{self.agreement_id(terms)}", fn)
+
+    def anchor(self, hour_start: int, batch_hash: bytes, count: int) -> TxRecord:
+        fn = self.contract.functions.anchorReadings(hour_start, batch_hash, count)
+        return self.sender.send(f"anchor:{hour_start}", fn)
+
+    def provider_trades(self, logs: list[Any]) -> list[tuple[str, Terms]]:
+        """(agreement id, terms) of each `ProviderTraded` event in a receipt's logs."""
+        event = self.contract.events.ProviderTraded()
+        out = []
+        for entry in logs:
+            if to_checksum_address(entry["address"]) != self.address:
+                continue
+            try:
+                decoded = event.process_log(entry)
+            except Exception:  # another event of the Market
+                continue
+            raw = decoded["args"]["terms"]
+            terms = terms_from_dict(dict(raw) if not isinstance(raw, (tuple, list)) else
+                                    dict(zip([f[0] for f in TERMS_FIELDS], raw, strict=True)))  # fmt: skip
+            out.append(("0x" + bytes(decoded["args"]["id"]).hex(), terms))
+        return out
+
+    def trade_with_provider(self, household_buys: bool, quantity_wh: int, start: int, end: int) -> TxRecord:
+        fn = self.contract.functions.tradeWithProvider(household_buys, quantity_wh, start, end)
+        return self.sender.send(f"provider:{start}:{'buy' if household_buys else 'sell'}", fn)

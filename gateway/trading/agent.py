@@ -1,0 +1,270 @@
+"""The trading agent: per delivery window, sell forecast surplus or buy forecast deficit from peers.
+
+Timeline of window W (length `window_s`): negotiation opens `lead_s` before W and closes a
+little before W. A seller publishes a signed `offer` and answers buyers' sessions until its
+surplus is committed; a buyer collects offers, then negotiates with sellers one at a time,
+cheapest ask first, each session bounded by per-round timeouts, until its need is covered.
+What is left goes to the grid provider (the fallback): by the meter's normal import/export
+("grid"), or as an on-chain agreement at the posted tariff ("contract").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+
+from contracts.eip712 import Domain
+from gateway.chain.journal import Journal
+from gateway.negotiation import Negotiator, strategy_from_config
+from gateway.trading.config import TradingConfig
+from gateway.trading.inbox import Inbox
+from gateway.trading.protocol import Envelope, encode, sign_envelope
+from gateway.trading.sessions import Session, SessionContext, new_session_id, run_session
+
+log = logging.getLogger("gridpact.gateway.trading")
+MAX_SESSIONS = 64
+
+
+class Agent:
+    """Hosts the negotiation engine; one instance per gateway."""
+
+    def __init__(
+        self,
+        cfg: TradingConfig,
+        account: LocalAccount,
+        journal: Journal,
+        publish: Callable[[str | None, bytes], Awaitable[bool]],
+        inbox: Inbox,
+        clock: Any,
+        domain: Callable[[], Domain],
+        net_demand_wh: Callable[[int, int], float | None],
+        count: Callable[[str], None],
+        balance: Callable[[], Awaitable[int | None]],
+        on_agreement: Callable[[], None],
+        fallback: Callable[[int, int, bool], Awaitable[None]] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.agent = cfg.agent
+        self.me = account
+        self.journal = journal
+        self.publish = publish
+        self.inbox = inbox
+        self.clock = clock
+        self.domain = domain
+        self.net_demand_wh = net_demand_wh
+        self.count = count
+        self.balance = balance
+        self.on_agreement = on_agreement
+        self.fallback = fallback
+        self.sessions: dict[str, Session] = {}
+        self.selling: dict[int, int] = {}  # window -> Wh still offered
+        self.buying: dict[int, int] = {}  # window -> Wh still needed
+        self.budget: dict[int, int] = {}  # window -> tokens the buyer may still escrow
+        self.offers: dict[int, dict[str, dict[str, Any]]] = {}  # window -> seller -> offer body
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.ctx = SessionContext(
+            me=account, domain=domain, journal=journal, send=self.send, clock=clock,
+            round_timeout_s=self.agent.round_timeout_s, max_rounds=self.agent.max_rounds,
+            count=count, reserve=self.reserve, on_agreement=on_agreement,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------ messages
+
+    async def send(self, kind: str, to: str | None, body: dict[str, Any]) -> None:
+        env = Envelope(kind, self.me.address, to, secrets.token_hex(16), int(self.clock.now()),
+                       self.cfg.community.id, body)  # fmt: skip
+        if await self.publish(to, encode(sign_envelope(env, self.me))):
+            self.count(f"sent_{kind}")
+        else:
+            self.count("send_failed")
+
+    async def on_raw(self, raw: bytes) -> None:
+        """Every message from the broker enters here; the inbox drops and counts bad ones."""
+        env = self.inbox.check(raw, self.clock.now())
+        if env is not None:
+            self.dispatch(env)
+
+    def dispatch(self, env: Envelope) -> None:
+        body = env.body
+        if env.type == "offer":
+            if (
+                body["side"] == "sell"
+                and body["window_s"] == self.agent.window_s
+                and body["window"] > self.clock.now()
+            ):
+                self.offers.setdefault(body["window"], {})[env.sender] = body
+            return
+        if env.type == "propose":
+            self._on_propose(env)
+            return
+        session = self.sessions.get(body["session"])
+        if session is None or session.peer.lower() != env.sender.lower():
+            self.count("no_session")
+            return
+        session.inbox.put_nowait(env)
+
+    def _on_propose(self, env: Envelope) -> None:
+        body = env.body
+        if body["session"] in self.sessions:
+            self.count("duplicate_session")
+            return
+        busy = len(self.sessions) >= MAX_SESSIONS or any(
+            s.peer.lower() == env.sender.lower() for s in self.sessions.values()
+        )
+        if busy:  # one open session per peer, a bounded number in all: a flood cannot exhaust the agent
+            self.count("busy")
+            self._spawn(self.send("reject", env.sender, {"session": body["session"], "reason": "busy"}))
+            return
+        window = int(body["window"])
+        remaining = self.selling.get(window, 0)
+        ok = (body["window_s"] == self.agent.window_s and window > self.clock.now()
+              and remaining >= self.agent.min_trade_wh)  # fmt: skip
+        if not ok:
+            self._spawn(
+                self.send("reject", env.sender, {"session": body["session"], "reason": "not_selling"})
+            )
+            return
+        negotiator = Negotiator(
+            strategy_from_config({"price": self.agent.seller["price"]}), self.agent.acceptance
+        )
+        s = Session(body["session"], env.sender, "seller", window, self.agent.window_s,
+                    min(int(body["quantity_wh"]), remaining), negotiator)  # fmt: skip
+        self.sessions[s.id] = s
+        self._spawn(self._run(s, env))
+
+    async def _run(self, s: Session, opening: Envelope | None) -> str | None:
+        try:
+            return await run_session(self.ctx, s, opening)
+        finally:
+            self.sessions.pop(s.id, None)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def reserve(self, s: Session, quantity: int, price: int) -> bool:
+        """Commit capacity (seller) or need and budget (buyer) just before signing."""
+        if quantity < self.agent.min_trade_wh:
+            return False
+        if s.role == "seller":
+            if self.selling.get(s.window, 0) < quantity:
+                return False
+            self.selling[s.window] -= quantity
+            return True
+        cost = quantity * price // 1000
+        if self.buying.get(s.window, 0) < quantity or self.budget.get(s.window, 0) < cost:
+            self.count("no_budget")
+            return False
+        self.buying[s.window] -= quantity
+        self.budget[s.window] -= cost
+        return True
+
+    # ------------------------------------------------------------ windows
+
+    async def run(self) -> None:
+        """The window loop; cancelled by the service."""
+        ws, lead = self.agent.window_s, self.agent.lead_s
+        done: set[int] = set()
+        try:
+            while True:
+                now = self.clock.now()
+                window = (int(now) // ws + 1) * ws
+                if window in done:
+                    await self.clock.sleep(window - now + 0.01)
+                    continue
+                if now < window - lead:
+                    await self.clock.sleep(window - lead - now)
+                    continue
+                done.add(window)
+                await self.trade_window(window)
+                self._forget_before(window - 2 * ws)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+
+    def _forget_before(self, t: int) -> None:
+        for table in (self.selling, self.buying, self.budget, self.offers):
+            for w in [w for w in table if w < t]:
+                del table[w]
+
+    def close_time(self, window: int) -> float:
+        return window - min(self.agent.round_timeout_s, self.agent.lead_s / 4)
+
+    async def trade_window(self, window: int) -> None:
+        net = self.net_demand_wh(window, self.agent.window_s)
+        if net is None:
+            self.count("forecast_unavailable")
+            return
+        wh = round(net)
+        log.info("event=window_open window=%d net_wh=%d", window, wh)
+        if wh <= -self.agent.min_trade_wh:
+            await self._sell(window, -wh)
+        elif wh >= self.agent.min_trade_wh:
+            await self._buy(window, wh)
+
+    async def _sell(self, window: int, surplus: int) -> None:
+        self.selling[window] = surplus
+        close = self.close_time(window)
+        price = int(self.agent.seller["price"]["ip"])
+        while self.clock.now() < close and self.selling.get(window, 0) >= self.agent.min_trade_wh:
+            await self.send("offer", None, {"window": window, "window_s": self.agent.window_s, "side": "sell",
+                                            "quantity_wh": self.selling[window], "price": price})  # fmt: skip
+            await self.clock.sleep(min(self.agent.round_timeout_s, max(0.05, close - self.clock.now())))
+        unsold = self.selling.get(window, 0)
+        if unsold >= self.agent.min_trade_wh:
+            await self._fallback(window, unsold, household_buys=False)
+
+    async def _buy(self, window: int, need: int) -> None:
+        self.buying[window] = need
+        balance = await self.balance()
+        if balance is None:
+            self.count("balance_unknown")
+            balance = 0
+        pending = sum(int(r.terms["quantityWh"]) * int(r.terms["unitPrice"]) // 1000
+                      for r in self.journal.agreements("signing", "signed") if r.role == "buyer")  # fmt: skip
+        self.budget[window] = max(0, balance - pending)
+        close = self.close_time(window)
+        tried: set[str] = set()
+        await self.clock.sleep(min(self.agent.round_timeout_s, max(0.0, (close - self.clock.now()) / 3)))
+        while self.clock.now() < close and self.buying[window] >= self.agent.min_trade_wh:
+            asks = sorted(
+                (b["price"], seller)
+                for seller, b in self.offers.get(window, {}).items()
+                if seller not in tried
+            )
+            if not asks:
+                await self.clock.sleep(min(0.25, max(0.01, close - self.clock.now())))
+                continue
+            _, seller = asks[0]
+            tried.add(seller)
+            negotiator = Negotiator(
+                strategy_from_config({"price": self.agent.buyer["price"]}), self.agent.acceptance
+            )
+            s = Session(
+                new_session_id(),
+                seller,
+                "buyer",
+                window,
+                self.agent.window_s,
+                self.buying[window],
+                negotiator,
+            )
+            self.sessions[s.id] = s
+            await self._run(s, None)
+        unmet = self.buying.get(window, 0)
+        if unmet >= self.agent.min_trade_wh:
+            await self._fallback(window, unmet, household_buys=True)
+
+    async def _fallback(self, window: int, wh: int, household_buys: bool) -> None:
+        side = "import" if household_buys else "export"
+        self.count(f"fallback_{side}")
+        log.info("event=provider_fallback window=%d wh=%d side=%s mode=%s", window, wh, side,
+                 self.agent.provider_fallback)  # fmt: skip
+        if self.agent.provider_fallback == "contract" and self.fallback is not None:
+            await self.fallback(window, wh, household_buys)

@@ -1,0 +1,250 @@
+"""`[community]`, `[agent]` and `[chain]`: the trading half of the gateway's TOML, validated.
+
+Handed the raw tables by `gateway.config`; every error is a ConfigError naming the dotted key.
+Secrets (the keystore passphrase, the broker password) are referenced by file or systemd
+credential name, never given as values, so the config can be printed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ConfigError
+
+ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+COMMUNITY_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+TOPIC_RE = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+
+
+@dataclass(frozen=True)
+class CommunityConfig:
+    """The community broker and who may speak on it."""
+
+    id: str
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password_file: Path | None = None
+    topic_prefix: str = "gridpact"
+    peers: tuple[str, ...] = ()  # addresses trusted besides those registered on the Market
+    max_message_age_s: float = 30.0
+    roster_refresh_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """How the agent trades: windows, deadlines, strategies (engine configs), fallback."""
+
+    window_s: int = 3600
+    lead_s: int = 600  # negotiation for a window opens this long before it starts
+    round_timeout_s: float = 5.0
+    max_rounds: int = 20
+    min_trade_wh: int = 50
+    acceptance: str = "next"
+    seller: Mapping[str, Any] = field(
+        default_factory=lambda: {"price": {"ip": 300, "rp": 90, "dl": 10, "cr": 2.0}}
+    )
+    buyer: Mapping[str, Any] = field(
+        default_factory=lambda: {"price": {"ip": 90, "rp": 300, "dl": 10, "cr": 0.5}}
+    )
+    provider_fallback: str = "grid"  # "grid": import/export at the tariff; "contract": tradeWithProvider
+    report_delay_s: float = 60.0  # after a window ends, before the seller reports
+    confirm_wait_s: float = 60.0  # how long the buyer waits for the seller's report before reporting alone
+    fixed_net_wh: int | None = None  # demos and tests: a fixed net demand per window (negative = surplus)
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    """The chain node, the Market, the key, and the sender's gas policy."""
+
+    rpc_url: str
+    market: str
+    keystore: Path
+    passphrase_credential: str | None = None
+    passphrase_file: Path | None = None
+    gas_margin: float = 1.25
+    priority_fee_gwei: float = 1.0
+    max_fee_gwei: float = 200.0
+    receipt_timeout_s: float = 60.0
+    anchor: bool = True
+    anchor_delay_s: float = 300.0
+    retry_max_s: float = 30.0
+    rpc_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class TradingConfig:
+    community: CommunityConfig
+    agent: AgentConfig
+    chain: ChainConfig
+
+
+def _get(
+    table: Mapping[str, Any], section: str, key: str, kind: type | tuple[type, ...], default: Any = ...
+) -> Any:
+    dotted = f"{section}.{key}"
+    if key not in table:
+        if default is ...:
+            raise ConfigError(dotted, "missing")
+        return default
+    value = table[key]
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise ConfigError(dotted, f"expected {_kind_name(kind)}, got a boolean")
+    if not isinstance(value, kind):
+        raise ConfigError(dotted, f"expected {_kind_name(kind)}, got {type(value).__name__}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def _positive(section: str, key: str, value: float, allow_zero: bool = False) -> float:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{section}.{key}", f"must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    return value
+
+
+def _path(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _unknown(section: str, table: Mapping[str, Any], known: set[str]) -> None:
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"{section}.{key}", "unknown key")
+
+
+def parse_community(table: Mapping[str, Any], base: Path) -> CommunityConfig:
+    s = "community"
+    _unknown(s, table, {"id", "host", "port", "username", "password_file", "topic_prefix", "peers",
+                        "max_message_age_s", "roster_refresh_s"})  # fmt: skip
+    cid = _get(table, s, "id", str)
+    if not COMMUNITY_RE.match(cid):
+        raise ConfigError("community.id", "must match [a-z0-9][a-z0-9-]{0,31}")
+    port = _get(table, s, "port", int, 1883)
+    if not 0 < port < 65536:
+        raise ConfigError("community.port", f"not a TCP port: {port}")
+    prefix = _get(table, s, "topic_prefix", str, "gridpact")
+    if not TOPIC_RE.match(prefix):
+        raise ConfigError("community.topic_prefix", "letters, digits, _ and - in /-separated levels")
+    peers = _get(table, s, "peers", list, [])
+    for n, peer in enumerate(peers):
+        if not isinstance(peer, str) or not ADDRESS_RE.match(peer):
+            raise ConfigError(f"community.peers[{n}]", "not a 0x address")
+    pw = _get(table, s, "password_file", str, None)
+    return CommunityConfig(
+        id=cid,
+        host=_get(table, s, "host", str, "127.0.0.1"),
+        port=port,
+        username=_get(table, s, "username", str, None),
+        password_file=_path(base, pw) if pw else None,
+        topic_prefix=prefix,
+        peers=tuple(peers),
+        max_message_age_s=_positive(
+            s, "max_message_age_s", float(_get(table, s, "max_message_age_s", (int, float), 30))
+        ),
+        roster_refresh_s=_positive(
+            s, "roster_refresh_s", float(_get(table, s, "roster_refresh_s", (int, float), 60))
+        ),
+    )
+
+
+def parse_agent(table: Mapping[str, Any]) -> AgentConfig:
+    s = "agent"
+    d = AgentConfig()
+    _unknown(s, table, set(AgentConfig.__dataclass_fields__))
+    acceptance = _get(table, s, "acceptance", str, d.acceptance)
+    if acceptance not in ("next", "current"):
+        raise ConfigError("agent.acceptance", "must be 'next' or 'current'")
+    fallback = _get(table, s, "provider_fallback", str, d.provider_fallback)
+    if fallback not in ("grid", "contract"):
+        raise ConfigError("agent.provider_fallback", "must be 'grid' or 'contract'")
+    strategies = {}
+    for role in ("seller", "buyer"):
+        cfg = dict(_get(table, s, role, dict, dict(getattr(d, role))))
+        _check_strategy(f"agent.{role}", cfg)
+        strategies[role] = cfg
+    fixed = _get(table, s, "fixed_net_wh", int, None)
+    window_s = int(_positive(s, "window_s", _get(table, s, "window_s", int, d.window_s)))
+    return AgentConfig(
+        window_s=window_s,
+        lead_s=int(_positive(s, "lead_s", _get(table, s, "lead_s", int, d.lead_s))),
+        round_timeout_s=_positive(s, "round_timeout_s", float(_get(table, s, "round_timeout_s", (int, float), d.round_timeout_s))),
+        max_rounds=int(_positive(s, "max_rounds", _get(table, s, "max_rounds", int, d.max_rounds))),
+        min_trade_wh=int(_positive(s, "min_trade_wh", _get(table, s, "min_trade_wh", int, d.min_trade_wh))),
+        acceptance=acceptance,
+        seller=strategies["seller"],
+        buyer=strategies["buyer"],
+        provider_fallback=fallback,
+        report_delay_s=_positive(s, "report_delay_s", float(_get(table, s, "report_delay_s", (int, float), d.report_delay_s)), True),
+        confirm_wait_s=_positive(s, "confirm_wait_s", float(_get(table, s, "confirm_wait_s", (int, float), d.confirm_wait_s)), True),
+        fixed_net_wh=fixed,
+    )  # fmt: skip
+
+
+def _check_strategy(key: str, cfg: dict[str, Any]) -> None:
+    """Build the strategy once so a bad one fails at start, naming the key."""
+    from gateway.negotiation import strategy_from_config
+
+    try:
+        strategy_from_config(cfg)
+    except ValueError as exc:
+        raise ConfigError(key, str(exc)) from None
+    if "price" not in cfg:
+        raise ConfigError(f"{key}.price", "the price issue is required")
+
+
+def parse_chain(table: Mapping[str, Any], base: Path) -> ChainConfig:
+    s = "chain"
+    _unknown(s, table, set(ChainConfig.__dataclass_fields__))
+    rpc = _get(table, s, "rpc_url", str)
+    if not rpc.startswith(("http://", "https://")):
+        raise ConfigError("chain.rpc_url", "must be an http(s) JSON-RPC URL")
+    market = _get(table, s, "market", str)
+    if not ADDRESS_RE.match(market):
+        raise ConfigError("chain.market", "not a 0x address")
+    cred = _get(table, s, "passphrase_credential", str, None)
+    pw_file = _get(table, s, "passphrase_file", str, None)
+    if not cred and not pw_file:
+        raise ConfigError("chain.passphrase_credential", "give passphrase_credential or passphrase_file")
+
+    def num(key: str, default: float, allow_zero: bool = False) -> float:
+        return _positive(s, key, float(_get(table, s, key, (int, float), default)), allow_zero)
+
+    d = ChainConfig(rpc_url=rpc, market=market, keystore=Path())
+    return ChainConfig(
+        rpc_url=rpc,
+        market=market,
+        keystore=_path(base, _get(table, s, "keystore", str)),
+        passphrase_credential=cred,
+        passphrase_file=_path(base, pw_file) if pw_file else None,
+        gas_margin=num("gas_margin", d.gas_margin),
+        priority_fee_gwei=num("priority_fee_gwei", d.priority_fee_gwei, True),
+        max_fee_gwei=num("max_fee_gwei", d.max_fee_gwei),
+        receipt_timeout_s=num("receipt_timeout_s", d.receipt_timeout_s),
+        anchor=_get(table, s, "anchor", bool, d.anchor),
+        anchor_delay_s=num("anchor_delay_s", d.anchor_delay_s, True),
+        retry_max_s=num("retry_max_s", d.retry_max_s),
+        rpc_timeout_s=num("rpc_timeout_s", d.rpc_timeout_s),
+    )
+
+
+def parse_trading_config(tables: dict[str, dict], base_dir: Path) -> TradingConfig:
+    """Seam with gateway.config: all three tables are required once any is given."""
+    for name in ("community", "agent", "chain"):
+        if name not in tables:
+            raise ConfigError(name, "missing: trading needs [community], [agent] and [chain]")
+        if not isinstance(tables[name], dict):
+            raise ConfigError(name, "must be a table")
+    return TradingConfig(
+        community=parse_community(tables["community"], base_dir),
+        agent=parse_agent(tables["agent"]),
+        chain=parse_chain(tables["chain"], base_dir),
+    )

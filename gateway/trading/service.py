@@ -1,0 +1,262 @@
+"""`run_trading`: the gateway's trading task (seam with gateway-core's service).
+
+Structured concurrency: one TaskGroup runs the community transport, the agent's window loop,
+the settler, the anchorer and the roster refresh; cancelling `run_trading` (SIGTERM on the
+service) cancels them all and closes the journal. Start-up order is what makes a crash safe:
+the journal's unconfirmed transactions are re-broadcast and every open agreement is checked
+against the chain before anything new is negotiated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from web3 import Web3
+
+from gateway.chain.errors import ChainError
+from gateway.chain.journal import Journal
+from gateway.chain.keystore import PassphraseSource, load_account
+from gateway.chain.market import Market, market_abi
+from gateway.chain.sender import GWEI, SenderPolicy, TxSender
+from gateway.trading.agent import Agent
+from gateway.trading.chainrun import ChainRunner
+from gateway.trading.config import TradingConfig
+from gateway.trading.inbox import Inbox
+from gateway.trading.roster import Roster
+from gateway.trading.settlement import OPEN_STATES, Anchorer, Settler, Timing
+from gateway.trading.transport import Transport
+
+log = logging.getLogger("gridpact.gateway.trading")
+HOUR = 3600
+
+
+@dataclass
+class TradingDeps:
+    """What trading takes from the rest of the gateway; `web3`/`account` let the simulator inject its own."""
+
+    store: Any  # gateway.storage.ReadingStore
+    forecaster: Any  # gateway.forecast: net_demand(start, steps, step_s) -> W
+    metrics: Any  # gateway.ops.metrics.Metrics
+    gateway_id: str
+    state_dir: Path
+    clock: Any  # gateway.clock.Clock
+    web3: Any = None  # default: HTTPProvider(chain.rpc_url)
+    account: Any = None  # default: the keystore, decrypted with the configured passphrase
+
+
+def net_demand_wh(forecaster: Any, start: int, window_s: int) -> float | None:
+    """Forecast energy (Wh, + = from the grid) of one window; None when the forecaster cannot say."""
+    steps = max(1, window_s // 300) if window_s >= 300 else 1
+    step_s = window_s // steps
+    try:
+        watts = forecaster.net_demand(start, steps, step_s)
+    except (ValueError, ArithmeticError, LookupError):
+        return None
+    total = float(sum(float(w) for w in watts)) * step_s / 3600.0
+    return None if math.isnan(total) else total
+
+
+class _Counters:
+    def __init__(self, metrics: Any) -> None:
+        self.events = metrics.counter("trade_events_total", "trading events by kind", ("event",))
+        self.dropped = metrics.counter(
+            "peer_messages_dropped_total", "peer messages dropped by reason", ("reason",)
+        )
+        self.accepted = metrics.counter("peer_messages_accepted_total", "authenticated peer messages")
+        self.open = metrics.gauge("trade_open_agreements", "agreements not yet closed")
+        self.chain_down = metrics.gauge("trade_chain_down", "1 while the chain node does not answer")
+        self._reported: dict[str, int] = {}
+
+    def count(self, event: str) -> None:
+        self.events.inc(event=event)
+
+    def sync_inbox(self, inbox: Inbox) -> None:
+        for reason, n in inbox.dropped.items():
+            delta = n - self._reported.get(reason, 0)
+            if delta:
+                self.dropped.inc(delta, reason=reason)
+                self._reported[reason] = n
+        delta = inbox.accepted - self._reported.get("__accepted", 0)
+        if delta:
+            self.accepted.inc(delta)
+            self._reported["__accepted"] = inbox.accepted
+
+
+async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
+    """Run until cancelled."""
+    clock = deps.clock
+    account = deps.account
+    if account is None:
+        source = PassphraseSource(cfg.chain.passphrase_credential, cfg.chain.passphrase_file)
+        account = await asyncio.to_thread(load_account, cfg.chain.keystore, source.read())
+    w3 = deps.web3 or Web3(
+        Web3.HTTPProvider(cfg.chain.rpc_url, request_kwargs={"timeout": cfg.chain.rpc_timeout_s})
+    )
+    journal = Journal(Path(deps.state_dir) / "trading.db")
+    counters = _Counters(deps.metrics)
+    policy = SenderPolicy(gas_margin=cfg.chain.gas_margin, priority_fee_wei=int(cfg.chain.priority_fee_gwei * GWEI),
+                          max_fee_wei=int(cfg.chain.max_fee_gwei * GWEI),
+                          receipt_timeout_s=cfg.chain.receipt_timeout_s)  # fmt: skip
+    sender = TxSender(
+        w3, account, journal, market_abi(), policy, on_event=lambda e: counters.count(f"tx_{e}")
+    )
+    market = Market(w3, cfg.chain.market, sender)
+    runner = ChainRunner(clock, cfg.chain.retry_max_s, on_outage=lambda: counters.count("chain_retry"))
+    roster = Roster(market, cfg.community.peers)
+    inbox = Inbox(account.address, cfg.community.id, roster.allows, max_age_s=cfg.community.max_message_age_s)
+    transport = Transport(cfg.community.host, cfg.community.port, cfg.community.topic_prefix, cfg.community.id,
+                          account.address, cfg.community.username, cfg.community.password_file)  # fmt: skip
+    settler = Settler(
+        market, journal, Timing(cfg.agent.report_delay_s, cfg.agent.confirm_wait_s), counters.count
+    )
+    anchorer = Anchorer(market, journal, counters.count)
+    wake = asyncio.Event()
+
+    async def balance() -> int | None:
+        try:
+            return await runner.once(market.free_balance)
+        except ChainError:
+            return None
+
+    async def provider_trade(window: int, wh: int, household_buys: bool) -> None:
+        try:
+            record = await runner.call(market.trade_with_provider, household_buys, wh, window,
+                                       window + cfg.agent.window_s)  # fmt: skip
+            receipt = await runner.call(sender.wait, record.key)
+            journal_provider_trades(market, journal, receipt.logs, counters.count)
+            wake.set()
+        except ChainError as exc:
+            counters.count("provider_failed")
+            log.warning("event=provider_trade_failed window=%d error=%s", window, exc)
+
+    agent = Agent(cfg, account, journal, transport.publish, inbox, clock, lambda: market.domain,
+                  lambda start, length: _net(cfg, deps, start, length), counters.count, balance, wake.set,
+                  provider_trade)  # fmt: skip
+
+    async def deliver(raw: bytes) -> None:
+        await agent.on_raw(raw)
+        counters.sync_inbox(inbox)
+
+    try:
+        await runner.call(lambda: market.domain)  # chain id, once
+        recovered = await runner.call(sender.recover)
+        log.info("event=trading_start address=%s recovered_txs=%d open=%d", account.address, len(recovered),
+                 len(journal.agreements(*OPEN_STATES)))  # fmt: skip
+        for tx in journal.txs("provider:"):  # a crash may have come between receipt and journal
+            receipt = await runner.call(sender.receipt, tx.key)
+            if receipt is not None:
+                journal_provider_trades(market, journal, receipt.logs, counters.count)
+        await runner.call(roster.refresh)
+        await settle_once(settler, journal, deps.store, runner, clock, counters, cfg)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(transport.run(deliver), name="trading.transport")
+            tg.create_task(_agent_when_connected(agent, transport), name="trading.agent")
+            tg.create_task(settle_loop(settler, journal, deps.store, runner, clock, counters, cfg, wake),
+                           name="trading.settle")  # fmt: skip
+            tg.create_task(
+                roster_loop(roster, runner, clock, cfg.community.roster_refresh_s), name="trading.roster"
+            )
+            if cfg.chain.anchor:
+                tg.create_task(anchor_loop(anchorer, journal, deps.store, runner, clock, cfg.chain.anchor_delay_s),
+                               name="trading.anchor")  # fmt: skip
+    finally:
+        runner.close()
+        journal.close()
+
+
+def journal_provider_trades(market: Market, journal: Journal, logs: list[Any], count: Any) -> None:
+    """Journal provider trades like negotiated agreements, so they are reported, settled or reclaimed."""
+    me = market.me.lower()
+    for agreement_id, terms in market.provider_trades(logs):
+        role = "buyer" if terms.buyer.lower() == me else "seller"
+        peer = terms.seller if role == "buyer" else terms.buyer
+        if journal.put_agreement(agreement_id, role, peer, terms.as_dict(), "", terms.deliveryEnd):
+            journal.set_agreement_state(agreement_id, "submitted", note="provider")
+            count("provider_agreement")
+
+
+async def _agent_when_connected(agent: Agent, transport: Transport) -> None:
+    """Negotiating needs the community broker: the first window waits for the connection."""
+    await transport.connected.wait()
+    await agent.run()
+
+
+def _net(cfg: TradingConfig, deps: TradingDeps, start: int, length: int) -> float | None:
+    if cfg.agent.fixed_net_wh is not None:
+        return float(cfg.agent.fixed_net_wh)
+    return net_demand_wh(deps.forecaster, start, length)
+
+
+async def settle_once(settler: Settler, journal: Journal, store: Any, runner: ChainRunner, clock: Any,
+                      counters: _Counters, cfg: TradingConfig) -> None:  # fmt: skip
+    """One pass over the open agreements: measure on the loop thread, advance in the chain thread."""
+    for rec in journal.agreements(*OPEN_STATES):
+        now = clock.now()
+        measured: int | None = None
+        end = int(rec.terms["deliveryEnd"])
+        if rec.state == "submitted" and now >= end + cfg.agent.report_delay_s:
+            wh, complete = settler.measured(rec, store.energy_between)
+            if complete or now >= end + cfg.agent.report_delay_s + cfg.agent.confirm_wait_s:
+                measured = wh
+                if not complete:
+                    counters.count("report_incomplete_data")
+        try:
+            await runner.call(settler.advance, rec, now, measured)
+        except Exception as exc:  # one bad agreement must not stop the others (or the service)
+            counters.count("settle_error")
+            log.warning("event=settle_error id=%s error=%s", rec.id, exc)
+    counters.open.set(len(journal.agreements(*OPEN_STATES)))
+    counters.chain_down.set(1 if runner.down else 0)
+
+
+async def settle_loop(settler: Settler, journal: Journal, store: Any, runner: ChainRunner, clock: Any,
+                      counters: _Counters, cfg: TradingConfig, wake: asyncio.Event) -> None:  # fmt: skip
+    interval = max(0.2, min(5.0, cfg.agent.window_s / 10))
+    while True:
+        await settle_once(settler, journal, store, runner, clock, counters, cfg)
+        wake.clear()
+        sleeper = asyncio.ensure_future(clock.sleep(interval))
+        waiter = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waiter.cancel()
+
+
+async def roster_loop(roster: Roster, runner: ChainRunner, clock: Any, every_s: float) -> None:
+    while True:
+        await clock.sleep(every_s)
+        try:
+            await runner.call(roster.refresh)
+        except Exception as exc:  # a bad node answer must not stop trading: the old roster stays
+            log.warning("event=roster_refresh_failed error=%s", str(exc)[:200])
+
+
+async def anchor_loop(anchorer: Anchorer, journal: Journal, store: Any, runner: ChainRunner, clock: Any,
+                      delay_s: float) -> None:  # fmt: skip
+    """Anchor every finished hour once, from the hour the gateway first traded in."""
+    from gateway.ingest.anchoring import batch_hash
+
+    stored = journal.get("anchor_next")
+    next_hour = int(stored) if stored is not None else int(clock.now()) // HOUR * HOUR
+    journal.set("anchor_next", str(next_hour))
+    while True:
+        while next_hour + HOUR + delay_s <= clock.now():
+            payloads = store.hour_batch(next_hour)
+            try:
+                ok = not payloads or await runner.call(anchorer.anchor_hour, next_hour, batch_hash(payloads),
+                                                       len(payloads))  # fmt: skip
+            except ChainError as exc:
+                log.warning("event=anchor_error hour=%d error=%s", next_hour, exc)
+                ok = False
+            if not ok:
+                break
+            next_hour += HOUR
+            journal.set("anchor_next", str(next_hour))
+        await clock.sleep(min(60.0, max(1.0, next_hour + HOUR + delay_s - clock.now())))

@@ -1,0 +1,217 @@
+"""Delivery and settlement, driven by the journal and checked against the chain at every step.
+
+For each journaled agreement the settler asks the chain first (so a restart never repeats what
+is done) and then takes the one next step: submit the signed terms, report the metered quantity
+after the window, reclaim the escrow after the deadline, or record the final state. The metered
+quantity comes from this gateway's own verified readings (`ReadingStore.energy_between`): export
+for a seller, import for a buyer, shared between agreements of the same window in id order.
+The seller reports first; the buyer confirms the seller's figure when its own meter covers it
+(so an honest shortfall settles with a partial refund at once), otherwise it reports its own and
+the contract opens a dispute. Anchoring commits each past hour's readings hash once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.chain.errors import RevertError
+from gateway.chain.journal import TX_REVERTED, AgreementRecord, Journal
+from gateway.chain.market import FINAL, Market, Status, terms_from_dict
+
+log = logging.getLogger("gridpact.gateway.trading")
+
+OPEN_STATES = ("signing", "signed", "submitted", "reported")
+
+
+@dataclass(frozen=True)
+class Timing:
+    report_delay_s: float  # after deliveryEnd, before the seller reports (readings arrive)
+    confirm_wait_s: float  # how long the buyer waits for the seller's report
+
+
+def allocate(total_wh: int, agreements: list[tuple[str, int]], target: str) -> int:
+    """Metered Wh attributed to `target` among same-window, same-role agreements (id order, capped at q)."""
+    remaining = max(0, total_wh)
+    for agreement_id, quantity in sorted(agreements):
+        share = min(quantity, remaining)
+        if agreement_id == target:
+            return share
+        remaining -= share
+    raise KeyError(target)
+
+
+def buyer_report(own_wh: int, seller_reported: bool, seller_wh: int) -> int:
+    """The buyer confirms the seller's lower figure when its meter covers it; else reports its own."""
+    if seller_reported and seller_wh <= own_wh:
+        return seller_wh
+    return own_wh
+
+
+class Settler:
+    """The journal-driven state machine; `advance` runs in the chain thread (blocking calls)."""
+
+    def __init__(
+        self, market: Market, journal: Journal, timing: Timing, count: Callable[[str], None]
+    ) -> None:
+        self.market = market
+        self.journal = journal
+        self.timing = timing
+        self.count = count
+
+    def measured(self, rec: AgreementRecord, energy_between: Callable[[int, int], Any]) -> tuple[int, bool]:
+        """(Wh attributed to this agreement, complete) from the store; call on the loop thread."""
+        terms = rec.terms
+        delta = energy_between(int(terms["deliveryStart"]), int(terms["deliveryEnd"]))
+        total = int(delta.export_wh if rec.role == "seller" else delta.import_wh)
+        same = [
+            (r.id, int(r.terms["quantityWh"]))
+            for r in self.journal.agreements()
+            if r.role == rec.role and r.terms["deliveryStart"] == terms["deliveryStart"]
+            and r.state not in ("abandoned", "signing")
+        ]  # fmt: skip
+        if rec.id not in {a for a, _ in same}:
+            same.append((rec.id, int(terms["quantityWh"])))
+        return allocate(total, same, rec.id), bool(delta.complete)
+
+    def advance(self, rec: AgreementRecord, now: float, measured: int | None) -> str:
+        """Take the next step for one agreement; returns its journal state afterwards."""
+        terms = terms_from_dict(rec.terms)
+        view = self.market.agreement(terms)
+        if view.status in FINAL:
+            return self._close(rec, view.status)
+        if rec.state in ("signing", "signed"):
+            if view.status is not Status.NONE:
+                self.journal.set_agreement_state(rec.id, "submitted")
+                return "submitted"
+            if now > terms.expiry:
+                self.journal.set_agreement_state(rec.id, "abandoned", note="expired before submission")
+                self.count("abandoned")
+                return "abandoned"
+            submitter = rec.note == "submitter" or now >= terms.deliveryStart
+            if rec.state == "signed" and rec.peer_sig and submitter:
+                return self._submit(rec, terms)
+            return rec.state
+        if view.status is Status.ACTIVE and rec.state == "submitted":
+            if now < terms.deliveryEnd + self.timing.report_delay_s or measured is None:
+                return rec.state
+            if now <= view.deadline:
+                return self._report(rec, terms, now, measured, view)
+        if view.status in (Status.ACTIVE, Status.DISPUTED) and now > view.deadline and rec.role == "buyer":
+            return self._send_final(rec, "reclaim", lambda: self.market.reclaim(terms))
+        return rec.state
+
+    def _close(self, rec: AgreementRecord, status: Status) -> str:
+        self.journal.set_agreement_state(rec.id, "closed", note=status.name.lower())
+        self.count(status.name.lower())
+        log.info("event=agreement_closed id=%s status=%s role=%s", rec.id, status.name.lower(), rec.role)
+        return "closed"
+
+    def _submit(self, rec: AgreementRecord, terms: Any) -> str:
+        seller_sig, buyer_sig = (
+            (rec.my_sig, rec.peer_sig) if rec.role == "seller" else (rec.peer_sig, rec.my_sig)
+        )
+        assert seller_sig is not None and buyer_sig is not None
+        try:
+            record = self.market.submit(terms, seller_sig, buyer_sig)
+            receipt = self.market.sender.wait(record.key)
+        except RevertError as exc:
+            return self._after_revert(rec, exc)
+        if receipt.status == 1:
+            self.count("submitted")
+            self.journal.set_agreement_state(rec.id, "submitted")
+            return "submitted"
+        return self._recheck(rec)
+
+    def _report(self, rec: AgreementRecord, terms: Any, now: float, measured: int, view: Any) -> str:
+        mine = view.seller_reported if rec.role == "seller" else view.buyer_reported
+        if not mine:
+            value = measured
+            if rec.role == "buyer":
+                waited = now >= terms.deliveryEnd + self.timing.report_delay_s + self.timing.confirm_wait_s
+                if not view.seller_reported and not waited:
+                    return rec.state
+                value = buyer_report(measured, view.seller_reported, view.seller_wh)
+            try:
+                record = self.market.report(terms, value)
+                receipt = self.market.sender.wait(record.key)
+            except RevertError as exc:
+                return self._after_revert(rec, exc)
+            if receipt.status != 1:
+                return self._recheck(rec)
+            self.count("reported")
+            log.info(
+                "event=delivery_reported id=%s role=%s wh=%d measured=%d", rec.id, rec.role, value, measured
+            )
+            measured = value
+        self.journal.set_agreement_state(rec.id, "reported", measured_wh=measured)
+        after = self.market.agreement(terms_from_dict(rec.terms))
+        return self._close(rec, after.status) if after.status in FINAL else "reported"
+
+    def _send_final(self, rec: AgreementRecord, what: str, send: Callable[[], Any]) -> str:
+        try:
+            record = send()
+            self.market.sender.wait(record.key)
+        except RevertError as exc:
+            return self._after_revert(rec, exc)
+        self.count(what)
+        return self._recheck(rec)
+
+    def _after_revert(self, rec: AgreementRecord, exc: RevertError) -> str:
+        """A revert usually means the chain moved on (peer submitted, deadline passed): ask the chain."""
+        level = logging.DEBUG if exc.name == "TooEarly" else logging.WARNING  # block time lags: expected
+        log.log(level, "event=agreement_revert id=%s error=%s", rec.id, exc)
+        self.count(f"revert_{exc.name}")
+        if exc.name in (
+            "TermsExpired",
+            "InsufficientBalance",
+            "NotRegistered",
+            "InvalidTerms",
+            "BadSignature",
+        ):
+            view = self.market.agreement(terms_from_dict(rec.terms))
+            if view.status is Status.NONE:
+                self.journal.set_agreement_state(rec.id, "abandoned", note=exc.name)
+                return "abandoned"
+        return self._recheck(rec)
+
+    def _recheck(self, rec: AgreementRecord) -> str:
+        view = self.market.agreement(terms_from_dict(rec.terms))
+        if view.status in FINAL:
+            return self._close(rec, view.status)
+        if view.status is not Status.NONE and rec.state in ("signing", "signed"):
+            self.journal.set_agreement_state(rec.id, "submitted")
+            return "submitted"
+        for kind in ("submit", "report", "reclaim"):
+            tx = self.journal.tx(f"{kind}:{rec.id}")
+            if tx is not None and tx.state == TX_REVERTED:
+                self.journal.drop_tx(tx.key)  # a reverted attempt may be retried once the state allows
+        return rec.state
+
+
+class Anchorer:
+    """Commits each finished hour's batch hash once; `anchor_hour` runs in the chain thread."""
+
+    def __init__(self, market: Market, journal: Journal, count: Callable[[str], None]) -> None:
+        self.market = market
+        self.journal = journal
+        self.count = count
+
+    def anchor_hour(self, hour_start: int, digest: bytes, count: int) -> bool:
+        """True once the hour is anchored on chain (by this call or before)."""
+        if self.market.anchored(hour_start) != bytes(32):
+            return True
+        try:
+            record = self.market.anchor(hour_start, digest, count)
+            receipt = self.market.sender.wait(record.key)
+        except RevertError as exc:
+            if exc.name == "AlreadyAnchored":
+                return True
+            self.count(f"anchor_revert_{exc.name}")
+            log.warning("event=anchor_revert hour=%d error=%s", hour_start, exc)
+            return False
+        if receipt.status == 1:
+            self.count("anchored")
+        return self.market.anchored(hour_start) != bytes(32)

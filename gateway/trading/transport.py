@@ -1,0 +1,102 @@
+"""The community broker adapter (aiomqtt): topics, reconnects, and the raw bytes in and out.
+
+Two subscriptions per gateway: the community's market topic (offers, broadcast) and the
+gateway's own inbox topic (direct session messages). Authentication is not the broker's job:
+every message is checked by `Inbox`; the broker only carries bytes. Reconnects use capped
+exponential backoff with jitter so a community of gateways does not reconnect in lockstep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiomqtt
+
+log = logging.getLogger("gridpact.gateway.trading")
+
+
+def market_topic(prefix: str, community: str) -> str:
+    return f"{prefix}/{community}/v1/market"
+
+
+def inbox_topic(prefix: str, community: str, address: str) -> str:
+    return f"{prefix}/{community}/v1/gw/{address.lower()}"
+
+
+class Transport:
+    """Publishes and delivers raw peer messages; `run` keeps the connection up until cancelled."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        prefix: str,
+        community: str,
+        me: str,
+        username: str | None = None,
+        password_file: Path | None = None,
+    ) -> None:
+        self.host, self.port = host, port
+        self.prefix, self.community, self.me = prefix, community, me
+        self.username = username
+        self.password_file = password_file
+        self._client: aiomqtt.Client | None = None
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+
+    def topic_for(self, to: str | None) -> str:
+        return (
+            market_topic(self.prefix, self.community)
+            if to is None
+            else inbox_topic(self.prefix, self.community, to)
+        )
+
+    async def publish(self, to: str | None, payload: bytes) -> bool:
+        """Best effort: False when not connected (the session's timeout handles the loss)."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            return False
+        try:
+            await client.publish(self.topic_for(to), payload, qos=1)
+        except aiomqtt.MqttError:
+            return False
+        return True
+
+    async def run(
+        self, deliver: Callable[[bytes], Awaitable[None]], rng: random.Random | None = None
+    ) -> None:
+        rng = rng or random.Random()
+        backoff = 0.5
+        password = self.password_file.read_text().strip() if self.password_file else None
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    self.host, self.port, username=self.username, password=password,
+                    identifier=f"gridpact-trade-{self.me.lower()[2:14]}-{rng.randrange(1 << 30):x}",
+                    keepalive=30, max_queued_incoming_messages=10_000,
+                ) as client:  # fmt: skip
+                    self._client = client
+                    await client.subscribe(market_topic(self.prefix, self.community), qos=1)
+                    await client.subscribe(inbox_topic(self.prefix, self.community, self.me), qos=1)
+                    self.connected.set()
+                    backoff = 0.5
+                    log.info("event=community_connected host=%s port=%d", self.host, self.port)
+                    async for message in client.messages:
+                        payload = message.payload
+                        if isinstance(payload, (bytes, bytearray)):
+                            await deliver(bytes(payload))
+                        elif isinstance(payload, str):
+                            await deliver(payload.encode())
+                        else:
+                            await deliver(b"")  # counted as malformed by the inbox
+            except aiomqtt.MqttError as exc:
+                self.connected.clear()
+                self._client = None
+                self.reconnects += 1
+                log.warning("event=community_disconnected error=%s retry_s=%.1f", exc, backoff)
+                await asyncio.sleep(backoff * (0.5 + rng.random()))
+                backoff = min(backoff * 2, 30.0)

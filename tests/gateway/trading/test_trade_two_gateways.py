@@ -1,0 +1,146 @@
+"""Two gateways, Mosquitto and anvil with the real Market: negotiate, sign, deliver, report, settle.
+
+Each household is `run_trading` with a real ReadingStore fed by signed readings of a meter_sim
+profile; the seller's surplus and the buyer's need are fixed per window so the outcome is known.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from trade_helpers import HOUSEHOLD_KEYS, Community, mine_every_second, setup_community
+from trade_node import node_spec, run_node
+from web3 import Web3
+
+from gateway.chain.keystore import create_keystore
+from gateway.ops.metrics import Metrics
+from hil.services import AnvilNode, MosquittoBroker
+
+DEPOSIT = 10**9  # setup_community's default
+
+
+def households(
+    tmp_path: Path, com: Community, broker_port: int, seller_pv_w: int, rpc: str | None
+) -> list[dict[str, Any]]:
+    assert rpc is not None
+    t0 = float(int(time.time()))
+    specs = []
+    for name, key, profile, net in (
+        ("seller", HOUSEHOLD_KEYS[0], f"constant:load_w=0,pv_w={seller_pv_w}", -1000),
+        ("buyer", HOUSEHOLD_KEYS[1], "constant:load_w=1200000,pv_w=0", 1000),
+    ):
+        pass_file = tmp_path / f"{name}.pass"
+        pass_file.write_text("secret\n")
+        key_file = tmp_path / f"{name}.json"
+        create_keystore(key_file, "secret", private_key=key, kdf="pbkdf2", work=1000)
+        specs.append(
+            node_spec(name, key_file, pass_file, rpc, com.market.address, broker_port, profile, net, t0)
+        )
+    return specs
+
+
+def run_until(
+    com: Community, specs: list[dict[str, Any]], tmp_path: Path, settled: int, limit_s: float
+) -> dict:
+    """Run the households until `settled` agreements are settled on chain and closed in both journals."""
+    metrics = {s["name"]: Metrics() for s in specs}
+
+    async def main() -> None:
+        tasks = [asyncio.create_task(run_node(s, tmp_path / s["name"], metrics[s["name"]])) for s in specs]
+        deadline = time.monotonic() + limit_s
+        try:
+            while time.monotonic() < deadline and not done(com, specs, tmp_path, settled):
+                await asyncio.sleep(0.5)
+                for t in tasks:
+                    if t.done():
+                        t.result()  # a crashed node fails the test with its error
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(main())
+    return metrics
+
+
+def done(com: Community, specs: list[dict[str, Any]], tmp_path: Path, settled: int) -> bool:
+    if len(com.settled_events()) < settled:
+        return False
+    closed = [
+        sum(1 for r in journal_states(tmp_path / s["name"] / "trading.db") if r[1] == "closed") for s in specs
+    ]
+    return min(closed) >= settled
+
+
+def journal_states(path: Path) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(path) as db:
+        return list(db.execute("SELECT id, state, COALESCE(note, '') FROM agreements ORDER BY id"))
+
+
+def test_two_gateways_negotiate_sign_and_settle(
+    mosquitto: MosquittoBroker, mined_anvil: AnvilNode, tmp_path: Path
+) -> None:
+    w3 = Web3(Web3.HTTPProvider(mined_anvil.info.url))
+    com = setup_community(w3)
+    mine_every_second(w3)
+    specs = households(tmp_path, com, mosquitto.port, 1_200_000, mined_anvil.info.url)
+    metrics = run_until(com, specs, tmp_path, settled=2, limit_s=45)
+    settled = com.settled_events()
+    assert len(settled) >= 2, metrics["buyer"].render() + metrics["seller"].render()
+    ids = [e["args"]["id"] for e in settled]
+    assert len(ids) == len(set(ids))  # each agreement settled once
+    submitted = {e["args"]["id"]: e["args"] for e in com.submitted_events()}
+    seller, buyer = (Account.from_key(k).address for k in HOUSEHOLD_KEYS[:2])
+    for event in settled:
+        terms = submitted[event["args"]["id"]]
+        assert terms["seller"] == seller and terms["buyer"] == buyer
+        assert terms["quantityWh"] == 1000
+        assert 100 <= terms["unitPrice"] <= 200  # inside both reservation prices
+        escrow = 1000 * terms["unitPrice"] // 1000
+        assert event["args"]["deliveredWh"] == 1000
+        assert event["args"]["paidToSeller"] == escrow
+        assert event["args"]["refundedToBuyer"] == 0
+    assert metrics["seller"].render().count("gridpact_peer_messages_accepted_total") >= 1
+    closed = [row for row in journal_states(tmp_path / "seller" / "trading.db") if row[1] == "closed"]
+    assert len(closed) >= 2 and all(note == "settled" for _, _, note in closed)
+
+
+def test_under_delivering_seller_gets_partial_refund(
+    mosquitto: MosquittoBroker, mined_anvil: AnvilNode, tmp_path: Path
+) -> None:
+    w3 = Web3(Web3.HTTPProvider(mined_anvil.info.url))
+    com = setup_community(w3)
+    mine_every_second(w3)
+    # 540 kW for a 4 s window is 600 Wh: the seller delivers 600 of the 1000 Wh it sold
+    specs = households(tmp_path, com, mosquitto.port, 540_000, mined_anvil.info.url)
+    run_until(com, specs, tmp_path, settled=1, limit_s=45)
+    settled = com.settled_events()
+    assert settled, "nothing settled"
+    event = settled[0]["args"]
+    terms = {e["args"]["id"]: e["args"] for e in com.submitted_events()}[event["id"]]
+    price = terms["unitPrice"]
+    escrow = 1000 * price // 1000
+    pay = 600 * price // 1000
+    penalty = min(pay, (400 * price // 1000) * 1000 // 10_000)
+    assert event["deliveredWh"] == 600
+    assert event["paidToSeller"] == pay - penalty
+    assert event["refundedToBuyer"] == escrow - pay + penalty
+    # and the balances on chain moved by exactly that (all agreements of the run together)
+    seller, buyer = com.households
+    paid = sum(e["args"]["paidToSeller"] for e in settled)
+    escrowed = sum(
+        t["quantityWh"] * t["unitPrice"] // 1000 for t in (e["args"] for e in com.submitted_events())
+    )
+    refunded = sum(e["args"]["refundedToBuyer"] for e in settled)
+    open_escrow = escrowed - paid - refunded
+    assert com.market.functions.balanceOf(seller).call() == DEPOSIT + paid
+    assert com.market.functions.balanceOf(buyer).call() == DEPOSIT - escrowed + refunded
+    assert (
+        com.token.functions.balanceOf(com.market.address).call() == 2 * DEPOSIT
+    )  # tokens stay in the market
+    assert open_escrow >= 0

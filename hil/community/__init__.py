@@ -1,0 +1,1 @@
+"""The virtual community behind `gridpact simulate`: households, hourly market, tokens, report."""

@@ -1,0 +1,90 @@
+"""Token accounting that mirrors the Market contract: mint, escrow at agreement, settle or refund.
+
+Kept in integer base units so conservation is exact: at every moment the balances plus the
+escrow equal everything minted. The full-stack run compares these figures with the chain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hil.community.market import MICRO, Trade, payment
+
+
+class LedgerError(RuntimeError):
+    """An operation the contract would revert: overspend, double settlement, unknown agreement."""
+
+
+@dataclass
+class Ledger:
+    """Balances, open escrows and per-household totals of paid, earned and refunded tokens."""
+
+    n: int
+    balance: list[int] = field(default_factory=list)
+    paid: list[int] = field(default_factory=list)
+    earned: list[int] = field(default_factory=list)
+    refunded: list[int] = field(default_factory=list)
+    minted: int = 0
+    unit: int = MICRO  # base units per token: 10**6 in the engine, 10**18 on chain
+    penalty_bps: int = 1000  # the Market contract's default: 10 % of the undelivered value
+    escrow: dict[int, tuple[Trade, int]] = field(default_factory=dict)
+    settled: int = 0
+    refunds: int = 0
+    _next: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("balance", "paid", "earned", "refunded"):
+            if not getattr(self, name):
+                setattr(self, name, [0] * self.n)
+
+    def mint(self, household: int, amount: int) -> None:
+        """Starting tokens (the consortium virtualises fiat deposits, 002_ 4.1)."""
+        if amount < 0:
+            raise LedgerError("cannot mint a negative amount")
+        self.balance[household] += amount
+        self.minted += amount
+
+    def affordable_wh(self, household: int, price: int) -> int:
+        """How much energy a buyer can escrow at `price` with its current balance."""
+        return 0 if price <= 0 else self.balance[household] * 1000 // price
+
+    def agree(self, trade: Trade) -> int:
+        """Lock the buyer's payment in escrow; returns the agreement id."""
+        amount = trade.payment
+        if amount > self.balance[trade.buyer]:
+            raise LedgerError(f"buyer {trade.buyer} cannot cover {amount}")
+        self.balance[trade.buyer] -= amount
+        aid = self._next
+        self._next += 1
+        self.escrow[aid] = (trade, amount)
+        return aid
+
+    def settle(self, aid: int, delivered_wh: int) -> tuple[int, int]:
+        """Pay the seller for what was delivered less the penalty, refund the buyer the rest.
+
+        The contract's rule: pay = value(delivered), penalty = min(pay, value(undelivered) * bps / 1e4);
+        the seller gets pay - penalty, the buyer escrow - pay + penalty. Returns (to_seller, refund).
+        """
+        if aid not in self.escrow:
+            raise LedgerError(f"agreement {aid} is not open (settled twice?)")
+        trade, amount = self.escrow.pop(aid)
+        delivered = max(0, min(delivered_wh, trade.wh))
+        pay = min(amount, payment(delivered, trade.price))
+        penalty = min(pay, payment(trade.wh - delivered, trade.price) * self.penalty_bps // 10000)
+        to_seller = pay - penalty
+        refund = amount - to_seller
+        self.balance[trade.seller] += to_seller
+        self.earned[trade.seller] += to_seller
+        self.paid[trade.buyer] += to_seller
+        self.balance[trade.buyer] += refund
+        self.refunded[trade.buyer] += refund
+        self.settled += 1
+        self.refunds += refund > 0
+        return to_seller, refund
+
+    def escrowed(self) -> int:
+        return sum(amount for _, amount in self.escrow.values())
+
+    def conserved(self) -> bool:
+        """Balances + escrow == minted: no token created or lost."""
+        return sum(self.balance) + self.escrowed() == self.minted

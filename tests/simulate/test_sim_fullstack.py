@@ -1,0 +1,83 @@
+"""The full-stack community: meters, nodes, MQTT, gateway ingest and the Market contract, with faults.
+
+One run of 16 simulated hours with --faults (meter outages, a broker restart, an under-delivering
+seller) on the real services; the checks are the report's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hil.community.endpoints import parse_broker_url, summer_start_after
+
+
+def test_summer_start_is_after_the_chain_head() -> None:
+    assert summer_start_after(1_795_000_000) == 1_811_808_000  # 2026-11 -> 2027-06-01 00:00 UTC
+    assert summer_start_after(1_780_000_000) == 1_780_272_000  # 2026-05-28 -> 2026-06-01
+
+
+def test_broker_url_is_validated() -> None:
+    assert parse_broker_url("mqtt://127.0.0.1:1884") == ("127.0.0.1", 1884)
+    with pytest.raises(ValueError, match="mqtt://"):
+        parse_broker_url("http://x")
+
+
+def test_full_stack_with_faults(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "gridpact.cli", "simulate", "--hours", "16", "--faults", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    layers = summary["layers"]
+    assert layers["meters"].startswith("ran") and layers["mqtt"].startswith("ran")
+    assert layers["gateways"].startswith("ran") and layers["chain"].startswith("ran")
+    checks = "\n".join(summary["checks"])
+    assert "PROBLEM" not in checks, checks
+    assert "lost 0" in checks and "chain balances equal the simulation's ledger: True" in checks
+    assert "each short one refunded: True" in checks
+    short = re.search(r"under-delivering seller \S+ .*?(\d+) short", checks)
+    assert short is not None and int(short.group(1)) > 0, "the tripped seller under-delivered nothing"
+    events = {e["event"] for e in summary["events"]}
+    assert {"meter outage", "broker restart", "under-delivering seller"} <= events
+    c = summary["community"]
+    assert (
+        c["token_conservation"] and c["trades"] > 0 and c["refunds"] >= 1 and c["settlements"] == c["trades"]
+    )
+    assert "replayed after the broker outage 0" not in checks  # buffered readings came later, flagged
+    assert "data:image/png;base64," in (tmp_path / "report.html").read_text()
+
+
+def test_full_stack_on_anvil_and_mosquitto(fresh_anvil: Any, mosquitto: Any, tmp_path: Path) -> None:
+    """`--chain URL --broker URL`: an anvil of this test's own (the chain's clock is moved) and Mosquitto."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "gridpact.cli", "simulate", "--hours", "12", "--chain", fresh_anvil.info.url,
+         "--broker", mosquitto.info.url, "--strategy", "concession", "--out", str(tmp_path), "--quiet"],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["layers"]["chain"].startswith(f"ran: contracts.deploy on {fresh_anvil.info.url}")
+    assert summary["layers"]["mqtt"] == f"ran: {mosquitto.info.url}"
+    assert "chain balances equal the simulation's ledger: True" in summary["checks"]
+    assert summary["community"]["trades"] > 0 and summary["config"]["strategy"] == "concession"
+
+
+def test_unreachable_chain_is_a_clear_error(tmp_path: Path) -> None:
+    from hil.services import free_port
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "gridpact.cli", "simulate", "--hours", "2", "--chain",
+         f"http://127.0.0.1:{free_port()}", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (
+        proc.returncode == 2 and "no Ethereum node answers" in proc.stderr and "Traceback" not in proc.stderr
+    )

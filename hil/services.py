@@ -188,12 +188,22 @@ class EmbeddedBroker:
             return
         self._ready.set()
         loop.run_forever()
+        # A stop must look like a broker going away: listener closed, every client dropped, so
+        # that a restart on the same port works and clients see the outage.
         with contextlib.suppress(Exception):
-            loop.run_until_complete(broker.shutdown())
+            loop.run_until_complete(asyncio.wait_for(broker.shutdown(), 10))
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
     def start(self) -> BrokerInfo:
         self._ready.clear()
+        self._error = None
         self._thread = threading.Thread(target=self._run, name="amqtt-broker", daemon=True)
         self._thread.start()
         if not self._ready.wait(15) or self._error is not None:

@@ -13,7 +13,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hil.mpy_wasm import run_micropython
-from hil.services import REPO_ROOT, BrokerInfo, MosquittoBroker
+from hil.services import REPO_ROOT, BrokerInfo, EmbeddedBroker, MosquittoBroker
 
 COUNTER_SOL = """// SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.30;
@@ -90,8 +90,9 @@ def test_message_goes_through_the_broker(broker: BrokerInfo) -> None:
     assert roundtrip(broker, b"hello " + broker.kind.encode()) == [b"hello " + broker.kind.encode()]
 
 
-def test_mosquitto_restarts_on_the_same_port() -> None:
-    m = MosquittoBroker()
+@pytest.mark.parametrize("kind", [MosquittoBroker, EmbeddedBroker])
+def test_broker_restarts_on_the_same_port(kind: type[MosquittoBroker] | type[EmbeddedBroker]) -> None:
+    m = kind()
     m.start()
     try:
         port = m.port

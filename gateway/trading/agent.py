@@ -6,6 +6,9 @@ surplus is committed; a buyer collects offers, then negotiates with sellers one 
 cheapest ask first, each session bounded by per-round timeouts, until its need is covered.
 What is left goes to the grid provider (the fallback): by the meter's normal import/export
 ("grid"), or as an on-chain agreement at the posted tariff ("contract").
+
+With `strategy = "learned"` the 000_ policy decides at each decision step (learned.py): wait,
+go to the provider now, or negotiate with the (ip, rp, dl, cr) it picks for the context.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from eth_account.signers.local import LocalAccount
 
 from contracts.eip712 import Domain
 from gateway.chain.journal import Journal
-from gateway.negotiation import Negotiator, strategy_from_config
-from gateway.trading.config import TradingConfig
+from gateway.negotiation import Decision, Negotiate, Negotiator, Provider, Wait, strategy_from_config
+from gateway.trading.config import TradingConfig, load_policy
 from gateway.trading.inbox import Inbox
+from gateway.trading.learned import PeerMemory, Tariffs, step_seconds, steps_to_deadline, window_context
 from gateway.trading.protocol import Envelope, encode, sign_envelope
 from gateway.trading.sessions import Session, SessionContext, new_session_id, run_session
 
@@ -47,6 +51,8 @@ class Agent:
         balance: Callable[[], Awaitable[int | None]],
         on_agreement: Callable[[], None],
         fallback: Callable[[int, int, bool], Awaitable[None]] | None = None,
+        tariffs: Callable[[], Awaitable[Tariffs | None]] | None = None,
+        storage_wh: Callable[[], float | None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.agent = cfg.agent
@@ -61,6 +67,13 @@ class Agent:
         self.balance = balance
         self.on_agreement = on_agreement
         self.fallback = fallback
+        self.posted_tariffs = tariffs  # the Market's provider tariffs, when the config gives none
+        self.storage_wh = storage_wh
+        self.policy = load_policy(cfg.agent.policy) if cfg.agent.strategy == "learned" else None
+        self.peers = PeerMemory(journal)
+        self.learned: dict[int, Tariffs] = {}  # window -> tariffs, for windows the policy trades
+        self.net: dict[int, int] = {}  # window -> forecast net demand (Wh)
+        self.to_provider: set[int] = set()  # windows the policy sent to the provider
         self.sessions: dict[str, Session] = {}
         self.selling: dict[int, int] = {}  # window -> Wh still offered
         self.buying: dict[int, int] = {}  # window -> Wh still needed
@@ -129,9 +142,18 @@ class Agent:
                 self.send("reject", env.sender, {"session": body["session"], "reason": "not_selling"})
             )
             return
-        negotiator = Negotiator(
-            strategy_from_config({"price": self.agent.seller["price"]}), self.agent.acceptance
-        )
+        price_cfg: dict[str, Any] = {"price": self.agent.seller["price"]}
+        if window in self.learned:
+            decision = self.decide(window, env.sender)
+            if not isinstance(decision, Negotiate):
+                if isinstance(decision, Provider):
+                    self.to_provider.add(window)
+                self._spawn(
+                    self.send("reject", env.sender, {"session": body["session"], "reason": "not_selling"})
+                )
+                return
+            price_cfg = self.price_config(decision)
+        negotiator = Negotiator(strategy_from_config(price_cfg), self.agent.acceptance)
         s = Session(body["session"], env.sender, "seller", window, self.agent.window_s,
                     min(int(body["quantity_wh"]), remaining), negotiator)  # fmt: skip
         self.sessions[s.id] = s
@@ -142,6 +164,11 @@ class Agent:
             return await run_session(self.ctx, s, opening)
         finally:
             self.sessions.pop(s.id, None)
+            try:
+                self.peers.observe(s.peer, s.peer_prices)
+            except Exception as exc:  # the journal may be closing at shutdown: memory is a hint, not state
+                self.count("peer_memory_error")
+                log.warning("event=peer_memory_error peer=%s error=%s", s.peer, str(exc)[:200])
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -189,9 +216,10 @@ class Agent:
                 task.cancel()
 
     def _forget_before(self, t: int) -> None:
-        for table in (self.selling, self.buying, self.budget, self.offers):
+        for table in (self.selling, self.buying, self.budget, self.offers, self.learned, self.net):
             for w in [w for w in table if w < t]:
                 del table[w]
+        self.to_provider = {w for w in self.to_provider if w >= t}
 
     def close_time(self, window: int) -> float:
         return window - min(self.agent.round_timeout_s, self.agent.lead_s / 4)
@@ -203,6 +231,13 @@ class Agent:
             return
         wh = round(net)
         log.info("event=window_open window=%d net_wh=%d", window, wh)
+        self.net[window] = wh
+        if self.policy is not None and abs(wh) >= self.agent.min_trade_wh:
+            tariffs = await self.window_tariffs()
+            if tariffs is None:
+                self.count("tariffs_unknown")  # this window falls back to the fixed strategy
+            else:
+                self.learned[window] = tariffs
         if wh <= -self.agent.min_trade_wh:
             await self._sell(window, -wh)
         elif wh >= self.agent.min_trade_wh:
@@ -212,7 +247,13 @@ class Agent:
         self.selling[window] = surplus
         close = self.close_time(window)
         price = int(self.agent.seller["price"]["ip"])
+        if window in self.learned:
+            price = round(self.learned[window].import_price)  # every seller preset opens at the import tariff
         while self.clock.now() < close and self.selling.get(window, 0) >= self.agent.min_trade_wh:
+            if window in self.learned and isinstance(self.decide(window, None), Provider):
+                self.to_provider.add(window)
+            if window in self.to_provider:
+                break
             await self.send("offer", None, {"window": window, "window_s": self.agent.window_s, "side": "sell",
                                             "quantity_wh": self.selling[window], "price": price})  # fmt: skip
             await self.clock.sleep(min(self.agent.round_timeout_s, max(0.05, close - self.clock.now())))
@@ -238,14 +279,21 @@ class Agent:
                 for seller, b in self.offers.get(window, {}).items()
                 if seller not in tried
             )
-            if not asks:
+            seller = asks[0][1] if asks else None
+            price_cfg: dict[str, Any] = {"price": self.agent.buyer["price"]}
+            if window in self.learned:
+                decision = self.decide(window, seller)
+                if isinstance(decision, Provider):
+                    break
+                if isinstance(decision, Wait) or seller is None:
+                    await self.clock.sleep(self._to_next_step(close))
+                    continue
+                price_cfg = self.price_config(decision)
+            if seller is None:
                 await self.clock.sleep(min(0.25, max(0.01, close - self.clock.now())))
                 continue
-            _, seller = asks[0]
             tried.add(seller)
-            negotiator = Negotiator(
-                strategy_from_config({"price": self.agent.buyer["price"]}), self.agent.acceptance
-            )
+            negotiator = Negotiator(strategy_from_config(price_cfg), self.agent.acceptance)
             s = Session(
                 new_session_id(),
                 seller,
@@ -268,3 +316,40 @@ class Agent:
                  self.agent.provider_fallback)  # fmt: skip
         if self.agent.provider_fallback == "contract" and self.fallback is not None:
             await self.fallback(window, wh, household_buys)
+
+    # ------------------------------------------------------------ learned strategy
+
+    async def window_tariffs(self) -> Tariffs | None:
+        """The config's tariffs, else the Market's posted ones; None when neither is usable."""
+        if self.agent.import_tariff is not None and self.agent.export_tariff is not None:
+            tariffs: Tariffs | None = Tariffs(self.agent.import_tariff, self.agent.export_tariff)
+        elif self.posted_tariffs is not None:
+            tariffs = await self.posted_tariffs()
+        else:
+            tariffs = None
+        return tariffs if tariffs is not None and tariffs.usable else None
+
+    def _to_next_step(self, close: float) -> float:
+        """Seconds until just inside the next decision step, so a late wake-up cannot skip the last one."""
+        step = step_seconds(self.agent.lead_s)
+        left = close - self.clock.now()
+        return max(0.01, left - (steps_to_deadline(0.0, left, step) - 1) * step + 0.01)
+
+    def decide(self, window: int, peer: str | None) -> Decision:
+        """The policy's decision for this window now, against `peer` (None: no peer available)."""
+        assert self.policy is not None
+        storage = self.storage_wh() if self.storage_wh is not None else None
+        steps = steps_to_deadline(self.clock.now(), self.close_time(window), step_seconds(self.agent.lead_s))
+        ctx = window_context(self.net.get(window, 0), storage or 0.0, steps, self.learned[window],
+                             peer is not None, self.peers.get(peer) if peer is not None else None)  # fmt: skip
+        decision = self.policy.decide(ctx)
+        action = decision.to_dict()["action"]
+        self.count(f"policy_{action}")
+        log.info("event=policy_decision window=%d peer=%s steps=%d opponent_cr=%s decision=%s", window, peer,
+                 steps, ctx.opponent_concession, decision.to_dict())  # fmt: skip
+        return decision
+
+    def price_config(self, decision: Negotiate) -> dict[str, Any]:
+        from gateway.trading.learned import price_strategy
+
+        return price_strategy(decision, self.agent.max_rounds)

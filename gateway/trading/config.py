@@ -55,6 +55,14 @@ class AgentConfig:
     report_delay_s: float = 60.0  # after a window ends, before the seller reports
     confirm_wait_s: float = 60.0  # how long the buyer waits for the seller's report before reporting alone
     fixed_net_wh: int | None = None  # demos and tests: a fixed net demand per window (negative = surplus)
+    strategy: str = (
+        "fixed"  # "fixed": seller/buyer tables; "learned": the 000_ policy file decides per window
+    )
+    policy: Path | None = None  # the learned policy (default: the shipped eip_policy.json)
+    import_tariff: float | None = (
+        None  # what the provider charges per kWh (default: the Market's posted tariff)
+    )
+    export_tariff: float | None = None  # what the provider pays per kWh (default: the Market's posted tariff)
 
 
 @dataclass(frozen=True)
@@ -156,10 +164,25 @@ def parse_community(table: Mapping[str, Any], base: Path) -> CommunityConfig:
     )
 
 
-def parse_agent(table: Mapping[str, Any]) -> AgentConfig:
+def parse_agent(table: Mapping[str, Any], base: Path | None = None) -> AgentConfig:
     s = "agent"
     d = AgentConfig()
     _unknown(s, table, set(AgentConfig.__dataclass_fields__))
+    strategy = _get(table, s, "strategy", str, d.strategy)
+    if strategy not in ("fixed", "learned"):
+        raise ConfigError("agent.strategy", "must be 'fixed' or 'learned'")
+    policy = _policy_path(_get(table, s, "policy", str, None), base or Path.cwd())
+    if strategy == "learned":
+        load_policy(policy)
+    tariffs = [_get(table, s, k, (int, float), None) for k in ("import_tariff", "export_tariff")]
+    for key, value in zip(("import_tariff", "export_tariff"), tariffs, strict=True):
+        if value is not None:
+            _positive(s, key, float(value), allow_zero=key == "export_tariff")
+    if (tariffs[0] is None) != (tariffs[1] is None):
+        missing = "import_tariff" if tariffs[0] is None else "export_tariff"
+        raise ConfigError(f"agent.{missing}", "give both import_tariff and export_tariff, or neither")
+    if tariffs[0] is not None and tariffs[0] <= tariffs[1]:
+        raise ConfigError("agent.import_tariff", "must be above agent.export_tariff")
     acceptance = _get(table, s, "acceptance", str, d.acceptance)
     if acceptance not in ("next", "current"):
         raise ConfigError("agent.acceptance", "must be 'next' or 'current'")
@@ -186,7 +209,33 @@ def parse_agent(table: Mapping[str, Any]) -> AgentConfig:
         report_delay_s=_positive(s, "report_delay_s", float(_get(table, s, "report_delay_s", (int, float), d.report_delay_s)), True),
         confirm_wait_s=_positive(s, "confirm_wait_s", float(_get(table, s, "confirm_wait_s", (int, float), d.confirm_wait_s)), True),
         fixed_net_wh=fixed,
+        strategy=strategy,
+        policy=policy,
+        import_tariff=None if tariffs[0] is None else float(tariffs[0]),
+        export_tariff=None if tariffs[1] is None else float(tariffs[1]),
     )  # fmt: skip
+
+
+def _policy_path(value: str | None, base: Path) -> Path:
+    if value is None:
+        from gateway.negotiation import default_policy_path
+
+        return Path(default_policy_path())
+    return _path(base, value)
+
+
+def load_policy(path: Path | None) -> Any:
+    """Load the learned policy (gateway.negotiation.Policy); a missing or corrupt file names `agent.policy`."""
+    from gateway.negotiation import Policy
+
+    path = path if path is not None else _policy_path(None, Path.cwd())
+
+    try:
+        return Policy.load(path)
+    except FileNotFoundError:
+        raise ConfigError("agent.policy", f"no such file: {path}") from None
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as exc:
+        raise ConfigError("agent.policy", f"not a usable policy file ({path}): {exc}") from None
 
 
 def _check_strategy(key: str, cfg: dict[str, Any]) -> None:
@@ -245,6 +294,6 @@ def parse_trading_config(tables: dict[str, dict], base_dir: Path) -> TradingConf
             raise ConfigError(name, "must be a table")
     return TradingConfig(
         community=parse_community(tables["community"], base_dir),
-        agent=parse_agent(tables["agent"]),
+        agent=parse_agent(tables["agent"], base_dir),
         chain=parse_chain(tables["chain"], base_dir),
     )

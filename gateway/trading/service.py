@@ -27,6 +27,7 @@ from gateway.trading.agent import Agent
 from gateway.trading.chainrun import ChainRunner
 from gateway.trading.config import TradingConfig
 from gateway.trading.inbox import Inbox
+from gateway.trading.learned import Tariffs
 from gateway.trading.roster import Roster
 from gateway.trading.settlement import OPEN_STATES, Anchorer, Settler, Timing
 from gateway.trading.transport import Transport
@@ -123,6 +124,13 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
         except ChainError:
             return None
 
+    async def posted_tariffs() -> Tariffs | None:
+        try:
+            return await runner.once(lambda: market_tariffs(market))
+        except Exception as exc:  # node down or odd answer: the window trades with the fixed strategy
+            log.warning("event=tariffs_unavailable error=%s", str(exc)[:200])
+            return None
+
     async def provider_trade(window: int, wh: int, household_buys: bool) -> None:
         try:
             record = await runner.call(market.trade_with_provider, household_buys, wh, window,
@@ -136,7 +144,7 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
 
     agent = Agent(cfg, account, journal, transport.publish, inbox, clock, lambda: market.domain,
                   lambda start, length: _net(cfg, deps, start, length), counters.count, balance, wake.set,
-                  provider_trade)  # fmt: skip
+                  provider_trade, posted_tariffs)  # fmt: skip
 
     async def deliver(raw: bytes) -> None:
         await agent.on_raw(raw)
@@ -167,6 +175,14 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
     finally:
         runner.close()
         journal.close()
+
+
+def market_tariffs(market: Market) -> Tariffs | None:
+    """The provider's posted tariffs (Market.provider()); None when no provider offers both sides."""
+    account, buys_at, sells_at = market.contract.functions.provider().call()
+    if int(account, 16) == 0 or not buys_at or not sells_at:
+        return None
+    return Tariffs(import_price=float(sells_at), export_price=float(buys_at))
 
 
 def journal_provider_trades(market: Market, journal: Journal, logs: list[Any], count: Any) -> None:

@@ -40,6 +40,7 @@ class Session:
     negotiator: Negotiator
     my_price: int | None = None
     round: int = 0
+    peer_prices: list[float] = field(default_factory=list)  # the peer's offers, rounds 0, 1, 2, ...
     inbox: asyncio.Queue[Envelope] = field(default_factory=asyncio.Queue)
 
     @property
@@ -130,6 +131,7 @@ async def _run(ctx: SessionContext, s: Session, opening: Envelope | None) -> str
         if kind not in ("propose", "counter"):
             ctx.count("unexpected_message")
             return None
+        s.peer_prices.append(float(body["price"]))  # what the peer revealed (its concession)
         quantity = min(int(body["quantity_wh"]), s.quantity_wh)  # never more than we need or have
         if quantity <= 0:
             return await _reject(ctx, s, "quantity")

@@ -65,9 +65,12 @@ class BoardState:
     console: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def __post_init__(self) -> None:
+        self.power_on = board_monotonic(self.clock)
+
     def uptime(self) -> float:
         """Board seconds since power-on (on the board's clock)."""
-        return (_time.monotonic() - self.power_on) * self.clock.rate
+        return (board_monotonic(self.clock) - self.power_on) * self.clock.rate
 
     def rtc(self) -> float:
         if self.rtc_offset is None:
@@ -80,6 +83,12 @@ class BoardState:
             del self.console[:-2000]
 
 
+def board_monotonic(clock: Clock) -> float:
+    """The clock's own monotonic time when it has one (virtual time), else the host's."""
+    mono = getattr(clock, "monotonic", None)
+    return float(mono()) if mono is not None else _time.monotonic()
+
+
 def _module(name: str, **attrs: Any) -> types.ModuleType:
     mod = types.ModuleType(name)
     mod.__dict__.update(attrs)
@@ -87,7 +96,7 @@ def _module(name: str, **attrs: Any) -> types.ModuleType:
 
 
 def _ticks(seconds: float, scale: float) -> int:
-    return int(seconds * scale) % TICKS_PERIOD
+    return int(seconds * scale + 1e-6) % TICKS_PERIOD  # 1e-6: 59.99999999 s is 60000 ms
 
 
 def ticks_diff(a: int, b: int) -> int:
@@ -100,7 +109,11 @@ def ticks_add(a: int, d: int) -> int:
 
 def make_time(st: BoardState) -> types.ModuleType:
     def sleep(s: float) -> None:
-        _time.sleep(s / st.clock.rate)
+        board_sleep = getattr(st.clock, "sleep", None)  # virtual time: the clock just moves on
+        if board_sleep is not None:
+            board_sleep(s)
+        else:
+            _time.sleep(s / st.clock.rate)
 
     return _module(
         "time",
@@ -135,6 +148,11 @@ def make_asyncio(st: BoardState) -> types.ModuleType:
         wait_for=wait_for,
         wait_for_ms=lambda aw, ms: wait_for(aw, ms / 1e3),
     )
+    if hasattr(st.clock, "monotonic"):  # virtual time: socket writes await a real reply
+        from firmware.host.virtual_time import VirtualTime, open_connection_on
+
+        if isinstance(st.clock, VirtualTime):
+            mod.__dict__["open_connection"] = open_connection_on(st.clock)
     return mod
 
 
@@ -294,8 +312,10 @@ def make_micropython() -> types.ModuleType:
 
 
 def make_gc() -> types.ModuleType:
-    # mem_free has no CPython meaning: the virtual board reports 0 (the health topic says so)
-    return _module("gc", collect=_gc.collect, mem_free=lambda: 0, mem_alloc=lambda: 0, enable=_gc.enable,
+    # mem_free has no CPython meaning: the virtual board reports 0 (the health topic says so).
+    # collect() defragments MicroPython's heap; on CPython a young-generation pass is the nearest
+    # thing, and a full pass (ms with a simulator's objects loaded) after every poll would dominate.
+    return _module("gc", collect=lambda: _gc.collect(0), mem_free=lambda: 0, mem_alloc=lambda: 0, enable=_gc.enable,
                    disable=_gc.disable, threshold=lambda *a: -1)  # fmt: skip
 
 

@@ -31,6 +31,7 @@ from firmware.host.shims import (
     SerialLike,
     make_all,
 )
+from firmware.host.virtual_time import VirtualLoop, VirtualTime
 
 PLATFORMS = {"esp32": "esp32", "pico-w": "rp2"}
 
@@ -77,6 +78,7 @@ class VirtualBoard:
         self._started = threading.Event()
         self._stopping = False
         self._wdt_thread: threading.Thread | None = None
+        self._resetting = False
 
     # ------------------------------------------------------------------ life cycle
     def start(self, reset_cause: int = PWRON_RESET, timeout: float = 10.0) -> None:
@@ -199,8 +201,17 @@ class VirtualBoard:
         if self.echo:
             print(f"[{self.name}] {line}", flush=True)
 
+    def advance_to(self, world_t: float, timeout: float = 30.0) -> None:
+        """Virtual time only: run the board until it waits beyond `world_t` (see virtual_time.py)."""
+        if not isinstance(self.clock, VirtualTime):
+            raise TypeError(f"{self.name}: advance_to needs a VirtualTime clock")
+        self.clock.advance_to(world_t, timeout, alive=lambda: self.running or self._resetting)
+        if self.crash is not None:
+            raise RuntimeError(f"{self.name} crashed: {self.crash!r}")
+
     def _run(self) -> None:
-        loop = asyncio.new_event_loop()
+        loop: asyncio.AbstractEventLoop
+        loop = VirtualLoop(self.clock) if isinstance(self.clock, VirtualTime) else asyncio.new_event_loop()
         self._loop = loop
         try:
             loop.run_until_complete(self._amain())
@@ -236,12 +247,18 @@ class VirtualBoard:
             # expired in board time AND in real time: on an accelerated clock a host stall (amplified
             # by the rate) must not reset a healthy board; a hung one still resets
             late = st.wdt_timeout_ms is not None and (st.uptime() - st.wdt_fed) * 1000 > st.wdt_timeout_ms
-            if late and (time.monotonic() - st.wdt_fed_real) * 1000 > (st.wdt_timeout_ms or 0):
+            # on virtual time board time moves only when told, so board time alone decides
+            real_late = (time.monotonic() - st.wdt_fed_real) * 1000 > (st.wdt_timeout_ms or 0)
+            if late and (real_late or isinstance(self.clock, VirtualTime)):
                 st.log("watchdog expired: reset")
+                self._resetting = True
                 threading.Thread(target=self._wdt_reset, daemon=True).start()
                 return
 
     def _wdt_reset(self) -> None:
-        self.stop()
-        self.reboots += 1
-        self.start(WDT_RESET)
+        try:
+            self.stop()
+            self.reboots += 1
+            self.start(WDT_RESET)
+        finally:
+            self._resetting = False

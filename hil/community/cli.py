@@ -35,7 +35,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--strategy", default="auto", help="auto (the negotiation engine if present) | engine | concession"
     )
+    p.add_argument(
+        "--agents",
+        choices=("engine", "gateway"),
+        default="engine",
+        help="who negotiates in the full stack: engine (in process, default) | gateway "
+        "(each household's gateway.trading over MQTT, on its own key)",
+    )
     p.add_argument("--start-tokens", type=float, default=50.0, help="tokens minted per household")
+    p.add_argument(
+        "--nodes", choices=("standin", "firmware"), default="standin",
+        help="meter nodes: standin (reference encoder) | firmware (the real firmware, virtual time)",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument("--json", action="store_true", help="print the community summary as JSON")
     return p
@@ -136,6 +147,9 @@ def main(argv: list[str]) -> int:
         return 2
 
     progress = Progress(args.quiet)
+    if args.engine_only and args.agents == "gateway":
+        print("gridpact simulate: --agents gateway needs the full stack (not --engine-only)", file=sys.stderr)
+        return 2
     if args.engine_only:
         from hil.community.engine import run_engine
         from hil.community.summary import summarize
@@ -148,9 +162,17 @@ def main(argv: list[str]) -> int:
     else:
         from hil.community.fullstack import FullStackOptions, run_fullstack
 
-        opts = FullStackOptions(broker_url=args.broker, chain_url=args.chain, faults=args.faults)
+        opts = FullStackOptions(
+            broker_url=args.broker, chain_url=args.chain, faults=args.faults, nodes=args.nodes
+        )
         try:
-            result, summary = run_fullstack(cfg, opts, strategy, progress=progress)
+            if args.agents == "gateway":
+                from hil.community.agentrun import run_agents
+
+                cfg.strategy_name = "gateway agents"
+                result, summary = run_agents(cfg, opts, progress=progress)
+            else:
+                result, summary = run_fullstack(cfg, opts, strategy, progress=progress)
         except ValueError as exc:
             print(f"gridpact simulate: {exc}", file=sys.stderr)
             return 2

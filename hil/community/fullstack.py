@@ -41,6 +41,7 @@ class FullStackOptions:
     faults: bool = False
     anchor: bool = True
     poll_s: int = POLL_S
+    nodes: str = "standin"  # or "firmware": the real firmware on virtual boards in virtual time
 
 
 class FullStackWorld:
@@ -105,7 +106,7 @@ class FullStackWorld:
     def _start_nodes(self, host: str, port: int) -> str:
         """Meters on a stepped clock and stand-in nodes; returns the layer's line for the report."""
         from hil.community.gateways import HouseholdGateway
-        from hil.community.nodes import StandInNode
+        from hil.community.nodes import make_nodes
         from meter_sim.clock import SimClock
         from meter_sim.farm import MeterFarm
 
@@ -119,19 +120,16 @@ class FullStackWorld:
             HouseholdGateway(s.name, d, k, self.state, host, port, self.clock.now)
             for s, d, k in zip(self.specs, self.devs, self.keys, strict=True)
         ]
-        self.nodes = [
-            StandInNode(m, d, k, host, port)
-            for m, d, k in zip(self.meters, self.devs, self.keys, strict=True)
-        ]
+        self.nodes, layer = make_nodes(
+            self.opts.nodes, self.meters, self.devs, self.keys, host, port, self.state,
+            float(self.cfg.t0), self.opts.poll_s,
+        )  # fmt: skip
         for g in self.gateways:
             g.wait_subscribed(15)
         for node in self.nodes:
             node.wait_connected(15)
             node.poll(self.clock.now())  # a reading at t0, so the first window is covered
-        return (
-            "stand-in: signed readings by gateway.ingest.wire.encode_reading from the meter registers, "
-            "polled every 60 simulated s on a stepped clock (the firmware itself runs in the HIL suite)"
-        )
+        return layer
 
     # ------------------------------------------------------------ the hour underneath the market
 
@@ -258,6 +256,11 @@ class FullStackWorld:
 
     def verify(self, result: EngineResult) -> None:
         """Nothing lost (no seq gap, no rejected reading), chain == ledger, tokens conserved on chain."""
+        self.verify_readings()
+        self.verify_trips_and_chain(result)
+
+    def verify_readings(self) -> None:
+        """Every reading a node published was accepted by its gateway (duplicates aside)."""
         lost = 0
         last_seqs, replayed = self.taken()
         for last, g in zip(last_seqs, self.gateways, strict=True):
@@ -276,6 +279,9 @@ class FullStackWorld:
         )
         if lost:
             self.problems.append(f"{lost} readings lost")
+
+    def verify_trips_and_chain(self, result: EngineResult) -> None:
+        """Under-delivery refunded; the community's batches on chain equal the simulation's ledger."""
         for trip in self.cfg.pv_trips:
             hit = [
                 st for st in result.settled

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -96,3 +98,167 @@ class StandInNode:
     def close(self) -> None:
         self._client.disconnect()  # first, so the network thread ends at once
         self._client.loop_stop()
+
+
+class MeterUart:
+    """The board's RS-485 far end in process: meter_sim's registers answered over Modbus RTU at once
+    (firmware.host.rig.RegisterUart), silent while the meter has a `no_response` fault."""
+
+    def __init__(self, meter: Any, now: Any) -> None:
+        from firmware.host.rig import RegisterUart
+
+        self.meter, self.now = meter, now
+        self._rtu = RegisterUart(meter.registers, meter.rmap.model)
+        self.unanswered = 0
+
+    @property
+    def in_waiting(self) -> int:
+        return self._rtu.in_waiting
+
+    def read(self, size: int = 1) -> bytes:
+        return self._rtu.read(size)
+
+    def write(self, data: bytes, /) -> int:
+        if self.meter.active("no_response", self.now()) is not None:
+            self.unanswered += 1
+            return len(data)
+        return self._rtu.write(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def firmware_config(dev: str, key: bytes, host: str, port: int, poll_s: int) -> dict[str, Any]:
+    """The node's config.json: the shipped example with this household's identity and broker."""
+    import json
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "firmware" / "config.example.json"
+    cfg = json.loads(example.read_text())
+    cfg.update(device_id=dev, hmac_key=key.hex(), poll_s=poll_s, health_s=300, ntp_hold_s=60)
+    cfg["broker"].update(host=host, port=port, user="", password="", backoff_max_s=5)
+    return cfg
+
+
+class FirmwareNode:
+    """The real firmware (firmware/device, unmodified) on a virtual board in virtual time.
+
+    Board time is the simulated time: `poll(now)` runs the board to `now + SETTLE_S`, so the
+    firmware's own poll timer fires at `now` and its reading is published (PUBACK over the real
+    broker) before the call returns. Same interface as `StandInNode`.
+    """
+
+    SETTLE_S = 1.0  # board time past `now` that covers the Modbus read and the publish
+
+    def __init__(
+        self, meter: Any, dev: str, key: bytes, host: str, port: int, flash: Any, start: float,
+        poll_s: int = 60,
+    ) -> None:  # fmt: skip
+        from firmware.host.virtual_board import VirtualBoard
+        from firmware.host.virtual_time import VirtualTime
+
+        if poll_s <= 2 * self.SETTLE_S:
+            raise ValueError(f"poll_s must exceed {2 * self.SETTLE_S:g} s on a firmware node")
+        self.dev = dev
+        self.vt = VirtualTime(start)
+        self.uart = MeterUart(meter, self.vt.time)
+        cfg = firmware_config(dev, key, host, port, poll_s)
+        self.board = VirtualBoard(cfg, self.uart, flash, clock=self.vt, name=dev)
+        self.replayed = 0
+        self._backlog = -1  # readings taken before the first broker connection (boot backlog)
+        self._wrapped: Any = None
+        self.board.start()
+
+    def _app(self) -> Any:
+        """The running App, its publish counted (replays after the boot backlog)."""
+        app = self.board.app
+        if app is not None and app is not self._wrapped:
+            inner = app.publish_rec
+
+            async def publish_rec(buf: Any, h: Any, replayed: bool) -> bool:
+                ok = await inner(buf, h, replayed)
+                if ok and replayed and h[0] > self._backlog >= 0:
+                    self.replayed += 1
+                return ok
+
+            app.publish_rec = publish_rec
+            self._wrapped = app
+        return app
+
+    @property
+    def seq(self) -> int:
+        """The last sequence number the firmware took."""
+        app = self._app()
+        return 0 if app is None else int(app.seq.next) - 1
+
+    @property
+    def connected(self) -> bool:
+        app = self._app()
+        return app is not None and bool(app.client.up)
+
+    @property
+    def buffer(self) -> range:
+        """Readings waiting in the firmware (RAM queue and flash ring), as a sized object."""
+        app = self._app()
+        return range(0 if app is None else app.ring.count + app.ram_n)
+
+    def _step_until(self, done: Any, timeout: float) -> bool:
+        """Move board time on in small steps until `done()` (e.g. a reconnect after its backoff)."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                return False
+            self.board.advance_to(self.vt.target + 0.5)
+        return True
+
+    def wait_connected(self, timeout: float) -> None:
+        if not self._step_until(lambda: self.connected, timeout):
+            raise RuntimeError(f"node {self.dev} could not reach the broker in {timeout:.0f} s")
+        if self._backlog < 0:
+            self._backlog = self.seq
+
+    def poll(self, now: float) -> None:
+        """Run the board to `now` (its poll timer fires there) and until that reading is out."""
+        self._app()
+        self.board.advance_to(now + self.SETTLE_S)
+
+    def flush(self) -> None:
+        """After an outage: let the firmware replay its flash backlog (board time moves on a little)."""
+        self._step_until(lambda: not self.connected or not len(self.buffer), 30)
+
+    def close(self) -> None:
+        self.board.stop()
+
+
+NODE_KINDS = ("standin", "firmware")
+
+
+def make_nodes(
+    kind: str, meters: list[Any], devs: list[str], keys: list[bytes], host: str, port: int,
+    state: Path, start: float, poll_s: int,
+) -> tuple[list[Any], str]:  # fmt: skip
+    """One node per household of the given kind, and the report's line for the boards layer."""
+    if kind == "firmware":
+        nodes: list[Any] = []
+        try:
+            for m, d, k in zip(meters, devs, keys, strict=True):
+                nodes.append(FirmwareNode(m, d, k, host, port, state / f"flash-{d}", start, poll_s))
+        except BaseException:
+            for n in nodes:
+                n.close()
+            raise
+        return nodes, (
+            "ran: the real firmware (firmware/device, unmodified) on a virtual board per household in "
+            f"virtual time (firmware/host/virtual_time.py), polling its meter over in-process Modbus RTU "
+            f"every {poll_s} simulated s"
+        )
+    if kind != "standin":
+        raise ValueError(f"node kind must be one of {', '.join(NODE_KINDS)}, got {kind!r}")
+    nodes = [StandInNode(m, d, k, host, port) for m, d, k in zip(meters, devs, keys, strict=True)]
+    return nodes, (
+        "stand-in: signed readings by gateway.ingest.wire.encode_reading from the meter registers, "
+        f"polled every {poll_s} simulated s on a stepped clock (--nodes firmware runs the real firmware)"
+    )

@@ -1,0 +1,159 @@
+"""The report's trades and tokens read back from the chain after `--agents gateway`.
+
+The gateways made every agreement, report and settlement themselves, so the simulator learns
+what happened only from the Market's events. They are replayed into the simulation's Ledger
+(which applies the contract's payment and penalty rule on its own): equal per-household balances
+then show that the chain and the rule agree, and the ledger's sums check conservation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hil.community.engine import EngineResult, SettledTrade
+from hil.community.ledger import Ledger
+from hil.community.market import Trade
+
+
+@dataclass(frozen=True)
+class ChainAgreement:
+    """One agreement as the chain saw it; `delivered`/`paid`/`refund` are None while open."""
+
+    id: bytes
+    seller: int
+    buyer: int
+    wh: int
+    price: int
+    block: int
+    delivered: int | None = None
+    paid: int | None = None
+    refund: int | None = None
+    reclaimed: int | None = None
+    disputed: bool = False
+
+
+def _logs(market: Any, name: str) -> list[Any]:
+    return list(getattr(market.events, name)().get_logs(from_block=0))
+
+
+def open_agreements(market: Any) -> int:
+    """Submitted agreements neither settled nor reclaimed (disputes count as open)."""
+    submitted = {bytes(e["args"]["id"]) for e in _logs(market, "AgreementSubmitted")}
+    closed = {bytes(e["args"]["id"]) for e in _logs(market, "AgreementSettled")}
+    closed |= {bytes(e["args"]["id"]) for e in _logs(market, "EscrowReclaimed")}
+    return len(submitted - closed)
+
+
+def read_agreements(market: Any, addresses: list[str]) -> list[ChainAgreement]:
+    """Every agreement between two households, with how it ended, in submission order."""
+    index = {a.lower(): i for i, a in enumerate(addresses)}
+    settled = {bytes(e["args"]["id"]): e["args"] for e in _logs(market, "AgreementSettled")}
+    reclaimed = {bytes(e["args"]["id"]): int(e["args"]["amount"]) for e in _logs(market, "EscrowReclaimed")}
+    disputed = {bytes(e["args"]["id"]) for e in _logs(market, "DisputeOpened")}
+    out = []
+    for e in _logs(market, "AgreementSubmitted"):
+        a = e["args"]
+        aid = bytes(a["id"])
+        seller, buyer = index.get(str(a["seller"]).lower()), index.get(str(a["buyer"]).lower())
+        if seller is None or buyer is None:  # a provider trade: not between households
+            continue
+        s = settled.get(aid)
+        out.append(
+            ChainAgreement(
+                aid, seller, buyer, int(a["quantityWh"]), int(a["unitPrice"]), int(e["blockNumber"]),
+                None if s is None else int(s["deliveredWh"]), None if s is None else int(s["paidToSeller"]),
+                None if s is None else int(s["refundedToBuyer"]), reclaimed.get(aid), aid in disputed,
+            )
+        )  # fmt: skip
+    return out
+
+
+def replay(
+    agreements: list[ChainAgreement], n: int, start: int, unit: int, hour_of: Any
+) -> tuple[Ledger, list[SettledTrade], list[str]]:
+    """The chain's agreements through the Ledger; returns it, the settled trades and disagreements."""
+    ledger = Ledger(n, unit=unit)
+    for i in range(n):
+        ledger.mint(i, start)
+    settled: list[SettledTrade] = []
+    problems: list[str] = []
+    for ag in agreements:
+        trade = Trade(ag.seller, ag.buyer, ag.wh, ag.price, 0)
+        aid = ledger.agree(trade)
+        if ag.delivered is not None:
+            to_seller, refund = ledger.settle(aid, ag.delivered)
+            if (to_seller, refund) != (ag.paid, ag.refund):
+                problems.append(
+                    f"agreement {ag.id.hex()[:10]}: chain paid/refunded {ag.paid}/{ag.refund}, "
+                    f"the contract's rule gives {to_seller}/{refund}"
+                )
+            settled.append(SettledTrade(hour_of(ag), trade, ag.delivered, to_seller, refund))
+        elif ag.reclaimed is not None:
+            ledger.escrow.pop(aid)
+            ledger.balance[ag.buyer] += ag.reclaimed
+            ledger.refunded[ag.buyer] += ag.reclaimed
+            ledger.refunds += 1
+    return ledger, settled, problems
+
+
+def apply_to_result(r: EngineResult, ledger: Ledger, settled: list[SettledTrade]) -> None:
+    """Replace the (empty) engine market's figures by the gateways' trades."""
+    n, hours = r.grid_imp.shape
+    bought, sold = np.zeros((n, hours)), np.zeros((n, hours))
+    for st in settled:
+        if 0 <= st.hour < hours:
+            sold[st.trade.seller, st.hour] += st.delivered_wh / 1000
+            bought[st.trade.buyer, st.hour] += st.delivered_wh / 1000
+    r.grid_exp = r.batt_exp - sold + np.clip(bought - r.batt_imp, 0, None)
+    r.grid_imp = np.clip(r.batt_imp - bought, 0, None)
+    r.p2p_bought, r.p2p_sold = bought, sold
+    r.ledger, r.settled = ledger, settled
+    r.balance = np.repeat(np.array(ledger.balance, dtype=np.float64)[:, None], hours, axis=1)
+    r.conserved_every_hour = ledger.conserved()
+
+
+def journal_terms(state: Any) -> dict[bytes, dict[str, Any]]:
+    """Agreement id -> EIP-712 terms, from every gateway's journal (`<state>/trading-*/trading.db`)."""
+    from gateway.chain.journal import Journal
+
+    out: dict[bytes, dict[str, Any]] = {}
+    for db in sorted(state.glob("trading-*/trading.db")):
+        journal = Journal(db)
+        try:
+            for rec in journal.agreements():
+                out[bytes.fromhex(rec.id.removeprefix("0x"))] = rec.terms
+        finally:
+            journal.close()
+    return out
+
+
+def resolve_disputes(chain: Any, terms_by_id: dict[bytes, dict[str, Any]], failures: list[str]) -> int:
+    """The community's part: settle each open dispute at what both meters support, min(seller, buyer).
+
+    That is the contract's own rule for reports within tolerance; a dispute here means a buyer's
+    battery covered part of what it bought, so its import meter saw less than the seller exported.
+    """
+    from gateway.chain.market import terms_from_dict
+
+    market = chain.market
+    done = {bytes(e["args"]["id"]) for e in _logs(market, "AgreementSettled")}
+    done |= {bytes(e["args"]["id"]) for e in _logs(market, "EscrowReclaimed")}
+    resolved = 0
+    for e in _logs(market, "DisputeOpened"):
+        a = e["args"]
+        aid = bytes(a["id"])
+        if aid in done or aid not in terms_by_id:
+            continue
+        terms = terms_from_dict(terms_by_id[aid])
+        wh = min(int(a["sellerWh"]), int(a["buyerWh"]))
+        try:
+            chain._tx(chain.community, market.functions.resolveDispute(terms.as_tuple(), wh))
+        except Exception as exc:  # e.g. past its deadline: the buyer reclaims; said in the report
+            failures.append(f"dispute {aid.hex()[:10]} not resolved: {str(exc)[:160]}")
+            continue
+        done.add(aid)
+        resolved += 1
+    return resolved

@@ -1,0 +1,151 @@
+"""Run `--agents gateway` end to end: services, gateways trading, the engine's meters, the checks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hil.community.agentledger import ChainAgreement, apply_to_result, read_agreements, replay
+from hil.community.agents import AgentWorld, no_engine_trades
+from hil.community.endpoints import connect_chain, quiet_amqtt, summer_start_after
+from hil.community.engine import EngineConfig, EngineResult, run_engine
+from hil.community.fullstack import FullStackOptions
+from hil.community.households import make_community
+from hil.community.ledger import Ledger
+
+
+def journal_windows(state: Path) -> tuple[dict[bytes, int], dict[str, int]]:
+    """From every gateway's journal: agreement id -> delivery start, and agreements per state."""
+    from gateway.chain.journal import Journal
+
+    starts: dict[bytes, int] = {}
+    states: dict[str, int] = {}
+    for db in sorted(state.glob("trading-*/trading.db")):
+        journal = Journal(db)
+        try:
+            for rec in journal.agreements():
+                starts[bytes.fromhex(rec.id.removeprefix("0x"))] = int(rec.terms["deliveryStart"])
+                states[rec.state] = states.get(rec.state, 0) + 1
+        finally:
+            journal.close()
+    return starts, states
+
+
+def gateway_events(world: AgentWorld) -> dict[str, int]:
+    """The gateways' own trading counters (gridpact_trade_events_total), summed over households."""
+    out: dict[str, int] = {}
+    for gw in world.gateways:
+        for line in gw.metrics.render().splitlines():
+            if line.startswith(("gridpact_trade_events_total{", "gridpact_peer_messages_dropped_total{")):
+                label = line.split('"')[1]
+                out[label] = out.get(label, 0) + int(float(line.rsplit(" ", 1)[1]))
+    return dict(sorted(out.items()))
+
+
+def check_chain(world: AgentWorld, result: EngineResult, still_open: int) -> None:
+    """Chain events -> ledger -> report; per household reconciliation, conservation, refunds."""
+    assert world.chain is not None
+    cfg = world.cfg
+    unit = 10**cfg.decimals
+    starts, states = journal_windows(world.state)
+    agreements = read_agreements(world.chain.market, world.chain.addresses)
+
+    def hour_of(ag: ChainAgreement) -> int:
+        return (starts.get(ag.id, cfg.t0) - cfg.t0) // 3600
+
+    ledger, settled, disagreements = replay(
+        agreements, len(world.specs), int(cfg.start_tokens) * unit, unit, hour_of
+    )
+    apply_to_result(result, ledger, settled)
+    world.problems.extend(disagreements)
+    market = world.chain.market
+    balances = [int(market.functions.balanceOf(a).call()) for a in world.chain.addresses]
+    minted = int(world.chain.token.functions.totalSupply().call())
+    holds = int(world.chain.token.functions.balanceOf(market.address).call())
+    same = balances == ledger.balance
+    conserved = minted == ledger.minted and holds == sum(balances) + ledger.escrowed() and ledger.conserved()
+    short = [st for st in settled if st.delivered_wh < st.trade.wh]
+    refunded = all(st.refund > 0 for st in short)
+    disputes = sum(ag.disputed for ag in agreements)
+    world.checks += [
+        f"agreements made by the gateways over MQTT and submitted on chain: {len(agreements)} "
+        f"(journals: {', '.join(f'{k} {v}' for k, v in sorted(states.items())) or 'none'})",
+        f"settled {len(settled)}, escrow reclaimed {sum(ag.reclaimed is not None for ag in agreements)}, "
+        f"disputed {disputes} (resolved by the community at min(seller, buyer) Wh: {world.resolved}), still open after {world.tail_note}: {still_open}",
+        f"per-household free balances on chain equal the replayed ledger: {same}",
+        f"tokens conserved on chain (minted {minted / unit:g}, held by the market {holds / unit:g}, "
+        f"in escrow {ledger.escrowed() / unit:g}): {conserved}",
+        f"under-delivered agreements {len(short)}, each refunded: {refunded}",
+    ]
+    if world.agent_errors:
+        world.problems += world.agent_errors
+    if not same or not conserved:
+        world.problems.append("the chain disagrees with the replayed ledger")
+    if not refunded:
+        world.problems.append("an under-delivered agreement was not refunded")
+
+
+def run_agents(
+    cfg: EngineConfig,
+    opts: FullStackOptions,
+    progress: Callable[[int, int, Ledger], None] | None = None,
+    start_hour: int = 0,
+) -> tuple[EngineResult, dict[str, Any]]:
+    """The community with every household's gateway trading on its own; (result, report summary).
+
+    `start_hour` starts the day later (tests: a few sunny hours instead of the night).
+    """
+    from hil.community.summary import summarize
+    from hil.services import AnvilNode
+
+    if opts.faults:
+        raise ValueError("--faults is not available with --agents gateway yet")
+    started = time.perf_counter()
+    anvil = None
+    url = opts.chain_url
+    if url is None:  # the gateways reach their chain over JSON-RPC, as a Pi does
+        anvil = AnvilNode()
+        url = anvil.start().url
+    assert url is not None
+    try:
+        w3, chain_where = connect_chain(url)
+        cfg.t0 = summer_start_after(int(w3.eth.get_block("latest")["timestamp"])) + 3600 * start_hour
+        cfg.decimals = 18
+        specs = make_community(cfg.households, cfg.seed)
+        with quiet_amqtt():
+            world = AgentWorld(cfg, specs, opts, w3, url)
+            try:
+                world.start_agents()
+                result = run_engine(cfg, no_engine_trades, progress=progress, world=world)
+                still_open = world.finish()
+                world.verify_readings()
+                check_chain(world, result, still_open)
+                events = gateway_events(world)
+            finally:
+                world.close()
+    finally:
+        if anvil is not None:
+            anvil.close()
+    result.wall_s = time.perf_counter() - started
+    where = f"anvil {url} (started for this run)" if anvil is not None else chain_where
+    layers = {
+        "meters": f"ran: {len(specs)} meter_sim SDM120 meters (battery inside the meter model)",
+        "boards": world.nodes_layer,
+        "mqtt": f"ran: {world.broker_where}",
+        "gateways": "ran: per household gateway.ingest (verifier + IngestHandler + ReadingStore) and "
+        "gateway.trading.run_trading on the simulated clock: forecast, signed peer negotiation over MQTT, "
+        "EIP-712 agreements, delivery reports from its own meter data, settlement, refunds, anchoring",
+        "chain": f"ran: contracts.deploy on {where}; every agreement, report and anchor sent by the "
+        "household's own gateway; the report's trades and tokens read back from the Market's events",
+    }
+    summary = summarize(result, layers)
+    summary["config"]["strategy"] = "gateway agents (gateway.trading)"
+    summary["checks"] = world.checks + [f"PROBLEM: {p}" for p in world.problems]
+    summary["events"] = world.events
+    summary["gateway_events"] = events
+    summary["community"]["token_conservation"] = bool(
+        summary["community"]["token_conservation"] and not world.problems
+    )
+    return result, summary

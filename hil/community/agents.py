@@ -1,0 +1,283 @@
+"""`gridpact simulate --agents gateway`: each household's own gateway trades, not the simulator.
+
+Every household runs `gateway.trading.service.run_trading` (its own dev key, a trading config
+built here, the simulation's broker and chain, its ReadingStore and a forecaster) on the
+simulation's stepped clock. The engine below only moves the meters and measures; agreements,
+reports, settlements, refunds and anchors are the gateways' own transactions, and the report's
+numbers are read back from the chain's events (hil/community/agentledger.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hil.community.agentclock import SteppedAsyncClock
+from hil.community.engine import EngineConfig
+from hil.community.fullstack import FullStackOptions, FullStackWorld
+from hil.community.households import HouseholdSpec
+from hil.community.market import MICRO, MarketWindow, Trade
+
+LEAD_S = 180  # negotiation opens 3 simulated minutes before each window
+ROUND_S = 15.0  # a peer's answer is awaited 15 simulated s (and the driver waits for the loop to catch up)
+REPORT_DELAY_S = 60
+CONFIRM_WAIT_S = 60
+FINE_WALL_S = 0.004  # wall seconds per simulated second while messages fly (then the loop catches up)
+TAIL_H = 3  # simulated hours after the run for the last reports
+IDLE_PROBE_S = 0.004  # a round trip into the gateways' loop this fast means it has nothing queued
+CATCH_UP_PROBES = 25
+
+
+def no_engine_trades(window: MarketWindow) -> list[Trade]:
+    """The engine's market stays empty: the gateways trade over MQTT themselves."""
+    return []
+
+
+class ProfileForecaster:
+    """Net demand (W) of the household's profile: a perfect-weather forecast without the battery.
+
+    Windows outside the run raise ValueError (the agent counts `forecast_unavailable`), so no
+    agreement is made for hours the simulation does not meter.
+    """
+
+    def __init__(self, profile: Any, t0: int, t_end: int) -> None:
+        self.profile, self.t0, self.t_end = profile, t0, t_end
+
+    def net_demand(self, start: int, steps: int, step_s: int) -> np.ndarray:
+        if start < self.t0 or start + steps * step_s > self.t_end:
+            raise ValueError("outside the simulated span")
+        t = start + step_s * (np.arange(steps) + 0.5)
+        load, pv = self.profile.at_times(t)
+        return np.asarray(load, dtype=np.float64) - np.asarray(pv, dtype=np.float64)
+
+
+class LockedStore:
+    """The two ReadingStore reads trading makes, under the ingest thread's lock."""
+
+    def __init__(self, gateway: Any) -> None:
+        self.gateway = gateway
+
+    def energy_between(self, t0: int, t1: int) -> Any:
+        with self.gateway._lock:
+            self.gateway.handler.flush()
+            return self.gateway.store.energy_between(t0, t1)
+
+    def hour_batch(self, hour_start: int) -> list[bytes]:
+        return self.gateway.hour_batch(hour_start)
+
+
+def trading_tables(cfg: EngineConfig, host: str, port: int, rpc_url: str, market: str, state: Path,
+                   margins: tuple[float, float, float]) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """One household's [community]/[agent]/[chain] tables (prices in token base units per kWh)."""
+    unit = 10**cfg.decimals
+    retail = round(cfg.tariff.day * MICRO) * (unit // MICRO)
+    feed = round(cfg.tariff.feed_in * MICRO) * (unit // MICRO)
+    spread = retail - feed
+    sell_m, buy_m, cr = margins
+    key = state / "dev-key-injected.json"  # never read: the simulator injects the account
+    return {
+        "community": {"id": "simulate", "host": host, "port": port, "roster_refresh_s": 3600.0,
+                      "max_message_age_s": 30.0},
+        "agent": {
+            "window_s": 3600, "lead_s": LEAD_S, "round_timeout_s": ROUND_S, "max_rounds": cfg.rounds,
+            "min_trade_wh": max(50, cfg.min_order_wh), "report_delay_s": REPORT_DELAY_S,
+            "confirm_wait_s": CONFIRM_WAIT_S,
+            "seller": {"price": {"ip": retail, "rp": feed + int(sell_m * spread), "dl": cfg.rounds, "cr": cr}},
+            "buyer": {"price": {"ip": feed, "rp": retail - int(buy_m * spread), "dl": cfg.rounds, "cr": cr}},
+        },
+        "chain": {"rpc_url": rpc_url, "market": market, "keystore": str(key), "passphrase_file": str(key),
+                  "anchor": True, "anchor_delay_s": 120.0, "receipt_timeout_s": 30.0, "retry_max_s": 5.0,
+                  "rpc_timeout_s": 30.0},
+    }  # fmt: skip
+
+
+class AgentWorld(FullStackWorld):
+    """The full-stack world with each household's gateway trading on its own."""
+
+    def __init__(
+        self, cfg: EngineConfig, specs: list[HouseholdSpec], opts: FullStackOptions, w3: Any, rpc_url: str
+    ) -> None:
+        super().__init__(cfg, specs, opts, w3)
+        self.rpc_url = rpc_url
+        self.aclock = SteppedAsyncClock(self.clock)
+        self.metrics: list[Any] = []
+        self.agent_errors: list[str] = []
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self.tail_note = "no tail"
+        self.resolved = 0
+
+    # ------------------------------------------------------------ the gateways' trading tasks
+
+    def start_agents(self) -> None:
+        if self.chain is None:
+            raise RuntimeError(f"--agents gateway needs the chain layer: {self.chain_error}")
+        self._thread = threading.Thread(target=self._agents_main, name="gridpact-agents", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("the gateways' trading tasks did not start within 30 s")
+
+    def _agents_main(self) -> None:
+        asyncio.run(self._agents())
+
+    async def _agents(self) -> None:
+        from eth_account import Account
+        from web3 import Web3
+
+        from gateway.trading.config import parse_trading_config
+        from gateway.trading.service import TradingDeps, run_trading
+        from hil.community.engine import agent_params
+        from meter_sim.profiles import parse_profile
+
+        assert self.chain is not None
+        self._loop = asyncio.get_running_loop()
+        self.aclock.loop = self._loop
+        self._stop = asyncio.Event()
+        sell_m, buy_m, cr = agent_params(len(self.specs), self.cfg.seed)
+        t_end = self.cfg.t0 + 3600 * self.cfg.hours
+        host, port = self.broker_host, self.broker_port
+        tasks = []
+        for i, (spec, gw) in enumerate(zip(self.specs, self.gateways, strict=True)):
+            state = self.state / f"trading-{spec.name}"
+            state.mkdir(parents=True, exist_ok=True)
+            tables = trading_tables(self.cfg, host, port, self.rpc_url, self.chain.market.address, state,
+                                    (float(sell_m[i]), float(buy_m[i]), float(cr[i])))  # fmt: skip
+            trading = parse_trading_config(tables, state)
+            w3 = Web3(Web3.HTTPProvider(self.rpc_url, request_kwargs={"timeout": 30}))
+            forecaster = ProfileForecaster(parse_profile(spec.profile_spec), self.cfg.t0, t_end)
+            deps = TradingDeps(LockedStore(gw), forecaster, gw.metrics, spec.name, state, self.aclock,
+                               web3=w3, account=Account.from_key(self.chain.keys[i]))  # fmt: skip
+            task = asyncio.create_task(run_trading(trading, deps), name=f"trading-{spec.name}")
+            task.add_done_callback(self._task_done)
+            tasks.append(task)
+        self._ready.set()
+        await self._stop.wait()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.agent_errors.append(f"{task.get_name()}: {task.exception()!r}"[:400])
+
+    def stop_agents(self) -> None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(30)
+
+    # ------------------------------------------------------------ the stepped clock underneath
+
+    @property
+    def broker_host(self) -> str:
+        return self._broker()[0]
+
+    @property
+    def broker_port(self) -> int:
+        return self._broker()[1]
+
+    def _broker(self) -> tuple[str, int]:
+        """The community broker the gateways trade on: the run's own, or `--broker URL`."""
+        from hil.community.endpoints import parse_broker_url
+
+        if self.opts.broker_url:
+            return parse_broker_url(self.opts.broker_url)
+        return self.broker.info.host, int(self.broker.info.port)
+
+    def _step(self, dt: float, wall: float) -> None:
+        self.clock.advance(dt)
+        self.aclock.advanced()
+        time.sleep(wall)
+        self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Hold simulated time until the gateways' loop has worked off what is queued.
+
+        Signing and checking peer messages costs real CPU (pure-Python secp256k1 here); on a
+        loaded machine a fixed wall pace would let timeouts fire before answers were computed.
+        """
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        for _ in range(CATCH_UP_PROBES):
+            t = time.perf_counter()
+            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(60)
+            if time.perf_counter() - t < IDLE_PROBE_S:
+                return
+            time.sleep(0.002)
+
+    def run_minute(self, t_min: int) -> None:
+        """One simulated minute: fine steps while negotiating or reporting, then the meters' poll."""
+        into_hour = t_min % 3600
+        negotiating = into_hour >= 3600 - LEAD_S
+        reporting = REPORT_DELAY_S - 60 <= into_hour < REPORT_DELAY_S + CONFIRM_WAIT_S + 120
+        if negotiating:
+            for _ in range(60):
+                self._step(1.0, FINE_WALL_S)
+        elif reporting:
+            for _ in range(6):
+                self._step(10.0, 0.01)
+        else:
+            self._step(60.0, 0.002)
+        now = self.clock.now()
+        for node in self.nodes:
+            node.poll(now)
+        assert self.chain is not None
+        try:
+            self.chain.set_time(int(now))
+        except Exception as exc:  # a race with a gateway's block: the next minute moves it
+            self.events.append({"t": int(now), "event": "chain time", "detail": str(exc)[:120]})
+
+    def run_hour(self, k: int) -> None:
+        start = self.cfg.t0 + 3600 * k
+        for minute in range(60):
+            self.run_minute(start + 60 * minute)
+        self._drain(20)
+        self.resolve()
+        if self.agent_errors:
+            raise RuntimeError(f"a gateway's trading stopped: {self.agent_errors[0]}")
+
+    def resolve(self) -> None:
+        """The simulator is the community: it resolves the disputes the gateways' reports opened."""
+        from hil.community.agentledger import journal_terms, resolve_disputes
+
+        assert self.chain is not None
+        failures: list[str] = []
+        self.resolved += resolve_disputes(self.chain, journal_terms(self.state), failures)
+        now = int(self.clock.now())
+        self.events += [{"t": now, "event": "dispute", "detail": f} for f in failures]
+
+    def agreements(self, k: int, trades: list[Trade]) -> None:
+        """Nothing: the gateways submit their own agreements."""
+
+    def settlements(self, k: int, settled: list[Any]) -> None:
+        """Nothing: the gateways report, settle, reclaim and anchor themselves."""
+
+    def finish(self) -> int:
+        """Run simulated time on until every agreement on chain is closed (or TAIL_H hours); returns open ones."""
+        from hil.community.agentledger import open_agreements
+
+        assert self.chain is not None
+        t = int(self.clock.now())
+        t_start = t
+        for _ in range(TAIL_H * 60):
+            self.run_minute(t)
+            t += 60
+            if t % 600 == 0:
+                self.resolve()
+                if open_agreements(self.chain.market) == 0:
+                    break
+        self._drain(20)
+        self.tail_note = f"{(t - t_start) / 60:.0f} simulated minutes more"
+        return open_agreements(self.chain.market)
+
+    def close(self) -> None:
+        self.stop_agents()
+        super().close()

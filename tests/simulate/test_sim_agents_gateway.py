@@ -1,0 +1,123 @@
+"""`gridpact simulate --agents gateway`: the households' own gateways trade over MQTT and on chain.
+
+Pure parts with golden vectors (forecaster, stepped asyncio clock, chain-event replay, the
+trading config the simulator builds), then a real run: amqtt, anvil, the real Market, three
+households' `run_trading` for four sunny simulated hours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gateway.trading.config import parse_trading_config
+from hil.community.agentclock import SteppedAsyncClock
+from hil.community.agentledger import ChainAgreement, replay
+from hil.community.agents import ProfileForecaster, trading_tables
+from hil.community.cli import main as simulate_main
+from hil.community.engine import EngineConfig
+from hil.community.fullstack import FullStackOptions
+from meter_sim.clock import SimClock
+from meter_sim.profiles import parse_profile
+
+UNIT = 10**18
+T0 = 1_811_808_000
+
+
+def test_sim_agents_forecaster_is_load_minus_pv_inside_the_run() -> None:
+    f = ProfileForecaster(parse_profile("constant:load_w=500,pv_w=2000"), T0, T0 + 7200)
+    assert np.allclose(f.net_demand(T0, 12, 300), -1500.0)
+    with pytest.raises(ValueError):
+        f.net_demand(T0 + 3600, 12, 600)  # ends after the run
+    with pytest.raises(ValueError):
+        f.net_demand(T0 - 3600, 12, 300)
+
+
+def test_sim_agents_clock_wakes_sleepers_only_when_simulated_time_passes() -> None:
+    sim = SimClock(start=float(T0))
+    clock = SteppedAsyncClock(sim)
+
+    async def scenario() -> list[str]:
+        woke: list[str] = []
+
+        async def sleeper(name: str, s: float) -> None:
+            await clock.sleep(s)
+            woke.append(f"{name}@{clock.now() - T0:g}")
+
+        tasks = [asyncio.create_task(sleeper("a", 5)), asyncio.create_task(sleeper("b", 60))]
+        await asyncio.sleep(0.01)
+        assert woke == [] and clock.release() == 0  # real time passing wakes nobody
+        sim.advance(5)
+        clock.release()
+        await asyncio.sleep(0.01)
+        sim.advance(54)
+        clock.release()
+        await asyncio.sleep(0.01)
+        assert woke == ["a@5"]
+        sim.advance(1)
+        clock.advanced()  # the driver's thread-safe path
+        await asyncio.gather(*tasks)
+        await clock.sleep(0)  # a zero sleep only yields
+        return woke
+
+    assert asyncio.run(scenario()) == ["a@5", "b@60"]
+
+
+def _ag(seller: int, buyer: int, wh: int, delivered: int | None, paid: int | None = None,
+        refund: int | None = None, reclaimed: int | None = None) -> ChainAgreement:  # fmt: skip
+    return ChainAgreement(bytes([seller, buyer, wh % 256]) * 8, seller, buyer, wh, 2 * 10**17, 1,
+                          delivered, paid, refund, reclaimed)  # fmt: skip
+
+
+def test_sim_agents_replay_golden_and_disagreement() -> None:
+    start = 50 * UNIT
+    # 1000 Wh at 0.2 token/kWh = 0.2 token escrowed; 600 Wh delivered: pay 0.12, penalty 10 % of 0.08
+    full = _ag(0, 1, 500, 500, 10**17, 0)
+    short = _ag(0, 2, 1000, 600, 12 * 10**16 - 8 * 10**15, 8 * 10**16 + 8 * 10**15)
+    reclaimed = _ag(1, 2, 250, None, reclaimed=5 * 10**16)
+    ledger, settled, problems = replay([full, short, reclaimed], 3, start, UNIT, lambda ag: 7)
+    assert problems == []
+    assert ledger.balance == [start + 10**17 + 112 * 10**15, start - 10**17, start - 112 * 10**15]
+    assert ledger.conserved() and ledger.escrowed() == 0
+    assert [(st.hour, st.delivered_wh, st.refund) for st in settled] == [(7, 500, 0), (7, 600, 88 * 10**15)]
+    assert ledger.refunds == 2  # the short one and the reclaimed escrow
+    wrong = _ag(0, 1, 500, 500, 10**17 - 1, 1)
+    _, _, problems = replay([wrong], 2, start, UNIT, lambda ag: 0)
+    assert len(problems) == 1 and "chain paid/refunded" in problems[0]
+
+
+def test_sim_agents_trading_config_parses_with_prices_in_base_units(tmp_path: Path) -> None:
+    cfg = EngineConfig(decimals=18)
+    tables = trading_tables(cfg, "127.0.0.1", 1883, "http://127.0.0.1:8545", "0x" + "11" * 20, tmp_path,
+                            (0.25, 0.25, 1.0))  # fmt: skip
+    trading = parse_trading_config(tables, tmp_path)
+    assert trading.agent.window_s == 3600 and trading.community.port == 1883
+    seller = trading.agent.seller["price"]
+    assert seller["ip"] == 30 * 10**16 and seller["rp"] == 8 * 10**16 + int(0.25 * 22 * 10**16)
+    assert trading.agent.buyer["price"]["rp"] == 30 * 10**16 - int(0.25 * 22 * 10**16)
+
+
+def test_sim_agents_cli_refuses_combinations_it_cannot_run(tmp_path: Path) -> None:
+    assert simulate_main(["--agents", "gateway", "--engine-only", "--out", str(tmp_path)]) == 2
+    assert simulate_main(["--agents", "gateway", "--faults", "--quiet", "--out", str(tmp_path)]) == 2
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_sim_agents_three_gateways_trade_settle_and_reconcile_on_chain() -> None:
+    from hil.community.agentrun import run_agents
+
+    cfg = EngineConfig(households=3, hours=4, seed=1)
+    result, summary = run_agents(cfg, FullStackOptions(), start_hour=10)
+    problems = [c for c in summary["checks"] if c.startswith("PROBLEM")]
+    assert problems == [], summary["checks"]
+    events = summary["gateway_events"]
+    assert events.get("submitted", 0) >= 1 and events.get("settled", 0) >= 2, events
+    assert events.get("anchored", 0) >= 3 * 3  # each gateway anchors its own finished hours
+    assert result.settled and summary["community"]["trades"] == len(result.settled)
+    assert summary["community"]["token_conservation"] is True
+    assert "per-household free balances on chain equal the replayed ledger: True" in summary["checks"]
+    assert sum(result.ledger.balance) == result.ledger.minted == 3 * 50 * UNIT
+    assert "gateway.trading.run_trading" in summary["layers"]["gateways"]

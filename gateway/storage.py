@@ -2,14 +2,16 @@
 
 Holds the verified raw payloads (for anchoring), the counters extracted from them (for energy),
 the last accepted sequence number per device (so a replay after a restart is still a replay) and
-the node's availability. Writes are batched (`add` queues, `commit` writes) so ingest keeps up with a
-broker; the sequence state is written in the same transaction as the readings it covers.
+the node's availability. Writes are batched (`add` queues, `commit` writes now, `commit_soon` in a
+writer thread) so ingest keeps up with a broker; the sequence state is written in the same
+transaction as the readings it covers.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +56,8 @@ class ReadingStore:
         self._history_lock = threading.Lock()
         self._rows: list[tuple[object, ...]] = []
         self._pending_seq: dict[str, tuple[int, int]] = {}
+        self._writer: ThreadPoolExecutor | None = None
+        self._in_flight: Future[None] | None = None
         if readonly:
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
         else:
@@ -66,8 +70,12 @@ class ReadingStore:
 
     def close(self) -> None:
         """Commit what is queued and close the database."""
-        if self._rows:
+        try:
             self.commit()
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+                self._writer = None
         with self._history_lock:
             if self._history_db is not None:
                 self._history_db.close()
@@ -94,24 +102,55 @@ class ReadingStore:
             self._pending_seq[reading.dev] = (reading.seq, reading.ts)
 
     def commit(self) -> None:
-        """Write the queued readings and sequence state in one transaction."""
-        if self._rows:
-            self._db.executemany("INSERT OR IGNORE INTO readings VALUES (?,?,?,?,?,?,?)", self._rows)
+        """Write the queued readings and sequence state in one transaction, now."""
+        self._join_writer()
+        rows, seqs = self._take()
+        self._write(rows, seqs)
+
+    def commit_soon(self) -> None:
+        """Hand the queued readings to the store's writer thread and return at once.
+
+        sqlite3 releases the GIL while SQLite inserts, so the batch is written beside ingest (on a
+        second core where there is one). One batch is in flight at a time; every other use of the
+        connection waits for it first, and a failed write raises here or in the next call.
+        """
+        self._join_writer()
+        if not self._rows:
+            return
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        rows, seqs = self._take()
+        self._in_flight = self._writer.submit(self._write, rows, seqs)
+
+    def _take(self) -> tuple[list[tuple[object, ...]], dict[str, tuple[int, int]]]:
+        rows, seqs = self._rows, self._pending_seq
+        self._rows, self._pending_seq = [], {}
+        return rows, seqs
+
+    def _write(self, rows: list[tuple[object, ...]], seqs: dict[str, tuple[int, int]]) -> None:
+        if rows:
+            self._db.executemany("INSERT OR IGNORE INTO readings VALUES (?,?,?,?,?,?,?)", rows)
             self._db.executemany(
                 "INSERT INTO seq_state VALUES (?,?,?) ON CONFLICT(dev) DO UPDATE SET last_seq=excluded.last_seq,"
                 " ts=excluded.ts WHERE excluded.last_seq > seq_state.last_seq",
-                [(dev, seq, ts) for dev, (seq, ts) in self._pending_seq.items()],
+                [(dev, seq, ts) for dev, (seq, ts) in seqs.items()],
             )
-            self._rows = []
-            self._pending_seq = {}
         self._db.commit()
+
+    def _join_writer(self) -> None:
+        """Wait for the batch in flight, if any; raises its error."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            in_flight.result()
 
     def _sync(self) -> None:
         """Reads see queued readings too: commit them first."""
+        self._join_writer()
         if self._rows:
             self.commit()
 
     def set_status(self, dev: str, status: str, now: float) -> None:
+        self._join_writer()
         self._db.execute(
             "INSERT INTO availability VALUES (?,?,?) ON CONFLICT(dev) DO UPDATE SET status=excluded.status,"
             " since=excluded.since WHERE availability.status != excluded.status",
@@ -137,6 +176,7 @@ class ReadingStore:
         return dict(self._db.execute("SELECT dev, last_seq FROM seq_state").fetchall())
 
     def status(self, dev: str) -> tuple[str, float] | None:
+        self._join_writer()
         row = self._db.execute("SELECT status, since FROM availability WHERE dev=?", (dev,)).fetchone()
         return None if row is None else (str(row[0]), float(row[1]))
 

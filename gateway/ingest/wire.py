@@ -177,6 +177,9 @@ _CANONICAL = re.compile(
     + rb")*)?)\}\}"
 )
 
+_PAIR = re.compile(rb'"([A-Za-z0-9_]{1,24})":([^,]+)')  # one member of an already matched "r"
+_KEY_NAMES: dict[bytes, str] = {}  # decoded value names, reused across readings
+
 
 def parse_canonical(body: bytes, raw: bytes) -> Reading | None:
     """Fast path for the exact compact form the firmware sends; None means "use `parse_body`".
@@ -192,12 +195,15 @@ def parse_canonical(body: bytes, raw: bytes) -> Reading | None:
     if seq_i > MAX_INT or ts_i > 2**40 or q_i > 0xFFFF:
         return None
     values: dict[str, float] = {}
-    if r:  # the regex has checked the structure: split instead of parsing again
-        for item in r.split(b","):
-            cut = item.index(b'":')
-            values[item[1:cut].decode()] = float(item[cut + 2 :])
-    for v in values.values():
-        if not math.isfinite(v):
+    for key, text in _PAIR.findall(r):  # the regex has checked the structure: no second parse
+        name = _KEY_NAMES.get(key)
+        if name is None:
+            name = key.decode()
+            if len(_KEY_NAMES) < 256:  # a firmware sends a handful of names; bounded all the same
+                _KEY_NAMES[key] = name
+        values[name] = float(text)
+    for number in values.values():  # after the loop: a repeated name keeps its last value, as in JSON
+        if number - number != 0.0:  # inf or nan: the general parser rejects it with a reason
             return None
     if values.get("e_imp_kWh", 0.0) < 0 or values.get("e_exp_kWh", 0.0) < 0:
         return None

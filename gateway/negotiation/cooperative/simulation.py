@@ -1,0 +1,236 @@
+"""A cooperative over time: pair, evaluate, negotiate, implement, dispatch (sections 4-5).
+
+Per period t (an MPC loop, as the paper describes): agents are paired by ε-greedy peer
+selection; each negotiating agent forecasts its net demand over the window, draws |S|
+scenarios, adds the loans already agreed (its exchange pool), and evaluates the whole
+contract grid (Algorithm 3, by the chosen backend); each pair runs Algorithm 1; an
+agreement (q, τ) is written into both pools (Eq. 5); then every battery is dispatched
+greedily for period t on the real net demand plus the pool. Strategies s0 (no battery) and
+s1 (battery, no exchange) are computed on the same real data, and ξ, utilitarian and Nash
+welfare follow Eq. 16-18. Contracts whose return would fall after the simulated period are
+left out of the grid in the last day, so every loan is repaid within the run.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gateway.negotiation.cooperative import backends
+from gateway.negotiation.cooperative.battery import BatteryArrays, step, theta, xi
+from gateway.negotiation.cooperative.cases import START, STEP_S, AgentSpec, net_demand_kwh
+from gateway.negotiation.cooperative.contracts import (
+    ContractGrid,
+    ContractSpace,
+    Outcome,
+    distance_to_nash,
+    nash,
+    negotiate,
+)
+from gateway.negotiation.cooperative.evaluate import EvalBatch
+from gateway.negotiation.cooperative.peers import PeerSelector
+from gateway.negotiation.cooperative.scenarios import ScenarioModel, forecast, period_rng, scenarios
+
+CHUNK = 8  # agents per evaluation call: bounds memory and spreads work over workers
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Table 2 defaults; `days` and `w` in periods of 15 minutes."""
+
+    days: float = 7.0
+    w: int = 96
+    deadline: int = 5000
+    epsilon: float = 0.1
+    risk: float = 1.0
+    contexts: int = 1
+    seed: int = 0
+    start: float = START
+    backend: str = "auto"
+    workers: int = 1
+    scenario: ScenarioModel = field(default_factory=ScenarioModel)
+    grid: ContractGrid | None = None
+
+    @property
+    def periods(self) -> int:
+        return round(self.days * 86400.0 / STEP_S)
+
+
+@dataclass
+class Session:
+    """One bilateral session (for traces and the figures of section 5)."""
+
+    t: int
+    a: int
+    b: int
+    agreed: bool
+    q: float
+    tau: int
+    round: int
+    distance: float
+    nodeal_distance: float
+
+
+@dataclass
+class Result:
+    """Everything a case prints."""
+
+    names: list[str]
+    xi: dict[str, np.ndarray]
+    sessions: list[Session]
+    evaluations: int
+    battery_steps: int
+    eval_seconds: float
+    wall_seconds: float
+    backend: str
+
+    @property
+    def success_rate(self) -> float:
+        return float(np.mean([s.agreed for s in self.sessions])) if self.sessions else 0.0
+
+    def sw(self, s: str) -> float:
+        """Utilitarian social welfare, Eq. 17."""
+        return float(self.xi[s].sum())
+
+    def nw(self, s: str, h: str) -> float:
+        """Nash social welfare of s relative to h, Eq. 18."""
+        return float(np.prod(self.xi[s] - self.xi[h]))
+
+
+def _evaluate_chunk(backend: str, batch: EvalBatch) -> np.ndarray:
+    """Worker entry point (top level so that process pools can pickle it)."""
+    return backends.resolve(backend)[1](batch)
+
+
+def run(agents: list[AgentSpec], settings: Settings) -> Result:
+    """Simulate strategies s0, s1 and s2 for the cooperative; deterministic under settings.seed."""
+    t_wall = time.perf_counter()
+    n, w, T = len(agents), settings.w, settings.periods
+    if n < 2 or T < 1:
+        raise ValueError("a cooperative needs at least 2 agents and 1 period")
+    grid = settings.grid or ContractGrid.default(w)
+    backend_name, evaluator = backends.resolve(settings.backend)
+    nd = np.stack([net_demand_kwh(a.profile, settings.start, T + w) for a in agents])
+    pool = np.zeros((n, T + w))
+    params = BatteryArrays.stack([a.battery for a in agents])
+    x = np.array([a.x0 for a in agents])
+    x_init = x.copy()
+    e_sum = np.zeros(n)
+    r_sum = np.zeros(n)
+    selector = PeerSelector(n, settings.epsilon, np.random.default_rng([settings.seed, 7]), settings.contexts)
+    per_day = round(86400.0 / STEP_S)
+    sessions: list[Session] = []
+    evals = steps = 0
+    eval_s = 0.0
+    # One process drives an accelerator (and CUDA does not survive a fork): workers are for numpy.
+    parallel = settings.workers > 1 and not backend_name.startswith("torch")
+    pool_exec = ProcessPoolExecutor(settings.workers) if parallel else None
+    try:
+        for t in range(T):
+            ctx = (t % per_day) * settings.contexts // per_day
+            pairs = selector.pairs(ctx)
+            who = [i for pair in pairs for i in pair]
+            sign = np.array([1.0, -1.0] * len(pairs))
+            demand = np.empty((len(who), settings.scenario.n_scenarios, w))
+            for k, i in enumerate(who):
+                point = forecast(nd[i, t : t + w], settings.scenario, period_rng(settings.seed, i, t, 0))
+                demand[k] = scenarios(point, settings.scenario, period_rng(settings.seed, i, t, 1))
+                demand[k] += pool[i, t : t + w]
+            t0 = time.perf_counter()
+            eu = _evaluate(
+                evaluator,
+                pool_exec,
+                backend_name,
+                demand,
+                x[who],
+                [agents[i] for i in who],
+                grid,
+                sign,
+                settings.risk,
+                settings.workers if parallel else 1,
+            )
+            eval_s += time.perf_counter() - t0
+            evals += len(who)
+            steps += len(who) * settings.scenario.n_scenarios * w * grid.size
+            valid = (grid.tau < T - t)[None, :] | (grid.q == 0.0)[:, None]
+            for p, (i, j) in enumerate(pairs):
+                sa = ContractSpace.build(eu[2 * p], grid, agents[i].quantile, valid)
+                sb = ContractSpace.build(eu[2 * p + 1], grid, agents[j].quantile, valid)
+                out = negotiate(sa, sb, settings.deadline)
+                nf = nash(sa, sb, valid)
+                dist = distance_to_nash(sa, sb, out, nf)
+                ok = np.asarray(valid).reshape(-1)
+                utopia = np.hypot(sa.eu[ok].max() - sa.reservation, sb.eu[ok].max() - sb.reservation)
+                selector.update(i, j, min(dist / utopia, 1.0) if out.agreed and utopia > 0 else 1.0, ctx)
+                q, tau = grid.contract(out.contract) if out.agreed else (0.0, 0)
+                if out.agreed:
+                    pool[i, t] += q
+                    pool[i, t + tau] -= q
+                    pool[j, t] -= q
+                    pool[j, t + tau] += q
+                nodeal = distance_to_nash(sa, sb, Outcome(False, -1, -1, -1), nf)
+                sessions.append(Session(t, i, j, out.agreed, q, tau, out.round, dist, nodeal))
+            x, e, res = step(x, nd[:, t] + pool[:, t], params)
+            e_sum += e
+            r_sum += res
+    finally:
+        if pool_exec is not None:
+            pool_exec.shutdown()
+    lam1 = np.array([a.lam1 for a in agents])
+    lam2 = np.array([a.lam2 for a in agents])
+    s2 = -(lam1 * (e_sum + theta(x_init, x, params)) + lam2 * r_sum)
+    s1 = np.array([xi(nd[i, :T], a.battery, a.lam1, a.lam2, a.x0) for i, a in enumerate(agents)])
+    s0 = np.array(
+        [xi(nd[i, :T], a.battery, a.lam1, a.lam2, a.x0, use_battery=False) for i, a in enumerate(agents)]
+    )
+    return Result(
+        [a.name for a in agents],
+        {"s0": s0, "s1": s1, "s2": s2},
+        sessions,
+        evals,
+        steps,
+        eval_s,
+        time.perf_counter() - t_wall,
+        backend_name,
+    )
+
+
+def _evaluate(
+    evaluator: backends.Evaluator,
+    pool_exec: ProcessPoolExecutor | None,
+    backend: str,
+    demand: np.ndarray,
+    x0: np.ndarray,
+    agents: list[AgentSpec],
+    grid: ContractGrid,
+    sign: np.ndarray,
+    risk: float,
+    workers: int,
+) -> np.ndarray:
+    """EU (A, nq, nt) for the negotiating agents, in chunks, possibly over worker processes."""
+    batches = []
+    size = max(1, min(CHUNK, -(-len(agents) // workers)))
+    for c in range(0, len(agents), size):
+        sl = slice(c, c + size)
+        part = agents[sl]
+        batches.append(
+            EvalBatch(
+                demand[sl],
+                x0[sl],
+                tuple(a.battery for a in part),
+                np.array([a.lam1 for a in part]),
+                np.array([a.lam2 for a in part]),
+                sign[sl, None] * grid.q[None, :],
+                grid.tau,
+                risk,
+            )
+        )
+    if pool_exec is None or len(batches) == 1:
+        parts = [evaluator(b) for b in batches]
+    else:
+        name = "torch" if backend.startswith("torch") else backend
+        parts = list(pool_exec.map(_evaluate_chunk, [name] * len(batches), batches))
+    return np.concatenate(parts, axis=0)

@@ -38,14 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--agents",
         choices=("engine", "gateway"),
-        default="engine",
-        help="who negotiates in the full stack: engine (in process, default) | gateway "
-        "(each household's gateway.trading over MQTT, on its own key)",
+        default=None,
+        help="who negotiates in the full stack: gateway (each household's gateway.trading over MQTT, "
+        "on its own key; the default) | engine (in process; the default with --faults)",
     )
     p.add_argument("--start-tokens", type=float, default=50.0, help="tokens minted per household")
     p.add_argument(
-        "--nodes", choices=("standin", "firmware"), default="standin",
-        help="meter nodes: standin (reference encoder) | firmware (the real firmware, virtual time)",
+        "--nodes", choices=("standin", "firmware"), default="firmware",
+        help="meter nodes: firmware (the real firmware on a virtual-time board; default) | standin (reference encoder)",
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument("--json", action="store_true", help="print the community summary as JSON")
@@ -147,6 +147,15 @@ def main(argv: list[str]) -> int:
         return 2
 
     progress = Progress(args.quiet)
+    if args.agents is None:
+        # The gateways' own agents are the default; fault injection (broker restart, PV trip)
+        # is wired for the in-process negotiation only, so --faults falls back to it.
+        args.agents = "engine" if (args.faults or args.engine_only) else "gateway"
+        if args.faults and not args.quiet:
+            print(
+                "gridpact simulate: --faults runs the in-process negotiation (--agents engine)",
+                file=sys.stderr,
+            )
     if args.engine_only and args.agents == "gateway":
         print("gridpact simulate: --agents gateway needs the full stack (not --engine-only)", file=sys.stderr)
         return 2

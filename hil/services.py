@@ -100,14 +100,16 @@ def find_mosquitto() -> str:
 class MosquittoBroker:
     """A real Mosquitto on a free loopback port, with a throwaway config; restartable on the same port."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+        """`host` is loopback for tests; a bench passes its LAN address so a real board can reach it."""
         self.binary = find_mosquitto()
-        self.port = port or free_port()
+        self.host = host
+        self.port = port or free_port(host)
         self._dir = Path(tempfile.mkdtemp(prefix="gridpact-mosquitto-"))
         self._proc: subprocess.Popen | None = None
         conf = self._dir / "mosquitto.conf"
         conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
+            f"listener {self.port} {self.host}\n"
             "allow_anonymous true\n"
             "persistence false\n"
             "max_queued_messages 100000\n"
@@ -119,13 +121,13 @@ class MosquittoBroker:
 
     @property
     def info(self) -> BrokerInfo:
-        return BrokerInfo("mosquitto", "127.0.0.1", self.port)
+        return BrokerInfo("mosquitto", self.host, self.port)
 
     def start(self) -> BrokerInfo:
         log = open(self._dir / "mosquitto.log", "ab")  # noqa: SIM115 - owned by the process
         self._proc = subprocess.Popen([self.binary, "-c", str(self._conf)], stdout=log, stderr=log)
         try:
-            wait_for_port("127.0.0.1", self.port, 10, self._proc)
+            wait_for_port(self.host, self.port, 10, self._proc)
         except ServiceUnavailable as exc:
             raise ServiceUnavailable(f"mosquitto failed to start: {exc}; log: {self.log()}") from exc
         return self.info

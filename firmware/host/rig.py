@@ -142,6 +142,9 @@ class MqttTap:
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self.subscribed.set()
+        # Cleared the moment the link drops, so that waiting on `subscribed` after a broker restart
+        # really waits for the resubscription (not for the one before the outage).
+        self.client.on_disconnect = lambda *a: self.subscribed.clear()
         self.client.reconnect_delay_set(1, 1)
         self.client.connect(host, port, keepalive=30)
         self.client.loop_start()

@@ -28,6 +28,7 @@ ROUND_S = 15.0  # a peer's answer is awaited 15 simulated s (and the driver wait
 REPORT_DELAY_S = 60
 CONFIRM_WAIT_S = 60
 FINE_WALL_S = 0.004  # wall seconds per simulated second while messages fly (then the loop catches up)
+MAX_FINE_WALL_S = 0.064  # the slowest pace the driver adapts to when answers time out under load
 TAIL_H = 3  # simulated hours after the run for the last reports
 IDLE_PROBE_S = 0.004  # a round trip into the gateways' loop this fast means it has nothing queued
 CATCH_UP_PROBES = 25
@@ -113,6 +114,8 @@ class AgentWorld(FullStackWorld):
         self._ready = threading.Event()
         self.tail_note = "no tail"
         self.resolved = 0
+        self.fine_wall_s = FINE_WALL_S
+        self._timeouts_seen = 0
 
     # ------------------------------------------------------------ the gateways' trading tasks
 
@@ -197,6 +200,20 @@ class AgentWorld(FullStackWorld):
         time.sleep(wall)
         self._catch_up()
 
+    def _adapt_pace(self) -> None:
+        """Slow the negotiation pace when peers' answers timed out this hour.
+
+        On a loaded machine a message's trip through the broker can outlast a round's wall-clock
+        share; the pace doubles (up to MAX_FINE_WALL_S) so the next windows negotiate instead of
+        falling back to the provider. Only the simulation's speed changes, never its rules.
+        """
+        from hil.community.agentrun import gateway_events
+
+        timeouts = gateway_events(self).get("timeout", 0)
+        if timeouts > self._timeouts_seen:
+            self.fine_wall_s = min(self.fine_wall_s * 2, MAX_FINE_WALL_S)
+        self._timeouts_seen = timeouts
+
     def _catch_up(self) -> None:
         """Hold simulated time until the gateways' loop has worked off what is queued.
 
@@ -220,7 +237,7 @@ class AgentWorld(FullStackWorld):
         reporting = REPORT_DELAY_S - 60 <= into_hour < REPORT_DELAY_S + CONFIRM_WAIT_S + 120
         if negotiating:
             for _ in range(60):
-                self._step(1.0, FINE_WALL_S)
+                self._step(1.0, self.fine_wall_s)
         elif reporting:
             for _ in range(6):
                 self._step(10.0, 0.01)
@@ -240,6 +257,7 @@ class AgentWorld(FullStackWorld):
         for minute in range(60):
             self.run_minute(start + 60 * minute)
         self._drain(20)
+        self._adapt_pace()
         self.resolve()
         if self.agent_errors:
             raise RuntimeError(f"a gateway's trading stopped: {self.agent_errors[0]}")

@@ -70,7 +70,7 @@ def test_60s_broker_outage_leaves_no_gap(mosquitto: MosquittoBroker, tmp_path: P
             # keep the node off the air until the tap has resubscribed, so the tap misses nothing
             board.wifi_down()
             mosquitto.start()
-            tap.subscribed.wait(15)
+            assert tap.subscribed.wait(15), "the tap did not resubscribe after the broker returned"
             board.wifi_up()
             board.wait_until(
                 lambda: board.stats()["buffered"] == 0 and board.stats()["mqtt_up"], 60, "replay"

@@ -31,7 +31,8 @@ def test_broker_url_is_validated() -> None:
 
 def test_full_stack_with_faults(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "gridpact.cli", "simulate", "--hours", "16", "--faults", "--out", str(tmp_path)],
+        [sys.executable, "-m", "gridpact.cli", "simulate", "--hours", "16", "--faults", "--nodes", "standin",
+         "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
@@ -59,7 +60,8 @@ def test_full_stack_on_anvil_and_mosquitto(fresh_anvil: Any, mosquitto: Any, tmp
     """`--chain URL --broker URL`: an anvil of this test's own (the chain's clock is moved) and Mosquitto."""
     proc = subprocess.run(
         [sys.executable, "-m", "gridpact.cli", "simulate", "--hours", "12", "--chain", fresh_anvil.info.url,
-         "--broker", mosquitto.info.url, "--strategy", "concession", "--out", str(tmp_path), "--quiet"],
+         "--broker", mosquitto.info.url, "--strategy", "concession", "--agents", "engine", "--nodes", "standin",
+         "--out", str(tmp_path), "--quiet"],
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
@@ -81,3 +83,20 @@ def test_unreachable_chain_is_a_clear_error(tmp_path: Path) -> None:
     assert (
         proc.returncode == 2 and "no Ethereum node answers" in proc.stderr and "Traceback" not in proc.stderr
     )
+
+
+def test_default_run_is_the_whole_real_stack(tmp_path: Path) -> None:
+    """With no options: the real firmware on every board and every household's own gateway trading."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "gridpact.cli", "simulate", "--hours", "2", "--households", "3", "--quiet",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    layers = summary["layers"]
+    assert layers["boards"].startswith("ran: the real firmware"), layers
+    assert "gateway.trading.run_trading" in layers["gateways"], layers
+    assert not [c for c in summary["checks"] if c.startswith("PROBLEM")], summary["checks"]
+    assert summary["community"]["token_conservation"] is True
+    assert (tmp_path / "report.html").exists()

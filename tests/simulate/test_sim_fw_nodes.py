@@ -15,7 +15,7 @@ from hil.community.nodes import make_nodes
 
 def test_simulate_with_firmware_nodes(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "gridpact.cli", "simulate", "--nodes", "firmware", "--hours", "3",
+        [sys.executable, "-m", "gridpact.cli", "simulate", "--nodes", "firmware", "--agents", "engine", "--hours", "3",
          "--households", "3", "--quiet", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip

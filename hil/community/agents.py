@@ -116,6 +116,7 @@ class AgentWorld(FullStackWorld):
         self.resolved = 0
         self.fine_wall_s = FINE_WALL_S
         self._timeouts_seen = 0
+        self._agreed_seen = 0
 
     # ------------------------------------------------------------ the gateways' trading tasks
 
@@ -201,18 +202,24 @@ class AgentWorld(FullStackWorld):
         self._catch_up()
 
     def _adapt_pace(self) -> None:
-        """Slow the negotiation pace when peers' answers timed out this hour.
+        """Slow the negotiation pace when most sessions of the hour timed out; recover after.
 
         On a loaded machine a message's trip through the broker can outlast a round's wall-clock
-        share; the pace doubles (up to MAX_FINE_WALL_S) so the next windows negotiate instead of
-        falling back to the provider. Only the simulation's speed changes, never its rules.
+        share, and sessions time out instead of agreeing. A few timeouts are normal (a busy or
+        silent peer); when timeouts outnumber agreements the pace doubles (up to MAX_FINE_WALL_S),
+        and an hour where agreements win halves it again. Only the simulation's speed changes.
         """
         from hil.community.agentrun import gateway_events
 
-        timeouts = gateway_events(self).get("timeout", 0)
-        if timeouts > self._timeouts_seen:
+        events = gateway_events(self)
+        timeouts = events.get("timeout", 0) - self._timeouts_seen
+        agreed = events.get("agreed", 0) - self._agreed_seen
+        self._timeouts_seen += timeouts
+        self._agreed_seen += agreed
+        if timeouts >= 2 and timeouts > agreed:
             self.fine_wall_s = min(self.fine_wall_s * 2, MAX_FINE_WALL_S)
-        self._timeouts_seen = timeouts
+        elif agreed > timeouts:
+            self.fine_wall_s = max(self.fine_wall_s / 2, FINE_WALL_S)
 
     def _catch_up(self) -> None:
         """Hold simulated time until the gateways' loop has worked off what is queued.

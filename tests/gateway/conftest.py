@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import sys
 import threading
 import time
@@ -25,7 +27,7 @@ GW_KEY = bytes(range(32))
 
 
 def write_gateway_config(
-    directory: Path, broker_port: int, extra: str = "", gateway_id: str = "house-07"
+    directory: Path, broker_port: int, extra: str = "", gateway_id: str = "house-07", prefix: str = "gridpact"
 ) -> Path:
     """A minimal ingest-only config in `directory`, its HMAC key in a file beside it."""
     (directory / "meter.key").write_text(GW_KEY.hex() + "\n")
@@ -40,6 +42,7 @@ log_level = "debug"
 [meter]
 device_id = "node-01"
 hmac_key_file = "meter.key"
+topic_prefix = "{prefix}"
 
 [meter_broker]
 host = "127.0.0.1"
@@ -53,11 +56,28 @@ listen = "127.0.0.1:{free_port()}"
     return path
 
 
+_prefixes = itertools.count()
+
+
 @pytest.fixture
-def gw_config(tmp_path: Path) -> Callable[..., Path]:
-    """Call with the broker port (and optional extra TOML) to get a config file path."""
+def gw_prefix() -> str:
+    """A topic prefix of this test's own: the brokers are shared by a worker's tests, and retained
+    messages other tests left under `gridpact/` would otherwise reach this test's gateway."""
+    return f"t{os.getpid()}-{next(_prefixes)}"
+
+
+@pytest.fixture
+def gw_topic(gw_prefix: str) -> Callable[[str], str]:
+    """Maps `gridpact/meter/...` to the same topic under this test's prefix."""
+    return lambda topic: gw_prefix + topic.removeprefix("gridpact")
+
+
+@pytest.fixture
+def gw_config(tmp_path: Path, gw_prefix: str) -> Callable[..., Path]:
+    """Call with the broker port (and optional extra TOML) to get a config file path; the gateway
+    reads its meter under `gw_prefix`."""
     return lambda port, extra="", gateway_id="house-07": write_gateway_config(
-        tmp_path, port, extra, gateway_id
+        tmp_path, port, extra, gateway_id, gw_prefix
     )
 
 

@@ -37,7 +37,10 @@ print("H " + binascii.hexlify(payload.health(1, "power-on", 120, 0, 0, 0, 41000,
 
 
 def test_micropython_encoded_readings_are_accepted(
-    mosquitto: MosquittoBroker, gw_config: Callable[..., Path], gw_gateway: Callable
+    mosquitto: MosquittoBroker,
+    gw_config: Callable[..., Path],
+    gw_gateway: Callable,
+    gw_topic: Callable[[str], str],
 ) -> None:
     result = run_micropython(ENCODE % KEY.hex(), libs=[REPO / "firmware" / "device"])
     assert result.returncode == 0, result.stderr
@@ -51,12 +54,14 @@ def test_micropython_encoded_readings_are_accepted(
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"node-01-{time.monotonic_ns()}")
     client.connect("127.0.0.1", mosquitto.port)
     client.loop_start()
-    infos = [client.publish("gridpact/meter/node-01/reading", r, qos=1) for r in readings]
-    infos.append(client.publish("gridpact/meter/node-01/health", health, qos=1))
-    infos.append(client.publish("gridpact/meter/node-01/status", b"online", qos=1, retain=True))
+    infos = [client.publish(gw_topic("gridpact/meter/node-01/reading"), r, qos=1) for r in readings]
+    infos.append(client.publish(gw_topic("gridpact/meter/node-01/health"), health, qos=1))
+    infos.append(client.publish(gw_topic("gridpact/meter/node-01/status"), b"online", qos=1, retain=True))
     for info in infos:
         info.wait_for_publish(timeout=20)
-    client.publish("gridpact/meter/node-01/status", b"", qos=1, retain=True).wait_for_publish(timeout=20)
+    client.publish(gw_topic("gridpact/meter/node-01/status"), b"", qos=1, retain=True).wait_for_publish(
+        timeout=20
+    )
     client.disconnect()
     client.loop_stop()
 

@@ -62,7 +62,7 @@ batches = st.lists(st.tuples(topics, reading_payloads), min_size=1, max_size=12)
 
 
 def test_fuzz_every_topic_through_a_real_broker(
-    broker: BrokerInfo, gw_config: Callable[..., Path], gw_gateway: Callable
+    broker: BrokerInfo, gw_config: Callable[..., Path], gw_gateway: Callable, gw_topic: Callable[[str], str]
 ) -> None:
     gw = gw_gateway(gw_config(broker.port, gateway_id=f"fuzz-{broker.kind}-{time.monotonic_ns() % 10**6}"))
     time.sleep(0.5)
@@ -82,7 +82,7 @@ def test_fuzz_every_topic_through_a_real_broker(
         nonlocal sent
         good = encode_reading(KEY, "node-01", next(seqs) * 1000, 1_767_225_600, 0, "sdm120", {"p1_W": 2.0})
         infos = [
-            client.publish(topic, payload, qos=1)
+            client.publish(gw_topic(topic), payload, qos=1)
             for topic, payload in [*batch, ("gridpact/meter/node-01/reading", good)]
         ]
         for info in infos:

@@ -31,13 +31,15 @@ def signed(seq: int, imp_wh: int = 1000, dev: str = "node-01", key: bytes = KEY)
     return encode_reading(key, dev, seq, T0 + 10 * seq, 0, "sdm120", values)
 
 
-def publish(host: str, port: int, messages: list[tuple[str, bytes]], retain: bool = False) -> None:
-    """Publish with QoS 1 from a plain paho client and wait for every PUBACK."""
+def publish(
+    host: str, port: int, messages: list[tuple[str, bytes]], to: Callable[[str], str], retain: bool = False
+) -> None:
+    """Publish with QoS 1 from a plain paho client (each topic mapped by `to`) and wait for every PUBACK."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{unique_id()}")
     client.connect(host, port)
     client.loop_start()
     try:
-        infos = [client.publish(topic, payload, qos=1, retain=retain) for topic, payload in messages]
+        infos = [client.publish(to(topic), payload, qos=1, retain=retain) for topic, payload in messages]
         for info in infos:
             info.wait_for_publish(timeout=20)
     finally:
@@ -54,7 +56,7 @@ def metrics_text(port: int) -> dict[str, float]:
 
 
 def test_ingest_verifies_counts_and_stores(
-    broker: BrokerInfo, gw_config: Callable[..., Path], gw_gateway: Callable
+    broker: BrokerInfo, gw_config: Callable[..., Path], gw_gateway: Callable, gw_topic: Callable[[str], str]
 ) -> None:
     config = gw_config(broker.port, gateway_id=unique_id())
     gw = gw_gateway(config)
@@ -79,7 +81,7 @@ def test_ingest_verifies_counts_and_stores(
         ("gridpact/meter/node-01/health", b'{"mem":"lots"}'),
         (TOPIC, signed(21, 1021)),
     ]
-    publish(broker.host, broker.port, messages)
+    publish(broker.host, broker.port, messages, gw_topic)
     counts = gw.wait_total(len(messages))
     assert counts[("reading",)] == 21
     assert counts[("reading", "forged")] == 2
@@ -108,18 +110,18 @@ def test_ingest_verifies_counts_and_stores(
 
 
 def test_last_seq_persists_across_gateway_restart(
-    broker: BrokerInfo, gw_config: Callable[..., Path], gw_gateway: Callable
+    broker: BrokerInfo, gw_config: Callable[..., Path], gw_gateway: Callable, gw_topic: Callable[[str], str]
 ) -> None:
     config = gw_config(broker.port, gateway_id=unique_id())
     first = gw_gateway(config)
     time.sleep(0.5)
-    publish(broker.host, broker.port, [(TOPIC, signed(s)) for s in range(1, 6)])
+    publish(broker.host, broker.port, [(TOPIC, signed(s)) for s in range(1, 6)], gw_topic)
     assert first.wait_total(5)[("reading",)] == 5
     first.stop()
 
     second = gw_gateway(config)
     time.sleep(0.5)
-    publish(broker.host, broker.port, [(TOPIC, signed(5)), (TOPIC, signed(3)), (TOPIC, signed(6))])
+    publish(broker.host, broker.port, [(TOPIC, signed(5)), (TOPIC, signed(3)), (TOPIC, signed(6))], gw_topic)
     counts = second.wait_total(3)
     assert counts[("reading", "duplicate")] == 1
     assert counts[("reading", "replayed")] == 1
@@ -128,21 +130,21 @@ def test_last_seq_persists_across_gateway_restart(
 
 
 def test_reconnects_after_broker_outage(
-    tmp_path: Path, gw_config: Callable[..., Path], gw_gateway: Callable
+    tmp_path: Path, gw_config: Callable[..., Path], gw_gateway: Callable, gw_topic: Callable[[str], str]
 ) -> None:
     own = MosquittoBroker()
     own.start()
     try:
         gw = gw_gateway(gw_config(own.port, gateway_id=unique_id()))
         time.sleep(0.5)
-        publish("127.0.0.1", own.port, [(TOPIC, signed(1))])
+        publish("127.0.0.1", own.port, [(TOPIC, signed(1))], gw_topic)
         assert gw.wait_total(1)[("reading",)] == 1
         own.restart(down_for=1.5)
         deadline = time.monotonic() + 30
         connected = gw.runtime.metrics.gauge("meter_broker_connected", "")
         while time.monotonic() < deadline and gw.call(lambda: connected.get()) != 1:
             time.sleep(0.1)
-        publish("127.0.0.1", own.port, [(TOPIC, signed(2)), (TOPIC, signed(3))])
+        publish("127.0.0.1", own.port, [(TOPIC, signed(2)), (TOPIC, signed(3))], gw_topic)
         counts = gw.wait_total(3)
         assert counts[("reading",)] == 3
         reconnects = gw.runtime.metrics.counter("meter_broker_reconnects_total", "")
@@ -152,7 +154,7 @@ def test_reconnects_after_broker_outage(
 
 
 def test_ingest_only_gateway_serves_status(
-    broker: BrokerInfo, gw_config: Callable[..., Path], gw_gateway: Callable
+    broker: BrokerInfo, gw_config: Callable[..., Path], gw_gateway: Callable, gw_topic: Callable[[str], str]
 ) -> None:
     """`gridpact gateway status` reads the store and the running service's metrics."""
     import subprocess
@@ -160,7 +162,7 @@ def test_ingest_only_gateway_serves_status(
     config = gw_config(broker.port, gateway_id=unique_id())
     gw = gw_gateway(config)
     time.sleep(0.5)
-    publish(broker.host, broker.port, [(TOPIC, signed(1)), (TOPIC, b"junk")])
+    publish(broker.host, broker.port, [(TOPIC, signed(1)), (TOPIC, b"junk")], gw_topic)
     gw.wait_total(2)
     gridpact = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "gridpact"
     proc = subprocess.run(

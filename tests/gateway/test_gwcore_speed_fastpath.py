@@ -39,13 +39,13 @@ def signed(seq: int) -> bytes:
     return encode_reading(KEY, "node-01", seq, T0 + seq, 0, "sdm120", values)
 
 
-def publish(port: int, payloads: list[bytes]) -> None:
+def publish(port: int, topic: str, payloads: list[bytes]) -> None:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"speed-pub-{time.monotonic_ns()}")
     client.max_inflight_messages_set(100)
     client.connect("127.0.0.1", port)
     client.loop_start()
     try:
-        infos = [client.publish(TOPIC, p, qos=1) for p in payloads]
+        infos = [client.publish(topic, p, qos=1) for p in payloads]
         for info in infos:
             info.wait_for_publish(timeout=30)
     finally:
@@ -54,7 +54,10 @@ def publish(port: int, payloads: list[bytes]) -> None:
 
 
 def test_backlog_of_many_bursts_is_stored_in_order_and_acknowledged_once(
-    mosquitto: MosquittoBroker, gw_config: Callable[..., Path], gw_gateway: Callable
+    mosquitto: MosquittoBroker,
+    gw_config: Callable[..., Path],
+    gw_gateway: Callable,
+    gw_topic: Callable[[str], str],
 ) -> None:
     """On Mosquitto (the bench's broker): amqtt 0.12 did not hand a persistent session the messages
     queued while it was away, so the backlog case cannot be built on it."""
@@ -70,7 +73,7 @@ def test_backlog_of_many_bursts_is_stored_in_order_and_acknowledged_once(
     good = [signed(seq) for seq in range(1, n + 1)]
     forged = signed(n + 50).replace(b'"p1_W":500.0', b'"p1_W":900.0')
     backlog = [*good[: n // 2], forged, good[3], *good[n // 2 :]]  # a forgery and a replay inside
-    publish(broker.port, backlog)
+    publish(broker.port, gw_topic(TOPIC), backlog)
 
     gw = gw_gateway(config)
     counts = gw.wait_total(len(backlog))
@@ -83,14 +86,14 @@ def test_backlog_of_many_bursts_is_stored_in_order_and_acknowledged_once(
     gw.stop()
 
     again = gw_gateway(config)  # every message was acknowledged: nothing comes back
-    publish(broker.port, [signed(n + 1)])
+    publish(broker.port, gw_topic(TOPIC), [signed(n + 1)])
     counts = again.wait_total(1)
     time.sleep(0.3)
     assert again.counts() == {**{k: 0.0 for k in counts if k != ("reading",)}, ("reading",): 1.0}
 
 
 def test_live_stream_longer_than_a_burst_on_both_brokers(
-    broker: BrokerInfo, gw_config: Callable[..., Path], gw_gateway: Callable
+    broker: BrokerInfo, gw_config: Callable[..., Path], gw_gateway: Callable, gw_topic: Callable[[str], str]
 ) -> None:
     gw = gw_gateway(gw_config(broker.port, gateway_id=f"live-{next(_ids)}-{time.monotonic_ns() % 10**6}"))
     connected = gw.runtime.metrics.gauge("meter_broker_connected", "")
@@ -98,7 +101,9 @@ def test_live_stream_longer_than_a_burst_on_both_brokers(
     while gw.call(connected.get) != 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     n = 3 * MAX_BURST
-    publish(broker.port, [signed(seq) for seq in range(1, n + 1)] + [signed(n)])  # and one duplicate
+    publish(
+        broker.port, gw_topic(TOPIC), [signed(seq) for seq in range(1, n + 1)] + [signed(n)]
+    )  # and one duplicate
     counts = gw.wait_total(n + 1)
     assert counts[("reading",)] == n and counts[("reading", "duplicate")] == 1
     assert gw.call(gw.runtime.store.summary)["last_seq"] == n

@@ -8,18 +8,12 @@ the raw bytes. Both end up here as one `RevertError(name, args)` so the gateway 
 
 from __future__ import annotations
 
-import ast
 import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from eth_abi.abi import decode as abi_decode
-from eth_abi.abi import encode as abi_encode
-from eth_utils.crypto import keccak
-
-ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
-PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
+from contracts.errors import decode_revert_data, revert_data
 
 
 class ChainError(RuntimeError):
@@ -52,25 +46,6 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def _canonical_type(item: dict) -> str:
-    kind = str(item["type"])
-    if kind.startswith("tuple"):
-        inner = ",".join(_canonical_type(c) for c in item.get("components", []))
-        return f"({inner}){kind[5:]}"
-    return kind
-
-
-def error_selectors(abi: list[dict]) -> dict[bytes, dict]:
-    """Map 4-byte selector -> ABI entry for every custom error of an ABI."""
-    out: dict[bytes, dict] = {}
-    for item in abi:
-        if item.get("type") != "error":
-            continue
-        sig = f"{item['name']}({','.join(_canonical_type(i) for i in item.get('inputs', []))})"
-        out[keccak(text=sig)[:4]] = item
-    return out
-
-
 PANIC_CODES: dict[int, str] = {
     0x01: "assert failed",
     0x11: "arithmetic overflow or underflow",
@@ -82,60 +57,26 @@ PANIC_CODES: dict[int, str] = {
 
 
 def decode_revert(data: bytes, abi: list[dict]) -> RevertError:
-    """Decode revert data (selector + ABI-encoded args) by the ABI's custom errors; pure."""
-    if len(data) < 4:
+    """Revert data decoded by the ABI's custom errors (`contracts.errors` does the decoding); pure."""
+    info = decode_revert_data(data, abi)
+    if info.name == "Panic":
+        code = int(info.args[0])
+        return RevertError("Panic", {"code": code, "meaning": PANIC_CODES.get(code, "?")}, data)
+    if info.name == "unknown" and len(data) >= 4:
+        return RevertError("unknown", {"selector": data[:4], "data": data[4:]}, data)
+    if info.name == "unknown":
         return RevertError("unknown", {"data": data} if data else {}, data)
-    selector, body = data[:4], data[4:]
-    try:
-        if selector == ERROR_STRING_SELECTOR:
-            return RevertError("Error", {"reason": abi_decode(["string"], body)[0]}, data)
-        if selector == PANIC_SELECTOR:
-            code = int(abi_decode(["uint256"], body)[0])
-            return RevertError("Panic", {"code": code, "meaning": PANIC_CODES.get(code, "?")}, data)
-        item = error_selectors(abi).get(selector)
-        if item is not None:
-            inputs = item.get("inputs", [])
-            values = abi_decode([_canonical_type(i) for i in inputs], body)
-            names = [i.get("name") or f"arg{n}" for n, i in enumerate(inputs)]
-            return RevertError(str(item["name"]), dict(zip(names, values, strict=True)), data)
-    except Exception:  # malformed revert data is reported, not raised
+    if info.name == "undecodable":
         return RevertError("undecodable", {"data": data}, data)
-    return RevertError("unknown", {"selector": selector, "data": body}, data)
-
-
-_HEX_RE = re.compile(r"0x[0-9a-fA-F]{8,}")
-_PYEVM_NONCE_RE = re.compile(r"invalid transaction nonce: expected (\d+), but got (\d+)")
-_BYTES_RE = re.compile(r"b(['\"]).*\1", re.DOTALL)
+    return RevertError(info.name, dict(zip(info.names, info.args, strict=True)), data)
 
 
 def revert_data_of(exc: BaseException) -> bytes | None:
     """The raw revert bytes in a web3 or eth-tester exception, or None when it is no revert."""
-    data = getattr(exc, "data", None)
-    if isinstance(data, dict):
-        data = data.get("data")
-    if isinstance(data, str) and data.startswith("0x"):
-        return bytes.fromhex(data[2:])
-    text = " ".join(str(a) for a in exc.args) if exc.args else str(exc)
-    if type(exc).__name__ == "TransactionFailed" or "execution reverted" in text:
-        match = _BYTES_RE.search(text)
-        if match:
-            try:
-                value = ast.literal_eval(match.group(0))
-            except (ValueError, SyntaxError):
-                value = None
-            if isinstance(value, bytes):
-                return value
-        hex_match = _HEX_RE.search(text)
-        if hex_match:
-            return bytes.fromhex(hex_match.group(0)[2:])
-        if "execution reverted" in text:
-            reason = text.split("execution reverted", 1)[1].lstrip(": ").strip()
-            return ERROR_STRING_SELECTOR + _encode_string(reason) if reason else b""
-    return None
+    return revert_data(exc)
 
 
-def _encode_string(text: str) -> bytes:
-    return abi_encode(["string"], [text])
+_PYEVM_NONCE_RE = re.compile(r"invalid transaction nonce: expected (\d+), but got (\d+)")
 
 
 class SendOutcome(Enum):

@@ -94,6 +94,12 @@ def test_power_cycle_continues_sequence_and_counters(board: Any, subscriber: Any
     assert all(r.values["e_imp_kWh"] >= e_before for r in after if r.has_values), (
         "the energy counter went back"
     )
+    # the node's health message after reconnecting may trail its first readings (they are sent concurrently)
+    subscriber.wait(
+        lambda: any(json.loads(h)["boot"] >= 2 for h in list(subscriber.health)),
+        30,
+        "health from the second boot",
+    )
     boots = [json.loads(h)["boot"] for h in subscriber.health]
     assert boots and max(boots) >= 2, f"the boot count did not advance: {boots}"
 

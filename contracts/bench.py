@@ -4,6 +4,9 @@ An agreement's life is submit + settle (with both parties' signed delivery repor
 measured alone and in batches of `--batch` (default 50) among a community of `--households`
 (default 10), both for first use of the sellers' nonce slots and for steady state (nonces of
 closed agreements reused), and for a worst case where every agreement has new parties.
+`--operation [ROUNDS]` adds hourly trading as the gateways do it (each seller's nonce ring,
+hour h submitted while h-1 delivers): steady-state gas per agreement, the one-off premium of a
+slot's first use, and the figure amortised over 30 days.
 Figures are gasUsed from real receipts (after refunds), on py-evm or on a started anvil.
 """
 
@@ -13,6 +16,7 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from contracts.harness import Community, Household, advance_time, household_key
@@ -108,7 +112,113 @@ def batch_life(
     return _gas(sub) / n, _gas(settle) / n
 
 
-def run(chain: str, households: int, batch: int, worst_case: bool) -> list[str]:
+@dataclass
+class Operation:
+    """What `operation` measured: per-round gas per agreement and the slots the sellers' rings used."""
+
+    per_round: list[float]  # (submit + settle) gas per agreement, one entry per settled round
+    new_slots: list[int]  # slots written for the first time, per round
+    agreements: int
+    total_gas: int
+    slots: int  # distinct (seller, nonce) slots written
+    max_ring: int  # the most ring nonces one seller held at once
+
+    def fit(self) -> tuple[float, float]:
+        """(steady gas per agreement, premium per new slot): least squares of each hour's gas per
+        agreement against its share of first-use slots, so hours that still open a few slots count too."""
+        n = len(self.per_round)
+        batch = self.agreements / n
+        xs = [k / batch for k in self.new_slots]
+        mx, my = sum(xs) / n, sum(self.per_round) / n
+        sxx = sum((x - mx) ** 2 for x in xs)
+        if sxx == 0:
+            return my, 0.0
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, self.per_round, strict=True)) / sxx
+        return my - slope * mx, slope
+
+    @property
+    def steady(self) -> float:
+        return self.fit()[0]
+
+    @property
+    def premium_per_slot(self) -> float:
+        """Gas above steady state, once per slot (its first use: a zero -> non-zero SSTORE)."""
+        return self.fit()[1]
+
+
+def operation(c: Community, hh: list[Household], batch: int, rounds: int, seed: int = 7) -> Operation:
+    """Hourly trading as the gateways do it: each seller's slot nonce from its ring (the gateway's
+    `NonceRing`), hour h submitted while hour h-1 is still delivering, and settled in one batch
+    after its end (when hour h+1's batch goes in), so a seller trading every hour needs 2+ slots.
+    """
+    import random
+
+    from gateway.trading.nonces import NonceRing
+
+    rng = random.Random(seed)
+    m = c.market
+    rings = {h.address: NonceRing() for h in hh}
+    open_batches: list[tuple[list[Any], list[tuple[Household, Household]], int, int]] = []
+    per_round: list[float] = []
+    new_slots: list[int] = []
+    slots: set[tuple[str, int]] = set()
+    total = agreements = max_ring = 0
+    while True:
+        now = c.now()
+        while open_batches and open_batches[0][0][0].deliveryEnd <= now:  # settle what has been delivered
+            terms, pairs, submit_gas, new = open_batches.pop(0)
+            items = [
+                c.settle_item(t, s, b, t.quantityWh, t.quantityWh)
+                for t, (s, b) in zip(terms, pairs, strict=True)
+            ]
+            settle_gas = _gas(c.admin.transact(m.functions.settleBatch(items)))
+            for t in terms:
+                rings[t.seller].release(t.nonce)
+            per_round.append((submit_gas + settle_gas) / len(terms))
+            new_slots.append(new)
+            total += submit_gas + settle_gas
+            agreements += len(terms)
+        if len(per_round) + len(open_batches) >= rounds:
+            if not open_batches:
+                break
+            advance_time(c.w3, HOUR)
+            continue
+        pairs = []
+        for _ in range(batch):
+            seller, buyer = rng.sample(hh, 2)
+            pairs.append((seller, buyer))
+        terms = []
+        before = len(slots)
+        for seller, buyer in pairs:
+            nonce = rings[seller.address].allocate((), now)
+            slots.add((seller.address, nonce))
+            terms.append(c.terms(seller, buyer, quantity_wh=rng.randint(100, 3000), unit_price=2 * 10**17,
+                                 delivery_end=now + 2 * HOUR, expiry=now + HOUR, nonce=nonce))  # fmt: skip
+        max_ring = max(max_ring, *(len(r.reserved) for r in rings.values()))
+        sigs = [c.sign(t, s, b) for t, (s, b) in zip(terms, pairs, strict=True)]
+        submit = c.admin.transact(m.functions.submitAgreements(
+            [t.as_tuple() for t in terms], [x[0] for x in sigs], [x[1] for x in sigs]))  # fmt: skip
+        open_batches.append((terms, pairs, _gas(submit), len(slots) - before))
+        advance_time(c.w3, HOUR)
+    return Operation(per_round, new_slots, agreements, total, len(slots), max_ring)
+
+
+def operation_lines(op: Operation, households: int, batch: int, days: int = 30) -> list[str]:
+    month = batch * 24 * days  # agreements in `days` of hourly batches of this size
+    amortised = op.steady + op.premium_per_slot * op.slots / month
+    return [
+        f"in operation ({households} households, random pairs, {batch} agreements an hour, sellers' nonce rings):",
+        f"  first hour (every slot new)             {op.per_round[0]:>9,.0f} gas per agreement",
+        f"  steady state (slots reused)             {op.steady:>9,.0f} gas per agreement "
+        f"(fit over {len(op.per_round)} hours; {op.new_slots.count(0)} wrote no new slot)",
+        f"  first-use premium                       {op.premium_per_slot:>9,.0f} gas per slot, once "
+        f"({op.slots} slots, at most {op.max_ring} ring nonces held by one seller)",
+        f"  amortised over {days} days of hourly trading {amortised:>9,.0f} gas per agreement "
+        f"({month:,} agreements)",
+    ]
+
+
+def run(chain: str, households: int, batch: int, worst_case: bool, rounds: int = 0) -> list[str]:
     lines: list[str] = []
     with _chain(chain) as (w3, admin_key):
         c = Community(w3, admin_key)
@@ -150,6 +260,9 @@ def run(chain: str, households: int, batch: int, worst_case: bool) -> list[str]:
             lines.append(
                 f"  batch of {batch}, all parties distinct, reused nonces     {s:>8,.0f} + {t_:>7,.0f} = {s + t_:>7,.0f}"
             )
+        if rounds:
+            lines.append("")
+            lines.extend(operation_lines(operation(c, hh, batch, rounds), households, batch))
         lines.append("")
         lines.append("target: <= 60,000 gas per agreement in batches of 50 (public designs: ~95,000)")
     return lines
@@ -163,10 +276,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--worst-case", action="store_true", help="also a batch whose parties are all distinct"
     )
+    parser.add_argument(
+        "--operation", type=int, nargs="?", const=12, default=0, metavar="ROUNDS",
+        help="also hourly trading among --households with the gateways' nonce rings (default 12 rounds)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.households < 4 or args.batch < 1:
         print("need --households >= 4 and --batch >= 1", file=sys.stderr)
         return 2
-    for line in run(args.chain, args.households, args.batch, args.worst_case):
+    if args.operation and args.operation < 4:
+        print("need --operation ROUNDS >= 4 (the first rounds are warm-up)", file=sys.stderr)
+        return 2
+    for line in run(args.chain, args.households, args.batch, args.worst_case, args.operation):
         print(line, flush=True)
     return 0

@@ -221,6 +221,15 @@ class Journal:
         marks = ",".join("?" * len(states))
         return self._agreements(f"WHERE state IN ({marks})", tuple(states))
 
+    def seller_slots(self, now: float) -> list[AgreementRecord]:
+        """Our seller agreements that may still hold their nonce slot: open, or window not yet over.
+
+        Bounded by what is open, not by history; the nonce ring filters these exactly.
+        """
+        return self._agreements(
+            "WHERE role='seller' AND (state NOT IN ('closed','abandoned') OR window_end >= ?)", (int(now),)
+        )
+
     def _agreements(self, where: str, params: tuple) -> list[AgreementRecord]:
         with self._lock:
             rows = self._db.execute(

@@ -123,6 +123,27 @@ class Market:
             Status(int(raw[0])), int(raw[1]), bool(raw[2]), bool(raw[3]), int(raw[4]), int(raw[5])
         )
 
+    def closed_status(self, agreement_id: str) -> Status | None:
+        """How an agreement closed, read from its events (SETTLED / REFUNDED), None when it did not.
+
+        `agreementOf` answers NONE once the seller's slot holds newer terms (the seller reuses the
+        nonce of a closed agreement), so a party that was away learns the outcome from the logs.
+        """
+        aid = bytes.fromhex(agreement_id.removeprefix("0x"))
+        events = self.contract.events
+        for event, status in (
+            (events.AgreementSettled, Status.SETTLED),
+            (events.EscrowReclaimed, Status.REFUNDED),
+        ):
+            if event().get_logs(argument_filters={"id": aid}, from_block=0):
+                return status
+        return None
+
+    def slot_free(self, nonce: int, seller: str | None = None) -> bool:
+        """Whether new terms of `seller` (default: us) may use `nonce` now (`slotOf(seller, nonce).free`)."""
+        raw = self.sender.call(self.contract.functions.slotOf(to_checksum_address(seller or self.me), nonce))
+        return bool(raw[2])
+
     def is_participant(self, address: str) -> bool:
         return bool(self.sender.call(self.contract.functions.isParticipant(to_checksum_address(address))))
 

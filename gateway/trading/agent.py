@@ -27,6 +27,7 @@ from gateway.negotiation import Decision, Negotiate, Negotiator, Provider, Wait,
 from gateway.trading.config import TradingConfig, load_policy
 from gateway.trading.inbox import Inbox
 from gateway.trading.learned import PeerMemory, Tariffs, step_seconds, steps_to_deadline, window_context
+from gateway.trading.nonces import NonceRing, busy_nonces
 from gateway.trading.protocol import Envelope, encode, sign_envelope
 from gateway.trading.sessions import Session, SessionContext, new_session_id, run_session
 
@@ -53,6 +54,7 @@ class Agent:
         fallback: Callable[[int, int, bool], Awaitable[None]] | None = None,
         tariffs: Callable[[], Awaitable[Tariffs | None]] | None = None,
         storage_wh: Callable[[], float | None] | None = None,
+        slot_free: Callable[[int], Awaitable[bool | None]] | None = None,
     ) -> None:
         self.cfg = cfg
         self.agent = cfg.agent
@@ -69,6 +71,8 @@ class Agent:
         self.fallback = fallback
         self.posted_tariffs = tariffs  # the Market's provider tariffs, when the config gives none
         self.storage_wh = storage_wh
+        self.slot_free = slot_free  # the Market's slotOf(me, nonce).free; None: trust the journal
+        self.ring = NonceRing(cfg.agent.nonce_ring)
         self.policy = load_policy(cfg.agent.policy) if cfg.agent.strategy == "learned" else None
         self.peers = PeerMemory(journal)
         self.learned: dict[int, Tariffs] = {}  # window -> tariffs, for windows the policy trades
@@ -161,14 +165,35 @@ class Agent:
 
     async def _run(self, s: Session, opening: Envelope | None) -> str | None:
         try:
+            if s.role == "seller" and not await self._allocate_nonce(s):
+                await self.send("reject", s.peer, {"session": s.id, "reason": "busy"})
+                return None
             return await run_session(self.ctx, s, opening)
         finally:
             self.sessions.pop(s.id, None)
+            if s.role == "seller":
+                self.ring.release(s.nonce)  # an agreement made is in the journal, which keeps its slot busy
             try:
                 self.peers.observe(s.peer, s.peer_prices)
             except Exception as exc:  # the journal may be closing at shutdown: memory is a hint, not state
                 self.count("peer_memory_error")
                 log.warning("event=peer_memory_error peer=%s error=%s", s.peer, str(exc)[:200])
+
+    async def _allocate_nonce(self, s: Session) -> bool:
+        """Reserve the seller's slot nonce for this session (before our first reply names it)."""
+        now = self.clock.now()
+        try:
+            in_use = busy_nonces(self.journal.seller_slots(now), now)
+            s.nonce = await self.ring.allocate_checked(in_use, now, self.slot_free)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the journal closing at shutdown: no session, never a crash
+            self.count("nonce_error")
+            log.warning("event=nonce_error session=%s error=%s", s.id, str(exc)[:200])
+            return False
+        if not self.ring.in_ring(s.nonce):
+            self.count("nonce_ring_full")
+        return True
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)

@@ -63,6 +63,7 @@ class AgentConfig:
         None  # what the provider charges per kWh (default: the Market's posted tariff)
     )
     export_tariff: float | None = None  # what the provider pays per kWh (default: the Market's posted tariff)
+    nonce_ring: int = 256  # seller slot nonces reused in turn: at least the most agreements open at once
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,9 @@ def parse_agent(table: Mapping[str, Any], base: Path | None = None) -> AgentConf
         strategies[role] = cfg
     fixed = _get(table, s, "fixed_net_wh", int, None)
     window_s = int(_positive(s, "window_s", _get(table, s, "window_s", int, d.window_s)))
+    ring = _get(table, s, "nonce_ring", int, d.nonce_ring)
+    if not 1 <= ring <= 65536:
+        raise ConfigError("agent.nonce_ring", f"must be 1..65536, got {ring}")
     return AgentConfig(
         window_s=window_s,
         lead_s=int(_positive(s, "lead_s", _get(table, s, "lead_s", int, d.lead_s))),
@@ -213,6 +217,7 @@ def parse_agent(table: Mapping[str, Any], base: Path | None = None) -> AgentConf
         policy=policy,
         import_tariff=None if tariffs[0] is None else float(tariffs[0]),
         export_tariff=None if tariffs[1] is None else float(tariffs[1]),
+        nonce_ring=ring,
     )  # fmt: skip
 
 

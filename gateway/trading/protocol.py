@@ -34,13 +34,14 @@ HEX32 = "hex32"
 SIG = "sig"
 SIDE = "side"
 TERMS = "terms"
+NONCE = "nonce"  # uint64: the seller's slot nonce
 
 # message type -> body member -> kind; every member is required, no others allowed
 BODY_SCHEMAS: dict[str, dict[str, str]] = {
     "offer": {"window": UINT, "window_s": UINT, "side": SIDE, "quantity_wh": UINT, "price": UINT},
     "propose": {"session": HEX32, "window": UINT, "window_s": UINT, "round": UINT, "quantity_wh": UINT,
                 "price": UINT},
-    "counter": {"session": HEX32, "round": UINT, "quantity_wh": UINT, "price": UINT},
+    "counter": {"session": HEX32, "round": UINT, "quantity_wh": UINT, "price": UINT, "nonce": NONCE},
     "accept": {"session": HEX32, "round": UINT, "terms": TERMS, "sig": SIG},
     "confirm": {"session": HEX32, "agreement": HEX32, "sig": SIG},
     "reject": {"session": HEX32, "reason": STR},
@@ -57,6 +58,9 @@ TERMS_FIELDS = (
     "expiry",
 )
 MAX_UINT = 2**256 - 1
+# the Market's Terms field widths (contracts/INTERFACE.md): terms that do not fit are malformed
+TERMS_BOUNDS = {"quantityWh": 2**64, "unitPrice": 2**128, "deliveryStart": 2**40, "deliveryEnd": 2**40,
+                "nonce": 2**64, "expiry": 2**40}  # fmt: skip
 
 
 class ProtocolError(ValueError):
@@ -174,6 +178,7 @@ def check_body(kind: str, body: dict[str, Any]) -> None:
             HEX32: lambda v: isinstance(v, str) and HEX32_RE.match(v) is not None,
             SIG: lambda v: isinstance(v, str) and SIG_RE.match(v) is not None,
             SIDE: lambda v: v in ("sell", "buy"),
+            NONCE: lambda v: _is_uint(v) and v < 2**64,
             TERMS: _valid_terms,
         }[member_kind](value)
         _need(ok, f"body.{name}")
@@ -187,6 +192,6 @@ def _valid_terms(terms: Any) -> bool:
         if name in ("seller", "buyer"):
             if not (isinstance(value, str) and ADDRESS_RE.match(value)):
                 return False
-        elif not _is_uint(value):
+        elif not _is_uint(value) or value >= TERMS_BOUNDS[name]:
             return False
     return True

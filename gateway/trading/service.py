@@ -142,9 +142,18 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
             counters.count("provider_failed")
             log.warning("event=provider_trade_failed window=%d error=%s", window, exc)
 
+    async def slot_free(nonce: int) -> bool | None:
+        """The chain's word on one of our nonce slots; None (trust the journal) when it is slow or down."""
+        try:
+            return await asyncio.wait_for(runner.once(market.slot_free, nonce),
+                                          max(0.2, min(1.0, cfg.agent.round_timeout_s / 3)))  # fmt: skip
+        except Exception as exc:  # timeout, node down: the seller must answer within the round
+            log.debug("event=slot_check_skipped nonce=%d error=%s", nonce, type(exc).__name__)
+            return None
+
     agent = Agent(cfg, account, journal, transport.publish, inbox, clock, lambda: market.domain,
                   lambda start, length: _net(cfg, deps, start, length), counters.count, balance, wake.set,
-                  provider_trade, posted_tariffs)  # fmt: skip
+                  provider_trade, posted_tariffs, slot_free=slot_free)  # fmt: skip
 
     async def deliver(raw: bytes) -> None:
         await agent.on_raw(raw)

@@ -2,7 +2,9 @@
 
 The buyer opens (`propose`), the two alternate `counter`s with the round index of the engine,
 and whoever accepts sends the EIP-712 terms with its signature (`accept`); the other checks them
-against the session, signs, journals and answers `confirm`. The confirming party holds both
+against the session, signs, journals and answers `confirm`. The terms' nonce is the seller's
+slot nonce, picked from its ring (nonces.py) and named in every `counter` (the buyer learns it
+from the seller's first reply and must repeat it). The confirming party holds both
 signatures first, so it submits. Every wait has a deadline on the gateway clock: a silent peer
 ends the session (counted) instead of stalling the agent. Our signature is journaled before it
 leaves the gateway, so a crash can never leave an agreement on chain that the journal forgot.
@@ -42,10 +44,7 @@ class Session:
     round: int = 0
     peer_prices: list[float] = field(default_factory=list)  # the peer's offers, rounds 0, 1, 2, ...
     inbox: asyncio.Queue[Envelope] = field(default_factory=asyncio.Queue)
-
-    @property
-    def nonce(self) -> int:
-        return int(self.id[2:18], 16)
+    nonce: int | None = None  # the seller's slot nonce: the seller's ring picks it, the buyer learns it
 
 
 def new_session_id() -> str:
@@ -91,6 +90,8 @@ async def receive(session: Session, clock: Any, timeout: float) -> Envelope | No
 
 
 def build_terms(s: Session, me: str, quantity: int, price: int) -> Terms:
+    if s.nonce is None:
+        raise ValueError("the session has no slot nonce yet")
     seller, buyer = (me, s.peer) if s.role == "seller" else (s.peer, me)
     start = s.window
     return terms_from_dict({"seller": seller, "buyer": buyer, "quantityWh": quantity, "unitPrice": price,
@@ -131,6 +132,9 @@ async def _run(ctx: SessionContext, s: Session, opening: Envelope | None) -> str
         if kind not in ("propose", "counter"):
             ctx.count("unexpected_message")
             return None
+        if kind == "counter" and not _take_nonce(s, int(body["nonce"])):
+            ctx.count("nonce_mismatch")
+            return await _reject(ctx, s, "terms_mismatch")
         s.peer_prices.append(float(body["price"]))  # what the peer revealed (its concession)
         quantity = min(int(body["quantity_wh"]), s.quantity_wh)  # never more than we need or have
         if quantity <= 0:
@@ -147,9 +151,18 @@ async def _run(ctx: SessionContext, s: Session, opening: Envelope | None) -> str
             return await _accept(ctx, s, int(body["price"]))
         assert isinstance(response, Counter)
         s.my_price = wire_price(response.offer)
+        if s.nonce is None:  # a buyer countering before the seller named its slot: cannot happen in v1
+            return await _reject(ctx, s, "no_nonce")
         await ctx.send("counter", s.peer, {"session": s.id, "round": t, "quantity_wh": s.quantity_wh,
-                                            "price": s.my_price})  # fmt: skip
+                                            "price": s.my_price, "nonce": s.nonce})  # fmt: skip
         env = await receive(s, ctx.clock, ctx.round_timeout_s)
+
+
+def _take_nonce(s: Session, nonce: int) -> bool:
+    """The seller names its slot nonce in its first counter; every later counter must repeat it."""
+    if s.nonce is None and s.role == "buyer":
+        s.nonce = nonce
+    return nonce == s.nonce
 
 
 async def _reject(ctx: SessionContext, s: Session, reason: str) -> None:
@@ -160,6 +173,8 @@ async def _reject(ctx: SessionContext, s: Session, reason: str) -> None:
 
 async def _accept(ctx: SessionContext, s: Session, price: int) -> str | None:
     """We accept the peer's price: sign the terms, journal, send `accept`, wait for `confirm`."""
+    if s.nonce is None:
+        return await _reject(ctx, s, "no_nonce")
     if not ctx.reserve(s, s.quantity_wh, price):
         return await _reject(ctx, s, "no_capacity")
     terms = build_terms(s, ctx.me.address, s.quantity_wh, price)
@@ -191,6 +206,8 @@ async def _confirm(ctx: SessionContext, s: Session, env: Envelope) -> str | None
         terms = terms_from_dict(raw)
     except (ValueError, KeyError):
         return await _reject(ctx, s, "bad_terms")
+    if s.nonce is None and s.role == "buyer":  # the seller accepted our opening: its terms name the slot
+        s.nonce = terms.nonce
     expected = build_terms(s, ctx.me.address, terms.quantityWh, s.my_price or 0)
     if terms != expected or not 0 < terms.quantityWh <= s.quantity_wh:
         ctx.count("terms_mismatch")

@@ -82,11 +82,16 @@ class Settler:
         view = self.market.agreement(terms)
         if view.status in FINAL:
             return self._close(rec, view.status)
+        if view.status is Status.NONE and rec.state in ("submitted", "reported"):
+            return self._slot_moved_on(rec)
         if rec.state in ("signing", "signed"):
             if view.status is not Status.NONE:
                 self.journal.set_agreement_state(rec.id, "submitted")
                 return "submitted"
             if now > terms.expiry:
+                closed = self.market.closed_status(rec.id)  # submitted by the peer, closed, slot reused
+                if closed is not None:
+                    return self._close(rec, closed)
                 self.journal.set_agreement_state(rec.id, "abandoned", note="expired before submission")
                 self.count("abandoned")
                 return "abandoned"
@@ -102,6 +107,14 @@ class Settler:
         if view.status in (Status.ACTIVE, Status.DISPUTED) and now > view.deadline and rec.role == "buyer":
             return self._send_final(rec, "reclaim", lambda: self.market.reclaim(terms))
         return rec.state
+
+    def _slot_moved_on(self, rec: AgreementRecord) -> str:
+        """On chain before, NONE now: the seller reused the slot after it closed; the events say how."""
+        closed = self.market.closed_status(rec.id)
+        if closed is None:  # no closing event (yet): keep asking, never assume an outcome
+            self.count("slot_unknown")
+            return rec.state
+        return self._close(rec, closed)
 
     def _close(self, rec: AgreementRecord, status: Status) -> str:
         self.journal.set_agreement_state(rec.id, "closed", note=status.name.lower())

@@ -64,7 +64,7 @@ class CommunityChain:
         self.transactions = 0
         self.anchors = 0
         self._terms: dict[int, list[Any]] = {}
-        self._nonce = 0
+        self._rings: dict[str, Any] = {}  # seller -> the gateway's NonceRing: slots reused once closed
 
     def _tx(self, sender: Any, call: Any) -> Any:
         receipt = sender.transact(call)
@@ -120,13 +120,15 @@ class CommunityChain:
     def submit(self, hour: int, hour_start: int, trades: list[Any]) -> None:
         """Both parties sign each trade's terms; the community submits the hour's batch."""
         from contracts.eip712 import Terms, sign_terms
+        from gateway.trading.nonces import NonceRing
 
         terms, s_sigs, b_sigs = [], [], []
         for t in trades:
-            self._nonce += 1
+            seller = self.addresses[t.seller]
+            nonce = self._rings.setdefault(seller, NonceRing()).allocate((), hour_start)  # as gateways do
             term = Terms(
-                self.addresses[t.seller], self.addresses[t.buyer], t.wh, t.price,
-                hour_start, hour_start + 3600, self._nonce, hour_start + 600,
+                seller, self.addresses[t.buyer], t.wh, t.price,
+                hour_start, hour_start + 3600, nonce, hour_start + 600,
             )  # fmt: skip
             terms.append(term)
             s_sigs.append(sign_terms(term, self.domain, self.keys[t.seller]))
@@ -164,6 +166,7 @@ class CommunityChain:
             ev = by_id.get(agreement_id(term, self.domain))
             if ev is None:
                 raise ChainLayerError(f"hour {hour}: an agreement was not settled on chain")
+            self._rings[term.seller].release(term.nonce)  # settled: the seller's slot takes new terms
             out.append((int(ev["paidToSeller"]), int(ev["refundedToBuyer"])))
         return out
 

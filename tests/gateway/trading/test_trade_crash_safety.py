@@ -131,6 +131,7 @@ def test_sigkill_at_20_random_points_settles_every_agreement_once(
     assert len(submitted) == len(set(submitted))
     assert sorted(closing) == sorted(submitted)  # every agreement closed exactly once, none forgotten
     on_chain = {"0x" + bytes(i).hex() for i in submitted}
+    closed = {"0x" + bytes(i).hex() for i in closing}
     known = {name: {row[0]: row for row in journal(tmp_path / name / "trading.db")} for name in files}
     for name in files:
         assert on_chain <= set(known[name]), f"{name} forgot an on-chain agreement"
@@ -138,8 +139,10 @@ def test_sigkill_at_20_random_points_settles_every_agreement_once(
             status = Status(
                 int(com.market.functions.agreementOf(terms_from_dict(json.loads(terms)).as_tuple()).call()[0])
             )
-            if agreement_id in on_chain:
-                assert state == "closed" and status in FINAL
+            if agreement_id in on_chain:  # a closed agreement's slot may hold a newer one (the seller's ring)
+                assert state == "closed" and (
+                    status in FINAL or (status is Status.NONE and agreement_id in closed)
+                )
             else:
                 assert state == "abandoned" and status is Status.NONE
     recovered = logs.count("recovered_txs=") - logs.count("recovered_txs=0 ")

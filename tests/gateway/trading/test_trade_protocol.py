@@ -32,7 +32,7 @@ SESSION = "0x" + "ab" * 32
 
 def envelope(kind: str = "counter", sender=SELLER, to: str | None = None, ts: int = NOW, mid: str = "0a" * 16,
              community: str = "oak-street", body: dict | None = None) -> Envelope:  # fmt: skip
-    body = body or {"session": SESSION, "round": 2, "quantity_wh": 1000, "price": 150}
+    body = body or {"session": SESSION, "round": 2, "quantity_wh": 1000, "price": 150, "nonce": 2**63}
     return Envelope(kind, sender.address, BUYER.address if to is None and kind != "offer" else to, mid, ts,
                     community, body)  # fmt: skip
 
@@ -110,6 +110,9 @@ def test_schema_rejects_floats_extra_members_and_wrong_types() -> None:
         dict(good["body"], price=-1),
         dict(good["body"], price=True),
         dict(good["body"], session="0x1234"),
+        {k: v for k, v in good["body"].items() if k != "nonce"},  # v1 counters name the seller's slot
+        dict(good["body"], nonce=2**64),  # the Market's nonces are uint64
+        dict(good["body"], nonce=-1),
     ]
     for body in bad_bodies:
         try:

@@ -1,5 +1,7 @@
 """Two gateways, Mosquitto and anvil with the real Market: negotiate, sign, deliver, report, settle.
 
+Trading window after window, the seller reuses the slot nonce of a settled agreement (its ring).
+
 Each household is `run_trading` with a real ReadingStore fed by signed readings of a meter_sim
 profile; the seller's surplus and the buyer's need are fixed per window so the outcome is known.
 """
@@ -7,6 +9,7 @@ profile; the seller's surplus and the buyer's need are fixed per window so the o
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -89,9 +92,9 @@ def test_two_gateways_negotiate_sign_and_settle(
     com = setup_community(w3)
     mine_every_second(w3)
     specs = households(tmp_path, com, mosquitto.port, 1_200_000, mined_anvil.info.url)
-    metrics = run_until(com, specs, tmp_path, settled=2, limit_s=45)
+    metrics = run_until(com, specs, tmp_path, settled=4, limit_s=60)
     settled = com.settled_events()
-    assert len(settled) >= 2, metrics["buyer"].render() + metrics["seller"].render()
+    assert len(settled) >= 4, metrics["buyer"].render() + metrics["seller"].render()
     ids = [e["args"]["id"] for e in settled]
     assert len(ids) == len(set(ids))  # each agreement settled once
     submitted = {e["args"]["id"]: e["args"] for e in com.submitted_events()}
@@ -107,7 +110,25 @@ def test_two_gateways_negotiate_sign_and_settle(
         assert event["args"]["refundedToBuyer"] == 0
     assert metrics["seller"].render().count("gridpact_peer_messages_accepted_total") >= 1
     closed = [row for row in journal_states(tmp_path / "seller" / "trading.db") if row[1] == "closed"]
-    assert len(closed) >= 2 and all(note == "settled" for _, _, note in closed)
+    assert len(closed) >= 4 and all(note == "settled" for _, _, note in closed)
+    assert_slot_nonces_reused(tmp_path)
+
+
+def assert_slot_nonces_reused(tmp_path: Path) -> None:
+    """Window after window, the seller's ring hands a settled agreement's nonce out again."""
+    from gateway.trading.nonces import RING_BASE
+
+    with sqlite3.connect(tmp_path / "seller" / "trading.db") as db:
+        rows = [(aid, state, json.loads(terms)) for aid, state, terms in
+                db.execute("SELECT id, state, terms FROM agreements ORDER BY window_end")]  # fmt: skip
+    closed = [terms["nonce"] for _, state, terms in rows if state == "closed"]
+    assert all(RING_BASE <= n < RING_BASE + 256 for n in closed), closed  # ring nonces only
+    assert any(closed.count(n) >= 2 for n in closed), closed  # a settled slot was written again
+    with sqlite3.connect(tmp_path / "buyer" / "trading.db") as db:
+        buyer = {
+            aid: json.loads(terms)["nonce"] for aid, terms in db.execute("SELECT id, terms FROM agreements")
+        }
+    assert all(buyer[aid] == terms["nonce"] for aid, _, terms in rows if aid in buyer)  # both signed the same
 
 
 def test_under_delivering_seller_gets_partial_refund(

@@ -8,8 +8,11 @@ evaluate the criteria of Eq. 12 and average Eq. 13 over the scenarios (Eq. 14).
 
 from __future__ import annotations
 
+import numpy as np
+
 from gateway.negotiation.cooperative.battery import BatterySpec
 from gateway.negotiation.cooperative.contracts import ContractSpace, Outcome
+from gateway.negotiation.cooperative.evaluate import EvalBatch
 
 
 def literal_battery(x0: float, demand: list[float], b: BatterySpec) -> tuple[float, float, float]:
@@ -72,3 +75,17 @@ def literal_negotiate(a: ContractSpace, b: ContractSpace, deadline: int) -> Outc
             return Outcome(True, int(offer), r, me)
         r += 1
     return Outcome(False, -1, -1, -1)
+
+
+def calm_household_batch(w: int = 96) -> EvalBatch:
+    """A calm household and a large battery: lanes run free for the whole window (the longest searches)."""
+    demand = np.random.default_rng(4).normal(0.0, 0.01, (1, 3, w))
+    return EvalBatch(
+        demand,
+        np.array([5.0]),
+        (BatterySpec(capacity_kwh=10.0, degradation=0.0),),
+        np.array([0.5]),
+        np.array([0.5]),
+        np.array([[-0.2, 0.0, 0.2]]),
+        np.arange(1, w),
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from coop_oracle import literal_expected_utility
+from coop_oracle import calm_household_batch, literal_expected_utility
 
 from gateway.negotiation.cooperative import fast
 from gateway.negotiation.cooperative.battery import BatterySpec
@@ -103,16 +103,36 @@ def test_coop_risk_aversion_discounts_uncertain_loans_only() -> None:
 
 def test_coop_fast_matches_reference_when_the_battery_never_clips() -> None:
     """A calm household and a large battery: lanes run free for the whole window (long searches)."""
-    rng = np.random.default_rng(4)
-    w = 96
-    demand = rng.normal(0.0, 0.01, (1, 3, w))
+    batch = calm_household_batch()
+    assert np.max(np.abs(reference(batch) - fast.evaluate(batch))) < TOL
+
+
+def test_coop_fast_matches_the_oracle_when_lanes_sit_at_the_bounds() -> None:
+    """Demands far beyond the rates: most lanes sit at a bound after the return (the table path)."""
+    rng = np.random.default_rng(11)
+    w, s = 12, 3
+    spec = BatterySpec(capacity_kwh=1.0, charge_kw=4.0, discharge_kw=4.0, degradation=0.003)
+    demand = rng.choice([-3.0, 3.0], (1, s, w)) + rng.normal(0.0, 0.05, (1, s, w))
     batch = EvalBatch(
         demand,
-        np.array([5.0]),
-        (BatterySpec(capacity_kwh=10.0, degradation=0.0),),
-        np.array([0.5]),
-        np.array([0.5]),
-        np.array([[-0.2, 0.0, 0.2]]),
+        np.array([0.9]),
+        (spec,),
+        np.array([0.6]),
+        np.array([0.4]),
+        np.array([[-0.5, 0.0, 0.5]]),
         np.arange(1, w),
     )
-    assert np.max(np.abs(reference(batch) - fast.evaluate(batch))) < TOL
+    got = fast.evaluate(batch)
+    assert np.max(np.abs(reference(batch) - got)) < TOL
+    for iq in range(3):
+        for it in range(w - 1):
+            want = literal_expected_utility(
+                [list(row) for row in demand[0]],
+                0.9,
+                spec,
+                0.6,
+                0.4,
+                float(batch.q[0, iq]),
+                int(batch.tau[it]),
+            )
+            assert abs(got[0, iq, it] - want) < TOL

@@ -71,6 +71,26 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=5)
 
 
+class _ProcessService:
+    """Stop and restart of a service that is one child process: a restart comes back on the same port."""
+
+    _proc: subprocess.Popen | None = None
+
+    def start(self) -> object:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Terminate gracefully (a kill only after 5 s), so the service can write what it keeps."""
+        if self._proc is not None:
+            _stop(self._proc)
+            self._proc = None
+
+    def restart(self, down_for: float = 0.0) -> None:
+        self.stop()
+        time.sleep(down_for)
+        self.start()
+
+
 # ---------------------------------------------------------------- MQTT brokers
 
 
@@ -97,7 +117,7 @@ def find_mosquitto() -> str:
     )
 
 
-class MosquittoBroker:
+class MosquittoBroker(_ProcessService):
     """A real Mosquitto on a free loopback port, with a throwaway config; restartable on the same port."""
 
     def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
@@ -131,16 +151,6 @@ class MosquittoBroker:
         except ServiceUnavailable as exc:
             raise ServiceUnavailable(f"mosquitto failed to start: {exc}; log: {self.log()}") from exc
         return self.info
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            _stop(self._proc)
-            self._proc = None
-
-    def restart(self, down_for: float = 0.0) -> None:
-        self.stop()
-        time.sleep(down_for)
-        self.start()
 
     def log(self) -> str:
         path = self._dir / "mosquitto.log"
@@ -255,8 +265,11 @@ def find_anvil() -> Path:
     return path
 
 
-class AnvilNode:
-    """A real anvil (from node_modules) on a free loopback port; stoppable and restartable on that port."""
+class AnvilNode(_ProcessService):
+    """A real anvil (from node_modules) on a free loopback port; stoppable and restartable on that port.
+
+    `stop` is graceful: anvil writes its state file, so a restart keeps the chain.
+    """
 
     def __init__(
         self, port: int | None = None, chain_id: int = 31337, block_time: float | None = None
@@ -287,17 +300,6 @@ class AnvilNode:
             err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
             raise ServiceUnavailable(f"anvil failed to start: {exc}: {err[-1000:]}") from exc
         return self.info
-
-    def stop(self) -> None:
-        """Stop gracefully: anvil writes its state file, so a restart keeps the chain."""
-        if self._proc is not None:
-            _stop(self._proc)
-            self._proc = None
-
-    def restart(self, down_for: float = 0.0) -> None:
-        self.stop()
-        time.sleep(down_for)
-        self.start()
 
     def close(self) -> None:
         self.stop()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,28 @@ def config(dev: str) -> dict[str, Any]:
     cfg["broker"]["backoff_max_s"] = 2
     cfg["meter"]["timeout_ms"] = 1000  # generous: the suite shares 2 cores with other areas
     return cfg
+
+
+@contextmanager
+def board_on_mosquitto(
+    cfg: dict[str, Any], mosquitto: MosquittoBroker, tmp_path: Path, ntp: bool = True
+) -> Iterator[tuple[VirtualBoard, MqttTap]]:
+    """A started board on a line to the simulated meter, publishing to Mosquitto, and a tap on its topics.
+
+    With `ntp=False` the board starts with NTP down (its clock unset). Both are stopped when the block ends.
+    """
+    dev = cfg["device_id"]
+    tap = MqttTap("127.0.0.1", mosquitto.port, [f"gridpact/meter/{dev}/#"], "tap-" + dev.removeprefix("vb-"))
+    with SerialLine() as line, MeterSim(line.meter, tmp_path / "truth.jsonl"):
+        board = VirtualBoard(cfg, line.board, tmp_path / "flash", broker=("127.0.0.1", mosquitto.port))
+        if not ntp:
+            board.ntp_down()
+        board.start()
+        try:
+            yield board, tap
+        finally:
+            board.stop()
+            tap.close()
 
 
 def readings(tap: MqttTap, key: bytes) -> list[dict[str, Any]]:
@@ -51,36 +75,27 @@ def assert_no_gap(rs: list[dict[str, Any]], allowed: set[int] | None = None) -> 
 def test_60s_broker_outage_leaves_no_gap(mosquitto: MosquittoBroker, tmp_path: Path) -> None:
     cfg = config("vb-outage")
     key = bytes.fromhex(cfg["hmac_key"])
-    tap = MqttTap("127.0.0.1", mosquitto.port, ["gridpact/meter/vb-outage/#"], "tap-outage")
-    with SerialLine() as line, MeterSim(line.meter, tmp_path / "truth.jsonl"):
-        board = VirtualBoard(cfg, line.board, tmp_path / "flash", broker=("127.0.0.1", mosquitto.port))
-        board.start()
-        try:
-            board.wait_until(lambda: len(tap.on("/reading")) >= 3, 20, "3 live readings")
-            # the tap has everything the broker acknowledged so far (a slow tap would otherwise lose
-            # messages in flight to it when the broker is killed: not the node's doing)
-            board.wait_until(lambda: max_seq(tap, key) >= board.stats()["last_seq"], 10, "tap caught up")
-            seen_before = max_seq(tap, key)
-            mosquitto.stop()
-            t_down = time.monotonic()
-            board.wait_until(lambda: not board.stats()["mqtt_up"], 15, "the node to notice")
-            acked_at_stop = board.stats()["last_seq"]
-            time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - t_down)))
-            buffered = board.stats()["buffered"]
-            # keep the node off the air until the tap has resubscribed, so the tap misses nothing
-            board.wifi_down()
-            mosquitto.start()
-            assert tap.subscribed.wait(15), "the tap did not resubscribe after the broker returned"
-            board.wifi_up()
-            board.wait_until(
-                lambda: board.stats()["buffered"] == 0 and board.stats()["mqtt_up"], 60, "replay"
-            )
-            n = len(tap.on("/reading"))
-            board.wait_until(lambda: len(tap.on("/reading")) >= n + 3, 15, "live again")
-            stats = board.stats()
-        finally:
-            board.stop()
-            tap.close()
+    with board_on_mosquitto(cfg, mosquitto, tmp_path) as (board, tap):
+        board.wait_until(lambda: len(tap.on("/reading")) >= 3, 20, "3 live readings")
+        # the tap has everything the broker acknowledged so far (a slow tap would otherwise lose
+        # messages in flight to it when the broker is killed: not the node's doing)
+        board.wait_until(lambda: max_seq(tap, key) >= board.stats()["last_seq"], 10, "tap caught up")
+        seen_before = max_seq(tap, key)
+        mosquitto.stop()
+        t_down = time.monotonic()
+        board.wait_until(lambda: not board.stats()["mqtt_up"], 15, "the node to notice")
+        acked_at_stop = board.stats()["last_seq"]
+        time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - t_down)))
+        buffered = board.stats()["buffered"]
+        # keep the node off the air until the tap has resubscribed, so the tap misses nothing
+        board.wifi_down()
+        mosquitto.start()
+        assert tap.subscribed.wait(15), "the tap did not resubscribe after the broker returned"
+        board.wifi_up()
+        board.wait_until(lambda: board.stats()["buffered"] == 0 and board.stats()["mqtt_up"], 60, "replay")
+        n = len(tap.on("/reading"))
+        board.wait_until(lambda: len(tap.on("/reading")) >= n + 3, 15, "live again")
+        stats = board.stats()
     rs = readings(tap, key)
     # At most the one reading acknowledged by Mosquitto in the instant it was killed (it runs
     # without persistence) may never reach the tap; everything the node kept is replayed.
@@ -119,19 +134,11 @@ def test_full_buffer_drops_oldest_and_counts(tmp_path: Path) -> None:
 def test_readings_before_ntp_are_corrected(mosquitto: MosquittoBroker, tmp_path: Path) -> None:
     cfg = config("vb-ntp")
     key = bytes.fromhex(cfg["hmac_key"])
-    tap = MqttTap("127.0.0.1", mosquitto.port, ["gridpact/meter/vb-ntp/#"], "tap-ntp")
-    with SerialLine() as line, MeterSim(line.meter, tmp_path / "truth.jsonl"):
-        board = VirtualBoard(cfg, line.board, tmp_path / "flash", broker=("127.0.0.1", mosquitto.port))
-        board.ntp_down()
-        board.start()
-        try:
-            board.wait_until(lambda: board.stats()["polls"] >= 4, 20, "4 polls")
-            assert tap.on("/reading") == []  # held: the clock is not set
-            board.ntp_up()
-            board.wait_until(lambda: len(tap.on("/reading")) >= 7, 30, "7 readings")
-        finally:
-            board.stop()
-            tap.close()
+    with board_on_mosquitto(cfg, mosquitto, tmp_path, ntp=False) as (board, tap):
+        board.wait_until(lambda: board.stats()["polls"] >= 4, 20, "4 polls")
+        assert tap.on("/reading") == []  # held: the clock is not set
+        board.ntp_up()
+        board.wait_until(lambda: len(tap.on("/reading")) >= 7, 30, "7 readings")
     rs = readings(tap, key)
     now = time.time()
     early = [r for r in rs if r["q"] & TIME_CORRECTED]
@@ -146,23 +153,14 @@ def test_wifi_loss_buffers_and_replays(mosquitto: MosquittoBroker, tmp_path: Pat
     cfg = config("vb-wifi")
     cfg["ntp_hold_s"] = 0
     key = bytes.fromhex(cfg["hmac_key"])
-    tap = MqttTap("127.0.0.1", mosquitto.port, ["gridpact/meter/vb-wifi/#"], "tap-wifi")
-    with SerialLine() as line, MeterSim(line.meter, tmp_path / "truth.jsonl"):
-        board = VirtualBoard(cfg, line.board, tmp_path / "flash", broker=("127.0.0.1", mosquitto.port))
-        board.start()
-        try:
-            board.wait_until(lambda: len(tap.on("/reading")) >= 3, 20, "3 live readings")
-            board.wifi_down()
-            board.wait_until(lambda: board.stats()["buffered"] >= 5, 20, "5 buffered")
-            board.wifi_up()
-            board.wait_until(
-                lambda: board.stats()["buffered"] == 0 and board.stats()["mqtt_up"], 30, "replay"
-            )
-            n = len(tap.on("/reading"))
-            board.wait_until(lambda: len(tap.on("/reading")) >= n + 2, 15, "live again")
-        finally:
-            board.stop()
-            tap.close()
+    with board_on_mosquitto(cfg, mosquitto, tmp_path) as (board, tap):
+        board.wait_until(lambda: len(tap.on("/reading")) >= 3, 20, "3 live readings")
+        board.wifi_down()
+        board.wait_until(lambda: board.stats()["buffered"] >= 5, 20, "5 buffered")
+        board.wifi_up()
+        board.wait_until(lambda: board.stats()["buffered"] == 0 and board.stats()["mqtt_up"], 30, "replay")
+        n = len(tap.on("/reading"))
+        board.wait_until(lambda: len(tap.on("/reading")) >= n + 2, 15, "live again")
     rs = readings(tap, key)
     assert_no_gap(rs)
     assert sum(1 for r in rs if r["q"] & REPLAYED) >= 5

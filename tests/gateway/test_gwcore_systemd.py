@@ -9,8 +9,10 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -129,6 +131,20 @@ def _datagrams(sock: socket.socket, until: Callable[[list[str]], bool], timeout:
     return got
 
 
+@contextmanager
+def _gateway_run(config: Path, **popen: Any) -> Iterator[subprocess.Popen[str]]:
+    """`gridpact gateway run` with its stderr piped (the log the test reads); killed if the test leaves it running."""
+    proc = subprocess.Popen(
+        [GRIDPACT, "gateway", "run", "--config", str(config)], stderr=subprocess.PIPE, text=True, **popen
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_service_notifies_ready_watchdog_and_stopping(
     tmp_path: Path, mosquitto: MosquittoBroker, gw_config: Callable[..., Path]
 ) -> None:
@@ -137,11 +153,7 @@ def test_service_notifies_ready_watchdog_and_stopping(
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(sock_path))
         env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"}
-        proc = subprocess.Popen(
-            [GRIDPACT, "gateway", "run", "--config", str(config)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        try:
+        with _gateway_run(config, env=env, stdout=subprocess.PIPE) as proc:
             got = _datagrams(sock, lambda g: g.count("WATCHDOG=1") >= 3, 30)
             assert "READY=1" in got, got
             assert got.index("READY=1") < got.index("WATCHDOG=1") if "WATCHDOG=1" in got else True
@@ -150,10 +162,6 @@ def test_service_notifies_ready_watchdog_and_stopping(
             rest = _datagrams(sock, lambda g: "STOPPING=1" in g, 15)
             assert "STOPPING=1" in rest, rest
             _, err = proc.communicate(timeout=15)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
     assert proc.returncode == 0, err
     assert "event=gateway.ready" in err and "event=gateway.stopping" in err
     for line in err.strip().splitlines():
@@ -193,10 +201,7 @@ def test_graceful_shutdown_without_systemd(
     mosquitto: MosquittoBroker, gw_config: Callable[..., Path], sig: signal.Signals
 ) -> None:
     config = gw_config(mosquitto.port)
-    proc = subprocess.Popen(
-        [GRIDPACT, "gateway", "run", "--config", str(config)], stderr=subprocess.PIPE, text=True
-    )
-    try:
+    with _gateway_run(config) as proc:
         deadline = time.monotonic() + 30
         db = config.parent / "state" / "readings.sqlite3"
         while not db.exists() and time.monotonic() < deadline:
@@ -204,9 +209,5 @@ def test_graceful_shutdown_without_systemd(
         time.sleep(0.5)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, err
     assert "Traceback" not in err

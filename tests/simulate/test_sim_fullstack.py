@@ -18,6 +18,21 @@ import pytest
 from hil.community.endpoints import parse_broker_url, summer_start_after
 
 
+def simulate(tmp_path: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`gridpact simulate ARGS --out TMP_PATH` as its own process, the way a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "gridpact.cli", "simulate", *args, "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def simulated(tmp_path: Path, *args: str, timeout: float) -> dict[str, Any]:
+    """The summary.json of a `simulate` run that must succeed (its output is the failure message)."""
+    proc = simulate(tmp_path, *args, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    return json.loads((tmp_path / "summary.json").read_text())
+
+
 def test_summer_start_is_after_the_chain_head() -> None:
     assert summer_start_after(1_795_000_000) == 1_811_808_000  # 2026-11 -> 2027-06-01 00:00 UTC
     assert summer_start_after(1_780_000_000) == 1_780_272_000  # 2026-05-28 -> 2026-06-01
@@ -30,13 +45,7 @@ def test_broker_url_is_validated() -> None:
 
 
 def test_full_stack_with_faults(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "gridpact.cli", "simulate", "--hours", "16", "--faults", "--nodes", "standin",
-         "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary = simulated(tmp_path, "--hours", "16", "--faults", "--nodes", "standin", timeout=240)
     layers = summary["layers"]
     assert layers["meters"].startswith("ran") and layers["mqtt"].startswith("ran")
     assert layers["gateways"].startswith("ran") and layers["chain"].startswith("ran")
@@ -58,14 +67,10 @@ def test_full_stack_with_faults(tmp_path: Path) -> None:
 
 def test_full_stack_on_anvil_and_mosquitto(fresh_anvil: Any, mosquitto: Any, tmp_path: Path) -> None:
     """`--chain URL --broker URL`: an anvil of this test's own (the chain's clock is moved) and Mosquitto."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "gridpact.cli", "simulate", "--hours", "12", "--chain", fresh_anvil.info.url,
-         "--broker", mosquitto.info.url, "--strategy", "concession", "--agents", "engine", "--nodes", "standin",
-         "--out", str(tmp_path), "--quiet"],
-        capture_output=True, text=True, timeout=180,
+    summary = simulated(
+        tmp_path, "--hours", "12", "--chain", fresh_anvil.info.url, "--broker", mosquitto.info.url,
+        "--strategy", "concession", "--agents", "engine", "--nodes", "standin", "--quiet", timeout=180,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
-    summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["layers"]["chain"].startswith(f"ran: contracts.deploy on {fresh_anvil.info.url}")
     assert summary["layers"]["mqtt"] == f"ran: {mosquitto.info.url}"
     assert "chain balances equal the simulation's ledger: True" in summary["checks"]
@@ -75,11 +80,7 @@ def test_full_stack_on_anvil_and_mosquitto(fresh_anvil: Any, mosquitto: Any, tmp
 def test_unreachable_chain_is_a_clear_error(tmp_path: Path) -> None:
     from hil.services import free_port
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "gridpact.cli", "simulate", "--hours", "2", "--chain",
-         f"http://127.0.0.1:{free_port()}", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    proc = simulate(tmp_path, "--hours", "2", "--chain", f"http://127.0.0.1:{free_port()}", timeout=60)
     assert (
         proc.returncode == 2 and "no Ethereum node answers" in proc.stderr and "Traceback" not in proc.stderr
     )
@@ -87,13 +88,7 @@ def test_unreachable_chain_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_default_run_is_the_whole_real_stack(tmp_path: Path) -> None:
     """With no options: the real firmware on every board and every household's own gateway trading."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "gridpact.cli", "simulate", "--hours", "2", "--households", "3", "--quiet",
-         "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary = simulated(tmp_path, "--hours", "2", "--households", "3", "--quiet", timeout=240)
     layers = summary["layers"]
     assert layers["boards"].startswith("ran: the real firmware"), layers
     assert "gateway.trading.run_trading" in layers["gateways"], layers

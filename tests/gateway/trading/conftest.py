@@ -18,7 +18,6 @@ if getattr(sys.modules.get("gateway"), "__file__", "") is None:
         del sys.modules[_name]
 
 import json  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 from trade_helpers import compile_probe  # noqa: E402
@@ -37,9 +36,6 @@ def probe_artifact(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 @pytest.fixture
-def mined_anvil() -> Iterator[AnvilNode]:
+def mined_anvil(fresh_anvil: AnvilNode) -> AnvilNode:
     """An anvil of the test's own; call `trade_helpers.mine_every_second` after the (fast, automined) setup."""
-    node = AnvilNode()
-    node.start()
-    yield node
-    node.close()
+    return fresh_anvil

@@ -12,58 +12,22 @@ import secrets
 import time
 from pathlib import Path
 
-from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from trade_helpers import BUYER, OTHER, SELLER, message, seller_agent
 
-from contracts.eip712 import Domain
-from gateway.chain.journal import Journal
-from gateway.clock import SystemClock
-from gateway.trading.agent import Agent
-from gateway.trading.config import parse_trading_config
-from gateway.trading.inbox import Inbox
-from gateway.trading.protocol import Envelope, decode, encode, sign_envelope
-from hil.services import DEV_PRIVATE_KEYS
-
-SELLER = Account.from_key(DEV_PRIVATE_KEYS[1])
-BUYER = Account.from_key(DEV_PRIVATE_KEYS[2])
-OTHER = Account.from_key(DEV_PRIVATE_KEYS[3])
+from gateway.trading.protocol import Envelope
 
 
-def make_agent(tmp_path: Path, sent: list[tuple[str | None, Envelope]], events: list[str]) -> Agent:
-    tables = {
-        "community": {"id": "oak-street", "peers": [BUYER.address, OTHER.address]},
-        "agent": {"window_s": 60, "lead_s": 60, "round_timeout_s": 0.3, "fixed_net_wh": -1000},
-        "chain": {"rpc_url": "http://127.0.0.1:1", "market": "0x" + "11" * 20, "keystore": "k.json",
-                  "passphrase_file": "pw"},
-    }  # fmt: skip
-    cfg = parse_trading_config(tables, tmp_path)
-
-    async def publish(to: str | None, payload: bytes) -> bool:
-        sent.append((to, decode(payload)))
-        return True
-
-    async def balance() -> int | None:
-        return 10**9
-
-    peers = {BUYER.address.lower(), OTHER.address.lower()}
-    return Agent(cfg, SELLER, Journal(tmp_path / "trading.db"), publish,
-                 Inbox(SELLER.address, "oak-street", lambda a: a.lower() in peers), SystemClock(),
-                 lambda: Domain(31337, "0x" + "11" * 20), lambda s, n: -1000.0, events.append, balance,
-                 lambda: None)  # fmt: skip
-
-
-def propose(sender, window: int, price: int = 100) -> bytes:
+def propose(sender: LocalAccount, window: int, price: int = 100) -> bytes:
     body = {"session": "0x" + secrets.token_hex(32), "window": window, "window_s": 60, "round": 0,
             "quantity_wh": 800, "price": price}  # fmt: skip
-    env = Envelope(
-        "propose", sender.address, SELLER.address, secrets.token_hex(16), int(time.time()), "oak-street", body
-    )
-    return encode(sign_envelope(env, sender))
+    return message(sender, "propose", body)
 
 
 def test_one_session_per_peer_and_only_for_windows_on_sale(tmp_path: Path) -> None:
     sent: list[tuple[str | None, Envelope]] = []
     events: list[str] = []
-    agent = make_agent(tmp_path, sent, events)
+    agent = seller_agent(tmp_path, sent, events, [BUYER, OTHER], round_timeout_s=0.3)
     window = (int(time.time()) // 60 + 2) * 60
     agent.selling[window] = 1000
 

@@ -13,12 +13,8 @@ import os
 import time
 from pathlib import Path
 
-from test_trade_two_gateways import households, journal_states
-from trade_helpers import mine_every_second, setup_community
-from trade_node import run_node
-from web3 import Web3
+from trade_helpers import InProcessNodes, community_on, households, journal_states, mine_every_second
 
-from gateway.ops.metrics import Metrics
 from hil.services import AnvilNode, MosquittoBroker
 
 OUTAGE_S = float(os.environ.get("GRIDPACT_TRADE_OUTAGE_S", "6"))
@@ -27,43 +23,34 @@ OUTAGE_S = float(os.environ.get("GRIDPACT_TRADE_OUTAGE_S", "6"))
 def test_settlements_complete_after_the_chain_node_returns(
     mosquitto: MosquittoBroker, mined_anvil: AnvilNode, tmp_path: Path
 ) -> None:
-    w3 = Web3(Web3.HTTPProvider(mined_anvil.info.url))
-    com = setup_community(w3, report_window=int(OUTAGE_S) + 20)
-    mine_every_second(w3)
+    com = community_on(mined_anvil, report_window=int(OUTAGE_S) + 20)
     specs = households(tmp_path, com, mosquitto.port, 1_200_000, mined_anvil.info.url)
-    metrics = {s["name"]: Metrics() for s in specs}
+    nodes = InProcessNodes(specs, tmp_path)
+    metrics = nodes.metrics
     before: set[bytes] = set()
 
+    def agreed_before_outage() -> bool:
+        before.update(e["args"]["id"] for e in com.submitted_events())
+        return bool(before)
+
+    def all_settled_and_closed() -> bool:
+        settled = {e["args"]["id"] for e in com.settled_events()}
+        closed = [{r[0] for r in journal_states(tmp_path / s["name"] / "trading.db") if r[1] == "closed"}
+                  for s in specs]  # fmt: skip
+        ids = {"0x" + i.hex() for i in before}
+        return before <= settled and all(ids <= c for c in closed)
+
     async def main() -> None:
-        tasks = [asyncio.create_task(run_node(s, tmp_path / s["name"], metrics[s["name"]])) for s in specs]
-        try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not before:
-                await asyncio.sleep(0.25)
-                before.update(e["args"]["id"] for e in com.submitted_events())
+        async with nodes:
+            await nodes.wait_until(agreed_before_outage, 30, poll_s=0.25)
             assert before, "no agreement before the outage"
             await asyncio.to_thread(mined_anvil.stop)
             down_at = time.monotonic()
             await asyncio.sleep(OUTAGE_S)
             await asyncio.to_thread(mined_anvil.start)
-            mine_every_second(w3)  # a restarted anvil automines again
+            mine_every_second(com.w3)  # a restarted anvil automines again
             print(f"chain down for {time.monotonic() - down_at:.1f} s")
-            deadline = time.monotonic() + 40 + OUTAGE_S
-            while time.monotonic() < deadline:
-                await asyncio.sleep(0.5)
-                settled = {e["args"]["id"] for e in com.settled_events()}
-                closed = [{r[0] for r in journal_states(tmp_path / s["name"] / "trading.db") if r[1] == "closed"}
-                          for s in specs]  # fmt: skip
-                ids = {"0x" + i.hex() for i in before}
-                if before <= settled and all(ids <= c for c in closed):
-                    break
-            for t in tasks:
-                if t.done():
-                    t.result()
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await nodes.wait_until(all_settled_and_closed, 40 + OUTAGE_S, poll_s=0.5)
 
     asyncio.run(main())
     settled = [e["args"]["id"] for e in com.settled_events()]

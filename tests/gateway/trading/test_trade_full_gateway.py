@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-from test_trade_two_gateways import households
-from trade_helpers import mine_every_second, setup_community
+from trade_helpers import community_on, households
 from trade_node import counters_at
-from web3 import Web3
 
 from gateway.ingest.wire import encode_reading
 from hil.services import AnvilNode, MosquittoBroker
@@ -75,9 +73,7 @@ async def meters(port: int, specs: list[dict[str, Any]], stop: asyncio.Event) ->
 def test_two_full_gateways_trade_and_settle(
     mosquitto: MosquittoBroker, mined_anvil: AnvilNode, tmp_path: Path
 ) -> None:
-    w3 = Web3(Web3.HTTPProvider(mined_anvil.info.url))
-    com = setup_community(w3)
-    mine_every_second(w3)
+    com = community_on(mined_anvil)
     specs = households(tmp_path, com, mosquitto.port, 1_200_000, mined_anvil.info.url)
     configs = []
     for spec in specs:

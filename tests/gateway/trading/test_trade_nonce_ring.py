@@ -13,22 +13,15 @@ from pathlib import Path
 
 import pytest
 from eth_account import Account
+from trade_helpers import BUYER, OTHER, SELLER, THIRD, message, seller_agent
 
-from contracts.eip712 import Domain
 from gateway.chain.journal import Journal
-from gateway.clock import SystemClock
 from gateway.errors import ConfigError
-from gateway.trading.agent import Agent
-from gateway.trading.config import parse_agent, parse_trading_config
-from gateway.trading.inbox import Inbox
+from gateway.trading.config import parse_agent
 from gateway.trading.nonces import FRESH_LOW, RING_BASE, NonceRing, busy_nonces
-from gateway.trading.protocol import Envelope, decode, encode, sign_envelope
+from gateway.trading.protocol import Envelope
 from hil.services import DEV_PRIVATE_KEYS
 
-SELLER = Account.from_key(DEV_PRIVATE_KEYS[1])
-BUYER = Account.from_key(DEV_PRIVATE_KEYS[2])
-OTHER = Account.from_key(DEV_PRIVATE_KEYS[3])
-THIRD = Account.from_key(DEV_PRIVATE_KEYS[4])
 B = RING_BASE
 
 
@@ -136,40 +129,10 @@ def test_a_slot_busy_on_chain_but_unknown_to_the_journal_is_skipped(tmp_path: Pa
 # ------------------------------------------------------------------ the protocol, in-process
 
 
-def make_seller(tmp_path: Path, sent: list[tuple[str | None, Envelope]], events: list[str]) -> Agent:
-    tables = {
-        "community": {"id": "oak-street", "peers": [BUYER.address, OTHER.address, THIRD.address]},
-        "agent": {"window_s": 60, "lead_s": 60, "round_timeout_s": 3, "fixed_net_wh": -1000, "nonce_ring": 4},
-        "chain": {"rpc_url": "http://127.0.0.1:1", "market": "0x" + "11" * 20, "keystore": "k.json",
-                  "passphrase_file": "pw"},
-    }  # fmt: skip
-    cfg = parse_trading_config(tables, tmp_path)
-
-    async def publish(to: str | None, payload: bytes) -> bool:
-        sent.append((to, decode(payload)))
-        return True
-
-    async def balance() -> int | None:
-        return 10**9
-
-    peers = {BUYER.address.lower(), OTHER.address.lower(), THIRD.address.lower()}
-    return Agent(cfg, SELLER, Journal(tmp_path / "trading.db"), publish,
-                 Inbox(SELLER.address, "oak-street", lambda a: a.lower() in peers), SystemClock(),
-                 lambda: Domain(31337, "0x" + "11" * 20), lambda s, n: -1000.0, events.append, balance,
-                 lambda: None)  # fmt: skip
-
-
-def message(sender, kind: str, body: dict) -> bytes:
-    env = Envelope(
-        kind, sender.address, SELLER.address, secrets.token_hex(16), int(time.time()), "oak-street", body
-    )
-    return encode(sign_envelope(env, sender))
-
-
 def test_concurrent_sessions_get_distinct_nonces_and_a_changed_nonce_is_refused(tmp_path: Path) -> None:
     sent: list[tuple[str | None, Envelope]] = []
     events: list[str] = []
-    agent = make_seller(tmp_path, sent, events)
+    agent = seller_agent(tmp_path, sent, events, [BUYER, OTHER, THIRD], round_timeout_s=3, nonce_ring=4)
     window = (int(time.time()) // 60 + 2) * 60
     agent.selling[window] = 3000
     sessions = {peer.address: "0x" + secrets.token_hex(32) for peer in (BUYER, OTHER, THIRD)}

@@ -9,22 +9,24 @@ concession rate in its journal.
 from __future__ import annotations
 
 import ast
-import asyncio
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from eth_account import Account
-from trade_helpers import HOUSEHOLD_KEYS, Community, mine_every_second, setup_community
-from trade_node import node_spec, run_node
+from trade_helpers import (
+    HOUSEHOLD_KEYS,
+    Community,
+    InProcessNodes,
+    households,
+    mine_every_second,
+    setup_community,
+)
 from web3 import Web3
 
 from contracts.chain import Sender
 from gateway.chain.journal import Journal
-from gateway.chain.keystore import create_keystore
-from gateway.ops.metrics import Metrics
 from hil.services import DEV_PRIVATE_KEYS, AnvilNode, MosquittoBroker
 
 SELLER, BUYER = (Account.from_key(k).address for k in HOUSEHOLD_KEYS[:2])
@@ -33,22 +35,12 @@ FIXED_BUYER = {"price": {"ip": 100, "rp": 200, "dl": 10, "cr": 1.0}}
 
 
 def specs(tmp_path: Path, com: Community, port: int, rpc: str, learned: str) -> list[dict[str, Any]]:
-    t0 = float(int(time.time()))
-    out = []
-    for name, key, profile, net in (
-        ("seller", HOUSEHOLD_KEYS[0], "constant:load_w=0,pv_w=1200000", -1000),
-        ("buyer", HOUSEHOLD_KEYS[1], "constant:load_w=1200000,pv_w=0", 1000),
-    ):
-        (tmp_path / f"{name}.pass").write_text("secret\n")
-        create_keystore(tmp_path / f"{name}.json", "secret", private_key=key, kdf="pbkdf2", work=1000)
-        agent: dict[str, Any] = {}
-        if name == learned == "buyer":
-            agent = {"strategy": "learned"}  # tariffs: the Market's posted ones
-        elif name == learned == "seller":
-            agent = {"strategy": "learned", "import_tariff": 250, "export_tariff": 50}
-        out.append(node_spec(name, tmp_path / f"{name}.json", tmp_path / f"{name}.pass", rpc,
-                             com.market.address, port, profile, net, t0, **agent))  # fmt: skip
-    return out
+    """The two households of `households`, the `learned` one on the learned strategy."""
+    if learned == "buyer":
+        agent: dict[str, Any] = {"strategy": "learned"}  # tariffs: the Market's posted ones
+    else:
+        agent = {"strategy": "learned", "import_tariff": 250, "export_tariff": 50}
+    return households(tmp_path, com, port, 1_200_000, rpc, agents={learned: agent})
 
 
 def negotiate_decisions(records: list[logging.LogRecord], peer: str) -> list[dict[str, Any]]:
@@ -84,23 +76,9 @@ def test_learned_agent_reaches_an_agreement_inside_both_reservations(
     rpc = mined_anvil.info.url
     assert rpc is not None
     nodes = specs(tmp_path, com, mosquitto.port, rpc, learned)
-    metrics = {s["name"]: Metrics() for s in nodes}
-
-    async def main() -> None:
-        tasks = [asyncio.create_task(run_node(s, tmp_path / s["name"], metrics[s["name"]])) for s in nodes]
-        deadline = time.monotonic() + 25
-        try:
-            while time.monotonic() < deadline and not com.submitted_events():
-                await asyncio.sleep(0.3)
-                for t in tasks:
-                    if t.done():
-                        t.result()
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    asyncio.run(main())
+    running = InProcessNodes(nodes, tmp_path)
+    running.run_until(lambda: bool(com.submitted_events()), 25, poll_s=0.3)
+    metrics = running.metrics
     submitted = com.submitted_events()
     assert submitted, metrics["buyer"].render() + metrics["seller"].render()
     rendered = metrics[learned].render()

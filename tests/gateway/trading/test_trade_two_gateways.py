@@ -8,67 +8,27 @@ profile; the seller's surplus and the buyer's need are fixed per window so the o
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
 from eth_account import Account
-from trade_helpers import HOUSEHOLD_KEYS, Community, mine_every_second, setup_community
-from trade_node import node_spec, run_node
-from web3 import Web3
+from trade_helpers import HOUSEHOLD_KEYS, Community, InProcessNodes, community_on, households, journal_states
 
-from gateway.chain.keystore import create_keystore
 from gateway.ops.metrics import Metrics
 from hil.services import AnvilNode, MosquittoBroker
 
 DEPOSIT = 10**9  # setup_community's default
 
 
-def households(
-    tmp_path: Path, com: Community, broker_port: int, seller_pv_w: int, rpc: str | None
-) -> list[dict[str, Any]]:
-    assert rpc is not None
-    t0 = float(int(time.time()))
-    specs = []
-    for name, key, profile, net in (
-        ("seller", HOUSEHOLD_KEYS[0], f"constant:load_w=0,pv_w={seller_pv_w}", -1000),
-        ("buyer", HOUSEHOLD_KEYS[1], "constant:load_w=1200000,pv_w=0", 1000),
-    ):
-        pass_file = tmp_path / f"{name}.pass"
-        pass_file.write_text("secret\n")
-        key_file = tmp_path / f"{name}.json"
-        create_keystore(key_file, "secret", private_key=key, kdf="pbkdf2", work=1000)
-        specs.append(
-            node_spec(name, key_file, pass_file, rpc, com.market.address, broker_port, profile, net, t0)
-        )
-    return specs
-
-
 def run_until(
     com: Community, specs: list[dict[str, Any]], tmp_path: Path, settled: int, limit_s: float
-) -> dict:
+) -> dict[str, Metrics]:
     """Run the households until `settled` agreements are settled on chain and closed in both journals."""
-    metrics = {s["name"]: Metrics() for s in specs}
-
-    async def main() -> None:
-        tasks = [asyncio.create_task(run_node(s, tmp_path / s["name"], metrics[s["name"]])) for s in specs]
-        deadline = time.monotonic() + limit_s
-        try:
-            while time.monotonic() < deadline and not done(com, specs, tmp_path, settled):
-                await asyncio.sleep(0.5)
-                for t in tasks:
-                    if t.done():
-                        t.result()  # a crashed node fails the test with its error
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    asyncio.run(main())
-    return metrics
+    nodes = InProcessNodes(specs, tmp_path)
+    nodes.run_until(lambda: done(com, specs, tmp_path, settled), limit_s, poll_s=0.5)
+    return nodes.metrics
 
 
 def done(com: Community, specs: list[dict[str, Any]], tmp_path: Path, settled: int) -> bool:
@@ -80,17 +40,10 @@ def done(com: Community, specs: list[dict[str, Any]], tmp_path: Path, settled: i
     return min(closed) >= settled
 
 
-def journal_states(path: Path) -> list[tuple[str, str, str]]:
-    with sqlite3.connect(path) as db:
-        return list(db.execute("SELECT id, state, COALESCE(note, '') FROM agreements ORDER BY id"))
-
-
 def test_two_gateways_negotiate_sign_and_settle(
     mosquitto: MosquittoBroker, mined_anvil: AnvilNode, tmp_path: Path
 ) -> None:
-    w3 = Web3(Web3.HTTPProvider(mined_anvil.info.url))
-    com = setup_community(w3)
-    mine_every_second(w3)
+    com = community_on(mined_anvil)
     specs = households(tmp_path, com, mosquitto.port, 1_200_000, mined_anvil.info.url)
     metrics = run_until(com, specs, tmp_path, settled=4, limit_s=60)
     settled = com.settled_events()
@@ -134,9 +87,7 @@ def assert_slot_nonces_reused(tmp_path: Path) -> None:
 def test_under_delivering_seller_gets_partial_refund(
     mosquitto: MosquittoBroker, mined_anvil: AnvilNode, tmp_path: Path
 ) -> None:
-    w3 = Web3(Web3.HTTPProvider(mined_anvil.info.url))
-    com = setup_community(w3)
-    mine_every_second(w3)
+    com = community_on(mined_anvil)
     # 540 kW for a 4 s window is 600 Wh: the seller delivers 600 of the 1000 Wh it sold
     specs = households(tmp_path, com, mosquitto.port, 540_000, mined_anvil.info.url)
     run_until(com, specs, tmp_path, settled=1, limit_s=45)

@@ -1,15 +1,35 @@
-"""Helpers of the trading tests: a probe contract compiled by the real solc, and a real community on chain."""
+"""Helpers of the trading tests: a probe contract compiled by the real solc, a real community on chain,
+the two households that trade on it, run in-process, and one seller agent driven message by message."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import secrets
+import sqlite3
 import subprocess
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from trade_node import node_spec, run_node
+from web3 import Web3
 
-from hil.services import DEV_PRIVATE_KEYS, NODE_BIN
+from contracts.eip712 import Domain
+from gateway.chain.journal import Journal
+from gateway.chain.keystore import create_keystore
+from gateway.clock import SystemClock
+from gateway.ops.metrics import Metrics
+from gateway.trading.agent import Agent
+from gateway.trading.config import parse_trading_config
+from gateway.trading.inbox import Inbox
+from gateway.trading.protocol import Envelope, decode, encode, sign_envelope
+from hil.services import DEV_PRIVATE_KEYS, NODE_BIN, AnvilNode
 
 PROBE_SOURCE = """
 // SPDX-License-Identifier: Apache-2.0
@@ -141,3 +161,151 @@ def mine_every_second(w3: Any) -> None:
     wait for `deliveryEnd <= block.timestamp` would wait for ever; real chains keep producing blocks.
     """
     w3.provider.make_request("evm_setIntervalMining", [1])
+
+
+def community_on(anvil: AnvilNode, report_window: int = 8) -> Community:
+    """`setup_community` on the test's own anvil (fast, automined), which then mines a block a second."""
+    w3 = Web3(Web3.HTTPProvider(anvil.info.url))
+    com = setup_community(w3, report_window=report_window)
+    mine_every_second(w3)
+    return com
+
+
+# ---------------------------------------------------------------- two households trading on it
+
+
+def households(
+    tmp_path: Path,
+    com: Community,
+    broker_port: int,
+    seller_pv_w: int,
+    rpc: str | None,
+    agents: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The seller (PV of `seller_pv_w`, sells 1000 Wh a window) and the buyer (needs 1000 Wh): node specs.
+
+    Each gets a keystore and passphrase file in `tmp_path`; `agents` adds agent settings by name.
+    """
+    assert rpc is not None
+    t0 = float(int(time.time()))
+    specs = []
+    for name, key, profile, net in (
+        ("seller", HOUSEHOLD_KEYS[0], f"constant:load_w=0,pv_w={seller_pv_w}", -1000),
+        ("buyer", HOUSEHOLD_KEYS[1], "constant:load_w=1200000,pv_w=0", 1000),
+    ):
+        pass_file = tmp_path / f"{name}.pass"
+        pass_file.write_text("secret\n")
+        key_file = tmp_path / f"{name}.json"
+        create_keystore(key_file, "secret", private_key=key, kdf="pbkdf2", work=1000)
+        agent = (agents or {}).get(name, {})
+        specs.append(
+            node_spec(
+                name, key_file, pass_file, rpc, com.market.address, broker_port, profile, net, t0, **agent
+            )
+        )
+    return specs
+
+
+def journal_states(path: Path) -> list[tuple[str, str, str]]:
+    """(id, state, note) of every agreement in a household's trading journal."""
+    with sqlite3.connect(path) as db:
+        return list(db.execute("SELECT id, state, COALESCE(note, '') FROM agreements ORDER BY id"))
+
+
+class InProcessNodes:
+    """The households run in-process (`run_node`) inside `async with`, cancelled when it ends.
+
+    A node that crashed fails the test with its own error at the next poll of `wait_until`.
+    """
+
+    def __init__(self, specs: list[dict[str, Any]], tmp_path: Path) -> None:
+        self.specs = specs
+        self.tmp_path = tmp_path
+        self.metrics = {s["name"]: Metrics() for s in specs}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> InProcessNodes:
+        self._tasks = [
+            asyncio.create_task(run_node(s, self.tmp_path / s["name"], self.metrics[s["name"]]))
+            for s in self.specs
+        ]
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def wait_until(self, done: Callable[[], bool], limit_s: float, poll_s: float) -> None:
+        """Poll `done` every `poll_s` until it holds or `limit_s` passes; the caller asserts the outcome."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline and not done():
+            await asyncio.sleep(poll_s)
+            for t in self._tasks:
+                if t.done():
+                    t.result()
+
+    def run_until(self, done: Callable[[], bool], limit_s: float, poll_s: float) -> None:
+        """Run the nodes until `done` holds or `limit_s` passes, then stop them."""
+
+        async def main() -> None:
+            async with self:
+                await self.wait_until(done, limit_s, poll_s)
+
+        asyncio.run(main())
+
+
+# ---------------------------------------------------------------- one seller agent, in-process
+
+SELLER = Account.from_key(DEV_PRIVATE_KEYS[1])
+BUYER = Account.from_key(DEV_PRIVATE_KEYS[2])
+OTHER = Account.from_key(DEV_PRIVATE_KEYS[3])
+THIRD = Account.from_key(DEV_PRIVATE_KEYS[4])
+MARKET = "0x" + "11" * 20  # nothing is sent to it: the agent's chain side is never reached
+
+
+def seller_agent(
+    tmp_path: Path,
+    sent: list[tuple[str | None, Envelope]],
+    events: list[str],
+    peers: Sequence[LocalAccount],
+    **agent: Any,
+) -> Agent:
+    """SELLER's agent selling 1000 Wh a 60 s window to `peers`: what it publishes is collected in `sent`.
+
+    Its journal is a real SQLite file in `tmp_path`; `agent` adds to or overrides the agent table.
+    """
+    tables = {
+        "community": {"id": "oak-street", "peers": [p.address for p in peers]},
+        "agent": {"window_s": 60, "lead_s": 60, "fixed_net_wh": -1000} | agent,
+        "chain": {
+            "rpc_url": "http://127.0.0.1:1",
+            "market": MARKET,
+            "keystore": "k.json",
+            "passphrase_file": "pw",
+        },
+    }
+    cfg = parse_trading_config(tables, tmp_path)
+
+    async def publish(to: str | None, payload: bytes) -> bool:
+        sent.append((to, decode(payload)))
+        return True
+
+    async def balance() -> int | None:
+        return 10**9
+
+    roster = {p.address.lower() for p in peers}
+    return Agent(cfg, SELLER, Journal(tmp_path / "trading.db"), publish,
+                 Inbox(SELLER.address, "oak-street", lambda a: a.lower() in roster), SystemClock(),
+                 lambda: Domain(31337, MARKET), lambda s, n: -1000.0, events.append, balance,
+                 lambda: None)  # fmt: skip
+
+
+def message(sender: LocalAccount, kind: str, body: dict[str, Any]) -> bytes:
+    """A peer's envelope to SELLER, signed by `sender`, as it arrives off the wire."""
+    env = Envelope(
+        kind, sender.address, SELLER.address, secrets.token_hex(16), int(time.time()), "oak-street", body
+    )
+    return encode(sign_envelope(env, sender))

@@ -10,6 +10,7 @@ Blocking web3 calls: the async service runs them in a worker thread.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,6 +79,7 @@ class TxSender:
         self.policy = policy or SenderPolicy()
         self._chain_id: int | None = None
         self._on_event = on_event or (lambda name: None)
+        self.stopping = threading.Event()  # set at shutdown: a receipt wait gives up at once
 
     # ------------------------------------------------------------ node access
 
@@ -234,7 +236,8 @@ class TxSender:
                 if record is not None:
                     self.broadcast(record)
                 rebroadcast_at = deadline + 1
-            time.sleep(self.policy.poll_s)
+            if self.stopping.wait(self.policy.poll_s):
+                raise ChainError(f"stopping: the receipt of {key} is left to the next start's recovery")
 
     def recover(self) -> list[str]:
         """At start: re-broadcast every journaled tx without a receipt, in nonce order; returns their keys."""

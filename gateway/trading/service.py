@@ -182,6 +182,7 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
                 tg.create_task(anchor_loop(anchorer, journal, deps.store, runner, clock, cfg.chain.anchor_delay_s),
                                name="trading.anchor")  # fmt: skip
     finally:
+        sender.stopping.set()  # a chain call waiting for a receipt must not hold the process past SIGTERM
         runner.close()
         journal.close()
 

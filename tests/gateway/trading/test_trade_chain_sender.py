@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -9,10 +11,10 @@ from eth_account import Account
 from trade_helpers import deploy
 from web3 import Web3
 
-from gateway.chain.errors import ChainUnavailable, RevertError
+from gateway.chain.errors import ChainError, ChainUnavailable, RevertError
 from gateway.chain.journal import TX_MINED, Journal
 from gateway.chain.sender import TxSender
-from hil.services import DEV_PRIVATE_KEYS, free_port
+from hil.services import DEV_PRIVATE_KEYS, AnvilNode, free_port
 
 KEY = bytes.fromhex("11" * 32)
 
@@ -73,3 +75,20 @@ def test_node_down_is_chain_unavailable(probe_artifact: dict, tmp_path: Path) ->
     sender = make_sender(w3, probe_artifact, tmp_path)
     with pytest.raises(ChainUnavailable):
         sender.next_nonce()
+
+
+def test_a_receipt_wait_gives_up_at_once_when_the_gateway_stops(
+    fresh_anvil: AnvilNode, probe_artifact: dict, tmp_path: Path
+) -> None:
+    """SIGTERM must not wait out receipt_timeout_s: the pending tx stays journaled for the next start."""
+    w3 = Web3(Web3.HTTPProvider(fresh_anvil.info.url))
+    probe = deploy(w3, probe_artifact)
+    w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]  # nothing mines now
+    sender = make_sender(w3, probe_artifact, tmp_path, key_index=6)
+    sender.send("act:pending", probe.functions.act(KEY, 3))
+    threading.Timer(0.5, sender.stopping.set).start()
+    started = time.monotonic()
+    with pytest.raises(ChainError, match="stopping"):
+        sender.wait("act:pending", timeout=60)
+    assert time.monotonic() - started < 10
+    assert sender.journal.tx("act:pending") is not None  # recovery at the next start finds it

@@ -28,7 +28,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=float, help="simulated days (default: 1 for Case 1, 7 otherwise)")
     p.add_argument("--agents", type=int, help="Case 3 only: number of agents (default 100)")
     p.add_argument("--epsilon", type=float, default=0.1, help="exploration of peer selection")
-    p.add_argument("--risk", type=float, default=1.0, help="risk aversion κ (0: the paper's plain EU)")
+    p.add_argument(
+        "--risk", type=float, default=Settings.risk, help="risk aversion κ (0: the paper's plain EU)"
+    )
+    p.add_argument(
+        "--reservation-floor",
+        action=argparse.BooleanOptionalAction,
+        default=Settings.floor,
+        help="accept only loans better than no exchange (not in the paper)",
+    )
+    p.add_argument(
+        "--contexts", type=int, default=Settings.contexts, help="peer statistics per block of the day"
+    )
     p.add_argument("--no-random", action="store_true", help="skip the random peer selection run")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
@@ -46,9 +57,16 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     days = DEFAULT_DAYS[args.case] if args.days is None else args.days
-    if not (0 < days <= 366 and 0 <= args.epsilon <= 1 and args.workers >= 1 and 0 <= args.risk < 100):
+    if not (
+        0 < days <= 366
+        and 0 <= args.epsilon <= 1
+        and args.workers >= 1
+        and 0 <= args.risk < 100
+        and 1 <= args.contexts <= 96
+    ):
         print(
-            "cooperative: need 0 < days <= 366, 0 <= epsilon <= 1, workers >= 1, 0 <= risk < 100",
+            "cooperative: need 0 < days <= 366, 0 <= epsilon <= 1, workers >= 1, 0 <= risk < 100,"
+            " 1 <= contexts <= 96",
             file=sys.stderr,
         )
         return 2
@@ -66,6 +84,8 @@ def main(argv: list[str]) -> int:
         days=days,
         epsilon=args.epsilon,
         risk=args.risk,
+        floor=args.reservation_floor,
+        contexts=args.contexts,
         seed=args.seed,
         backend=args.backend,
         workers=args.workers,

@@ -41,19 +41,20 @@ class ContractSpace:
 
     eu: flat expected utilities (Eq. 14) over Ω; valid: contracts allowed this period.
     order: valid contracts with q != 0 by decreasing utility (ties: grid order) - the offers.
-    threshold: max(aspiration value, reservation value); offers below it are never made and
-    offers at or below it are never accepted (Algorithms 4 and 5, plus individual
-    rationality: a loan must beat no exchange).
+    threshold: the aspiration value (Algorithms 4 and 5: offers below it are never made,
+    offers at or below it are never accepted); with `floor` also at least the reservation
+    value (individual rationality: a loan must beat no exchange; not in the paper).
     """
 
     eu: np.ndarray
     order: np.ndarray
     aspiration: float
     reservation: float
+    floor: bool = True
 
     @property
     def threshold(self) -> float:
-        return max(self.aspiration, self.reservation)
+        return max(self.aspiration, self.reservation) if self.floor else self.aspiration
 
     @classmethod
     def build(
@@ -62,6 +63,7 @@ class ContractSpace:
         grid: ContractGrid,
         quantile: float,
         valid: np.ndarray | None = None,
+        floor: bool = True,
     ) -> ContractSpace:
         """Algorithm 2: evaluate (given), order by utility, set the aspiration quantile.
 
@@ -80,7 +82,7 @@ class ContractSpace:
         aspiration = float(np.quantile(flat[ok], quantile))
         cand = np.flatnonzero(ok & ~zero)
         order = cand[np.lexsort((cand, -flat[cand]))]
-        return cls(flat, order, aspiration, reservation)
+        return cls(flat, order, aspiration, reservation, floor)
 
     def offers(self) -> np.ndarray:
         """Algorithm 4's sequence: contracts this agent will propose, best first."""

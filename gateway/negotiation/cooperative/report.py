@@ -52,11 +52,16 @@ def checks(r: Result, random_run: Result | None) -> list[Check]:
         )
     )
     if random_run is not None:
+        p1, p2 = r.success_rate, random_run.success_rate
+        n1, n2 = max(len(r.sessions), 1), max(len(random_run.sessions), 1)
+        # two-sample binomial standard error: how far apart two runs differ by chance alone
+        se = math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
         out.append(
             Check(
                 "learned peer selection succeeds more often than random",
-                r.success_rate > random_run.success_rate,
-                f"learned {100 * r.success_rate:.1f} % vs random {100 * random_run.success_rate:.1f} %",
+                p1 > p2,
+                f"learned {100 * p1:.1f} % vs random {100 * p2:.1f} % "
+                f"({100 * (p1 - p2):+.1f} points, standard error {100 * se:.1f})",
             )
         )
     return out

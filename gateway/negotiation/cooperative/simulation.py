@@ -46,7 +46,8 @@ class Settings:
     deadline: int = 5000
     epsilon: float = 0.1
     risk: float = 1.0
-    contexts: int = 1
+    floor: bool = True
+    contexts: int = 4
     seed: int = 0
     start: float = START
     backend: str = "auto"
@@ -157,8 +158,8 @@ def run(agents: list[AgentSpec], settings: Settings) -> Result:
             steps += len(who) * settings.scenario.n_scenarios * w * grid.size
             valid = (grid.tau < T - t)[None, :] | (grid.q == 0.0)[:, None]
             for p, (i, j) in enumerate(pairs):
-                sa = ContractSpace.build(eu[2 * p], grid, agents[i].quantile, valid)
-                sb = ContractSpace.build(eu[2 * p + 1], grid, agents[j].quantile, valid)
+                sa = ContractSpace.build(eu[2 * p], grid, agents[i].quantile, valid, settings.floor)
+                sb = ContractSpace.build(eu[2 * p + 1], grid, agents[j].quantile, valid, settings.floor)
                 out = negotiate(sa, sb, settings.deadline)
                 nf = nash(sa, sb, valid)
                 dist = distance_to_nash(sa, sb, out, nf)

@@ -18,6 +18,17 @@ def test_coop_cli_case1_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(out["xi"]) == {"s0", "s1", "s2"} and out["backend"] == "numpy"
 
 
+def test_coop_cli_paper_acceptance_rule_agrees_at_least_as_often(capsys: pytest.CaptureFixture[str]) -> None:
+    """Dropping the no-exchange floor (the paper's Algorithm 5) can only widen the zone of agreement."""
+    base = ["--case", "1", "--days", "0.25", "--json", "--workers", "1", "--backend", "numpy", "--risk", "0"]
+    assert cli.main(base) == 0
+    floor = json.loads(capsys.readouterr().out)
+    assert cli.main([*base, "--no-reservation-floor", "--contexts", "1"]) == 0
+    paper = json.loads(capsys.readouterr().out)
+    assert paper["sessions"] == floor["sessions"] == 24
+    assert paper["agreements"] > floor["agreements"]
+
+
 def test_coop_cli_text_with_a_csv_household(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
     from pathlib import Path
 
@@ -39,6 +50,7 @@ def test_coop_cli_text_with_a_csv_household(tmp_path: object, capsys: pytest.Cap
         ["--case", "1", "--days", "0"],
         ["--case", "1", "--epsilon", "2"],
         ["--case", "1", "--risk", "-1"],
+        ["--case", "1", "--contexts", "0"],
         ["--case", "1", "--backend", "gpu"],
         ["--case", "1", "--days", "0.1", "--profile", "household:bogus=1"],
         ["--case", "1", "--profile", "a", "--profile", "b", "--profile", "c"],

@@ -4,10 +4,10 @@ and send failures classified, on the message shapes anvil, py-evm and requests r
 from __future__ import annotations
 
 import pytest
-import requests
 from eth_abi.abi import encode
 from eth_tester.exceptions import TransactionFailed
 from eth_utils.crypto import keccak
+from requests.exceptions import ConnectionError as RequestsConnectionError
 from web3.exceptions import ContractCustomError, ContractLogicError
 
 from contracts.errors import RevertInfo, decode_revert
@@ -79,7 +79,7 @@ def test_revert_bytes_are_found_in_both_nodes_exception_shapes() -> None:
         (ValueError("invalid transaction nonce: expected 4, but got 2"), SendOutcome.NONCE_TOO_LOW),
         (ValueError("invalid transaction nonce: expected 2, but got 4"), SendOutcome.OTHER),
         (ValueError("replacement transaction underpriced"), SendOutcome.UNDERPRICED),
-        (requests.exceptions.ConnectionError("refused"), SendOutcome.UNAVAILABLE),
+        (RequestsConnectionError("refused"), SendOutcome.UNAVAILABLE),
         (ChainUnavailable("down"), SendOutcome.UNAVAILABLE),
         (TransactionFailed(f"execution reverted: {EXPIRED!r}"), SendOutcome.REVERT),
         # a message that only mentions an address is no revert

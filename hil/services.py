@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,13 +72,14 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=5)
 
 
-class _ProcessService:
+class _ProcessService(ABC):
     """Stop and restart of a service that is one child process: a restart comes back on the same port."""
 
     _proc: subprocess.Popen | None = None
 
+    @abstractmethod
     def start(self) -> object:
-        raise NotImplementedError
+        """Start the child process and wait until it serves."""
 
     def stop(self) -> None:
         """Terminate gracefully (a kill only after 5 s), so the service can write what it keeps."""

@@ -7,6 +7,9 @@ paths to float rounding (float64 by default; float32 within about 1e-4 relative)
 torch is optional: importing this module without it raises ImportError with the reason.
 """
 
+# torch is an optional extra: without it the type checker sees `torch` as unknown, not as an error.
+# pyright: reportMissingImports=false
+
 from __future__ import annotations
 
 import numpy as np

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 # The GPU backend is an optional extra (`pip install -e .[gpu]`): torch is several GB with CUDA.
-# CI installs it (GRIDPACT_GPU_EXTRA=1 in .ci/run); elsewhere this says why it did not run.
+# CI installs it after the README's test command (.ci/run runs this file again with the extra);
+# elsewhere this says why it did not run.
 torch = pytest.importorskip(
     "torch", reason="the optional GPU backend is not installed: pip install -e '.[gpu]'"
 )

@@ -74,10 +74,14 @@ class _Readings:
         self.got: list[bytes] = []
         self.event = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sub-{device}")
-        self.client.on_message = lambda _c, _u, msg: (self.got.append(msg.payload), self.event.set())
+        self.client.on_message = self._on_message
         self.client.connect(broker.host, broker.port)
         self.client.subscribe(f"gridpact/meter/{device}/reading", qos=1)
         self.client.loop_start()
+
+    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+        self.got.append(bytes(msg.payload))
+        self.event.set()
 
     def close(self) -> None:
         self.client.disconnect()
@@ -99,7 +103,9 @@ def test_deploy_copies_resets_and_the_node_boots_and_publishes(
         assert res.returncode == 0, res.stdout + res.stderr
         assert "deployed" in res.stdout
         on_flash = sorted(p.name for p in flash.iterdir())
-        assert on_flash == sorted([*(p.name for p in bundle.iterdir() if p.suffix == ".mpy"), "main.py", "config.json"])
+        assert on_flash == sorted(
+            [*(p.name for p in bundle.iterdir() if p.suffix == ".mpy"), "main.py", "config.json"]
+        )
         assert json.loads((flash / "config.json").read_text())["device_id"] == "wasm-dep-01"
         assert readings.event.wait(60), bytes(board.console[-3000:]).decode(errors="replace")
         key = bytes.fromhex(json.loads(config.read_text())["hmac_key"])

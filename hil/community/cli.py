@@ -211,6 +211,7 @@ class StopGuard:
     signum: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _finished: bool = False
+    report_written: bool = False
 
     def install(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -226,7 +227,12 @@ class StopGuard:
     def _watchdog(self) -> None:
         time.sleep(self.deadline_s)
         self.finish()
-        sys.stderr.flush()
+        print(
+            f"gridpact simulate: clean-up still running {self.deadline_s} s after the signal; exiting now "
+            "(the services started for the run end with this process)",
+            file=sys.stderr,
+            flush=True,
+        )
         os._exit(128 + self.signum)
 
     def finish(self) -> bool:
@@ -235,7 +241,8 @@ class StopGuard:
             if self._finished:
                 return False
             self._finished = True
-        self.on_deadline()
+        if not self.report_written:
+            self.on_deadline()
         return True
 
 
@@ -285,13 +292,22 @@ def main(argv: list[str]) -> int:
 
     guard = StopGuard(write_partial)
     guard.install()
-    with run_logging(args.out, args.verbose) as log_path:
-        try:
+    stopped = False
+    try:
+        with run_logging(args.out, args.verbose) as log_path:
             code = run(args, cfg, progress)
-        except KeyboardInterrupt:  # Stopped, or a library's own KeyboardInterrupt after our SIGINT
-            guard.signum = guard.signum or signal.SIGINT
-            guard.finish()
-            return 128 + guard.signum
+            guard.report_written = True  # a signal from here on must not replace it by a partial one
+    except KeyboardInterrupt:  # Stopped, or a library's own KeyboardInterrupt after our SIGINT
+        guard.signum = guard.signum or signal.SIGINT
+        guard.finish()
+        stopped = True
+    if stopped:
+        # Everything this run started is stopped and the partial report written. Interpreter
+        # shutdown would still join library worker threads (seconds on a loaded machine, past
+        # the 2 s promise, and beyond the watchdog's reach): leave now instead.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + guard.signum)
     if not args.quiet:
         print(f"logs: {log_path}" + ("" if args.verbose else " (--verbose shows them)"))
     return code

@@ -121,3 +121,16 @@ def test_sigkill_leaves_no_process_behind(tmp_path: Path) -> None:
     proc.communicate(timeout=10)
     assert proc.returncode == -signal.SIGKILL
     assert_no_survivors(kids)
+
+
+def test_a_normal_full_stack_run_prints_no_error_or_warning(tmp_path: Path) -> None:
+    """A newcomer's first run: progress and summary only; the libraries' logs are in the log file."""
+    proc = subprocess.run(
+        [*GRIDPACT, "simulate", "--households", "3", "--hours", "2", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    other = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("hour ")]
+    assert not other, other
+    assert "logs: " in proc.stdout and (tmp_path / "simulate.log").stat().st_size > 0
+    assert "event=" in (tmp_path / "simulate.log").read_text()  # the gateways' own log lines went there

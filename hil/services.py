@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -85,7 +86,9 @@ def _die_with_parent(parent: int) -> None:
 
 
 def spawn(args: list[str], **kwargs: Any) -> subprocess.Popen:
-    """`subprocess.Popen` for a service: it dies with this process (parent-death signal)."""
+    """`subprocess.Popen` for a service: it dies with this process (parent-death signal, Linux)."""
+    if sys.platform != "linux":  # no prctl: the owner's clean-up is all there is
+        return subprocess.Popen(args, **kwargs)
     return subprocess.Popen(args, preexec_fn=functools.partial(_die_with_parent, os.getpid()), **kwargs)
 
 
@@ -299,13 +302,13 @@ def find_anvil() -> Path:
     where the wrapper would leave the native process behind as an orphan.
     """
     arch = _ANVIL_ARCH.get(platform.machine().lower(), platform.machine().lower())
-    pkg = REPO_ROOT / "node_modules" / "@foundry-rs"
-    for path in (pkg / f"anvil-linux-{arch}" / "bin" / "anvil", pkg / f"anvil-linux-{arch}" / "anvil"):
+    pkg = REPO_ROOT / "node_modules" / "@foundry-rs" / f"anvil-{sys.platform}-{arch}"
+    for path in (pkg / "bin" / "anvil", pkg / "anvil"):
         if os.access(path, os.X_OK):
             return path
-    raise ServiceUnavailable(
-        f"native anvil not found under {pkg}/anvil-linux-{arch}: run `npm ci` in {REPO_ROOT}"
-    )
+    if sys.platform != "linux" and os.access(NODE_BIN / "anvil", os.X_OK):
+        return NODE_BIN / "anvil"  # elsewhere the wrapper (no parent-death signal there anyway)
+    raise ServiceUnavailable(f"native anvil not found at {pkg}/bin/anvil: run `npm ci` in {REPO_ROOT}")
 
 
 class AnvilNode(_ProcessService):

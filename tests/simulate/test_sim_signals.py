@@ -134,3 +134,34 @@ def test_a_normal_full_stack_run_prints_no_error_or_warning(tmp_path: Path) -> N
     assert not other, other
     assert "logs: " in proc.stdout and (tmp_path / "simulate.log").stat().st_size > 0
     assert "event=" in (tmp_path / "simulate.log").read_text()  # the gateways' own log lines went there
+
+
+HANGING_CLEANUP = """
+import sys, time
+from pathlib import Path
+from hil.community.cli import StopGuard
+mark = Path(sys.argv[1])
+guard = StopGuard(lambda: mark.write_text("partial"))
+guard.install()
+print("ready", flush=True)
+try:
+    time.sleep(60)
+finally:
+    time.sleep(30)  # a clean-up that hangs: the watchdog must end the process anyway
+"""
+
+
+def test_watchdog_ends_a_hanging_cleanup_within_2s(tmp_path: Path) -> None:
+    mark = tmp_path / "partial.txt"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HANGING_CLEANUP, str(mark)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    took, _, err = stop_and_time(proc, signal.SIGTERM)
+    assert proc.returncode == 143, err
+    assert took < 2.0, f"{took:.2f} s"
+    assert mark.read_text() == "partial"
+    assert "clean-up still running" in err

@@ -165,3 +165,20 @@ def test_watchdog_ends_a_hanging_cleanup_within_2s(tmp_path: Path) -> None:
     assert took < 2.0, f"{took:.2f} s"
     assert mark.read_text() == "partial"
     assert "clean-up still running" in err
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_logs_go_to_the_file_and_to_stderr_only_with_verbose(
+    verbose: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from hil.community.cli import run_logging
+
+    with run_logging(tmp_path, verbose) as path:
+        logging.getLogger("gridpact.trading").warning("event=community_disconnected retry_s=0.5")
+        logging.getLogger("mqtt").error("failed to receive on socket: [Errno 104]")
+    text = path.read_text()
+    assert "community_disconnected" in text and "Errno 104" in text
+    err = capsys.readouterr().err
+    assert ("community_disconnected" in err and "Errno 104" in err) if verbose else err == ""

@@ -283,6 +283,7 @@ def main(argv: list[str]) -> int:
             name,
             time.perf_counter() - started,
             vars(args),
+            [spec.name for spec in make_community(cfg.households, cfg.seed)],
         )
         print(
             f"\ngridpact simulate: stopped by {name}; partial report {paths['html']}",

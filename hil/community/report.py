@@ -71,9 +71,11 @@ def plot_tokens(r: EngineResult, path: Path) -> Path:
     x = np.arange(r.config.hours + 1)
     shown = min(len(r.specs), 40)
     for i in range(shown):
-        ax.step(x, path_t[i] - path_t[i, 0], where="post", lw=1.6, label=r.specs[i].name)
+        # a point per hour end, joined: a settlement in the last hour still shows as a slope
+        ax.plot(x, path_t[i] - path_t[i, 0], lw=1.6, marker="." if r.config.hours <= 48 else None,
+                label=r.specs[i].name)  # fmt: skip
     ax.axhline(0, color="#888", lw=0.8)
-    ax.set_xlabel("hour of run")
+    ax.set_xlabel("end of hour")
     ax.set_ylabel("tokens vs start")
     ax.set_title("token balances: earned from peers minus paid to peers")
     if shown <= 10:
@@ -214,6 +216,7 @@ def write_partial_report(
     stopped_by: str,
     wall_s: float,
     options: dict[str, Any],
+    names: list[str] | None = None,
 ) -> dict[str, Path]:
     """What a stopped run had: its hourly figures so far, marked partial (no plots: it must be quick)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -233,7 +236,11 @@ def write_partial_report(
     rows = [{k: v for k, v in h.items() if k != "balances"} for h in hours]
     last = hours[-1]["balances"] if hours else []
     bal = _table(
-        [{"household": i, "tokens": round(b, 4)} for i, b in enumerate(last)], ["household", "tokens"]
+        [
+            {"household": names[i] if names and i < len(names) else i, "tokens": round(b, 4)}
+            for i, b in enumerate(last)
+        ],
+        ["household", "tokens"],
     )
     body = f"""<h1>gridpact simulate: partial report</h1>
 <p class="partial"><b>Partial:</b> the run was stopped by {html.escape(stopped_by)} after {len(hours)} of

@@ -61,14 +61,46 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "report.html"
 
 
-@pytest.mark.parametrize("size", list(SIZES))
-def test_report_fits_laptop_and_phone(report: Path, size: str, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
+def wait_for_chromium() -> None:
     deadline = time.monotonic() + 300  # chromium may still be being installed on a fresh machine
     while not CHROMIUM.exists() and time.monotonic() < deadline:
         time.sleep(2)
     assert CHROMIUM.exists(), f"{CHROMIUM} missing: `apt-get install -y chromium`"
+
+
+def test_partial_report_is_marked_and_fits_a_phone(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from hil.community.report import write_partial_report
+
+    hours = [
+        {"hour": h, "settled": 2 * h, "refunds": h // 2, "tokens_in_escrow": 0.25, "balances": [50 + h, 50 - h],
+         "wall_s": 0.5 * h}
+        for h in range(1, 4)
+    ]  # fmt: skip
+    paths = write_partial_report(
+        tmp_path, hours, 24, "SIGTERM", 1.5, {"households": 2, "out": tmp_path}, ["h001", "h002"]
+    )
+    wait_for_chromium()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844})
+            page.goto(paths["html"].as_uri())
+            page.screenshot(path=str(tmp_path / "partial-phone.png"), full_page=True)
+            print(f"screenshots: {tmp_path}")
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+            assert "stopped by SIGTERM after 3 of 24" in page.locator(".partial").inner_text()
+            assert page.locator("#balances td").all_inner_texts()[-2:] == ["h002", "47"]
+        finally:
+            browser.close()
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_report_fits_laptop_and_phone(report: Path, size: str, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    wait_for_chromium()
     width, height = SIZES[size]
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])

@@ -143,8 +143,8 @@ from hil.community.cli import StopGuard
 mark = Path(sys.argv[1])
 guard = StopGuard(lambda: mark.write_text("partial"))
 guard.install()
-print("ready", flush=True)
 try:
+    print("ready", flush=True)  # inside the try: the signal may come at once
     time.sleep(60)
 finally:
     time.sleep(30)  # a clean-up that hangs: the watchdog must end the process anyway

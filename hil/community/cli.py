@@ -292,9 +292,9 @@ def main(argv: list[str]) -> int:
         )
 
     guard = StopGuard(write_partial)
-    guard.install()
     stopped = False
     try:
+        guard.install()
         with run_logging(args.out, args.verbose) as log_path:
             code = run(args, cfg, progress)
             guard.report_written = True  # a signal from here on must not replace it by a partial one

@@ -207,7 +207,7 @@ class StopGuard:
     """
 
     on_deadline: Any  # () -> None: write what there is; called at most once
-    deadline_s: float = 1.6
+    deadline_s: float = 1.3
     signum: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _finished: bool = False

@@ -21,6 +21,7 @@ from gateway.config import GatewayConfig, read_hmac_key, read_secret
 from gateway.forecast import Forecaster
 from gateway.ingest.mqtt import BrokerParams, IngestHandler, run_ingest
 from gateway.ingest.verifier import ReadingVerifier
+from gateway.ops.hass import HassNames, JournalSource, run_hass
 from gateway.ops.logs import ErrorLatch, log_event
 from gateway.ops.metrics import Metrics, start_metrics_server
 from gateway.ops.notify import Notifier, watchdog_loop
@@ -134,6 +135,20 @@ def _trading_task(rt: Runtime) -> Any:
     return service.run_trading(rt.cfg.trading, deps)
 
 
+async def _hass_task(rt: Runtime) -> None:
+    """The household's trading in Home Assistant, on the meter broker (where Home Assistant listens)."""
+    cfg, ha = rt.cfg, rt.cfg.homeassistant
+    names = HassNames(
+        cfg.gateway.id, cfg.meter.device_id, cfg.meter.topic_prefix, ha.discovery_prefix, ha.currency
+    )
+    path = cfg.gateway.state_dir / "trading.db" if cfg.trading is not None else None
+    source = JournalSource(path, ha.token_decimals, rt.clock.now)
+    try:
+        await run_hass(rt.broker, names, source, ha.interval_s, rt.latch, random.Random())
+    finally:
+        source.close()
+
+
 async def run_gateway(
     cfg: GatewayConfig,
     clock: Clock | None = None,
@@ -181,6 +196,8 @@ async def _run_tasks(rt: Runtime, notifier: Notifier, started: asyncio.Future[Ru
         tg.create_task(housekeeping(rt), name="housekeeping")
         if cfg.trading is not None:
             tg.create_task(_trading_task(rt), name="trading")
+        if cfg.homeassistant.enabled:
+            tg.create_task(_hass_task(rt), name="hass")
         notifier.send("READY=1", f"STATUS=gateway {cfg.gateway.id} running")
         log_event(logging.INFO, "gateway.ready", gateway=cfg.gateway.id, trading=cfg.trading is not None)
         if started is not None and not started.done():

@@ -58,7 +58,7 @@ def check_chain(world: AgentWorld, result: EngineResult, still_open: int) -> Non
     ledger, settled, disagreements = replay(
         agreements, len(world.specs), int(cfg.start_tokens) * unit, unit, hour_of
     )
-    apply_to_result(result, ledger, settled)
+    apply_to_result(result, ledger, settled, world.hourly_balances)
     world.problems.extend(disagreements)
     market = world.chain.market
     balances = [int(market.functions.balanceOf(a).call()) for a in world.chain.addresses]
@@ -85,6 +85,19 @@ def check_chain(world: AgentWorld, result: EngineResult, still_open: int) -> Non
         world.problems.append("the chain disagrees with the replayed ledger")
     if not refunded:
         world.problems.append("an under-delivered agreement was not refunded")
+
+
+def live_progress(
+    world: AgentWorld, progress: Callable[[int, int, Ledger], None] | None
+) -> Callable[[int, int, Ledger], None] | None:
+    """The progress callback fed the chain's state (the engine's own market is empty here)."""
+    if progress is None:
+        return None
+
+    def report(done: int, total: int, ledger: Ledger) -> None:
+        progress(done, total, world.live_ledger if world.live_ledger is not None else ledger)
+
+    return report
 
 
 def run_agents(
@@ -118,7 +131,9 @@ def run_agents(
             world = AgentWorld(cfg, specs, opts, w3, url)
             try:
                 world.start_agents()
-                result = run_engine(cfg, no_engine_trades, progress=progress, world=world)
+                result = run_engine(
+                    cfg, no_engine_trades, progress=live_progress(world, progress), world=world
+                )
                 still_open = world.finish()
                 world.verify_readings()
                 check_chain(world, result, still_open)

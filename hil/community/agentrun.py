@@ -44,6 +44,23 @@ def gateway_events(world: AgentWorld) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+def work_done(world: AgentWorld) -> dict[str, int]:
+    """What the run carried: readings taken, peer messages accepted, transactions sent (all senders)."""
+    assert world.chain is not None
+    peer = 0
+    for gw in world.gateways:
+        for line in gw.metrics.render().splitlines():
+            if line.startswith("gridpact_peer_messages_accepted_total"):
+                peer += int(float(line.rsplit(" ", 1)[1]))
+    w3 = world.chain.w3
+    senders = [*world.chain.addresses, world.chain.community.account.address]
+    return {
+        "readings": sum(world.taken()[0]),
+        "peer_messages": peer,
+        "transactions": sum(int(w3.eth.get_transaction_count(a)) for a in senders),
+    }
+
+
 def check_chain(world: AgentWorld, result: EngineResult, still_open: int) -> None:
     """Chain events -> ledger -> report; per household reconciliation, conservation, refunds."""
     assert world.chain is not None
@@ -138,6 +155,7 @@ def run_agents(
                 world.verify_readings()
                 check_chain(world, result, still_open)
                 events = gateway_events(world)
+                throughput = work_done(world)
             finally:
                 world.close()
     finally:
@@ -160,6 +178,7 @@ def run_agents(
     summary["checks"] = world.checks + [f"PROBLEM: {p}" for p in world.problems]
     summary["events"] = world.events
     summary["gateway_events"] = events
+    summary["work"] = throughput
     summary["community"]["token_conservation"] = bool(
         summary["community"]["token_conservation"] and not world.problems
     )

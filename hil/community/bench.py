@@ -119,8 +119,10 @@ def agents_run(households: int, hours: int, seed: int) -> None:
     floor = 0.0
     parts = []
     for name, (cpu_s, items) in per.items():
-        rate = items / hh_h  # items per household-hour
-        cost = cpu_s / max(items, 1)
+        if not items:  # none in this run (e.g. night hours: nothing to trade)
+            parts.append(f"no {name}s")
+            continue
+        rate, cost = items / hh_h, cpu_s / items  # items per household-hour, CPU s per item
         floor += rate * cost
         parts.append(f"{rate:.1f} {name}s/household-hour x {1000 * cost:.2f} ms")
     print(

@@ -224,7 +224,7 @@ def gateway_rate(port: int, payloads: list[bytes], workdir: Path) -> tuple[float
             bad = {k: v for k, v in _samples(metrics_port).items() if "rejected" in k or "broker" in k}
             raise RuntimeError(f"gateway accepted {got:.0f} of {n}; {bad}")
         forecast_deadline = time.monotonic() + 60
-        while not _samples(metrics_port).get("gridpact_forecast_next_step_watts") and (
+        while "gridpact_forecast_next_step_watts" not in _samples(metrics_port) and (
             time.monotonic() < forecast_deadline
         ):
             time.sleep(0.1)  # memory is read once the first forecast (the month-long read) is done

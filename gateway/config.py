@@ -23,6 +23,7 @@ from gateway.errors import ConfigError
 DEVICE_RE = re.compile(r"[a-z0-9-]{1,32}")
 TOPIC_PREFIX_RE = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
 TRADING_TABLES = ("community", "agent", "chain")
+CURRENCY_RE = re.compile(r"[A-Za-z0-9_]{1,16}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 T = TypeVar("T")
 
@@ -89,6 +90,17 @@ class MetricsSection:
 
 
 @dataclass(frozen=True)
+class HassSection:
+    """Home Assistant discovery of the household's trading (gateway/ops/hass.py); off by default."""
+
+    enabled: bool = False
+    discovery_prefix: str = "homeassistant"
+    currency: str = "tokens"  # the community's currency name, the unit of the monetary entities
+    token_decimals: int = 18
+    interval_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     gateway: GatewaySection
     meter: MeterSection
@@ -98,6 +110,7 @@ class GatewayConfig:
     metrics: MetricsSection
     trading: Any = None  # gateway.trading.config.TradingConfig, or None for an ingest-only gateway
     path: Path | None = None
+    homeassistant: HassSection = HassSection()
 
 
 class _Table:
@@ -260,6 +273,16 @@ def _parse_core(doc: dict[str, Any], base: Path, env: dict[str, str]) -> dict[st
     if not mhost or not mport.isdigit() or not 0 <= int(mport) <= 65535 or not _host(mhost):
         raise ConfigError("metrics.listen", "must be HOST:PORT")
 
+    h = _Table("homeassistant", doc.get("homeassistant", {}))
+    ha_on = h.get_bool("enabled", False)
+    disc = h.check("discovery_prefix", TOPIC_PREFIX_RE.fullmatch, "must be a topic prefix",
+                   h.get_str("discovery_prefix", "homeassistant"))  # fmt: skip
+    cur = h.check("currency", CURRENCY_RE.fullmatch, "must be 1-16 letters, digits or _",
+                  h.get_str("currency", "tokens"))  # fmt: skip
+    decimals = h.get_int("token_decimals", 18, 0, 36)
+    every = h.get_float("interval_s", 10.0, 0.1, 3600.0)
+    h.done()
+
     return {
         "gateway": GatewaySection(gid, state, level),
         "meter": MeterSection(dev, model, prefix, key, rollover),  # type: ignore[arg-type]
@@ -267,6 +290,7 @@ def _parse_core(doc: dict[str, Any], base: Path, env: dict[str, str]) -> dict[st
         "storage": StorageSection(db if db.is_absolute() else state / db, retention, max_gap),
         "forecast": ForecastSection(step, horizon, history, alpha, damping),
         "metrics": MetricsSection(enabled, mhost, int(mport)),
+        "homeassistant": HassSection(ha_on, disc, cur, decimals, every),
     }
 
 
@@ -290,7 +314,16 @@ def _parse_trading(doc: dict[str, Any], base: Path) -> Any:
 def parse_config(doc: dict[str, Any], base: Path, env: dict[str, str] | None = None) -> GatewayConfig:
     """Validate a parsed TOML document; `base` resolves relative paths (the config file's folder)."""
     env = dict(os.environ) if env is None else env
-    known = {"gateway", "meter", "meter_broker", "storage", "forecast", "metrics", *TRADING_TABLES}
+    known = {
+        "gateway",
+        "meter",
+        "meter_broker",
+        "storage",
+        "forecast",
+        "metrics",
+        "homeassistant",
+        *TRADING_TABLES,
+    }
     for name in doc:
         if name not in known:
             raise ConfigError(name, "unknown section")

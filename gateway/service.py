@@ -21,6 +21,7 @@ from gateway.config import GatewayConfig, read_hmac_key, read_secret
 from gateway.forecast import Forecaster
 from gateway.ingest.mqtt import BrokerParams, IngestHandler, run_ingest
 from gateway.ingest.verifier import ReadingVerifier
+from gateway.ops.hass import HassNames, JournalSource, run_hass
 from gateway.ops.logs import ErrorLatch, log_event
 from gateway.ops.metrics import Metrics, start_metrics_server
 from gateway.ops.notify import Notifier, watchdog_loop
@@ -74,32 +75,48 @@ def build_runtime(cfg: GatewayConfig, clock: Clock, env: dict[str, str] | None =
     return Runtime(cfg, clock, store, metrics, forecaster, handler, broker, ErrorLatch())
 
 
+def meter_is_stale(now: float, started: float, arrived: float | None, max_gap_s: float) -> bool:
+    """No reading accepted within max_gap_s (counted from start until the first one arrives)."""
+    return now - (started if arrived is None else arrived) > max_gap_s
+
+
 async def housekeeping(rt: Runtime) -> None:
-    """Staleness of the meter node and the forecast gauge once a minute, retention once an hour."""
+    """The forecast gauge and the staleness log once a minute, retention once an hour; the stale
+    gauge itself is computed on every scrape, so it never lags the meter."""
     pruned = rt.metrics.counter("storage_pruned_total", "readings deleted by retention")
-    stale = rt.metrics.gauge("meter_stale", "1 if no reading arrived within storage.max_gap_s")
-    nxt = rt.metrics.gauge("forecast_next_step_watts", "forecast net demand for the next step")
+    nxt = rt.metrics.gauge(
+        "forecast_next_step_watts", "forecast net demand for the next step (absent: no forecast)", absent=True
+    )
     dev = rt.cfg.meter.device_id
     started = rt.clock.now()
+    max_gap = rt.cfg.storage.max_gap_s
+
+    def stale_now() -> float:
+        return float(meter_is_stale(rt.clock.now(), started, rt.handler.arrived.get(dev), max_gap))
+
+    rt.metrics.read_gauge("meter_stale", "1 if no reading arrived within storage.max_gap_s", stale_now)
     last_prune = -PRUNE_EVERY_S
     while True:
         now = rt.clock.now()
         if now - last_prune >= PRUNE_EVERY_S:
             pruned.inc(rt.store.prune(int(now) - rt.cfg.storage.retention_days * 86400))
             last_prune = now
-        newest = rt.handler.last_ts.values.get((dev,))
-        is_stale = now - (started if newest is None else newest) > rt.cfg.storage.max_gap_s
-        stale.set(1 if is_stale else 0)
-        if is_stale:
+        arrived = rt.handler.arrived.get(dev)
+        if meter_is_stale(now, started, arrived, max_gap):
+            newest = rt.handler.last_ts.values.get((dev,))
             rt.latch.fail("meter.stale", dev=dev, last_ts=newest if newest is not None else "never")
         else:
             rt.latch.recover("meter.stale", dev=dev)
         step = rt.cfg.forecast.step_s
         try:
-            ahead = await asyncio.to_thread(rt.forecaster.net_demand, int(now) // step * step + step, 1, step)
-            nxt.set(float(ahead[0]))
+            value = await asyncio.to_thread(rt.forecaster.next_step, int(now) // step * step + step, step)
+            if value is None:
+                nxt.remove()  # no history: a "0 W" forecast would read like a real one
+            else:
+                nxt.set(value)
             rt.latch.recover("forecast.failed")
         except (ValueError, ArithmeticError) as exc:
+            nxt.remove()  # an old forecast is not the next step's: show none
             rt.latch.fail("forecast.failed", error=str(exc)[:200])
         await asyncio.sleep(HOUSEKEEPING_S)
 
@@ -116,6 +133,20 @@ def _trading_task(rt: Runtime) -> Any:
         clock=rt.clock,
     )
     return service.run_trading(rt.cfg.trading, deps)
+
+
+async def _hass_task(rt: Runtime) -> None:
+    """The household's trading in Home Assistant, on the meter broker (where Home Assistant listens)."""
+    cfg, ha = rt.cfg, rt.cfg.homeassistant
+    names = HassNames(
+        cfg.gateway.id, cfg.meter.device_id, cfg.meter.topic_prefix, ha.discovery_prefix, ha.currency
+    )
+    path = cfg.gateway.state_dir / "trading.db" if cfg.trading is not None else None
+    source = JournalSource(path, ha.token_decimals, rt.clock.now)
+    try:
+        await run_hass(rt.broker, names, source, ha.interval_s, rt.latch, random.Random())
+    finally:
+        source.close()
 
 
 async def run_gateway(
@@ -165,6 +196,8 @@ async def _run_tasks(rt: Runtime, notifier: Notifier, started: asyncio.Future[Ru
         tg.create_task(housekeeping(rt), name="housekeeping")
         if cfg.trading is not None:
             tg.create_task(_trading_task(rt), name="trading")
+        if cfg.homeassistant.enabled:
+            tg.create_task(_hass_task(rt), name="hass")
         notifier.send("READY=1", f"STATUS=gateway {cfg.gateway.id} running")
         log_event(logging.INFO, "gateway.ready", gateway=cfg.gateway.id, trading=cfg.trading is not None)
         if started is not None and not started.done():

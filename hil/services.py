@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
 import os
+import platform
+import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -20,6 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NODE_BIN = REPO_ROOT / "node_modules" / ".bin"
@@ -60,6 +67,29 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen |
             return
         time.sleep(0.05)
     raise ServiceUnavailable(f"nothing listens on {host}:{port} after {timeout:.0f} s")
+
+
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)  # resolved before any fork, so the child only calls it
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the child before exec: SIGKILL it when the thread that started it dies.
+
+    So a service never outlives its owner, even one killed with SIGKILL (no clean-up runs then).
+    The signal follows the starting *thread*: start services from a thread that lives as long
+    as they should (the main thread, a fixture). If the owner died before this ran, exit now.
+    """
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def spawn(args: list[str], **kwargs: Any) -> subprocess.Popen:
+    """`subprocess.Popen` for a service: it dies with this process (parent-death signal, Linux)."""
+    if sys.platform != "linux":  # no prctl: the owner's clean-up is all there is
+        return subprocess.Popen(args, **kwargs)
+    return subprocess.Popen(args, preexec_fn=functools.partial(_die_with_parent, os.getpid()), **kwargs)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -132,6 +162,8 @@ class MosquittoBroker(_ProcessService):
         conf = self._dir / "mosquitto.conf"
         conf.write_text(
             f"listener {self.port} {self.host}\n"
+            # stay the user we are: a change of credentials would clear the parent-death signal
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
             "allow_anonymous true\n"
             "persistence false\n"
             "max_queued_messages 100000\n"
@@ -147,7 +179,7 @@ class MosquittoBroker(_ProcessService):
 
     def start(self) -> BrokerInfo:
         log = open(self._dir / "mosquitto.log", "ab")  # noqa: SIM115 - owned by the process
-        self._proc = subprocess.Popen([self.binary, "-c", str(self._conf)], stdout=log, stderr=log)
+        self._proc = spawn([self.binary, "-c", str(self._conf)], stdout=log, stderr=log)
         try:
             wait_for_port(self.host, self.port, 10, self._proc)
         except ServiceUnavailable as exc:
@@ -260,11 +292,23 @@ class ChainInfo:
     private_keys: tuple[str, ...] = field(default=DEV_PRIVATE_KEYS)
 
 
+_ANVIL_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+
 def find_anvil() -> Path:
-    path = NODE_BIN / "anvil"
-    if not path.exists():
-        raise ServiceUnavailable(f"anvil not found at {path}: run `npm ci` in {REPO_ROOT}")
-    return path
+    """The native anvil binary from node_modules (not the Node wrapper in .bin).
+
+    Started directly, anvil is our own child: a signal or the parent-death signal reaches it,
+    where the wrapper would leave the native process behind as an orphan.
+    """
+    arch = _ANVIL_ARCH.get(platform.machine().lower(), platform.machine().lower())
+    pkg = REPO_ROOT / "node_modules" / "@foundry-rs" / f"anvil-{sys.platform}-{arch}"
+    for path in (pkg / "bin" / "anvil", pkg / "anvil"):
+        if os.access(path, os.X_OK):
+            return path
+    if sys.platform != "linux" and os.access(NODE_BIN / "anvil", os.X_OK):
+        return NODE_BIN / "anvil"  # elsewhere the wrapper (no parent-death signal there anyway)
+    raise ServiceUnavailable(f"native anvil not found at {pkg}/bin/anvil: run `npm ci` in {REPO_ROOT}")
 
 
 class AnvilNode(_ProcessService):
@@ -295,7 +339,7 @@ class AnvilNode(_ProcessService):
         ]  # fmt: skip
         if self.block_time:
             args += ["--block-time", str(self.block_time)]
-        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._proc = spawn(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             wait_for_port("127.0.0.1", self.port, 20, self._proc)
         except ServiceUnavailable as exc:

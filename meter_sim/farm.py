@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +16,12 @@ from meter_sim.meter import Meter
 from meter_sim.profiles import Household, Profile
 from meter_sim.server import RtuEndpoint, TcpEndpoint
 from meter_sim.truth import TruthWriter
+
+log = logging.getLogger("meter_sim")
+
+TICK_PERIOD_S = 0.25  # wall seconds between background catch-ups, however fast the clock runs
+SLICE_TICKS = 20_000  # ticks a meter runs before the loop may handle a signal or a request
+CLOSE_BUDGET_S = 1.0  # wall seconds close() may spend bringing the truth file up to date
 
 
 class MeterFarm:
@@ -102,17 +110,34 @@ class MeterFarm:
             meter.sync(now)
 
     def _start_ticker(self) -> None:
-        """With a real clock and a truth file, meters tick in the background so the truth is complete."""
-        if self._ticker is None and self.truth is not None and isinstance(self.clock, RealClock):
-            self._ticker = asyncio.create_task(self._tick_forever(self.clock))
+        """With a real clock, meters tick in the background so no backlog of ticks builds up
+        between requests (at --speed 3600 an idle half hour is millions of ticks, which a later
+        request or the stop would have to run at once) and the truth file stays complete."""
+        if self._ticker is None and isinstance(self.clock, RealClock):
+            self._ticker = asyncio.create_task(self._tick_forever(self.clock), name="meter-ticker")
 
     async def _tick_forever(self, clock: RealClock) -> None:
         tick = min((m.tick_s for m in self.meters), default=1.0)
+        period = max(clock.real_seconds(tick), TICK_PERIOD_S)  # batches ticks: no wake-up per tick
         while True:
-            await asyncio.sleep(clock.real_seconds(tick))
-            self.sync()
+            await asyncio.sleep(period)
+            now = clock.now()
+            for meter in self.meters:
+                while meter.t_synced < now:  # in slices, so a signal is handled between them
+                    meter.sync(min(now, meter.t_synced + SLICE_TICKS * meter.tick_s))
+                    await asyncio.sleep(0)
             if self.truth is not None:
                 self.truth.flush()
+
+    def _final_sync(self) -> None:
+        """Bring meters up to the clock for the truth file, within CLOSE_BUDGET_S of wall time."""
+        now, deadline = self.clock.now(), time.monotonic() + CLOSE_BUDGET_S
+        for meter in self.meters:
+            while meter.t_synced < now and time.monotonic() < deadline:
+                meter.sync(min(now, meter.t_synced + SLICE_TICKS * meter.tick_s))
+        behind = [m.name for m in self.meters if m.t_synced < now]
+        if behind:
+            log.warning("meter-sim: stopped before the truth caught up with the clock for %s", behind)
 
     async def close(self) -> None:
         """Stop the endpoints and the ticker, bring meters up to date, close the truth file."""
@@ -124,7 +149,8 @@ class MeterFarm:
         for endpoint in self.endpoints:
             await endpoint.stop()
         self.endpoints.clear()
-        self.sync()
+        if self.truth is not None:  # without a truth file nothing reads the meters after this
+            self._final_sync()
         if isinstance(self.clock, SimClock) and self._on_advance in self.clock.listeners:
             self.clock.listeners.remove(self._on_advance)
         if self.truth is not None:

@@ -127,6 +127,11 @@ def frame_gap_s(baud: int) -> float:
     return max(3.5 * 11.0 / baud, 0.002)
 
 
+def reopen_delay_s(attempt: int) -> float:
+    """Backoff between attempts to reopen a lost serial device: 0.5 s doubling to 30 s."""
+    return min(30.0, 0.5 * 2 ** min(attempt, 6))
+
+
 class RtuEndpoint:
     """Modbus RTU on a serial device: several meters share the bus, each answers only its unit id."""
 
@@ -155,12 +160,18 @@ class RtuEndpoint:
         self._gap: asyncio.TimerHandle | None = None
         self._frames: asyncio.Queue[bytes] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._reopen: asyncio.Task[None] | None = None
 
     @property
     def ready_line(self) -> str:
         return f"meter-sim ready rtu {self.device} units={len(self.meters)}"
 
     async def start(self) -> None:
+        """Open the device (failing here is the caller's error) and serve it."""
+        self._open()
+        self._worker = asyncio.create_task(self._serve(), name=f"rtu-serve {self.device}")
+
+    def _open(self) -> None:
         self._port = serial.Serial(
             self.device,
             baudrate=self.baud,
@@ -169,18 +180,50 @@ class RtuEndpoint:
             timeout=0,
             write_timeout=2,
         )
-        loop = asyncio.get_running_loop()
-        loop.add_reader(self._port.fileno(), self._readable)
-        self._worker = asyncio.create_task(self._serve())
+        asyncio.get_running_loop().add_reader(self._port.fileno(), self._readable)
+
+    def _close_port(self) -> None:
+        if self._port is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._port.fileno())
+            with contextlib.suppress(Exception):
+                self._port.close()
+            self._port = None
+
+    def _lost(self, why: str) -> None:
+        """The device went away (a pty whose other end closed, a USB adapter pulled out): a ready
+        but empty or failing read would otherwise wake the loop forever. Report once, stop
+        watching it and reopen it with backoff until it is back."""
+        self._close_port()
+        self.stats.count("device_lost")
+        self._buf.clear()
+        log.warning("meter-sim: serial device %s lost (%s); retrying with backoff", self.device, why)
+        if self._reopen is None or self._reopen.done():
+            self._reopen = asyncio.get_running_loop().create_task(self._reopen_loop(), name="rtu-reopen")
+
+    async def _reopen_loop(self) -> None:
+        attempt = 0
+        while True:
+            await asyncio.sleep(reopen_delay_s(attempt))
+            attempt += 1
+            try:
+                self._open()
+            except (serial.SerialException, OSError, ValueError):
+                continue  # still gone: quiet until it is back
+            log.warning("meter-sim: serial device %s is back after %d attempts", self.device, attempt)
+            self.stats.count("device_back")
+            return
 
     def _readable(self) -> None:
         assert self._port is not None
         try:
             data = self._port.read(4096)
-        except (serial.SerialException, OSError):
+        except (serial.SerialException, OSError) as exc:
             self.stats.count("read_error")
+            self._lost(str(exc) or type(exc).__name__)
             return
         if not data:
+            self._lost("end of file")
             return
         self._buf += data
         self._cut_frames()
@@ -251,17 +294,17 @@ class RtuEndpoint:
                 self.stats.count("bad_crc_sent")
             else:
                 self.stats.count("exceptions" if reply.is_exception else "answered")
-        self._port.write(out)
+        try:
+            self._port.write(out)
+        except (serial.SerialException, OSError) as exc:
+            self._lost(str(exc) or type(exc).__name__)
 
     async def stop(self) -> None:
         if self._gap is not None:
             self._gap.cancel()
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-        if self._port is not None:
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(self._port.fileno())
-            self._port.close()
-            self._port = None
+        for task in (self._worker, self._reopen):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._close_port()

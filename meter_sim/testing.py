@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 import subprocess
@@ -80,3 +81,19 @@ def values_by_key(start: int, registers: Sequence[int], keys_by_address: dict[in
     return {
         keys_by_address[start + 2 * i]: v for i, v in enumerate(floats) if start + 2 * i in keys_by_address
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def cpu_share(pid: int, seconds: float) -> float:
+    """The share of one core a process used over the next `seconds` (0.0 = idle, 1.0 = one busy core)."""
+    before, t0 = cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - before) / (time.monotonic() - t0)
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -185,6 +185,9 @@ class App:
         for entry in self.keys:
             msg = payload.discovery(self.cfg["prefix"], self.dev, self.model, FW, entry)
             await c.publish(payload.discovery_topic(self.dev, entry[0]), msg, True)
+        for item in payload.HEALTH_HA:
+            msg = payload.health_discovery(self.cfg["prefix"], self.dev, self.model, FW, item)
+            await c.publish(payload.discovery_topic(self.dev, "health_" + item[0]), msg, True)
         await self.publish_health()
         gc.collect()
 

@@ -13,10 +13,22 @@ _UNITS_HA = {
     "var": ("reactive_power", "measurement"),
     "Hz": ("frequency", "measurement"),
     "kWh": ("energy", "total_increasing"),
-    "kvarh": ("reactive_energy", "total_increasing"),
+    "kvarh": (None, "total_increasing"),  # no reactive_energy class before Home Assistant 2025.5
     "": ("power_factor", "measurement"),
     "deg": (None, "measurement"),
 }
+_UNIT_TEXT = {"deg": "\\u00b0"}  # JSON escape of the degree sign: the payload stays ASCII
+
+# The health message's values offered as diagnostic entities: (key, label, unit, device class, state class)
+HEALTH_HA = (
+    ("up_s", "Uptime", "s", "duration", "measurement"),
+    ("boot", "Boot count", "", None, "total_increasing"),
+    ("buf", "Buffered readings", "", None, "measurement"),
+    ("drop", "Dropped readings", "", None, "total_increasing"),
+    ("err", "Errors", "", None, "total_increasing"),
+    ("mem", "Free memory", "B", "data_size", "measurement"),
+    ("reset", "Last reset cause", "", None, None),
+)
 
 
 class Hmac:
@@ -87,27 +99,41 @@ def discovery(prefix, dev, model, fw, entry):
     """Home Assistant MQTT discovery config for one value (entry = (name, unit, offset, label))."""
     name, unit, label = entry[0], entry[1], entry[3]
     cls, state_class = _UNITS_HA.get(unit, (None, "measurement"))
+    tpl = "{{ value_json.r.get('" + name + "') }}"
+    return _config(prefix, dev, model, fw, name, label, "reading", tpl, _UNIT_TEXT.get(unit, unit), cls, state_class)
+
+
+def health_discovery(prefix, dev, model, fw, item):
+    """Discovery config of one health value (item from HEALTH_HA), a diagnostic entity."""
+    key = item[0]
+    tpl = "{{ value_json." + key + " }}"
+    return _config(prefix, dev, model, fw, "health_" + key, item[1], "health", tpl, item[2], item[3], item[4])
+
+
+def _config(prefix, dev, model, fw, obj, label, leaf, tpl, unit, cls, state_class):
     parts = [
         '{"name":"',
         label,
         '","unique_id":"gridpact_',
         dev,
         "_",
-        name,
+        obj,
         '","state_topic":"',
-        topic(prefix, dev, "reading"),
-        "\",\"value_template\":\"{{ value_json.r.get('",
-        name,
-        "') }}\"",
+        topic(prefix, dev, leaf),
+        '","value_template":"',
+        tpl,
+        '"',
     ]
     if unit:
         parts.append(',"unit_of_measurement":"' + unit + '"')
     if cls:
         parts.append(',"device_class":"' + cls + '"')
+    if state_class:
+        parts.append(',"state_class":"' + state_class + '"')
+    if leaf == "health":
+        parts.append(',"entity_category":"diagnostic"')
     parts += [
-        ',"state_class":"',
-        state_class,
-        '","availability_topic":"',
+        ',"availability_topic":"',
         topic(prefix, dev, "status"),
         '","payload_available":"online","payload_not_available":"offline"',
         ',"device":{"identifiers":["gridpact_',

@@ -52,16 +52,81 @@ def check_config(path: Path) -> list[str]:
     return list(errors)
 
 
+STAGING = ".deploy-new"  # on the board: the new firmware is copied here first, then swapped in
+SWAPPED = "gridpact-deploy: swapped"
+
+
+def swap_code(sizes: dict[str, int], stale: list[str]) -> str:
+    """Device code run in one exec once everything is staged: check every staged file's size,
+    then move them over the old ones and remove stale sources that would shadow the .mpy files.
+    The whole program reaches the board before it runs, so a line that drops now cannot stop a
+    swap halfway; one that drops while copying leaves the old files untouched."""
+    return (
+        f"import os\nS={STAGING!r}\nW={sizes!r}\n"
+        "for n in W:\n"
+        " if os.stat(S+'/'+n)[6]!=W[n]:\n"
+        "  raise OSError('staged '+n+' is incomplete')\n"
+        "for n in W:\n"
+        " try:\n  os.remove(n)\n except OSError:\n  pass\n"
+        " os.rename(S+'/'+n,n)\n"
+        f"for n in {stale!r}:\n"
+        " try:\n  os.remove(n)\n except OSError:\n  pass\n"
+        "os.rmdir(S)\n"
+        f"print({SWAPPED!r},len(W))"
+    )
+
+
+def stage_code() -> str:
+    """Device code: an empty staging folder (what a failed deploy left there is removed)."""
+    return (
+        f"import os\nS={STAGING!r}\n"
+        "try:\n for n in os.listdir(S):\n  os.remove(S+'/'+n)\n os.rmdir(S)\nexcept OSError:\n pass\n"
+        "os.mkdir(S)"
+    )
+
+
 def deploy_commands(port: str, bundle: Path, config: Path) -> list[list[str]]:
-    """One mpremote 1.29 session (commands chained with `+`): remove stale sources that would shadow
-    the .mpy files, copy the bundle and config.json, hard-reset so that main.py starts."""
+    """Two mpremote 1.29 sessions (commands chained with `+`). The first copies the bundle and
+    config.json into a staging folder on the board; only if all of it arrived does the second
+    swap the files in (one exec, see `swap_code`) and hard-reset the board so main.py starts.
+    A full or read-only filesystem or a dropped line therefore fails the first session and
+    leaves the previous firmware as it was."""
     files = sorted(p for p in bundle.iterdir() if p.suffix == ".mpy" or p.name in SOURCE_ONLY)
     stale = [p.stem + ".py" for p in files if p.suffix == ".mpy"]
-    cleanup = f"import os\nfor f in {stale!r}:\n try:\n  os.remove(f)\n except OSError:\n  pass"
+    sizes = {p.name: p.stat().st_size for p in files} | {"config.json": config.stat().st_size}
     return [
-        [*MPREMOTE, "connect", port, "exec", cleanup, "+", "fs", "cp", *map(str, files), ":", "+",
-         "fs", "cp", str(config), ":config.json", "+", "reset"],
+        [*MPREMOTE, "connect", port, "exec", stage_code(), "+", "fs", "cp", *map(str, files),
+         f":{STAGING}/", "+", "fs", "cp", str(config), f":{STAGING}/config.json"],
+        [*MPREMOTE, "connect", port, "exec", swap_code(sizes, stale), "+", "reset"],
     ]  # fmt: skip
+
+
+def _deploy(cmds: list[list[str]], dry_run: bool) -> int:
+    """Run the staging session, then the swap; say plainly what state the board is left in."""
+    stage, swap = cmds
+    print(shlex.join(stage), flush=True)
+    print(shlex.join(swap), flush=True)
+    if dry_run:
+        return 0
+    rc = subprocess.run(stage).returncode
+    if rc != 0:
+        print(
+            f"gridpact firmware: deploy failed: copying to the board failed (mpremote exit {rc}); "
+            "nothing was replaced, the board keeps its previous firmware",
+            file=sys.stderr,
+        )
+        return 1
+    proc = subprocess.run(swap, stdout=subprocess.PIPE, text=True)
+    sys.stdout.write(proc.stdout)
+    if proc.returncode != 0 or SWAPPED not in proc.stdout:
+        print(
+            f"gridpact firmware: deploy failed: the swap on the board did not confirm (mpremote exit "
+            f"{proc.returncode}); check the board with `mpremote connect PORT fs ls`",
+            file=sys.stderr,
+        )
+        return 1
+    print("gridpact firmware: deployed; the board was reset and boots the new firmware")
+    return 0
 
 
 def monitor_command(port: str) -> list[str]:
@@ -107,10 +172,10 @@ def main(argv: list[str]) -> int:
                 if board != args.board:
                     print(f"gridpact firmware: bundle is for {board}, not {args.board}", file=sys.stderr)
                     return 2
-                return _run(deploy_commands(args.port, args.bundle, args.config), args.dry_run)
+                return _deploy(deploy_commands(args.port, args.bundle, args.config), args.dry_run)
             with tempfile.TemporaryDirectory(prefix="gridpact-fw-") as tmp:
                 bundle = build(args.board, Path(tmp) / "bundle")
-                return _run(deploy_commands(args.port, bundle.out, args.config), args.dry_run)
+                return _deploy(deploy_commands(args.port, bundle.out, args.config), args.dry_run)
         if args.cmd == "monitor":
             return _run([monitor_command(args.port)], args.dry_run)
         if args.cmd == "typecheck":

@@ -132,6 +132,21 @@ def build_vectors() -> dict[str, Any]:
         "record_hex": rec.hex(),
         "health": [{"args": a, "payload": payload.health(*a).decode()} for a in health_args],
         "discovery": discovery,
+        "discovery_units": [
+            {
+                "entry": list(e),
+                "payload": payload.discovery("gridpact", "node-01", "sdm630", "0.1.0", e).decode(),
+            }
+            for e in (("e_q_kvarh", "kvarh", 0, "Reactive energy"), ("phi1", "deg", 0, "Phase 1 angle"))
+        ],
+        "health_discovery": [
+            {
+                "index": i,
+                "topic": payload.discovery_topic("node-01", "health_" + item[0]),
+                "payload": payload.health_discovery("gridpact", "node-01", "sdm120", "0.1.0", item).decode(),
+            }
+            for i, item in enumerate(payload.HEALTH_HA)
+        ],
         "varlen": [[n, mqtt.varlen(n).hex()] for n in (0, 127, 128, 16383, 16384, 2097151, 2097152)],
         "mqtt": [
             {

@@ -79,6 +79,7 @@ class VirtualBoard:
         self._stopping = False
         self._wdt_thread: threading.Thread | None = None
         self._resetting = False
+        self._wdt_quit = threading.Event()  # wakes the watchdog watcher at once on stop
 
     # ------------------------------------------------------------------ life cycle
     def start(self, reset_cause: int = PWRON_RESET, timeout: float = 10.0) -> None:
@@ -95,6 +96,7 @@ class VirtualBoard:
         self.app = None
         self.crash = None
         self._stopping = False
+        self._wdt_quit = threading.Event()
         self._started.clear()
         self._thread = threading.Thread(target=self._run, name=f"vboard-{self.name}", daemon=True)
         self._thread.start()
@@ -113,6 +115,7 @@ class VirtualBoard:
         """Cut the power: the main task is cancelled, ports closed; flash (state_dir) stays."""
         thread, loop, task = self._thread, self._loop, self._task
         self._stopping = True
+        self._wdt_quit.set()
         if thread is None:
             return
         if loop is not None and task is not None and not loop.is_closed():
@@ -242,8 +245,12 @@ class VirtualBoard:
 
     def _watch_wdt(self) -> None:
         st = self._state
+        # on virtual time the board clock moves only inside advance_to, in jumps: a slower look is
+        # as good and costs a tenth (many boards in one process, each with its own watcher)
+        every_s = 0.5 if isinstance(self.clock, VirtualTime) else 0.05
         while st is not None and self.running and not self._stopping:
-            time.sleep(0.05)
+            if self._wdt_quit.wait(every_s):
+                return
             # expired in board time AND in real time: on an accelerated clock a host stall (amplified
             # by the rate) must not reset a healthy board; a hung one still resets
             late = st.wdt_timeout_ms is not None and (st.uptime() - st.wdt_fed) * 1000 > st.wdt_timeout_ms

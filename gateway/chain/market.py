@@ -91,6 +91,44 @@ def to_compact(signature: str) -> tuple[bytes, bytes]:
     return compact(v, r, s)
 
 
+class PreparedView:
+    """A view function whose selector and ABI types are worked out once, not on every call.
+
+    A settler asks about every open agreement every few seconds; building a web3 ContractFunction
+    per call recomputes the selector (keccak) and matches the ABI each time. `view(*args)` returns
+    an object with web3's `.call(tx)` shape, so `TxSender.call` (revert decoding) takes it as is.
+    """
+
+    def __init__(self, w3: Web3, address: str, abi: list[dict], name: str) -> None:
+        from eth_utils.abi import function_abi_to_4byte_selector, get_abi_input_types, get_abi_output_types
+
+        (fn,) = [e for e in abi if e.get("type") == "function" and e.get("name") == name]
+        self.w3, self.address, self.name = w3, address, name
+        self.selector = bytes(function_abi_to_4byte_selector(fn))  # type: ignore[arg-type]
+        self.inputs = list(get_abi_input_types(fn))  # type: ignore[arg-type]
+        self.outputs = list(get_abi_output_types(fn))  # type: ignore[arg-type]
+
+    def __call__(self, *args: Any) -> _BoundView:
+        from eth_abi.abi import encode
+
+        return _BoundView(self, self.selector + encode(self.inputs, list(args)))
+
+
+class _BoundView:
+    """One encoded call of a PreparedView; `.call(tx)` answers like web3's ContractFunction.call."""
+
+    def __init__(self, view: PreparedView, data: bytes) -> None:
+        self.view, self.data = view, data
+
+    def call(self, transaction: dict[str, Any] | None = None) -> Any:
+        from eth_abi.abi import decode
+
+        tx: Any = dict(transaction or {}) | {"to": self.view.address, "data": "0x" + self.data.hex()}
+        raw = self.view.w3.eth.call(tx)
+        out = decode(self.view.outputs, bytes(raw))
+        return out[0] if len(out) == 1 else list(out)
+
+
 class Market:
     """One Market deployment seen through this gateway's sender."""
 
@@ -100,6 +138,8 @@ class Market:
         self.sender = sender
         self.contract = w3.eth.contract(address=self.address, abi=sender.abi)
         self._domain: Domain | None = None
+        views = ("agreementOf", "slotOf", "balanceOf", "anchors")
+        self._views = {name: PreparedView(w3, self.address, sender.abi, name) for name in views}
 
     @property
     def me(self) -> str:
@@ -118,7 +158,7 @@ class Market:
 
     def agreement(self, terms: Terms) -> AgreementView:
         """What the chain holds for these terms (NONE when their (seller, nonce) slot holds something else)."""
-        raw = self.sender.call(self.contract.functions.agreementOf(terms.as_tuple()))
+        raw = self.sender.call(self._views["agreementOf"](terms.as_tuple()))
         return AgreementView(
             Status(int(raw[0])), int(raw[1]), bool(raw[2]), bool(raw[3]), int(raw[4]), int(raw[5])
         )
@@ -141,17 +181,19 @@ class Market:
 
     def slot_free(self, nonce: int, seller: str | None = None) -> bool:
         """Whether new terms of `seller` (default: us) may use `nonce` now (`slotOf(seller, nonce).free`)."""
-        raw = self.sender.call(self.contract.functions.slotOf(to_checksum_address(seller or self.me), nonce))
+        raw = self.sender.call(self._views["slotOf"](to_checksum_address(seller or self.me), nonce))
         return bool(raw[2])
 
     def is_participant(self, address: str) -> bool:
         return bool(self.sender.call(self.contract.functions.isParticipant(to_checksum_address(address))))
 
     def free_balance(self, address: str | None = None) -> int:
-        return int(self.sender.call(self.contract.functions.balanceOf(address or self.me)))
+        return int(self.sender.call(self._views["balanceOf"](to_checksum_address(address or self.me))))
 
     def anchored(self, hour_start: int, gateway: str | None = None) -> bytes:
-        return bytes(self.sender.call(self.contract.functions.anchors(gateway or self.me, hour_start)))
+        return bytes(
+            self.sender.call(self._views["anchors"](to_checksum_address(gateway or self.me), hour_start))
+        )
 
     def value(self, quantity_wh: int, unit_price: int) -> int:
         """Escrow of q Wh at p per kWh: q * p / 1000, floored (the contract's rule, computed locally)."""

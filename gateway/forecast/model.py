@@ -9,6 +9,7 @@ Pure numpy; missing steps (NaN) are skipped.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -41,6 +42,7 @@ class SeasonalSmoother:
     profile: np.ndarray = field(default_factory=lambda: np.zeros(0))
     residual: float = 0.0
     end: int = 0
+    observed: int = 0  # finite steps it was fitted on: 0 means its forecast is a guess of 0 W
 
     def fit(self, series: np.ndarray, start: int) -> SeasonalSmoother:
         n_slots = slots_per_day(self.step_s)
@@ -65,6 +67,7 @@ class SeasonalSmoother:
         last = int(np.flatnonzero(finite)[-1]) if finite.any() else -1
         self.residual = residual
         self.end = start + (last + 1) * self.step_s
+        self.observed = int(finite.sum())
         return self
 
     def predict(self, start: int, steps: int) -> np.ndarray:
@@ -150,3 +153,11 @@ class Forecaster:
             raise ValueError("steps must not be negative")
         aligned = start // step_s * step_s
         return self.model(step_s).predict(aligned, steps)
+
+    def next_step(self, start: int, step_s: int) -> float | None:
+        """The forecast for the step at `start`, or None when no history backs one."""
+        model = self.model(step_s)
+        if not model.observed:
+            return None
+        value = float(model.predict(start // step_s * step_s, 1)[0])
+        return value if math.isfinite(value) else None

@@ -22,7 +22,7 @@ from gateway.ingest.fastpath import FastPath
 from gateway.ingest.verifier import ReadingVerifier
 from gateway.ingest.wire import DEVICE_RE, Reading, Rejected
 from gateway.ops.logs import ErrorLatch, log_event
-from gateway.ops.metrics import Metrics
+from gateway.ops.metrics import Counter, Gauge, Metrics
 from gateway.storage import ReadingStore
 
 HEALTH_NUMBERS = ("boot", "up_s", "buf", "drop", "err", "mem")
@@ -60,6 +60,25 @@ def classify(topic: str, prefix: str) -> tuple[str, str]:
     return rest[1], rest[0]
 
 
+def _health_metrics(metrics: Metrics) -> dict[str, Counter | Gauge]:
+    """One metric per quantity of the node's health report, in base units (it once was one gauge
+    `meter_health{field}` mixing seconds, bytes and counts)."""
+    return {
+        "boot": metrics.counter(
+            "meter_node_boots_total", "boots of the meter node since it was flashed", ("dev",)
+        ),
+        "drop": metrics.counter(
+            "meter_node_dropped_readings_total", "readings the node dropped from its full buffer", ("dev",)
+        ),
+        "err": metrics.counter("meter_node_errors_total", "errors the meter node counted", ("dev",)),
+        "up_s": metrics.gauge("meter_node_uptime_seconds", "seconds since the meter node booted", ("dev",)),
+        "buf": metrics.gauge(
+            "meter_node_buffered_readings", "readings waiting in the node's buffer", ("dev",)
+        ),
+        "mem": metrics.gauge("meter_node_free_memory_bytes", "free heap on the meter node", ("dev",)),
+    }
+
+
 class IngestHandler:
     """Verification, storage and counting for every message from the meter broker."""
 
@@ -84,7 +103,8 @@ class IngestHandler:
             "meter_last_reading_timestamp_seconds", "ts of the newest reading", ("dev",)
         )
         self.last_seq = metrics.gauge("meter_last_seq", "last accepted sequence number", ("dev",))
-        self.health = metrics.gauge("meter_health", "the node's health report", ("dev", "field"))
+        self.arrived: dict[str, float] = {}  # dev -> gateway time its newest reading was accepted
+        self._health_sinks = _health_metrics(metrics)
         self.health_info = metrics.gauge(
             "meter_health_info", "reset cause and firmware", ("dev", "reset", "fw")
         )
@@ -159,7 +179,11 @@ class IngestHandler:
                 raise Rejected("malformed", f"health field {name!r} must be a short string")
         for name in HEALTH_NUMBERS:
             if name in report:
-                self.health.set(float(report[name]), dev=dev, field=name)
+                family = self._health_sinks[name]
+                if isinstance(family, Counter):
+                    family.mirror(max(float(report[name]), 0.0), dev=dev)
+                else:
+                    family.set(float(report[name]), dev=dev)
         info = self.health_info.values
         for key in [k for k in info if k[0] == dev]:  # one series per device, whatever it sends
             del info[key]
@@ -171,6 +195,7 @@ class IngestHandler:
             self.store.commit_soon()  # written by the store's writer thread; reads wait for it
             self.pending = 0
         if self.newest is not None:
+            self.arrived[self.newest.dev] = self.now()
             self.last_ts.set(self.newest.ts, dev=self.newest.dev)
             self.last_seq.set(self.newest.seq, dev=self.newest.dev)
 

@@ -34,6 +34,7 @@ from gateway.trading.transport import Transport
 
 log = logging.getLogger("gridpact.gateway.trading")
 HOUR = 3600
+BALANCE_EVERY_S = 60.0
 
 
 @dataclass
@@ -120,9 +121,16 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
 
     async def balance() -> int | None:
         try:
-            return await runner.once(market.free_balance)
+            value = await runner.once(market.free_balance)
         except ChainError:
             return None
+        journal.set("free_balance", str(value))  # for Home Assistant (gateway/ops/hass.py)
+        return value
+
+    async def balance_loop() -> None:
+        while True:
+            await balance()
+            await clock.sleep(BALANCE_EVERY_S)
 
     async def posted_tariffs() -> Tariffs | None:
         try:
@@ -178,6 +186,7 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
             tg.create_task(
                 roster_loop(roster, runner, clock, cfg.community.roster_refresh_s), name="trading.roster"
             )
+            tg.create_task(balance_loop(), name="trading.balance")
             if cfg.chain.anchor:
                 tg.create_task(anchor_loop(anchorer, journal, deps.store, runner, clock, cfg.chain.anchor_delay_s),
                                name="trading.anchor")  # fmt: skip

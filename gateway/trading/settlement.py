@@ -80,6 +80,8 @@ class Settler:
         """Take the next step for one agreement; returns its journal state afterwards."""
         terms = terms_from_dict(rec.terms)
         view = self.market.agreement(terms)
+        if view.status is Status.DISPUTED and rec.note != "disputed":  # shown as an open dispute
+            self.journal.set_agreement_state(rec.id, rec.state, note="disputed")
         if view.status in FINAL:
             return self._close(rec, view.status)
         if view.status is Status.NONE and rec.state in ("submitted", "reported"):

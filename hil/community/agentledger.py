@@ -83,6 +83,7 @@ def replay(
     for ag in agreements:
         trade = Trade(ag.seller, ag.buyer, ag.wh, ag.price, 0)
         aid = ledger.agree(trade)
+        ledger.disputes += ag.disputed
         if ag.delivered is not None:
             to_seller, refund = ledger.settle(aid, ag.delivered)
             if (to_seller, refund) != (ag.paid, ag.refund):
@@ -99,8 +100,14 @@ def replay(
     return ledger, settled, problems
 
 
-def apply_to_result(r: EngineResult, ledger: Ledger, settled: list[SettledTrade]) -> None:
-    """Replace the (empty) engine market's figures by the gateways' trades."""
+def apply_to_result(
+    r: EngineResult,
+    ledger: Ledger,
+    settled: list[SettledTrade],
+    hourly_balances: list[list[int]] | None = None,
+) -> None:
+    """Replace the (empty) engine market's figures by the gateways' trades (`hourly_balances`: each
+    household's free balance at the end of each hour, as the chain's events had it then)."""
     n, hours = r.grid_imp.shape
     bought, sold = np.zeros((n, hours)), np.zeros((n, hours))
     for st in settled:
@@ -111,7 +118,10 @@ def apply_to_result(r: EngineResult, ledger: Ledger, settled: list[SettledTrade]
     r.grid_imp = np.clip(r.batt_imp - bought, 0, None)
     r.p2p_bought, r.p2p_sold = bought, sold
     r.ledger, r.settled = ledger, settled
-    r.balance = np.repeat(np.array(ledger.balance, dtype=np.float64)[:, None], hours, axis=1)
+    if hourly_balances is not None and len(hourly_balances) == hours:  # the chain's balances, hour by hour
+        r.balance = np.array(hourly_balances, dtype=np.float64).T
+    else:
+        r.balance = np.repeat(np.array(ledger.balance, dtype=np.float64)[:, None], hours, axis=1)
     r.conserved_every_hour = ledger.conserved()
 
 

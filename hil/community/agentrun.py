@@ -44,6 +44,23 @@ def gateway_events(world: AgentWorld) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+def work_done(world: AgentWorld) -> dict[str, int]:
+    """What the run carried: readings taken, peer messages accepted, transactions sent (all senders)."""
+    assert world.chain is not None
+    peer = 0
+    for gw in world.gateways:
+        for line in gw.metrics.render().splitlines():
+            if line.startswith("gridpact_peer_messages_accepted_total"):
+                peer += int(float(line.rsplit(" ", 1)[1]))
+    w3 = world.chain.w3
+    senders = [*world.chain.addresses, world.chain.community.account.address]
+    return {
+        "readings": sum(world.taken()[0]),
+        "peer_messages": peer,
+        "transactions": sum(int(w3.eth.get_transaction_count(a)) for a in senders),
+    }
+
+
 def check_chain(world: AgentWorld, result: EngineResult, still_open: int) -> None:
     """Chain events -> ledger -> report; per household reconciliation, conservation, refunds."""
     assert world.chain is not None
@@ -58,7 +75,7 @@ def check_chain(world: AgentWorld, result: EngineResult, still_open: int) -> Non
     ledger, settled, disagreements = replay(
         agreements, len(world.specs), int(cfg.start_tokens) * unit, unit, hour_of
     )
-    apply_to_result(result, ledger, settled)
+    apply_to_result(result, ledger, settled, world.hourly_balances)
     world.problems.extend(disagreements)
     market = world.chain.market
     balances = [int(market.functions.balanceOf(a).call()) for a in world.chain.addresses]
@@ -85,6 +102,19 @@ def check_chain(world: AgentWorld, result: EngineResult, still_open: int) -> Non
         world.problems.append("the chain disagrees with the replayed ledger")
     if not refunded:
         world.problems.append("an under-delivered agreement was not refunded")
+
+
+def live_progress(
+    world: AgentWorld, progress: Callable[[int, int, Ledger], None] | None
+) -> Callable[[int, int, Ledger], None] | None:
+    """The progress callback fed the chain's state (the engine's own market is empty here)."""
+    if progress is None:
+        return None
+
+    def report(done: int, total: int, ledger: Ledger) -> None:
+        progress(done, total, world.live_ledger if world.live_ledger is not None else ledger)
+
+    return report
 
 
 def run_agents(
@@ -118,11 +148,14 @@ def run_agents(
             world = AgentWorld(cfg, specs, opts, w3, url)
             try:
                 world.start_agents()
-                result = run_engine(cfg, no_engine_trades, progress=progress, world=world)
+                result = run_engine(
+                    cfg, no_engine_trades, progress=live_progress(world, progress), world=world
+                )
                 still_open = world.finish()
                 world.verify_readings()
                 check_chain(world, result, still_open)
                 events = gateway_events(world)
+                throughput = work_done(world)
             finally:
                 world.close()
     finally:
@@ -145,6 +178,7 @@ def run_agents(
     summary["checks"] = world.checks + [f"PROBLEM: {p}" for p in world.problems]
     summary["events"] = world.events
     summary["gateway_events"] = events
+    summary["work"] = throughput
     summary["community"]["token_conservation"] = bool(
         summary["community"]["token_conservation"] and not world.problems
     )

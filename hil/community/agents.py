@@ -117,6 +117,8 @@ class AgentWorld(FullStackWorld):
         self.fine_wall_s = FINE_WALL_S
         self._timeouts_seen = 0
         self._agreed_seen = 0
+        self.live_ledger: Any = None  # the chain's events replayed after each hour (progress line)
+        self.hourly_balances: list[list[int]] = []
 
     # ------------------------------------------------------------ the gateways' trading tasks
 
@@ -266,8 +268,23 @@ class AgentWorld(FullStackWorld):
         self._drain(20)
         self._adapt_pace()
         self.resolve()
+        self.hourly_balances.append(list(self.replay_chain().balance))
         if self.agent_errors:
             raise RuntimeError(f"a gateway's trading stopped: {self.agent_errors[0]}")
+
+    def replay_chain(self) -> Any:
+        """The Market's events so far through the Ledger: trades, settlements, refunds, disputes and
+        tokens in escrow as they stand now (kept as `live_ledger` for the progress line)."""
+        from hil.community.agentledger import read_agreements, replay
+
+        assert self.chain is not None
+        unit = 10**self.cfg.decimals
+        agreements = read_agreements(self.chain.market, self.chain.addresses)
+        ledger, _, _ = replay(
+            agreements, len(self.specs), int(self.cfg.start_tokens) * unit, unit, lambda ag: 0
+        )
+        self.live_ledger = ledger
+        return ledger
 
     def resolve(self) -> None:
         """The simulator is the community: it resolves the disputes the gateways' reports opened."""

@@ -8,10 +8,19 @@ households' gateway ingest and the market contract, each layer reported as it ra
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import logging
+import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from hil.community.engine import EngineConfig, PvTrip
@@ -30,7 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("simulate-out"), help="report folder")
     p.add_argument("--engine-only", action="store_true", help="no MQTT, no chain: strategies at scale")
     p.add_argument("--faults", action="store_true", help="inject meter outages, a broker restart, a PV trip")
-    p.add_argument("--broker", help="mqtt://HOST:PORT of an existing broker (default: embedded amqtt)")
+    p.add_argument(
+        "--broker",
+        help="mqtt://HOST:PORT of an existing broker, or `mosquitto` to start one for the run "
+        "(default: embedded amqtt)",
+    )
     p.add_argument("--chain", help="http://HOST:PORT of an Ethereum node (default: in-process py-evm)")
     p.add_argument(
         "--strategy", default="auto", help="auto (the negotiation engine if present) | engine | concession"
@@ -48,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="meter nodes: firmware (the real firmware on a virtual-time board; default) | standin (reference encoder)",
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show the libraries' and agents' logs (always in OUT/simulate.log)",
+    )
     p.add_argument("--json", action="store_true", help="print the community summary as JSON")
     return p
 
@@ -90,15 +108,31 @@ def busiest_seller_trip(cfg: EngineConfig, strategy: Any, default: PvTrip) -> Pv
 
 
 class Progress:
-    """A one-line progress display on stderr (redrawn on a terminal, every 10 % otherwise)."""
+    """A one-line progress display on stderr (redrawn on a terminal, every 10 % otherwise).
+
+    It also keeps each hour's figures, which are what a partial report shows after a stop.
+    """
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
         self.t0 = time.perf_counter()
         self._last = -1
+        self.total = 0
+        self.hours: list[dict[str, Any]] = []
 
     def __call__(self, done: int, total: int, ledger: Ledger) -> None:
+        self.total = total
+        self.hours.append(
+            {
+                "hour": done,
+                "settled": ledger.settled,
+                "refunds": ledger.refunds,
+                "tokens_in_escrow": ledger.escrowed() / ledger.unit,
+                "balances": [b / ledger.unit for b in ledger.balance],
+                "wall_s": round(time.perf_counter() - self.t0, 3),
+            }
+        )
         if self.quiet:
             return
         pct = 100 * done // total
@@ -112,6 +146,104 @@ class Progress:
         elif pct // 10 != self._last or done == total:
             self._last = pct // 10
             print(line, file=sys.stderr, flush=True)
+
+
+LOG_NAME = "simulate.log"
+
+
+@contextmanager
+def run_logging(out: Path, verbose: bool) -> Iterator[Path]:
+    """Every library's and agent's log lines go to OUT/simulate.log; to stderr too with --verbose.
+
+    A normal run then shows only its progress and summary: a broker connection reset or an
+    agent's retry is recorded for whoever looks, not shown to a newcomer who cannot act on it.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOG_NAME
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = [logging.FileHandler(path, mode="w", encoding="utf-8")]
+    if verbose:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, threading.excepthook)
+    for h in handlers:
+        h.setFormatter(fmt)
+    root.handlers[:] = handlers
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    log = logging.getLogger("gridpact.simulate")
+
+    def thread_crash(info: threading.ExceptHookArgs) -> None:
+        name = info.thread.name if info.thread is not None else "?"
+        exc = (info.exc_type, info.exc_value, info.exc_traceback)
+        log.error("thread %s ended with an exception", name, exc_info=exc)  # type: ignore[arg-type]
+
+    threading.excepthook = thread_crash
+    try:
+        yield path
+    finally:
+        gc.collect()  # asyncio logs never-retrieved futures when they are collected: into the file too
+        for h in handlers:
+            h.close()
+        root.handlers[:], root.level, threading.excepthook = saved
+        logging.captureWarnings(False)
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM: raised in the main thread so every `finally` stops what it started."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@dataclass
+class StopGuard:
+    """Turns SIGINT/SIGTERM into `Stopped` and guarantees the process is gone within `deadline_s`.
+
+    The main thread cleans up (services stopped, partial report written) and exits 128 + signal;
+    if that has not happened by the deadline, a watchdog writes the partial report itself and
+    ends the process. Services started for the run die with it (hil.services: parent-death signal).
+    """
+
+    on_deadline: Any  # () -> None: write what there is; called at most once
+    deadline_s: float = 1.3
+    signum: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _finished: bool = False
+    report_written: bool = False
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum:  # a second signal while stopping: the watchdog already has a deadline
+            return
+        self.signum = signum
+        threading.Thread(target=self._watchdog, name="stop-watchdog", daemon=True).start()
+        raise Stopped(signum)
+
+    def _watchdog(self) -> None:
+        time.sleep(self.deadline_s)
+        self.finish()
+        print(
+            f"gridpact simulate: clean-up still running {self.deadline_s} s after the signal; exiting now "
+            "(the services started for the run end with this process)",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(128 + self.signum)
+
+    def finish(self) -> bool:
+        """Run `on_deadline` once (main thread or watchdog, whichever comes first)."""
+        with self._lock:
+            if self._finished:
+                return False
+            self._finished = True
+        if not self.report_written:
+            self.on_deadline()
+        return True
 
 
 def print_summary(summary: dict[str, Any], paths: dict[str, Path]) -> None:
@@ -137,6 +269,53 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         print(f"gridpact simulate: {exc}", file=sys.stderr)
         return 2
+    progress = Progress(args.quiet)
+    started = time.perf_counter()
+
+    def write_partial() -> None:
+        from hil.community.report import write_partial_report
+
+        name = signal.Signals(guard.signum).name if guard.signum else "?"
+        paths = write_partial_report(
+            args.out,
+            progress.hours,
+            progress.total or cfg.hours,
+            name,
+            time.perf_counter() - started,
+            vars(args),
+            [spec.name for spec in make_community(cfg.households, cfg.seed)],
+        )
+        print(
+            f"\ngridpact simulate: stopped by {name}; partial report {paths['html']}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    guard = StopGuard(write_partial)
+    stopped = False
+    try:
+        guard.install()
+        with run_logging(args.out, args.verbose) as log_path:
+            code = run(args, cfg, progress)
+            guard.report_written = True  # a signal from here on must not replace it by a partial one
+    except KeyboardInterrupt:  # Stopped, or a library's own KeyboardInterrupt after our SIGINT
+        guard.signum = guard.signum or signal.SIGINT
+        guard.finish()
+        stopped = True
+    if stopped:
+        # Everything this run started is stopped and the partial report written. Interpreter
+        # shutdown would still join library worker threads (seconds on a loaded machine, past
+        # the 2 s promise, and beyond the watchdog's reach): leave now instead.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + guard.signum)
+    if not args.quiet:
+        print(f"logs: {log_path}" + ("" if args.verbose else " (--verbose shows them)"))
+    return code
+
+
+def run(args: argparse.Namespace, cfg: EngineConfig, progress: Progress) -> int:
+    """The run itself, once the config is valid: returns the command's exit status."""
     from hil.community.report import write_report
     from hil.community.strategies import pick
 
@@ -146,7 +325,6 @@ def main(argv: list[str]) -> int:
         print(f"gridpact simulate: {exc}", file=sys.stderr)
         return 2
 
-    progress = Progress(args.quiet)
     if args.agents is None:
         # The gateways' own agents are the default; fault injection (broker restart, PV trip)
         # is wired for the in-process negotiation only, so --faults falls back to it.
@@ -170,9 +348,12 @@ def main(argv: list[str]) -> int:
         summary["checks"] = [f"token conservation every hour: {result.conserved_every_hour}"]
     else:
         from hil.community.fullstack import FullStackOptions, run_fullstack
+        from hil.services import MosquittoBroker
 
+        mosquitto = MosquittoBroker() if args.broker == "mosquitto" else None
+        broker_url = mosquitto.start().url if mosquitto is not None else args.broker
         opts = FullStackOptions(
-            broker_url=args.broker, chain_url=args.chain, faults=args.faults, nodes=args.nodes
+            broker_url=broker_url, chain_url=args.chain, faults=args.faults, nodes=args.nodes
         )
         try:
             if args.agents == "gateway":
@@ -185,6 +366,9 @@ def main(argv: list[str]) -> int:
         except ValueError as exc:
             print(f"gridpact simulate: {exc}", file=sys.stderr)
             return 2
+        finally:
+            if mosquitto is not None:
+                mosquitto.close()
     paths = write_report(result, summary, args.out)
     if args.json:
         print(json.dumps(summary["community"], indent=1))

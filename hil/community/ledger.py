@@ -30,6 +30,7 @@ class Ledger:
     escrow: dict[int, tuple[Trade, int]] = field(default_factory=dict)
     settled: int = 0
     refunds: int = 0
+    disputes: int = 0  # agreements whose two reports disagreed (the chain's DisputeOpened)
     _next: int = 0
 
     def __post_init__(self) -> None:
@@ -81,6 +82,11 @@ class Ledger:
         self.settled += 1
         self.refunds += refund > 0
         return to_seller, refund
+
+    @property
+    def agreements(self) -> int:
+        """Agreements made so far (open, settled or refunded)."""
+        return self._next
 
     def escrowed(self) -> int:
         return sum(amount for _, amount in self.escrow.values())

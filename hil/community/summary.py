@@ -117,3 +117,51 @@ def summarize(r: EngineResult, layers: dict[str, str] | None = None) -> dict[str
         "community": community,
         "households": rows,
     }
+
+
+def token_path(r: EngineResult) -> np.ndarray:
+    """Each household's tokens (free balance plus its own escrow) at the start and after each hour.
+
+    Rebuilt from the settled trades, hour by hour: a seller gains what it was paid, a buyer loses
+    what it paid (the refund stays its own). The engine's end-of-hour balance is not used because
+    after `--agents gateway` it is the final balance repeated (the trades are read back from the
+    chain at the end), which drew flat lines.
+    """
+    n, hours = len(r.specs), r.config.hours
+    unit = r.ledger.unit
+    delta = np.zeros((n, hours + 1))
+    for st in r.settled:
+        h = min(max(st.hour, 0), hours - 1) + 1
+        delta[st.trade.seller, h] += st.to_seller / unit
+        delta[st.trade.buyer, h] -= st.to_seller / unit
+    start = r.ledger.minted / unit / max(n, 1)
+    return start + np.cumsum(delta, axis=1)
+
+
+def clock(t0: int, t: int) -> str:
+    """A run-relative time for people: `h05:20` is 5 h 20 min into the run."""
+    s = max(0, int(t) - int(t0))
+    return f"h{s // 3600:02d}:{s % 3600 // 60:02d}"
+
+
+def timeline(r: EngineResult, recorded: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What happened, in time order: the run's recorded events (faults, disputes), PV trips,
+    and every settlement that refunded a buyer because the seller under-delivered."""
+    t0, unit, names = r.config.t0, r.ledger.unit, [s.name for s in r.specs]
+    out = [dict(e) for e in recorded]
+    for trip in r.config.pv_trips:
+        out.append(
+            {"t": t0 + 3600 * trip.start_hour, "event": "PV trip",
+             "detail": f"{names[trip.household]}'s inverter off until hour {trip.end_hour}"}
+        )  # fmt: skip
+    for st in r.settled:
+        if st.refund <= 0:
+            continue
+        tr = st.trade
+        out.append(
+            {"t": t0 + 3600 * st.hour, "event": "refund",
+             "detail": f"{names[tr.seller]} delivered {st.delivered_wh} of {tr.wh} Wh to {names[tr.buyer]}; "
+             f"{st.refund / unit:.4f} tokens back to the buyer"}
+        )  # fmt: skip
+    out.sort(key=lambda e: (int(e.get("t", 0)), str(e.get("event", ""))))
+    return [{"time": clock(t0, int(e.get("t", t0))), **e} for e in out]

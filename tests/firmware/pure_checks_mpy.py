@@ -108,6 +108,14 @@ for vec in V["discovery"]:
     check(payload.discovery_topic(vec["dev"], entry[0]) == vec["topic"], "discovery topic")
     out = payload.discovery(vec["prefix"], vec["dev"], vec["model"], vec["fw"], entry)
     check(out == vec["payload"].encode(), "discovery %s" % out)
+for vec in V["discovery_units"]:
+    out = payload.discovery("gridpact", "node-01", "sdm630", "0.1.0", tuple(vec["entry"]))
+    check(out == vec["payload"].encode(), "discovery %s" % out)
+for vec in V["health_discovery"]:
+    item = payload.HEALTH_HA[vec["index"]]
+    check(payload.discovery_topic("node-01", "health_" + item[0]) == vec["topic"], "health topic")
+    out = payload.health_discovery("gridpact", "node-01", "sdm120", "0.1.0", item)
+    check(out == vec["payload"].encode(), "health discovery %s" % out)
 
 # --- ring buffer records
 rec = bytearray(ringbuf.REC)

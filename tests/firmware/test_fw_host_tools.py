@@ -68,15 +68,14 @@ def test_deploy_dry_run_builds_the_mpremote_session(
     rc = cli.main(["deploy", "--port", "/dev/ttyUSB9", "--board", "esp32", "--config", str(EXAMPLE),
                    "--bundle", str(bundle.out), "--dry-run"])  # fmt: skip
     assert rc == 0
-    cmd = cli.deploy_commands("/dev/ttyUSB9", bundle.out, EXAMPLE)[0]
-    assert cmd[2:6] == ["mpremote", "connect", "/dev/ttyUSB9", "exec"]
-    assert "'app.py'" in cmd[6] and "'main.py'" not in cmd[6]
-    cp = cmd.index("cp")
-    copied = cmd[cp + 1 : cmd.index(":")]
+    stage, swap = cli.deploy_commands("/dev/ttyUSB9", bundle.out, EXAMPLE)
+    assert stage[2:6] == ["mpremote", "connect", "/dev/ttyUSB9", "exec"]
+    cp = stage.index("cp")
+    copied = stage[cp + 1 : stage.index(f":{cli.STAGING}/")]
     assert sorted(Path(c).name for c in copied) == sorted(p.name for p in bundle.files)
-    assert cmd[-5:] == [str(EXAMPLE), ":config.json", "+", "reset"][-5:] or cmd[-4:] == [
-        str(EXAMPLE), ":config.json", "+", "reset",
-    ]  # fmt: skip
+    assert stage[-2:] == [str(EXAMPLE), f":{cli.STAGING}/config.json"]
+    assert swap[2:6] == ["mpremote", "connect", "/dev/ttyUSB9", "exec"] and swap[-2:] == ["+", "reset"]
+    assert "'app.py'" in swap[6] and "'main.py'" not in swap[6].split("for n in")[-1]
     assert "mpremote connect /dev/ttyUSB9 exec" in capsys.readouterr().out
 
 

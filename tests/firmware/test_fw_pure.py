@@ -60,3 +60,23 @@ def test_ring_buffer_under_cpython(tmp_path: Path, capsys) -> None:
         f"ROOT = {str(tmp_path) + '/'!r}\n" + RING_SCRIPT.read_text(), str(RING_SCRIPT)
     )
     assert "RING OK" in capsys.readouterr().out
+
+
+def test_discovery_vectors_mean_what_home_assistant_2024_1_on_accepts() -> None:
+    """Independent of the firmware's code: no reactive_energy class (rejected by Home Assistant 2025.4),
+    the degree sign for angles, and every health value a diagnostic entity on the health topic."""
+    vectors = json.loads(VECTORS_PATH.read_text())
+    classes = {"voltage", "current", "power", "apparent_power", "reactive_power", "frequency", "energy",
+               "power_factor", "duration", "data_size"}  # fmt: skip
+    units = {json.loads(v["payload"]).get("unit_of_measurement") for v in vectors["discovery_units"]}
+    assert units == {"kvarh", "\u00b0"}
+    health = [json.loads(v["payload"]) for v in vectors["health_discovery"]]
+    assert {h["unique_id"] for h in health} == {
+        f"gridpact_node-01_health_{k}" for k in ("up_s", "boot", "buf", "drop", "err", "mem", "reset")
+    }
+    for h in health:
+        assert h["entity_category"] == "diagnostic" and h["state_topic"] == "gridpact/meter/node-01/health"
+    for v in vectors["discovery"] + vectors["discovery_units"] + vectors["health_discovery"]:
+        cfg = json.loads(v["payload"])
+        assert cfg.get("device_class", "energy") in classes, cfg
+        assert v["payload"].isascii()

@@ -105,7 +105,9 @@ def test_ingest_verifies_counts_and_stores(
     samples = metrics_text(gw.runtime.cfg.metrics.port)
     assert samples['gridpact_ingest_rejected_total{kind="reading",reason="forged"}'] == 2
     assert samples['gridpact_meter_online{dev="node-01"}'] == 1
-    assert samples['gridpact_meter_health{dev="node-01",field="mem"}'] == 41000
+    assert samples['gridpact_meter_node_free_memory_bytes{dev="node-01"}'] == 41000
+    assert samples['gridpact_meter_node_boots_total{dev="node-01"}'] == 3
+    assert samples['gridpact_meter_node_uptime_seconds{dev="node-01"}'] == 99
     assert samples["gridpact_meter_broker_connected"] == 1
 
 

@@ -14,6 +14,7 @@ import functools
 import os
 import platform
 import pwd
+import queue
 import shutil
 import signal
 import socket
@@ -24,6 +25,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,19 +79,61 @@ def _die_with_parent(parent: int) -> None:
     """In the child before exec: SIGKILL it when the thread that started it dies.
 
     So a service never outlives its owner, even one killed with SIGKILL (no clean-up runs then).
-    The signal follows the starting *thread*: start services from a thread that lives as long
-    as they should (the main thread, a fixture). If the owner died before this ran, exit now.
+    The signal follows the forking *thread*, so `spawn` forks from the main thread or from one
+    daemon thread that lives as long as the process. If the owner died before this ran, exit now.
     """
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
         os._exit(1)
 
 
+_SpawnJob = tuple[list[str], dict[str, Any], "Future[subprocess.Popen]"]
+
+
+class _Forker:
+    """The one long-lived thread that forks services for callers on short-lived threads.
+
+    A service started from a worker thread (`asyncio.to_thread`, an executor) would otherwise be
+    killed by its parent-death signal the moment that worker thread ends.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[_SpawnJob] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def popen(self, args: list[str], kwargs: dict[str, Any]) -> subprocess.Popen:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="service-forker", daemon=True)
+                self._thread.start()
+        done: Future[subprocess.Popen] = Future()
+        self._jobs.put((args, kwargs, done))
+        return done.result()
+
+    def _run(self) -> None:
+        while True:
+            args, kwargs, done = self._jobs.get()
+            try:
+                done.set_result(_popen_dying_with_us(args, kwargs))
+            except BaseException as exc:  # handed to the caller, who raises it
+                done.set_exception(exc)
+
+
+def _popen_dying_with_us(args: list[str], kwargs: dict[str, Any]) -> subprocess.Popen:
+    return subprocess.Popen(args, preexec_fn=functools.partial(_die_with_parent, os.getpid()), **kwargs)
+
+
+_FORKER = _Forker()
+
+
 def spawn(args: list[str], **kwargs: Any) -> subprocess.Popen:
     """`subprocess.Popen` for a service: it dies with this process (parent-death signal, Linux)."""
     if sys.platform != "linux":  # no prctl: the owner's clean-up is all there is
         return subprocess.Popen(args, **kwargs)
-    return subprocess.Popen(args, preexec_fn=functools.partial(_die_with_parent, os.getpid()), **kwargs)
+    if threading.current_thread() is threading.main_thread():
+        return _popen_dying_with_us(args, kwargs)
+    return _FORKER.popen(args, kwargs)
 
 
 def _stop(proc: subprocess.Popen) -> None:

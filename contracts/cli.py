@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _private_key(args: argparse.Namespace) -> str:
     if args.dev_key is not None:
-        from hil.services import DEV_PRIVATE_KEYS
+        from contracts.devchain import DEV_PRIVATE_KEYS
 
         if not 0 <= args.dev_key < len(DEV_PRIVATE_KEYS):
             raise ValueError(f"--dev-key must be 0..{len(DEV_PRIVATE_KEYS) - 1}")
@@ -55,7 +55,7 @@ def _private_key(args: argparse.Namespace) -> str:
 
 def _web3(rpc: str):  # -> web3.Web3
     if rpc == "inprocess":
-        from hil.services import in_process_web3
+        from contracts.devchain import in_process_web3
 
         return in_process_web3()
     from web3 import Web3

@@ -14,7 +14,7 @@ from eth_utils.crypto import keccak
 
 from contracts.chain import Sender
 from contracts.deploy import contracts_at, deploy_all
-from contracts.eip712 import (
+from gridpact.core.eip712 import (
     NO_SIG,
     Domain,
     Loan,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gateway.errors import ConfigError
 
-OWN = ("run", "check-config", "install-service", "status", "keygen", "forecast-eval")
+OWN = ("run", "check-config", "install-service", "status", "keygen")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,13 +48,6 @@ def _parser() -> argparse.ArgumentParser:
     kg = sub.add_parser("keygen", help="write a new random meter HMAC key (hex) to a file, mode 0600")
     kg.add_argument("--out", required=True, type=Path)
     kg.add_argument("--bytes", type=int, default=32)
-    fe = sub.add_parser("forecast-eval", help="forecast MAE/RMSE on held-out meter_sim household days")
-    fe.add_argument("--profile", default="household:seed=7,pv_kwp=5,battery_kwh=7")
-    fe.add_argument("--days", type=int, default=35)
-    fe.add_argument("--test-days", type=int, default=7)
-    fe.add_argument("--step", type=int, default=900)
-    fe.add_argument("--horizon", type=int, default=96, help="steps ahead")
-    fe.add_argument("--start", type=int, default=1767225600)
     return p
 
 
@@ -140,18 +133,6 @@ def _keygen(out: Path, nbytes: int) -> int:
     return 0
 
 
-def _forecast_eval(args: argparse.Namespace) -> int:
-    from gateway.forecast.evaluate import evaluate, household_series
-
-    series = household_series(args.profile, args.start, args.days, args.step)
-    print(
-        f"profile={args.profile} days={args.days} test_days={args.test_days} step_s={args.step} horizon={args.horizon}"
-    )
-    for score in evaluate(series, args.start, args.step, args.test_days, args.horizon):
-        print(f"{score.name:<15} MAE={score.mae_w:8.1f} W  RMSE={score.rmse_w:8.1f} W")
-    return 0
-
-
 def main(argv: list[str]) -> int:
     if argv and not argv[0].startswith("-") and argv[0] not in OWN:
         try:
@@ -170,9 +151,7 @@ def main(argv: list[str]) -> int:
             return _install(args)
         if args.cmd == "status":
             return _status(args.config)
-        if args.cmd == "keygen":
-            return _keygen(args.out, args.bytes)
-        return _forecast_eval(args)
+        return _keygen(args.out, args.bytes)
     except ConfigError as exc:
         print(f"gridpact gateway: {exc}", file=sys.stderr)
         return 2

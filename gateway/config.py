@@ -346,3 +346,16 @@ def load_config(path: Path | str, env: dict[str, str] | None = None) -> GatewayC
         raise ConfigError("<file>", f"{path} is not valid TOML: {exc}") from None
     cfg = parse_config(doc, path.resolve().parent, env)
     return GatewayConfig(**{**cfg.__dict__, "path": path.resolve()})
+
+
+@dataclass(frozen=True)
+class BrokerParams:
+    """Where and how to reach an MQTT broker (the meter's, the community's, Home Assistant's)."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    tls: bool = False
+    identifier: str | None = None

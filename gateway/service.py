@@ -16,16 +16,16 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.clock import Clock, SystemClock
-from gateway.config import GatewayConfig, read_hmac_key, read_secret
+from gateway.config import BrokerParams, GatewayConfig, read_hmac_key, read_secret
 from gateway.forecast import Forecaster
-from gateway.ingest.mqtt import BrokerParams, IngestHandler, run_ingest
+from gateway.ingest.mqtt import IngestHandler, run_ingest
 from gateway.ingest.verifier import ReadingVerifier
 from gateway.ops.hass import HassNames, JournalSource, run_hass
 from gateway.ops.logs import ErrorLatch, log_event
 from gateway.ops.metrics import Metrics, start_metrics_server
 from gateway.ops.notify import Notifier, watchdog_loop
 from gateway.storage import ReadingStore
+from gridpact.core.clock import Clock, SystemClock
 
 HOUSEKEEPING_S = 60.0
 PRUNE_EVERY_S = 3600.0

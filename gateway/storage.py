@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.ingest.energy import (
+from gridpact.core.energy import (
     DEFAULT_ROLLOVER_WH,
     EnergyDelta,
     Steps,
@@ -24,7 +24,7 @@ from gateway.ingest.energy import (
     net_power,
     window_energy,
 )
-from gateway.ingest.wire import COUNTER_RESET, Reading
+from gridpact.core.wire import COUNTER_RESET, Reading
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (

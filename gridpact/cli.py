@@ -19,7 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "contracts": ("contracts.cli", "compile and deploy the token and market contracts"),
     "negotiate": ("gateway.negotiation.cli", "run negotiations, train and evaluate strategies"),
     "hil": ("hil.cli", "run the hardware-in-the-loop suite on a real or virtual board"),
-    "bench": ("gridpact.bench", "measure speed and memory of each component"),
+    "bench": ("benches", "measure speed and memory of each component"),
 }
 
 

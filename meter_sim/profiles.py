@@ -345,3 +345,10 @@ class Household:
             twin.battery_w = 0.0
         load, pv, batt = twin.step_times(np.arange(n, dtype=np.float64) * step_s + t0_unix)
         return load - pv - batt
+
+
+def household_series(spec: str, start: int, days: int, step_s: int, sub_s: int = 60) -> np.ndarray:
+    """Mean grid power per `step_s` step of a household spec (sampled every `sub_s`): forecast studies' input."""
+    per = step_s // sub_s
+    grid = Household.from_spec(spec).grid_series(float(start), days * 86400 // sub_s, float(sub_s))
+    return np.asarray(grid, dtype=np.float64).reshape(-1, per).mean(axis=1)

@@ -3,7 +3,7 @@
 Views answer what the chain says about an agreement, an anchor or a participant; every state
 change goes through `TxSender.send` with an idempotency key, so a restart re-sends the same
 transaction instead of a new one. Terms are signed as EIP-712 typed data with the gateway key
-(`contracts.eip712`, tested against the contract's own `agreementId`).
+(`gridpact.core.eip712`, tested against the contract's own `agreementId`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from web3 import Web3
 
-from contracts.eip712 import TERMS_FIELDS, Domain, Terms, agreement_id, compact, typed_data
 from gateway.chain.journal import TxRecord
 from gateway.chain.sender import TxSender
+from gridpact.core.eip712 import TERMS_FIELDS, Domain, Terms, agreement_id, compact, typed_data
 
 SHIPPED_ABI = Path(__file__).with_name("market_abi.json")
 

@@ -1,4 +1,4 @@
-"""Forecast error on held-out days of meter_sim household data, next to naive baselines.
+"""Forecast error on held-out days of a power series, next to naive baselines.
 
 Rolling origin: at each origin in the test days the model is fitted on everything before it and
 forecasts the horizon; MAE and RMSE are taken over all (origin, step) pairs, for the model, for
@@ -19,15 +19,6 @@ class Score:
     name: str
     mae_w: float
     rmse_w: float
-
-
-def household_series(spec: str, start: int, days: int, step_s: int, sub_s: int = 60) -> np.ndarray:
-    """Mean grid power per step from a meter_sim household profile (sampled every `sub_s`)."""
-    from meter_sim.profiles import Household
-
-    per = step_s // sub_s
-    grid = Household.from_spec(spec).grid_series(float(start), days * 86400 // sub_s, float(sub_s))
-    return np.asarray(grid, dtype=np.float64).reshape(-1, per).mean(axis=1)
 
 
 def evaluate(

@@ -14,16 +14,16 @@ import json
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import aiomqtt
 
+from gateway.config import BrokerParams
 from gateway.ingest.fastpath import FastPath
 from gateway.ingest.verifier import ReadingVerifier
-from gateway.ingest.wire import DEVICE_RE, Reading, Rejected
 from gateway.ops.logs import ErrorLatch, log_event
 from gateway.ops.metrics import Counter, Gauge, Metrics
 from gateway.storage import ReadingStore
+from gridpact.core.wire import DEVICE_RE, Reading, Rejected
 
 HEALTH_NUMBERS = ("boot", "up_s", "buf", "drop", "err", "mem")
 HEALTH_TEXTS = ("reset", "fw")  # reset cause and firmware version
@@ -34,17 +34,6 @@ MAX_HEALTH = 2048
 COMMIT_EVERY = 1000
 FLUSH_DELAY_S = 0.05
 TOPIC_CACHE = 64
-
-
-@dataclass(frozen=True)
-class BrokerParams:
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
-    ca_file: str | None = None
-    tls: bool = False
-    identifier: str | None = None
 
 
 def topic_filters(prefix: str) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from gateway.ingest.wire import Reading, Rejected, TagChecker, parse_body, parse_canonical
+from gridpact.core.wire import Reading, Rejected, TagChecker, parse_body, parse_canonical
 
 
 class ReadingVerifier:

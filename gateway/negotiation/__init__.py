@@ -3,14 +3,6 @@
 Pure Python + numpy, no I/O, deterministic under a seed. See README.md in this folder for the API.
 """
 
-from gateway.negotiation.concession import (
-    AcceptanceRule,
-    ConcessionParams,
-    IssueOutcome,
-    concession,
-    negotiate_issue,
-    negotiate_price,
-)
 from gateway.negotiation.eip import Decision, EipContext, Negotiate, Provider, Wait, estimate_concession
 from gateway.negotiation.eip_learn import Policy, default_policy_path
 from gateway.negotiation.market import (
@@ -25,7 +17,6 @@ from gateway.negotiation.market import (
     publish_offers,
     run_window,
 )
-from gateway.negotiation.market_sim import simulate_market
 from gateway.negotiation.negotiator import Negotiator, SessionResult, TraceEntry, run_session
 from gateway.negotiation.offers import (
     Accept,
@@ -43,6 +34,14 @@ from gateway.negotiation.strategy import (
     StrategyConfigError,
     TimeDependentStrategy,
     strategy_from_config,
+)
+from gridpact.core.concession import (
+    AcceptanceRule,
+    ConcessionParams,
+    IssueOutcome,
+    concession,
+    negotiate_issue,
+    negotiate_price,
 )
 
 __all__ = [
@@ -89,6 +88,5 @@ __all__ = [
     "response_from_dict",
     "run_session",
     "run_window",
-    "simulate_market",
     "strategy_from_config",
 ]

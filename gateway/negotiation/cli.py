@@ -17,7 +17,8 @@ USAGE = """usage: gridpact negotiate --scenario FILE [--json] [--rule next|curre
        gridpact negotiate train --episodes N --seed S --out FILE [--iterations K] [--states M]
        gridpact negotiate evaluate --policy FILE [--episodes N] [--seed S] [--json]
        gridpact negotiate market [--households N] [--hours H] [--seed S] [--json]
-       gridpact negotiate cooperative --case 1|2|3 [...]"""
+       gridpact negotiate cooperative --case 1|2|3 [...]
+       gridpact negotiate forecast-eval [--profile SPEC] [--days D] [--test-days T] [--step S] [--horizon H]"""
 
 
 def _load_json(path: str) -> Any:
@@ -110,6 +111,30 @@ def _market(argv: list[str]) -> int:
     return 0
 
 
+def _forecast_eval(argv: list[str]) -> int:
+    from gateway.forecast.evaluate import evaluate
+    from meter_sim.profiles import household_series
+
+    p = argparse.ArgumentParser(
+        prog="gridpact negotiate forecast-eval",
+        description="the gateway's forecast MAE/RMSE on held-out days of a simulated household, vs naive baselines",
+    )
+    p.add_argument("--profile", default="household:seed=7,pv_kwp=5,battery_kwh=7")
+    p.add_argument("--days", type=int, default=35)
+    p.add_argument("--test-days", type=int, default=7)
+    p.add_argument("--step", type=int, default=900)
+    p.add_argument("--horizon", type=int, default=96, help="steps ahead")
+    p.add_argument("--start", type=int, default=1767225600)
+    args = p.parse_args(argv)
+    series = household_series(args.profile, args.start, args.days, args.step)
+    print(
+        f"profile={args.profile} days={args.days} test_days={args.test_days} step_s={args.step} horizon={args.horizon}"
+    )
+    for score in evaluate(series, args.start, args.step, args.test_days, args.horizon):
+        print(f"{score.name:<15} MAE={score.mae_w:8.1f} W  RMSE={score.rmse_w:8.1f} W")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
@@ -118,7 +143,7 @@ def main(argv: list[str]) -> int:
     if head == "cooperative":
         module = importlib.import_module("gateway.negotiation.cooperative.cli")
         return int(module.main(rest) or 0)
-    commands = {"train": _train, "evaluate": _evaluate, "market": _market}
+    commands = {"train": _train, "evaluate": _evaluate, "market": _market, "forecast-eval": _forecast_eval}
     if head in commands:
         return commands[head](rest)
     if head.startswith("--"):

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.negotiation.concession import AcceptanceRule, ConcessionParams, negotiate_price
+from gridpact.core.concession import AcceptanceRule, ConcessionParams, negotiate_price
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from gateway.negotiation.concession import ConcessionParams
 from gateway.negotiation.negotiator import Negotiator
 from gateway.negotiation.offers import Accept, Counter, Offer
 from gateway.negotiation.strategy import IssueConcession, TimeDependentStrategy
+from gridpact.core.concession import ConcessionParams
 
 EPS_KWH = 1e-9
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.negotiation.concession import AcceptanceRule
 from gateway.negotiation.offers import Accept, Counter, Offer, OfferError, Reject, Response
 from gateway.negotiation.strategy import Strategy
+from gridpact.core.concession import AcceptanceRule
 
 
 class Negotiator:

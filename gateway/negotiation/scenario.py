@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.negotiation.concession import AcceptanceRule
 from gateway.negotiation.negotiator import Negotiator, run_session
 from gateway.negotiation.strategy import StrategyConfigError, strategy_from_config
+from gridpact.core.concession import AcceptanceRule
 
 ROLES = ("seller", "buyer")
 

@@ -12,9 +12,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from gateway.negotiation.concession import TOLERANCE, ConcessionParams, at_least_as_good, concession
 from gateway.negotiation.offers import Offer
 from gateway.negotiation.outcomes import AdditiveUtility, Issue, LinearUtility, OutcomeSpace
+from gridpact.core.concession import TOLERANCE, ConcessionParams, at_least_as_good, concession
 
 
 class StrategyConfigError(ValueError):

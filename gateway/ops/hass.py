@@ -27,7 +27,7 @@ from typing import Protocol
 import aiomqtt
 
 from gateway.chain.journal import Journal
-from gateway.ingest.mqtt import BrokerParams
+from gateway.config import BrokerParams
 from gateway.ops.logs import ErrorLatch
 
 log = logging.getLogger("gridpact.gateway.hass")

@@ -7,7 +7,7 @@ cheapest ask first, each session bounded by per-round timeouts, until its need i
 What is left goes to the grid provider (the fallback): by the meter's normal import/export
 ("grid"), or as an on-chain agreement at the posted tariff ("contract").
 
-With `strategy = "learned"` the 000_ policy decides at each decision step (learned.py): wait,
+With `strategy = "learned"` the policy learned as in Kröhling et al. decides at each decision step (learned.py): wait,
 go to the provider now, or negotiate with the (ip, rp, dl, cr) it picks for the context.
 """
 
@@ -21,7 +21,6 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
-from contracts.eip712 import Domain
 from gateway.chain.journal import Journal
 from gateway.negotiation import Decision, Negotiate, Negotiator, Provider, Wait, strategy_from_config
 from gateway.trading.config import TradingConfig, load_policy
@@ -30,6 +29,7 @@ from gateway.trading.learned import PeerMemory, Tariffs, step_seconds, steps_to_
 from gateway.trading.nonces import NonceRing, busy_nonces
 from gateway.trading.protocol import Envelope, encode, sign_envelope
 from gateway.trading.sessions import Session, SessionContext, new_session_id, run_session
+from gridpact.core.eip712 import Domain
 
 log = logging.getLogger("gridpact.gateway.trading")
 MAX_SESSIONS = 64

@@ -55,9 +55,7 @@ class AgentConfig:
     report_delay_s: float = 60.0  # after a window ends, before the seller reports
     confirm_wait_s: float = 60.0  # how long the buyer waits for the seller's report before reporting alone
     fixed_net_wh: int | None = None  # demos and tests: a fixed net demand per window (negative = surplus)
-    strategy: str = (
-        "fixed"  # "fixed": seller/buyer tables; "learned": the 000_ policy file decides per window
-    )
+    strategy: str = "fixed"  # "fixed": seller/buyer tables; "learned": the policy file learned as in Kröhling et al. decides per window
     policy: Path | None = None  # the learned policy (default: the shipped eip_policy.json)
     import_tariff: float | None = (
         None  # what the provider charges per kWh (default: the Market's posted tariff)

@@ -1,4 +1,4 @@
-"""The learned strategy's glue: the 000_ policy's context from the gateway's state, and peer memory.
+"""The learned strategy's glue: the learned policy's (Kröhling et al.) context from the gateway's state, and peer memory.
 
 The engine's `Policy` (gateway.negotiation, learned offline) maps an `EipContext` to wait,
 provider, or negotiate(ip, rp, dl, cr). The agent calls it at each decision step of a window's

@@ -46,7 +46,7 @@ class TradingDeps:
     metrics: Any  # gateway.ops.metrics.Metrics
     gateway_id: str
     state_dir: Path
-    clock: Any  # gateway.clock.Clock
+    clock: Any  # gridpact.core.clock.Clock
     web3: Any = None  # default: HTTPProvider(chain.rpc_url)
     account: Any = None  # default: the keystore, decrypted with the configured passphrase
 

@@ -20,11 +20,11 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
-from contracts.eip712 import Domain, Terms, agreement_id
 from gateway.chain.journal import Journal
 from gateway.chain.market import sign_terms_hex, terms_from_dict, terms_signer
 from gateway.negotiation import Accept, Counter, Negotiator, Offer, Reject
 from gateway.trading.protocol import Envelope
+from gridpact.core.eip712 import Domain, Terms, agreement_id
 
 Send = Callable[[str, str, dict[str, Any]], Awaitable[None]]  # (type, to, body)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 
 class SteppedAsyncClock:
-    """A gateway.clock.Clock over a meter_sim SimClock; the driver calls `advanced()` after each step."""
+    """A gridpact.core.clock.Clock over a meter_sim SimClock; the driver calls `advanced()` after each step."""
 
     def __init__(self, sim: Any) -> None:
         self.sim = sim

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hil.community.agentledger import ChainAgreement, apply_to_result, read_agreements, replay
-from hil.community.agents import AgentWorld, no_engine_trades
+from hil.community.agents import AgentWorld, gateway_events, no_engine_trades
 from hil.community.endpoints import connect_chain, quiet_amqtt, summer_start_after
 from hil.community.engine import EngineConfig, EngineResult, run_engine
 from hil.community.fullstack import FullStackOptions
@@ -31,17 +31,6 @@ def journal_windows(state: Path) -> tuple[dict[bytes, int], dict[str, int]]:
         finally:
             journal.close()
     return starts, states
-
-
-def gateway_events(world: AgentWorld) -> dict[str, int]:
-    """The gateways' own trading counters (gridpact_trade_events_total), summed over households."""
-    out: dict[str, int] = {}
-    for gw in world.gateways:
-        for line in gw.metrics.render().splitlines():
-            if line.startswith(("gridpact_trade_events_total{", "gridpact_peer_messages_dropped_total{")):
-                label = line.split('"')[1]
-                out[label] = out.get(label, 0) + int(float(line.rsplit(" ", 1)[1]))
-    return dict(sorted(out.items()))
 
 
 def work_done(world: AgentWorld) -> dict[str, int]:

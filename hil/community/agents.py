@@ -211,8 +211,6 @@ class AgentWorld(FullStackWorld):
         silent peer); when timeouts outnumber agreements the pace doubles (up to MAX_FINE_WALL_S),
         and an hour where agreements win halves it again. Only the simulation's speed changes.
         """
-        from hil.community.agentrun import gateway_events
-
         events = gateway_events(self)
         timeouts = events.get("timeout", 0) - self._timeouts_seen
         agreed = events.get("agreed", 0) - self._agreed_seen
@@ -323,3 +321,14 @@ class AgentWorld(FullStackWorld):
     def close(self) -> None:
         self.stop_agents()
         super().close()
+
+
+def gateway_events(world: AgentWorld) -> dict[str, int]:
+    """The gateways' own trading counters (gridpact_trade_events_total), summed over households."""
+    out: dict[str, int] = {}
+    for gw in world.gateways:
+        for line in gw.metrics.render().splitlines():
+            if line.startswith(("gridpact_trade_events_total{", "gridpact_peer_messages_dropped_total{")):
+                label = line.split('"')[1]
+                out[label] = out.get(label, 0) + int(float(line.rsplit(" ", 1)[1]))
+    return dict(sorted(out.items()))

@@ -105,7 +105,7 @@ class CommunityChain:
             self._tx(self.community, self.token.functions.mint(addr, start_tokens))
             self._tx(sender, self.token.functions.approve(self.market.address, start_tokens))
             self._tx(sender, self.market.functions.deposit(start_tokens))
-        from contracts.eip712 import Domain
+        from gridpact.core.eip712 import Domain
 
         self.domain = Domain.of(self.w3, self.market.address)
         self.minted = start_tokens * len(self.names)
@@ -119,8 +119,8 @@ class CommunityChain:
 
     def submit(self, hour: int, hour_start: int, trades: list[Any]) -> None:
         """Both parties sign each trade's terms; the community submits the hour's batch."""
-        from contracts.eip712 import Terms, sign_terms
         from gateway.trading.nonces import NonceRing
+        from gridpact.core.eip712 import Terms, sign_terms
 
         terms, s_sigs, b_sigs = [], [], []
         for t in trades:
@@ -141,7 +141,7 @@ class CommunityChain:
 
     def settle(self, hour: int, hour_start: int, delivered: list[int]) -> list[tuple[int, int]]:
         """Each party signs its delivery report (from its meter data); one settleBatch; (paid, refunded)."""
-        from contracts.eip712 import agreement_id, sign_report
+        from gridpact.core.eip712 import agreement_id, sign_report
 
         terms = self._terms.pop(hour, [])
         if len(terms) != len(delivered):

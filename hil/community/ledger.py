@@ -39,7 +39,7 @@ class Ledger:
                 setattr(self, name, [0] * self.n)
 
     def mint(self, household: int, amount: int) -> None:
-        """Starting tokens (the consortium virtualises fiat deposits, 002_ 4.1)."""
+        """Starting tokens (the consortium virtualises fiat deposits, Mezquita et al., 4.1)."""
         if amount < 0:
             raise LedgerError("cannot mint a negative amount")
         self.balance[household] += amount

@@ -1,4 +1,4 @@
-"""The hourly market (002_ section 4.1) with time-dependent concession (000_ Eq. 1), as one pluggable call.
+"""The hourly market (Mezquita et al., section 4.1) with time-dependent concession (Kröhling et al., Eq. 1), as one pluggable call.
 
 Sellers publish their forecast surplus for the next hour and buyers their forecast need. Over
 `rounds` negotiation steps each agent's price follows Eq. 1, O_t = ip + (rp - ip) * (t/dl)^(1/cr):
@@ -69,7 +69,7 @@ def payment(wh: int, price: int) -> int:
 
 
 def concession(ip: int, rp: int, t: int, dl: int, cr: float) -> int:
-    """000_ Eq. 1: the offer at step t of dl, from ip towards rp at concession rate cr."""
+    """Kröhling et al., Eq. 1: the offer at step t of dl, from ip towards rp at concession rate cr."""
     if dl <= 0 or t >= dl:
         return rp
     frac = (max(t, 0) / dl) ** (1.0 / cr)

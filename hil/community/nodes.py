@@ -40,7 +40,7 @@ class StandInNode:
     def __init__(
         self, meter: Any, dev: str, key: bytes, host: str, port: int, prefix: str = "gridpact"
     ) -> None:
-        from gateway.ingest.wire import encode_reading
+        from gridpact.core.wire import encode_reading
 
         self._encode = encode_reading
         self.meter = meter
@@ -259,6 +259,6 @@ def make_nodes(
         raise ValueError(f"node kind must be one of {', '.join(NODE_KINDS)}, got {kind!r}")
     nodes = [StandInNode(m, d, k, host, port) for m, d, k in zip(meters, devs, keys, strict=True)]
     return nodes, (
-        "stand-in: signed readings by gateway.ingest.wire.encode_reading from the meter registers, "
+        "stand-in: signed readings by gridpact.core.wire.encode_reading from the meter registers, "
         f"polled every {poll_s} simulated s on a stepped clock (--nodes firmware runs the real firmware)"
     )

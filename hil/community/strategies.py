@@ -2,7 +2,7 @@
 
 - `concession`: the simulator's own hourly market (hil/community/market.py).
 - `engine`: the negotiation engine's hourly offer market (`gateway.negotiation.run_window`,
-  002_ 4.1: buyers negotiate with every publisher, per-counterparty timeouts, closing phase).
+  Mezquita et al., 4.1: buyers negotiate with every publisher, per-counterparty timeouts, closing phase).
   This adapter only converts units: Wh and token base units here, kWh and tokens per kWh there.
 """
 

@@ -10,8 +10,8 @@ from eth_utils.crypto import keccak
 from web3.logs import DISCARD
 
 from contracts.build import load_artifact
-from contracts.eip712 import TERMS_FIELDS
 from contracts.harness import Community, advance_time
+from gridpact.core.eip712 import TERMS_FIELDS
 
 ZERO = "0x" + "00" * 20
 HOUR = 3600

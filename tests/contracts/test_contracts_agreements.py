@@ -7,8 +7,8 @@ from typing import Any
 
 from web3.logs import DISCARD
 
-from contracts.eip712 import Domain, sign_report, sign_terms
 from contracts.harness import Community, advance_time
+from gridpact.core.eip712 import Domain, sign_report, sign_terms
 
 HOUR = 3600
 PRICE = 250_000_000_000_000_000  # 0.25 token per kWh

@@ -6,7 +6,7 @@ for batches of 50 come from the same code (`gridpact bench contracts --operation
 
 from __future__ import annotations
 
-from contracts.bench import TOKENS, operation, operation_lines
+from benches.contracts import TOKENS, operation, operation_lines
 from contracts.harness import Community, household_key
 from gateway.trading.nonces import RING_BASE
 from hil.services import DEV_PRIVATE_KEYS, in_process_web3

@@ -10,7 +10,9 @@ from eth_tester.exceptions import TransactionFailed
 from eth_utils.crypto import keccak
 from web3.exceptions import ContractCustomError
 
-from contracts.eip712 import (
+from contracts.errors import RevertInfo, decode_revert, error_selectors
+from contracts.harness import Community
+from gridpact.core.eip712 import (
     Domain,
     Loan,
     Terms,
@@ -22,8 +24,6 @@ from contracts.eip712 import (
     terms_hash,
     typed_data,
 )
-from contracts.errors import RevertInfo, decode_revert, error_selectors
-from contracts.harness import Community
 
 SELLER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 BUYER = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"

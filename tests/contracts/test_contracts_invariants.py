@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 from web3.logs import DISCARD
 
-from contracts.eip712 import Loan, Terms
 from contracts.errors import RevertInfo, decode_revert
 from contracts.harness import Community, Household, advance_time, chain_revert, chain_snapshot
+from gridpact.core.eip712 import Loan, Terms
 
 HOUR, DAY = 3600, 86_400
 ACTIVE, DISPUTED, SETTLED, REFUNDED = 1, 2, 3, 4

@@ -7,8 +7,8 @@ from typing import Any
 
 from web3.logs import DISCARD
 
-from contracts.eip712 import sign_loan
 from contracts.harness import Community, advance_time
+from gridpact.core.eip712 import sign_loan
 
 HOUR = 3600
 COLLATERAL = 10**18

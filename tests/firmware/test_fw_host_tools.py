@@ -147,7 +147,7 @@ def test_type_check_catches_a_misuse(tmp_path: Path) -> None:
 
 
 def test_bench_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    from firmware.host.bench import main
+    from benches.firmware import main
 
     assert main(["--polls", "5"]) == 0
     out = capsys.readouterr().out

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from gridpact.bench import BENCHES
+from benches import HELP as BENCHES
 from gridpact.cli import SUBCOMMANDS, main
 
 
@@ -29,12 +29,19 @@ def test_each_subcommand_lives_in_its_component(name: str) -> None:
     module = importlib.import_module(SUBCOMMANDS[name][0])
     assert callable(module.main)
     top = SUBCOMMANDS[name][0].split(".")[0]
-    assert top in {"gridpact", "gateway", "meter_sim", "firmware", "contracts", "hil"}
+    assert top in {"gridpact", "gateway", "meter_sim", "firmware", "contracts", "hil", "benches"}
 
 
 @pytest.mark.parametrize("name", sorted(BENCHES))
-def test_each_bench_exists(name: str) -> None:
-    assert callable(importlib.import_module(BENCHES[name]).main)
+def test_each_bench_answers_help(name: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "gridpact.cli", "bench", name, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"gridpact bench {name}" in out.stdout
 
 
 def test_console_script_is_installed() -> None:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.ingest.anchoring import batch_hash
-from gateway.ingest.energy import (
+from gridpact.core.energy import (
     EnergyDelta,
     Sample,
     counter_steps,

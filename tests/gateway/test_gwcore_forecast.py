@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.forecast.evaluate import evaluate, household_series
+from gateway.forecast.evaluate import evaluate
 from gateway.forecast.model import SeasonalSmoother, persistence, seasonal_naive, slots_per_day
+from meter_sim.profiles import household_series
 
 T0 = 1_767_225_600
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.ingest.wire import encode_reading
+from gridpact.core.wire import encode_reading
 from hil.services import BrokerInfo
 
 KEY = bytes(range(32))

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from gateway.ingest.mqtt import IngestHandler, classify
 from gateway.ingest.verifier import ReadingVerifier
-from gateway.ingest.wire import Rejected, encode_reading
 from gateway.ops.metrics import Metrics
 from gateway.storage import ReadingStore
+from gridpact.core.wire import Rejected, encode_reading
 
 KEY = bytes(range(32))
 REPO = Path(__file__).resolve().parents[2]

@@ -12,8 +12,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.ingest.wire import encode_reading
 from gateway.ops.status import parse_samples
+from gridpact.core.wire import encode_reading
 from hil.services import BrokerInfo, MosquittoBroker
 
 KEY = bytes(range(32))

@@ -27,7 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.ingest.bufsock import BufferedSocket, MalformedPacket, next_packet
 from gateway.ingest.fastpath import MAX_BURST, FastPath
-from gateway.ingest.wire import encode_reading
+from gridpact.core.wire import encode_reading
 from hil.services import MosquittoBroker, find_mosquitto, free_port, wait_for_port
 
 KEY = bytes(range(32))

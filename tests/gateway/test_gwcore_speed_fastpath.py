@@ -16,7 +16,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.ingest.fastpath import MAX_BURST
-from gateway.ingest.wire import (
+from gridpact.core.wire import (
     MAC_MARKER,
     Rejected,
     TagChecker,

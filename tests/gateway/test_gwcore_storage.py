@@ -10,10 +10,10 @@ import pytest
 
 from gateway.forecast import Forecaster
 from gateway.ingest.anchoring import batch_hash
-from gateway.ingest.energy import EnergyDelta
 from gateway.ingest.verifier import ReadingVerifier
-from gateway.ingest.wire import COUNTER_RESET, Rejected, encode_reading, verify
 from gateway.storage import ReadingStore
+from gridpact.core.energy import EnergyDelta
+from gridpact.core.wire import COUNTER_RESET, Rejected, encode_reading, verify
 
 KEY = bytes(range(32))
 T0 = 1_767_225_600  # 2026-01-01 00:00 UTC

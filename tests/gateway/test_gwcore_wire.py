@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.ingest.verifier import ReadingVerifier
-from gateway.ingest.wire import MAX_PAYLOAD, Rejected, encode_reading, parse_body, split_tag, verify
+from gridpact.core.wire import MAX_PAYLOAD, Rejected, encode_reading, parse_body, split_tag, verify
 
 GOLDEN = json.loads((Path(__file__).resolve().parents[2] / "docs/wire/golden/readings-v1.json").read_text())
 KEY = bytes.fromhex(GOLDEN["key_hex"])
@@ -203,7 +203,7 @@ def test_fast_path_agrees_with_the_general_parser(
     dev: str, seq: int, ts: int, q: int, model: str, pairs: list[tuple[str, str]]
 ) -> None:
     """The canonical fast path accepts a subset of what `parse_body` accepts, with the same result."""
-    from gateway.ingest.wire import parse_canonical
+    from gridpact.core.wire import parse_canonical
 
     r = ",".join(f'"{k}":{v}' for k, v in pairs)
     body = f'{{"v":1,"dev":"{dev}","seq":{seq},"ts":{ts},"q":{q},"m":"{model}","r":{{{r}}}}}'.encode()
@@ -223,7 +223,7 @@ FIRMWARE = Path(__file__).resolve().parents[2] / "docs/wire/golden/readings-v1-f
 
 def test_firmware_vectors_are_accepted_on_the_fast_path() -> None:
     """The firmware's own golden readings (its float formatting included) pass, via the fast path."""
-    from gateway.ingest.wire import TagChecker, parse_canonical
+    from gridpact.core.wire import TagChecker, parse_canonical
 
     vectors = json.loads(FIRMWARE.read_text())
     assert vectors["readings"]

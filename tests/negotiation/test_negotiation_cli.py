@@ -28,7 +28,7 @@ def test_scenario_does_not_import_the_cooperative_engine() -> None:
         "import sys\n"
         "from gateway.negotiation.cli import main\n"
         f"assert main(['--scenario', {str(CASE)!r}]) == 0\n"
-        "from gateway.negotiation.bench import main as bench\n"
+        "from benches.negotiation import main as bench\n"
         "assert not any(m.startswith('gateway.negotiation.cooperative') for m in sys.modules), 'eager import'\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

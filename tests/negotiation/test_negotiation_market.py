@@ -19,9 +19,8 @@ from gateway.negotiation import (
     get_offers,
     publish_offers,
     run_window,
-    simulate_market,
 )
-from gateway.negotiation.market_sim import invariant_violations
+from gateway.negotiation.market_sim import invariant_violations, simulate_market
 
 ROOT = Path(__file__).resolve().parents[2]
 TARIFFS = Tariffs(feed_in=0.08, retail=0.30)

@@ -69,7 +69,7 @@ orders = st.lists(st.tuples(st.integers(1, 5000), st.floats(0.1, 0.4), st.floats
 @settings(max_examples=80, deadline=None)
 @given(asks=orders, bids=orders, rounds=st.integers(1, 30))
 def test_no_buyer_left_wanting_while_energy_unsold(asks: list, bids: list, rounds: int) -> None:
-    """002_ 4.1: by the deadline, either every offered Wh is sold or every wanted Wh is bought."""
+    """Mezquita et al., 4.1: by the deadline, either every offered Wh is sold or every wanted Wh is bought."""
     retail, feed = 300_000, 80_000
     spread = retail - feed
     window = MarketWindow(

@@ -1,4 +1,4 @@
-"""Energy loans in a residential cooperative (001_ paper): model, negotiation, simulation, fast paths.
+"""Energy loans in a residential cooperative (Chakraborty, Baarslag and Kaisers): model, negotiation, simulation, fast paths.
 
 Entry points: `simulation.run(agents, Settings(...))`, `cases.case(1|2|3)`,
 `fast.evaluate(EvalBatch)` (Algorithm 3 for a batch of agents), `contracts.negotiate`.

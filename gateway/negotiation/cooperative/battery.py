@@ -1,4 +1,4 @@
-"""Battery model of the 001_ paper (Eq. 1-2), greedy dispatch, and the criteria of Eq. 7, 8 and 16.
+"""Battery model of Chakraborty, Baarslag and Kaisers (Eq. 1-2), greedy dispatch, and the criteria of Eq. 7, 8 and 16.
 
 All energies are kWh per period (Δt = 15 min by default). The demand `d` a battery sees is the
 net demand after exchanges (Eq. 4 without the battery): d > 0 is a deficit, d < 0 a surplus.

@@ -1,4 +1,4 @@
-"""`gridpact negotiate cooperative --case 1|2|3`: reproduce the 001_ paper's cases.
+"""`gridpact negotiate cooperative --case 1|2|3`: reproduce the cases of Chakraborty, Baarslag and Kaisers.
 
 Exit status: 0 when the run completed (and, for Case 2, its checks hold), 1 when a Case 2
 check fails, 2 on bad arguments.

@@ -1,4 +1,4 @@
-"""Net-demand scenarios from the Gaussian process of Eq. 10-14 (001_ paper, section 3.3).
+"""Net-demand scenarios from the Gaussian process of Eq. 10-14 (Chakraborty, Baarslag and Kaisers, section 3.3).
 
 The paper names two ingredients and no numbers: a Gaussian error for each lag l of the
 planning horizon, and a Gaussian link between consecutive periods. We read that as a

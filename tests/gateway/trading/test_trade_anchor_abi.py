@@ -14,13 +14,13 @@ from contracts.build import load_artifact
 from gateway.chain.journal import Journal
 from gateway.chain.market import SHIPPED_ABI, Market
 from gateway.chain.sender import TxSender
-from gateway.clock import SystemClock
 from gateway.ingest.anchoring import batch_hash
-from gateway.ingest.wire import encode_reading, verify
 from gateway.storage import ReadingStore
 from gateway.trading.chainrun import ChainRunner
 from gateway.trading.service import anchor_loop
 from gateway.trading.settlement import Anchorer
+from gridpact.core.clock import SystemClock
+from gridpact.core.wire import encode_reading, verify
 
 KEY = b"k" * 32
 HOUR = 1_767_225_600  # an hour start in the past

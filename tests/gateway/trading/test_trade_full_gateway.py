@@ -19,7 +19,7 @@ import aiomqtt
 from trade_helpers import community_on, households
 from trade_node import counters_at
 
-from gateway.ingest.wire import encode_reading
+from gridpact.core.wire import encode_reading
 from hil.services import AnvilNode, MosquittoBroker
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -17,9 +17,7 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from contracts.eip712 import Domain
 from gateway.chain.journal import Journal
-from gateway.clock import SystemClock
 from gateway.errors import ConfigError
 from gateway.negotiation import Negotiate, Policy, Provider, Wait, concession, default_policy_path
 from gateway.trading.agent import Agent
@@ -34,6 +32,8 @@ from gateway.trading.learned import (
     window_context,
 )
 from gateway.trading.protocol import Envelope, decode, encode, sign_envelope
+from gridpact.core.clock import SystemClock
+from gridpact.core.eip712 import Domain
 from hil.services import DEV_PRIVATE_KEYS
 
 ME = Account.from_key(DEV_PRIVATE_KEYS[1])

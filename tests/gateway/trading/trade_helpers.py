@@ -20,15 +20,15 @@ from eth_account.signers.local import LocalAccount
 from trade_node import node_spec, run_node
 from web3 import Web3
 
-from contracts.eip712 import Domain
 from gateway.chain.journal import Journal
 from gateway.chain.keystore import create_keystore
-from gateway.clock import SystemClock
 from gateway.ops.metrics import Metrics
 from gateway.trading.agent import Agent
 from gateway.trading.config import parse_trading_config
 from gateway.trading.inbox import Inbox
 from gateway.trading.protocol import Envelope, decode, encode, sign_envelope
+from gridpact.core.clock import SystemClock
+from gridpact.core.eip712 import Domain
 from hil.services import DEV_PRIVATE_KEYS, NODE_BIN, AnvilNode
 
 PROBE_SOURCE = """

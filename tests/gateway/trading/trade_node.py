@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.clock import SystemClock
-from gateway.ingest.wire import encode_reading, verify
 from gateway.ops.metrics import Metrics
 from gateway.storage import ReadingStore
 from gateway.trading.config import parse_trading_config
 from gateway.trading.service import TradingDeps, run_trading
+from gridpact.core.clock import SystemClock
+from gridpact.core.wire import encode_reading, verify
 from meter_sim.profiles import parse_profile
 
 HMAC_KEY = b"k" * 32

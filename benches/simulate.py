@@ -4,7 +4,7 @@ Figures are printed, never asserted. For each community size the default `gridpa
 (real firmware on virtual boards, the gateways' own agents, amqtt, anvil) is run and the bench
 prints its wall time, simulated household-hours per wall second, readings, peer messages and
 transactions per second, and the CPU seconds of each layer (hil/community/layers.py), with the
-cost per item that bounds the run. Targets (issue 11): 6 x 24 h < 30 s, 100 x 24 h < 5 min.
+cost per item that bounds the run. Targets: 6 x 24 h < 30 s, 100 x 24 h < 5 min.
 """
 
 from __future__ import annotations

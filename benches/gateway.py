@@ -27,9 +27,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.ingest.wire import encode_reading, verify
 from gateway.ops.status import parse_samples
 from gateway.storage import ReadingStore
+from gridpact.core.wire import encode_reading, verify
 from hil.services import EmbeddedBroker, MosquittoBroker, free_port
 
 KEY = bytes(range(32))

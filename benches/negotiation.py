@@ -11,9 +11,9 @@ import importlib
 import time
 from collections.abc import Callable
 
-from gateway.negotiation.concession import ConcessionParams, negotiate_price
 from gateway.negotiation.negotiator import Negotiator, run_session
 from gateway.negotiation.strategy import strategy_from_config
+from gridpact.core.concession import ConcessionParams, negotiate_price
 
 SELLER = {"price": {"ip": 80, "rp": 20, "dl": 20, "cr": 2.0}}
 BUYER = {"price": {"ip": 20, "rp": 80, "dl": 20, "cr": 0.5}}

@@ -1,0 +1,8 @@
+"""The shared core: ideas several parts use, written once, importing nothing else of the project.
+
+- `wire`: the node's reading payload (canonical JSON, HMAC) as the gateway verifies it;
+- `energy`: counter deltas and wrap/reset handling of the meter's energy registers;
+- `eip712`: typed-data hashing and signing of the market's terms;
+- `concession`: the time-dependent concession of Eq. 1 (Chakraborty, Baarslag, Kaisers);
+- `clock`: the clock protocol (real or virtual time) the gateway's loops run on.
+"""

@@ -89,6 +89,18 @@ class MetricsSection:
 
 
 @dataclass(frozen=True)
+class DashboardSection:
+    """The household dashboard (off unless enabled); binds loopback or a private LAN address only."""
+
+    enabled: bool
+    host: str
+    port: int
+    accounts_path: Path
+    secure_cookies: bool
+    max_viewers: int
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     gateway: GatewaySection
     meter: MeterSection
@@ -98,6 +110,7 @@ class GatewayConfig:
     metrics: MetricsSection
     trading: Any = None  # gateway.trading.config.TradingConfig, or None for an ingest-only gateway
     path: Path | None = None
+    dashboard: DashboardSection | None = None
 
 
 class _Table:
@@ -260,6 +273,8 @@ def _parse_core(doc: dict[str, Any], base: Path, env: dict[str, str]) -> dict[st
     if not mhost or not mport.isdigit() or not 0 <= int(mport) <= 65535 or not _host(mhost):
         raise ConfigError("metrics.listen", "must be HOST:PORT")
 
+    dashboard = _parse_dashboard(doc, state)
+
     return {
         "gateway": GatewaySection(gid, state, level),
         "meter": MeterSection(dev, model, prefix, key, rollover),  # type: ignore[arg-type]
@@ -267,7 +282,39 @@ def _parse_core(doc: dict[str, Any], base: Path, env: dict[str, str]) -> dict[st
         "storage": StorageSection(db if db.is_absolute() else state / db, retention, max_gap),
         "forecast": ForecastSection(step, horizon, history, alpha, damping),
         "metrics": MetricsSection(enabled, mhost, int(mport)),
+        "dashboard": dashboard,
     }
+
+
+def _lan_or_loopback(host: str) -> bool:
+    """Loopback or a private (RFC 1918 / ULA / link-local) address: never a public or wildcard bind."""
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return host == "localhost"
+    return not addr.is_unspecified and (addr.is_loopback or addr.is_private or addr.is_link_local)
+
+
+def _parse_dashboard(doc: dict[str, Any], state: Path) -> DashboardSection | None:
+    if "dashboard" not in doc:
+        return None
+    d = _Table("dashboard", doc["dashboard"])
+    enabled = d.get_bool("enabled", False)
+    listen = d.get_str("listen", "127.0.0.1:8088")
+    accounts = Path(d.get_str("accounts_path", "dashboard.sqlite3"))
+    secure = d.get_bool("secure_cookies", True)
+    viewers = d.get_int("max_viewers", 64, 1, 10_000)
+    d.done()
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError("dashboard.listen", "must be HOST:PORT")
+    if not _lan_or_loopback(host):
+        raise ConfigError(
+            "dashboard.listen", "must be a loopback or private LAN address (no 0.0.0.0, no public)"
+        )
+    accounts = accounts if accounts.is_absolute() else state / accounts
+    return DashboardSection(enabled, host, int(port), accounts, secure, viewers)
 
 
 def _parse_trading(doc: dict[str, Any], base: Path) -> Any:
@@ -290,7 +337,16 @@ def _parse_trading(doc: dict[str, Any], base: Path) -> Any:
 def parse_config(doc: dict[str, Any], base: Path, env: dict[str, str] | None = None) -> GatewayConfig:
     """Validate a parsed TOML document; `base` resolves relative paths (the config file's folder)."""
     env = dict(os.environ) if env is None else env
-    known = {"gateway", "meter", "meter_broker", "storage", "forecast", "metrics", *TRADING_TABLES}
+    known = {
+        "gateway",
+        "meter",
+        "meter_broker",
+        "storage",
+        "forecast",
+        "metrics",
+        "dashboard",
+        *TRADING_TABLES,
+    }
     for name in doc:
         if name not in known:
             raise ConfigError(name, "unknown section")

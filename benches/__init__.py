@@ -14,6 +14,7 @@ HELP = {
     "negotiation": "the negotiation engine's sessions, market and training speed",
     "gateway": "a real gateway process: readings/s ingested, memory, stop time",
     "simulate": "the full-stack community simulation: household-hours/s and CPU by layer",
+    "dashboard": "the gateway's dashboard: first render, push latency, memory, concurrent viewers",
 }
 
 
@@ -39,6 +40,10 @@ def _run(name: str, argv: list[str]) -> int:
         from benches import gateway
 
         return int(gateway.main(argv) or 0)
+    if name == "dashboard":
+        from benches import dashboard
+
+        return int(dashboard.main(argv) or 0)
     from benches import simulate
 
     return int(simulate.main(argv) or 0)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gateway.errors import ConfigError
 
-OWN = ("run", "check-config", "install-service", "status", "keygen")
+OWN = ("run", "check-config", "install-service", "status", "keygen", "dashboard-user")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,7 +48,56 @@ def _parser() -> argparse.ArgumentParser:
     kg = sub.add_parser("keygen", help="write a new random meter HMAC key (hex) to a file, mode 0600")
     kg.add_argument("--out", required=True, type=Path)
     kg.add_argument("--bytes", type=int, default=32)
+    du = sub.add_parser("dashboard-user", help="add, remove or list dashboard accounts")
+    du_sub = du.add_subparsers(dest="action", required=True)
+    add = du_sub.add_parser("add", help="create or replace an account (password read from the terminal)")
+    add.add_argument("name")
+    add.add_argument("--role", choices=("household", "operator"), default="household")
+    add.add_argument("--household", default=None, help="gateway id it may see (default: this gateway's)")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.add_argument("--config", required=True, type=Path)
+    rm = du_sub.add_parser("remove", help="delete an account")
+    rm.add_argument("name")
+    rm.add_argument("--config", required=True, type=Path)
+    ls = du_sub.add_parser("list", help="list accounts (names and roles, never hashes)")
+    ls.add_argument("--config", required=True, type=Path)
     return p
+
+
+def _dashboard_user(args: argparse.Namespace) -> int:
+    import getpass
+
+    from gateway.config import load_config
+    from gateway.dashboard.auth import AccountStore
+
+    cfg = load_config(args.config)
+    if cfg.dashboard is None:
+        print("gridpact gateway dashboard-user: the config has no [dashboard] section", file=sys.stderr)
+        return 2
+    store = AccountStore(cfg.dashboard.accounts_path)
+    try:
+        if args.action == "list":
+            for account in store.names():
+                print(f"{account.name}\t{account.role}\t{account.household}")
+            return 0
+        if args.action == "remove":
+            if not store.remove(args.name):
+                print(f"no account {args.name!r}", file=sys.stderr)
+                return 1
+            print(f"removed {args.name}")
+            return 0
+        if args.password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = getpass.getpass(f"password for {args.name}: ")
+            if getpass.getpass("again: ") != password:
+                print("the passwords differ", file=sys.stderr)
+                return 2
+        account = store.add(args.name, args.role, args.household or cfg.gateway.id, password)
+        print(f"account {account.name} ({account.role}, household {account.household}) saved")
+        return 0
+    finally:
+        store.close()
 
 
 async def _serve(cfg: object) -> int:
@@ -151,7 +200,9 @@ def main(argv: list[str]) -> int:
             return _install(args)
         if args.cmd == "status":
             return _status(args.config)
-        return _keygen(args.out, args.bytes)
+        if args.cmd == "keygen":
+            return _keygen(args.out, args.bytes)
+        return _dashboard_user(args)
     except ConfigError as exc:
         print(f"gridpact gateway: {exc}", file=sys.stderr)
         return 2

@@ -101,6 +101,18 @@ class HassSection:
 
 
 @dataclass(frozen=True)
+class DashboardSection:
+    """The household dashboard (off unless enabled); binds loopback or a private LAN address only."""
+
+    enabled: bool
+    host: str
+    port: int
+    accounts_path: Path
+    secure_cookies: bool
+    max_viewers: int
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     gateway: GatewaySection
     meter: MeterSection
@@ -111,6 +123,7 @@ class GatewayConfig:
     trading: Any = None  # gateway.trading.config.TradingConfig, or None for an ingest-only gateway
     path: Path | None = None
     homeassistant: HassSection = HassSection()
+    dashboard: DashboardSection | None = None
 
 
 class _Table:
@@ -282,6 +295,7 @@ def _parse_core(doc: dict[str, Any], base: Path, env: dict[str, str]) -> dict[st
     decimals = h.get_int("token_decimals", 18, 0, 36)
     every = h.get_float("interval_s", 10.0, 0.1, 3600.0)
     h.done()
+    dashboard = _parse_dashboard(doc, state)
 
     return {
         "gateway": GatewaySection(gid, state, level),
@@ -291,7 +305,39 @@ def _parse_core(doc: dict[str, Any], base: Path, env: dict[str, str]) -> dict[st
         "forecast": ForecastSection(step, horizon, history, alpha, damping),
         "metrics": MetricsSection(enabled, mhost, int(mport)),
         "homeassistant": HassSection(ha_on, disc, cur, decimals, every),
+        "dashboard": dashboard,
     }
+
+
+def _lan_or_loopback(host: str) -> bool:
+    """Loopback or a private (RFC 1918 / ULA / link-local) address: never a public or wildcard bind."""
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return host == "localhost"
+    return not addr.is_unspecified and (addr.is_loopback or addr.is_private or addr.is_link_local)
+
+
+def _parse_dashboard(doc: dict[str, Any], state: Path) -> DashboardSection | None:
+    if "dashboard" not in doc:
+        return None
+    d = _Table("dashboard", doc["dashboard"])
+    enabled = d.get_bool("enabled", False)
+    listen = d.get_str("listen", "127.0.0.1:8088")
+    accounts = Path(d.get_str("accounts_path", "dashboard.sqlite3"))
+    secure = d.get_bool("secure_cookies", True)
+    viewers = d.get_int("max_viewers", 64, 1, 10_000)
+    d.done()
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError("dashboard.listen", "must be HOST:PORT")
+    if not _lan_or_loopback(host):
+        raise ConfigError(
+            "dashboard.listen", "must be a loopback or private LAN address (no 0.0.0.0, no public)"
+        )
+    accounts = accounts if accounts.is_absolute() else state / accounts
+    return DashboardSection(enabled, host, int(port), accounts, secure, viewers)
 
 
 def _parse_trading(doc: dict[str, Any], base: Path) -> Any:
@@ -322,6 +368,7 @@ def parse_config(doc: dict[str, Any], base: Path, env: dict[str, str] | None = N
         "forecast",
         "metrics",
         "homeassistant",
+        "dashboard",
         *TRADING_TABLES,
     }
     for name in doc:

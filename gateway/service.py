@@ -1,7 +1,8 @@
 """The gateway service: the structured-concurrency root that `gridpact gateway run` starts.
 
-One asyncio TaskGroup holds named tasks: ingest, metrics, watchdog, housekeeping and, when the
-config has trading sections, trading. A failing task cancels its siblings and the service exits
+One asyncio TaskGroup holds named tasks: ingest, metrics, watchdog, housekeeping, trading when the
+config has trading sections and dashboard with `[dashboard] enabled = true`. A failing task cancels
+its siblings and the service exits
 non-zero (systemd restarts it); SIGTERM cancels the root and everything shuts down cleanly:
 STOPPING=1 is sent, pending readings are committed and the store is closed.
 """
@@ -198,6 +199,9 @@ async def _run_tasks(rt: Runtime, notifier: Notifier, started: asyncio.Future[Ru
             tg.create_task(_trading_task(rt), name="trading")
         if cfg.homeassistant.enabled:
             tg.create_task(_hass_task(rt), name="hass")
+        if cfg.dashboard is not None and cfg.dashboard.enabled:
+            dashboard = importlib.import_module("gateway.dashboard.server")
+            tg.create_task(dashboard.run_household_dashboard(rt), name="dashboard")
         notifier.send("READY=1", f"STATUS=gateway {cfg.gateway.id} running")
         log_event(logging.INFO, "gateway.ready", gateway=cfg.gateway.id, trading=cfg.trading is not None)
         if started is not None and not started.done():

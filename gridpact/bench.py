@@ -12,6 +12,7 @@ BENCHES: dict[str, str] = {
     "negotiation": "gateway.negotiation.bench",
     "gateway": "gateway.bench",
     "simulate": "hil.community.bench",
+    "study": "hil.study.bench",
 }
 
 

@@ -24,6 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers", type=int, default=min(2, os.cpu_count() or 1), help="local cluster's worker processes"
     )
+    p.add_argument(
+        "--shared-fs",
+        action="store_true",
+        help="with --cluster: the workers see --out at the same path (NFS...), so they store rows themselves",
+    )
     p.add_argument("--marks", type=Path, help="audit folder (shared filesystem): one file per point computed")
     p.add_argument("--dry-run", action="store_true", help="list the points and which are done, run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress line")
@@ -59,14 +64,20 @@ def main(argv: list[str]) -> int:
         with sigterm_interrupts(), connect(args.cluster, args.workers) as cluster:
             done = sum(load_row(result_path(out, p)) is not None for p in study.points)
             progress = Progress(total, done, quiet=args.quiet)
-            outcome = run_study(study, out, cluster, args.marks, progress)
+            shared = args.cluster is None or args.shared_fs
+            marks = args.marks.resolve() if args.marks is not None else None
+            outcome = run_study(study, out.resolve(), cluster, marks, progress, shared)
+        paths = write_summary(study, outcome.rows, outcome.failed, out)
     except KeyboardInterrupt:
         print("gridpact study: interrupted; finished points are kept, run again to go on", file=sys.stderr)
-        return 130
+        # Everything this study started is stopped by now; the interpreter's own teardown of
+        # Dask's threads can take seconds on a loaded machine, and the 2 s promise is ours.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     except OSError as exc:
         print(f"gridpact study: cannot reach the cluster: {exc}", file=sys.stderr)
         return 2
-    paths = write_summary(study, outcome.rows, outcome.failed, out)
     print(
         f"study {study.name}: {len(outcome.rows)}/{total} points done ({outcome.ran} ran, "
         f"{outcome.skipped} skipped, {len(outcome.failed)} failed) in {outcome.wall_s:.1f} s; "

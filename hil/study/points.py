@@ -49,12 +49,20 @@ def simulate(point: Point) -> tuple[dict[str, Any], float]:
     return summary["community"], time.perf_counter() - t0
 
 
-def run_point(point: Point, marks: str | None = None) -> dict[str, Any]:
+def run_point(point: Point, marks: str | None = None, store: str | None = None) -> dict[str, Any]:
     """One row: the point's values, its metrics, and how long the simulator and the point took.
 
+    `store` (the study's points folder, when workers share its filesystem): a row already there
+    is returned without computing, and a computed row is written there before it is returned, so
+    a point whose worker died after computing is not computed again.
     `marks` (a folder on a shared filesystem, for audits and tests) gets one file per
     computation of a point, so a test can count that every point ran exactly once.
     """
+    from hil.study.runner import load_row, store_row
+
+    path = Path(store, f"{point.key}.json") if store is not None else None
+    if path is not None and (row := load_row(path)) is not None:
+        return row
     started = time.perf_counter()
     community, sim_s = simulate(point)
     row = point.label() | {m: community[m] for m in METRICS}
@@ -63,4 +71,6 @@ def run_point(point: Point, marks: str | None = None) -> dict[str, Any]:
     row["point_s"] = round(time.perf_counter() - started, 4)
     if marks is not None:
         Path(marks, f"{point.key}.{os.getpid()}.{uuid.uuid4().hex[:8]}").write_text("done\n")
+    if path is not None:
+        store_row(path, row)
     return row

@@ -66,7 +66,8 @@ def result_path(out: Path, point: Point) -> Path:
     return out / "points" / f"{point.key}.json"
 
 
-def _store(path: Path, row: dict[str, Any]) -> None:
+def store_row(path: Path, row: dict[str, Any]) -> None:
+    """Write a row atomically (a reader never sees half of it)."""
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(row, sort_keys=True) + "\n")
     tmp.replace(path)
@@ -87,8 +88,14 @@ def run_study(
     cluster: Cluster,
     marks: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    shared: bool = True,
 ) -> Outcome:
-    """Run every point of `study` not yet stored under `out`, on the cluster, and gather all rows."""
+    """Run every point of `study` not yet stored under `out`, on the cluster, and gather all rows.
+
+    `shared`: the workers see `out` at the same path (a local cluster, or a shared filesystem):
+    each worker then stores its row itself, and a point rerun after its worker was lost finds
+    the row instead of computing it again.
+    """
     t0 = time.perf_counter()
     (out / "points").mkdir(parents=True, exist_ok=True)
     unique: dict[str, Point] = {p.key: p for p in study.points}
@@ -100,26 +107,30 @@ def run_study(
     skipped = len(rows)
     todo = [p for k, p in unique.items() if k not in rows]
     mark_dir = str(marks) if marks is not None else None
-    futures = [
-        cluster.client.submit(run_point, p, mark_dir, key=f"gridpact-point-{p.key}", pure=False) for p in todo
-    ]
-    by_key = {f.key: p for f, p in zip(futures, todo, strict=True)}
+    store = str(out / "points") if shared else None
+    pending = {}
+    for p in todo:
+        fut = cluster.client.submit(run_point, p, mark_dir, store, key=f"gridpact-point-{p.key}", pure=False)
+        pending[fut.key] = (fut, p)
     failed: dict[str, str] = {}
     if progress is not None:
         progress(len(rows), 0)
     try:
-        for fut in as_completed(futures):
-            point = by_key[fut.key]
+        for fut in as_completed([f for f, _ in pending.values()]):
+            _, point = pending.pop(fut.key)
             try:
                 row = fut.result()
             except Exception as exc:
                 failed[point.key] = f"{type(exc).__name__}: {exc}"
             else:
-                _store(result_path(out, point), row)
+                store_row(result_path(out, point), row)
                 rows[point.key] = row
+            # let go of the result on its worker: a worker lost later must not recompute it
+            fut.release()
             if progress is not None:
                 progress(len(rows), len(failed))
     finally:
-        cluster.client.cancel(futures)  # an interrupted study leaves nothing queued on a shared cluster
+        # an interrupted study leaves nothing queued on a shared cluster
+        cluster.client.cancel([f for f, _ in pending.values()])
     ordered = [rows[p.key] for p in unique.values() if p.key in rows]
     return Outcome(ordered, len(todo) - len(failed), skipped, failed, time.perf_counter() - t0)

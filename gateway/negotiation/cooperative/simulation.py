@@ -14,7 +14,7 @@ left out of the grid in the last day, so every loan is repaid within the run.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -106,8 +106,13 @@ def _evaluate_chunk(backend: str, batch: EvalBatch) -> np.ndarray:
     return backends.resolve(backend)[1](batch)
 
 
-def run(agents: list[AgentSpec], settings: Settings) -> Result:
-    """Simulate strategies s0, s1 and s2 for the cooperative; deterministic under settings.seed."""
+def run(agents: list[AgentSpec], settings: Settings, executor: Executor | None = None) -> Result:
+    """Simulate strategies s0, s1 and s2 for the cooperative; deterministic under settings.seed.
+
+    The contract-space evaluations go to `executor` when one is given (e.g. a Dask cluster's,
+    see hil/study/cluster.py), else to a local process pool of `settings.workers`. Chunks depend
+    on `settings.workers` only, so any executor gives the same result as one process.
+    """
     t_wall = time.perf_counter()
     n, w, T = len(agents), settings.w, settings.periods
     if n < 2 or T < 1:
@@ -127,8 +132,11 @@ def run(agents: list[AgentSpec], settings: Settings) -> Result:
     evals = steps = 0
     eval_s = 0.0
     # One process drives an accelerator (and CUDA does not survive a fork): workers are for numpy.
-    parallel = settings.workers > 1 and not backend_name.startswith("torch")
-    pool_exec = ProcessPoolExecutor(settings.workers) if parallel else None
+    parallel = not backend_name.startswith("torch") and (settings.workers > 1 or executor is not None)
+    own_pool = executor is None and parallel
+    pool_exec: Executor | None = ProcessPoolExecutor(settings.workers) if own_pool else executor
+    if not parallel:
+        pool_exec = None
     try:
         for t in range(T):
             ctx = (t % per_day) * settings.contexts // per_day
@@ -151,7 +159,7 @@ def run(agents: list[AgentSpec], settings: Settings) -> Result:
                 grid,
                 sign,
                 settings.risk,
-                settings.workers if parallel else 1,
+                max(1, settings.workers) if parallel else 1,
             )
             eval_s += time.perf_counter() - t0
             evals += len(who)
@@ -178,7 +186,7 @@ def run(agents: list[AgentSpec], settings: Settings) -> Result:
             e_sum += e
             r_sum += res
     finally:
-        if pool_exec is not None:
+        if own_pool and pool_exec is not None:
             pool_exec.shutdown()
     lam1 = np.array([a.lam1 for a in agents])
     lam2 = np.array([a.lam2 for a in agents])
@@ -201,7 +209,7 @@ def run(agents: list[AgentSpec], settings: Settings) -> Result:
 
 def _evaluate(
     evaluator: backends.Evaluator,
-    pool_exec: ProcessPoolExecutor | None,
+    pool_exec: Executor | None,
     backend: str,
     demand: np.ndarray,
     x0: np.ndarray,

@@ -20,6 +20,7 @@ import aiomqtt
 from gateway.config import BrokerParams
 from gateway.ingest.fastpath import FastPath
 from gateway.ingest.verifier import ReadingVerifier
+from gateway.ops.aio import raise_if_cancel_was_swallowed
 from gateway.ops.logs import ErrorLatch, log_event
 from gateway.ops.metrics import Counter, Gauge, Metrics
 from gateway.storage import ReadingStore
@@ -194,15 +195,6 @@ def _backoff(attempt: int, rng: random.Random) -> float:
     return min(60.0, 0.5 * 2 ** min(attempt, 7)) * rng.uniform(0.5, 1.5)
 
 
-def _raise_if_cancel_was_swallowed() -> None:
-    """aiomqtt awaits CONNACK and SUBACK with `asyncio.wait_for`, which on Python 3.11 returns the
-    result instead of raising when a cancel arrives as the ack does; without this check a gateway
-    stopped just after start would keep running and its TaskGroup would never finish."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
 async def _until_disconnected(client: aiomqtt.Client) -> None:
     """Messages bypass aiomqtt's queue, so this only waits for aiomqtt to report the end of the connection."""
     async for _ in client.messages:
@@ -239,10 +231,10 @@ async def run_ingest(
             )
             fast = FastPath(client, handler, failed, FLUSH_DELAY_S)
             async with client:
-                _raise_if_cancel_was_swallowed()
+                raise_if_cancel_was_swallowed()
                 fast.take_over_reads()
                 await client.subscribe([(f, 1) for f in topic_filters(handler.prefix)])
-                _raise_if_cancel_was_swallowed()
+                raise_if_cancel_was_swallowed()
                 connected.set(1)
                 attempt = 0
                 latch.recover("meter_broker.unreachable", host=params.host, port=params.port)

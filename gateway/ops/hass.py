@@ -28,6 +28,7 @@ import aiomqtt
 
 from gateway.chain.journal import Journal
 from gateway.config import BrokerParams
+from gateway.ops.aio import raise_if_cancel_was_swallowed
 from gateway.ops.logs import ErrorLatch
 
 log = logging.getLogger("gridpact.gateway.hass")
@@ -301,10 +302,13 @@ async def run_hass(
             async with aiomqtt.Client(params.host, params.port, username=params.username, password=params.password,
                                       identifier=ident, tls_params=tls, will=will, keepalive=30,
                                       timeout=10) as client:  # fmt: skip
+                raise_if_cancel_was_swallowed()
                 try:
                     await client.publish(names.status_topic, b"online", qos=1, retain=True)
+                    raise_if_cancel_was_swallowed()
                     for topic, body in discovery(names):
                         await client.publish(topic, body, qos=1, retain=True)
+                        raise_if_cancel_was_swallowed()
                     latch.recover("hass.broker")
                     attempt = 0
                     last = b""
@@ -312,6 +316,7 @@ async def run_hass(
                         body = state_payload(snapshot())
                         if body != last:
                             await client.publish(names.state_topic, body, qos=1, retain=True)
+                            raise_if_cancel_was_swallowed()
                             last = body
                         await asyncio.sleep(interval_s)
                 except asyncio.CancelledError:

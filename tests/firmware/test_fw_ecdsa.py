@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import struct
 from pathlib import Path
+from typing import Any
 
 import coincurve
 import pytest
@@ -144,3 +147,78 @@ def test_vector_addresses_match_eth_account() -> None:
 
     for k in VECTORS["keys"]:
         assert Account.from_key(bytes.fromhex(k["secret"])).address == k["address"]
+
+
+def _notary(tmp_path: Path, **kw: Any) -> Any:
+    ns = device_namespace()
+    keys = ns.load("maps").MAPS["sdm120"][3]
+    return ns.load("notary").Notary("node-01", str(tmp_path / "device.key"), keys, **kw), keys
+
+
+def _vals(keys: Any, imp: float, exp: float) -> bytearray:
+    vals = bytearray(64)
+    for i, k in enumerate(keys):
+        v = {"e_imp_kWh": imp, "e_exp_kWh": exp}.get(k[0], 1.0)
+        struct.pack_into(">f", vals, 4 * i, v)
+    return vals
+
+
+def test_notary_counts_exact_wh_and_signs_each_window_once(tmp_path: Path) -> None:
+    n, keys = _notary(tmp_path, period_s=3600)
+    t0 = 1767225600
+    assert not n.tick(t0 + 10, True)  # first sight of the clock: sets the window end only
+    n.read(_vals(keys, 1234.5, 0.125), t0 + 3590)
+    n.published(b"r1")
+    assert not n.tick(t0 + 3599, True)
+    assert n.tick(t0 + 3600, True) and not n.tick(t0 + 3601, True)
+    got, raw, sig = st.parse_message(n.pending[0])
+    assert got == st.Statement("node-01", t0 + 3600, 1234500, 125, 1, hashlib.sha256(b"\0\x02r1").digest())
+    pub = coincurve.PrivateKey((tmp_path / "device.key").read_bytes()).public_key.format(False)[1:]
+    assert st.recover_signer(raw, sig) == st.address_of(pub)
+
+
+def test_notary_refuses_stale_or_missing_counters_and_unsynced_time(tmp_path: Path) -> None:
+    n, keys = _notary(tmp_path, period_s=3600)
+    t0 = 1767225600
+    assert not n.tick(t0 + 10, False) and n.end == 0  # no trusted clock: no window at all
+    n.tick(t0 + 10, True)
+    assert not n.tick(t0 + 3600, True)  # no counters read in the window: no evidence
+    n.read(_vals(keys, 5.0, float("nan")), t0 + 3700)  # an invalid export keeps the old (none)
+    assert not n.tick(t0 + 7200, True)
+    n.read(_vals(keys, 5.0, 1.0), t0 + 7300)
+    assert not n.tick(t0 + 14400, True)  # counters 58 min before the window end: stale
+    n.read(_vals(keys, 5.0, 1.0), t0 + 14400 + 3600 - 301)
+    assert not n.tick(t0 + 18000, True)  # just over 5 min old
+    n.read(_vals(keys, 5.0, 1.0), t0 + 18000 + 3600 - 299)
+    assert n.tick(t0 + 21600, True)
+    n.pending.clear()
+    n.signed = 0
+    assert n.pending == [] and n.signed == 0
+
+
+def test_notary_keeps_a_bounded_queue_and_survives_a_signing_failure(tmp_path: Path) -> None:
+    n, keys = _notary(tmp_path, period_s=60)
+    t = 1767225600
+    n.tick(t, True)
+    for k in range(1, 10):
+        n.read(_vals(keys, float(k), 0.0), t + 60 * k - 30)
+        assert n.tick(t + 60 * k, True)
+    assert len(n.pending) == 6 and st.parse_message(n.pending[0])[0].import_wh == 4000
+    n.dev = "x" * 40  # encode refuses it: logged, the window skipped, no exception to the poll
+    n.read(_vals(keys, 99.0, 0.0), t + 60 * 10 - 30)
+    assert not n.tick(t + 600, True) and n.signed == 9
+
+
+def test_no_rng_means_no_key_and_no_statements(tmp_path: Path) -> None:
+    """The wasm build has no os.urandom: the node says so and keeps publishing readings unsigned."""
+    ns = device_namespace()
+    board = ns.load("board")
+
+    def no_rng(n: int) -> bytes:
+        raise AttributeError("urandom")
+
+    setattr(board, "urandom", no_rng)  # noqa: B010  (a device module: pyright sees a ModuleType)
+    n = ns.load("notary").Notary("node-01", str(tmp_path / "device.key"), ns.load("maps").MAPS["sdm120"][3])
+    assert n.key is None and not (tmp_path / "device.key").exists()
+    n.tick(1767225600, True)
+    assert not n.tick(1767225600 + 7200, True)

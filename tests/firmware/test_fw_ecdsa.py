@@ -222,3 +222,25 @@ def test_no_rng_means_no_key_and_no_statements(tmp_path: Path) -> None:
     assert n.key is None and not (tmp_path / "device.key").exists()
     n.tick(1767225600, True)
     assert not n.tick(1767225600 + 7200, True)
+
+
+def test_wasm_board_boots_with_a_provisioned_key_and_prints_its_address(tmp_path: Path) -> None:
+    """The real firmware in MicroPython (wasm), key provisioned by the installer: the console shows
+    the address eth_account derives from that key (Keccak-256 and the base multiply under wasm)."""
+    import time
+
+    from hil.wasm_board import WasmBoard
+
+    cfg = json.loads((DEVICE_DIR.parent / "config.example.json").read_text())
+    cfg["broker"].update(host="127.0.0.1", port=1)
+    key = VECTORS["keys"][10]
+    board = WasmBoard(cfg, "/dev/null", tmp_path / "flash", device_key=bytes.fromhex(key["secret"]))
+    board.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not any("device key address" in line for line in board.console) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        board.stop()
+    line = next((x for x in board.console if "device key address" in x), "\n".join(board.console))
+    assert key["address"] in line

@@ -206,11 +206,12 @@ def public_key(secret):
 
 
 def generate(path, urandom=None):
-    """Create a device key at `path` if it holds none; returns (secret, public key). Never printed."""
-    if urandom is None:
-        import os  # os.urandom: the board's hardware RNG (absent from the wasm build)
+    """The device key at `path`, made there first if absent; returns (secret, public key).
 
-        urandom = os.urandom
+    Written to a temporary name and renamed, so a power cut never leaves half a key; a damaged key
+    file raises rather than being replaced (the registered address would silently change)."""
+    import os  # os.urandom: the board's hardware RNG (absent from the wasm build)
+
     try:
         with open(path, "rb") as f:
             secret = f.read()
@@ -218,13 +219,15 @@ def generate(path, urandom=None):
         return secret, public_key(secret)
     except OSError:
         pass
+    draw = urandom or os.urandom
     while True:
-        secret = urandom(32)
+        secret = draw(32)
         try:
             check_key(secret)
             break
         except ValueError:
             continue
-    with open(path, "wb") as f:
+    with open(path + ".new", "wb") as f:
         f.write(secret)
+    os.rename(path + ".new", path)
     return secret, public_key(secret)

@@ -133,7 +133,7 @@ def test_node_generates_and_keeps_its_key(tmp_path: Path) -> None:
     draws = iter([b"\x00" * 32, b"\xff" * 32, bytes.fromhex(VECTORS["keys"][9]["secret"])])
     secret, pub = ecdsa.generate(path, lambda n: next(draws))
     assert pub.hex() == VECTORS["keys"][9]["public"]  # zero and >= n draws were skipped
-    assert Path(path).read_bytes() == secret
+    assert Path(path).read_bytes() == secret and not Path(path + ".new").exists()
     again, pub2 = ecdsa.generate(path, lambda n: pytest.fail("must not draw a new key"))
     assert (again, pub2) == (secret, pub)
     Path(path).write_bytes(b"\x00" * 32)

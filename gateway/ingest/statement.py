@@ -129,3 +129,46 @@ def address_of(public_key: bytes) -> str:
     if len(public_key) != 64:
         raise ValueError("public key must be 64 bytes (X || Y)")
     return to_checksum_address(keccak(public_key)[12:])
+
+
+WINDOW_S = 3600
+FUTURE_SLACK_S = 300
+
+
+class StatementLedger:
+    """Per meter, the last accepted statement: accepts only a registered signer's statements that
+    move forward in time, never backwards in counters, end on an hour and not in the future.
+
+    Who gains by lying: a replayed old statement (lower counters), a statement of another meter,
+    or one dated ahead; each is a counted rejection with its reason, never an exception upward."""
+
+    def __init__(self, meters: dict[str, str]) -> None:
+        self.meters = {dev: addr.lower() for dev, addr in meters.items()}
+        self.last: dict[str, Statement] = {}
+        self.rejected: dict[str, int] = {}
+
+    def accept(self, dev: str, payload: bytes, now: int) -> Statement | None:
+        """The statement published on `dev`'s topic, or None (counted in `rejected`)."""
+        try:
+            return self._check(dev, payload, now)
+        except StatementRejected as e:
+            self.rejected[e.reason] = self.rejected.get(e.reason, 0) + 1
+            return None
+
+    def _check(self, dev: str, payload: bytes, now: int) -> Statement:
+        address = self.meters.get(dev)
+        if address is None:
+            raise StatementRejected("unknown", f"no registered meter for {dev!r}")
+        st = verify_message(payload, address)
+        if st.dev != dev:
+            raise StatementRejected("device", f"statement of {st.dev!r} on {dev!r}'s topic")
+        if st.window_end % WINDOW_S or st.window_end > now + FUTURE_SLACK_S:
+            raise StatementRejected("time", f"window end {st.window_end} unaligned or in the future")
+        prev = self.last.get(dev)
+        if prev is not None:
+            if st.window_end <= prev.window_end:
+                raise StatementRejected("replay", f"window end {st.window_end} <= {prev.window_end}")
+            if st.import_wh < prev.import_wh or st.export_wh < prev.export_wh:
+                raise StatementRejected("counter", "a counter went backwards")
+        self.last[dev] = st
+        return st

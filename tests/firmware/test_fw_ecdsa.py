@@ -244,3 +244,32 @@ def test_wasm_board_boots_with_a_provisioned_key_and_prints_its_address(tmp_path
         board.stop()
     line = next((x for x in board.console if "device key address" in x), "\n".join(board.console))
     assert key["address"] in line
+
+
+def _message(secret: bytes, s: st.Statement) -> bytes:
+    raw = st.encode(s)
+    return json.dumps({"v": 1, "stmt": raw.hex(), "sig": _signed(secret, raw).hex()}).encode()
+
+
+def test_ledger_refuses_replays_rollbacks_strangers_and_the_future() -> None:
+    meter, other = bytes.fromhex(VECTORS["keys"][8]["secret"]), bytes.fromhex(VECTORS["keys"][9]["secret"])
+    led = st.StatementLedger({"node-01": VECTORS["keys"][8]["address"]})
+    t = 1767232800
+    first = st.Statement("node-01", t, 1000, 50, 360, bytes(32))
+    assert led.accept("node-01", _message(meter, first), t + 10) == first
+    later = first._replace(window_end=t + 3600, import_wh=1500)
+    cases = [
+        ("replay", "node-01", _message(meter, first)),  # the same statement again
+        ("counter", "node-01", _message(meter, later._replace(export_wh=49))),
+        ("signer", "node-01", _message(other, later)),  # a key that is not the registered meter
+        ("unknown", "node-02", _message(meter, later)),
+        ("device", "node-01", _message(meter, later._replace(dev="node-02"))),
+        ("time", "node-01", _message(meter, later._replace(window_end=t + 3601))),
+        ("time", "node-01", _message(meter, later._replace(window_end=t + 7200))),  # ahead of now
+        ("json", "node-01", b"not json"),
+    ]
+    for reason, dev, payload in cases:
+        before = led.rejected.get(reason, 0)
+        assert led.accept(dev, payload, t + 3610) is None
+        assert led.rejected[reason] == before + 1, reason
+    assert led.accept("node-01", _message(meter, later), t + 3610) == later

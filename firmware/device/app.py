@@ -14,6 +14,7 @@ import maps
 import meter
 import modbus
 import mqtt
+import notary
 import payload
 import ringbuf
 
@@ -52,6 +53,8 @@ class App:
         self.t_reading = payload.topic(pre, self.dev, "reading")
         self.t_status = payload.topic(pre, self.dev, "status")
         self.t_health = payload.topic(pre, self.dev, "health")
+        self.t_statement = payload.topic(pre, self.dev, "statement")
+        self.notary = notary.Notary(self.dev, root + "device.key", self.keys)
         ssl_ctx = board.tls_context(b["ca"]) if b["tls"] and board.HAS_TLS else None
         self.client = mqtt.Client(
             "gridpact-" + self.dev, b["host"], b["port"], ssl_ctx, b["user"], b["password"],
@@ -101,10 +104,13 @@ class App:
         ts = board.unix_time()
         q = 0 if self.synced else meter.TIME_UNSYNCED  # with ts: NTP may answer during the read
         code, _exc = await self.master.read(self.unit, self.fc, self.start, self.count)
+        if self.notary.tick(ts, self.synced):  # before this poll's counters: the window's last ones
+            self.kick.set()
         n = 0
         if code == modbus.OK:
             rx = self.master.rx
             n = meter.extract(self.keys, self.master.mv[3 : 3 + 2 * self.count], self.vals)
+            self.notary.read(self.vals, ts)
             end = 3 + 2 * self.count
             q |= self.tracker.assess(self.keys, self.vals, n, rx[end] | (rx[end + 1] << 8))
         else:
@@ -149,6 +155,7 @@ class App:
         ok = await self.client.publish(self.t_reading, msg)
         if ok:
             self.last_seq = seq  # the broker has it (PUBACK)
+            self.notary.published(msg)
         gc.collect()
         return ok
 
@@ -160,6 +167,9 @@ class App:
                     if self.ram_n and not self.client.up:
                         self.spill()
                     await self.wait_kick(1000)
+                elif self.notary.pending:  # hourly, before the readings queue
+                    if await self.client.publish(self.t_statement, self.notary.pending[0]):
+                        self.notary.pending.pop(0)
                 elif self.ring.count:
                     h = self.ring.peek()
                     if h is None:

@@ -134,3 +134,10 @@ def rand16():
     import random
 
     return random.getrandbits(16)
+
+
+def urandom(n):
+    """n bytes from the hardware RNG (both ports' os.urandom); raises where there is none (wasm)."""
+    import os
+
+    return os.urandom(n)

@@ -3,6 +3,7 @@
 - `wire`: the node's reading payload (canonical JSON, HMAC) as the gateway verifies it;
 - `energy`: counter deltas and wrap/reset handling of the meter's energy registers;
 - `eip712`: typed-data hashing and signing of the market's terms;
-- `concession`: the time-dependent concession of Eq. 1 (Chakraborty, Baarslag, Kaisers);
-- `clock`: the clock protocol (real or virtual time) the gateway's loops run on.
+- `concession`: the time-dependent concession of Eq. 1 (Kröhling et al.);
+- `clock`: the clock protocol (real or virtual time) the gateway's loops run on;
+- `statement`: the meter node's signed hourly statement (encoding, digest, signer recovery).
 """

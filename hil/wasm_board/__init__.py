@@ -26,8 +26,15 @@ class WasmBoard:
     """One node: `start()` boots it, `stop()` cuts power, `power_cycle()` does both."""
 
     def __init__(
-        self, config: dict[str, Any], uart_device: str, state_dir: Path, heap: int = 2 << 20
+        self,
+        config: dict[str, Any],
+        uart_device: str,
+        state_dir: Path,
+        heap: int = 2 << 20,
+        device_key: bytes | None = None,
     ) -> None:
+        """`device_key`: 32 bytes the installer provisions as the node's `device.key` (the wasm
+        build has no os.urandom to make one; without it the node publishes no statements)."""
         node = shutil.which("node")
         if node is None:
             raise ServiceUnavailable("node is not installed: the wasm board runs under Node 20+")
@@ -37,6 +44,8 @@ class WasmBoard:
         self.heap = heap
         self.state.mkdir(parents=True, exist_ok=True)
         (self.state / "config.json").write_text(json.dumps(config))
+        if device_key is not None:
+            (self.state / "device.key").write_bytes(device_key)
         self.console: list[str] = []
         self.boots = 0
         self._proc: subprocess.Popen[str] | None = None

@@ -152,17 +152,20 @@ def test_bench_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--polls", "5"]) == 0
     out = capsys.readouterr().out
     assert "us/poll" in out and "3276 readings = 9.1 h" in out
+    assert out.count("ms/signature") == 4 and "not measured on a board" in out
 
 
 def test_bundle_loads_in_micropython(tmp_path: Path) -> None:
     """The .mpy files (not the sources) import in the real MicroPython interpreter and produce the
     golden reading: the bundle's bytecode format is one MicroPython accepts."""
     from firmware.host.golden import GOLDEN_PATH
+    from firmware.host.statement_vectors import STATEMENT_VECTORS_PATH
     from hil.mpy_wasm import run_micropython
 
     bundle = build("pico-w", tmp_path / "b", regenerate_maps=False)
     mpys = {f.name: f.read_bytes().hex() for f in bundle.files if f.suffix == ".mpy"}
     vec = json.loads(GOLDEN_PATH.read_text())
+    stv = json.loads(STATEMENT_VECTORS_PATH.read_text())["statements"][1]
     code = f"""
 import os, sys, binascii, json, struct
 os.mkdir('/mpy')
@@ -179,7 +182,14 @@ for i, k in enumerate(keys):
     struct.pack_into('>f', vals, 4 * i, p['r'][k[0]])
 mac = payload.Hmac(binascii.unhexlify({vec["key_hex"]!r}))
 print(payload.reading(mac, p['dev'], p['seq'], p['ts'], p['q'], p['m'], keys, vals, len(keys)).decode())
+import ecdsa, statement
+assert ecdsa.__file__.endswith('.mpy') and statement.__file__.endswith('.mpy')
+st = binascii.unhexlify({stv["hex"]!r})
+sig = ecdsa.signature_bytes(ecdsa.sign(statement.digest(st), binascii.unhexlify({stv["secret"]!r})))
+print(binascii.hexlify(sig).decode())
 """
     wasm_board = DEVICE_DIR.parent / "host" / "wasm_board"
     res = run_micropython(code, libs=[wasm_board]).check()
-    assert res.stdout.strip() == vec["vectors"][0]["payload"]
+    reading, sig = res.stdout.split()
+    assert reading == vec["vectors"][0]["payload"]
+    assert sig == stv["r"] + stv["s"] + f"{stv['v']:02x}"

@@ -98,3 +98,50 @@ def test_advance_to_needs_virtual_time(tmp_path: Path) -> None:
     board = VirtualBoard(vt_config("vt-real"), RegisterUart(Meter()), tmp_path / "flash")
     with pytest.raises(TypeError, match="VirtualTime"):
         board.advance_to(T0)
+
+
+def test_the_node_signs_an_hourly_statement_of_its_counters(broker: BrokerInfo, tmp_path: Path) -> None:
+    """3 simulated hours: one statement per hour on .../statement, signed by the key the node made
+    on its flash (recovered by the gateway's verifier), counters = the last reading before the hour,
+    and the statements' readings digests partition the published readings in order."""
+    import hashlib
+
+    import coincurve
+
+    from gridpact.core import statement as st
+
+    cfg = vt_config("vt-stmt")
+    tap = MqttTap(broker.host, broker.port, ["gridpact/meter/vt-stmt/#"], "tap-vt-stmt")
+    vt = VirtualTime(T0)
+    board = VirtualBoard(cfg, RegisterUart(Meter()), tmp_path / "flash", clock=vt,
+                         broker=(broker.host, broker.port))  # fmt: skip
+    board.start()
+    try:
+        for k in range(3 * 60 + 2):
+            board.advance_to(T0 + 60 * k + 1)
+        deadline = time.monotonic() + 20
+        while len(tap.on("/statement")) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        board.stop()
+        tap.close()
+    secret = (tmp_path / "flash" / "device.key").read_bytes()
+    address = st.address_of(coincurve.PrivateKey(secret).public_key.format(False)[1:])
+    statements = [st.verify_message(p, address) for p in tap.on("/statement")]
+    assert [s.window_end for s in statements] == [T0 + 3600 * h for h in (1, 2, 3)]
+    readings = [verify_reading(p, bytes.fromhex(cfg["hmac_key"])) for p in tap.on("/reading")]
+    raws = tap.on("/reading")
+    by_ts = {r["ts"]: r for r in readings}
+    used = 0
+    for s in statements:
+        last = by_ts[s.window_end - 60]["r"]
+        assert (s.import_wh, s.export_wh) == (
+            round(last["e_imp_kWh"] * 1000),
+            round(last["e_exp_kWh"] * 1000),
+        )
+        window = raws[used : used + s.readings]
+        want = hashlib.sha256(b"".join(len(p).to_bytes(2, "big") + p for p in window)).digest()
+        assert s.readings_digest == want and s.dev == "vt-stmt"
+        used += s.readings
+    assert 170 <= used <= len(raws) and statements[1].readings == 60

@@ -1,0 +1,174 @@
+"""Meter statement v1 (docs/wire/statement-v1.md): decode, encode and recover the signing meter.
+
+The node signs sha256(statement) with its own secp256k1 device key; anyone (the household's
+gateway, the counterparty, a keeper, the contract via ecrecover) recovers the signer's address and
+compares it with the meter registered for that household. Written from the spec with struct and
+coincurve (libsecp256k1) and eth_utils, independently of the firmware's encoder and signer, so each checks the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import struct
+from typing import NamedTuple
+
+import coincurve
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+
+MAGIC = b"GPSTMTv1"
+SIZE = 100
+SIG_SIZE = 65
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+_LAYOUT = struct.Struct(">8s32sQQQI32s")
+_HEX_RE = re.compile(r"[0-9a-f]+")
+MAX_MESSAGE = 1024
+
+
+class StatementRejected(ValueError):
+    """A statement or its signature that must not count as meter evidence; `reason` is a short code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+class Statement(NamedTuple):
+    dev: str
+    window_end: int
+    import_wh: int
+    export_wh: int
+    readings: int
+    readings_digest: bytes
+
+
+def encode(st: Statement) -> bytes:
+    """The 100 statement bytes (abi.encodePacked of the typed fields)."""
+    dev = st.dev.encode()
+    if not 0 < len(dev) <= 32:
+        raise ValueError("device id must be 1..32 bytes")
+    return _LAYOUT.pack(
+        MAGIC, dev, st.window_end, st.import_wh, st.export_wh, st.readings, st.readings_digest
+    )
+
+
+def decode(raw: bytes) -> Statement:
+    if len(raw) != SIZE:
+        raise StatementRejected("size", f"{len(raw)} bytes, want {SIZE}")
+    magic, dev, end, imp, exp, n, rdigest = _LAYOUT.unpack(raw)
+    if magic != MAGIC:
+        raise StatementRejected("magic", repr(magic))
+    name = dev.rstrip(b"\0")
+    if not name or b"\0" in name:
+        raise StatementRejected("device", "empty or not zero-padded on the right")
+    try:
+        text = name.decode("ascii")
+    except UnicodeDecodeError:
+        raise StatementRejected("device", "not ASCII") from None
+    return Statement(text, end, imp, exp, n, rdigest)
+
+
+def digest(raw: bytes) -> bytes:
+    """What the device key signs (the contract computes it with the sha256 precompile)."""
+    return hashlib.sha256(raw).digest()
+
+
+def recover_signer(raw: bytes, sig: bytes) -> str:
+    """Checksummed address of the key that signed `raw`; high-s and v outside {27, 28} are refused,
+    as the contract refuses them (ecrecover alone would accept the malleated twin)."""
+    if len(sig) != SIG_SIZE:
+        raise StatementRejected("signature", f"{len(sig)} bytes, want {SIG_SIZE}")
+    r, s, v = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big"), sig[64]
+    if v not in (27, 28):
+        raise StatementRejected("signature", f"v={v}, want 27 or 28")
+    if not (0 < r < SECP256K1_N and 0 < s <= SECP256K1_N // 2):
+        raise StatementRejected("signature", "r or s out of range (high s is refused)")
+    try:
+        pub = coincurve.PublicKey.from_signature_and_message(
+            sig[:64] + bytes([v - 27]), digest(raw), hasher=None
+        )
+    except ValueError as e:  # r is not the x of a curve point
+        raise StatementRejected("signature", str(e)) from None
+    return address_of(pub.format(compressed=False)[1:])
+
+
+def parse_message(payload: bytes) -> tuple[Statement, bytes, bytes]:
+    """The MQTT payload on .../statement -> (statement, its bytes, r||s||v); signer not checked yet."""
+    if len(payload) > MAX_MESSAGE:
+        raise StatementRejected("size", f"message of {len(payload)} bytes")
+    try:
+        obj = json.loads(payload)
+    except ValueError:
+        raise StatementRejected("json", "not JSON") from None
+    if not isinstance(obj, dict) or obj.get("v") != 1:
+        raise StatementRejected("version", "want an object with v=1")
+    raw_hex, sig_hex = obj.get("stmt"), obj.get("sig")
+    if not isinstance(raw_hex, str) or not isinstance(sig_hex, str):
+        raise StatementRejected("json", "stmt and sig must be hex strings")
+    if not (_HEX_RE.fullmatch(raw_hex) and _HEX_RE.fullmatch(sig_hex)):
+        raise StatementRejected("json", "stmt and sig must be lowercase hex")
+    if len(raw_hex) % 2 or len(sig_hex) % 2:
+        raise StatementRejected("json", "odd-length hex")
+    raw, sig = bytes.fromhex(raw_hex), bytes.fromhex(sig_hex)
+    return decode(raw), raw, sig
+
+
+def verify_message(payload: bytes, meter_address: str) -> Statement:
+    """A statement signed by the registered meter `meter_address`, or StatementRejected."""
+    st, raw, sig = parse_message(payload)
+    signer = recover_signer(raw, sig)
+    if signer.lower() != meter_address.lower():
+        raise StatementRejected("signer", f"signed by {signer}, not the registered {meter_address}")
+    return st
+
+
+def address_of(public_key: bytes) -> str:
+    """Ethereum address of a device's 64-byte public key (what the installer registers)."""
+    if len(public_key) != 64:
+        raise ValueError("public key must be 64 bytes (X || Y)")
+    return to_checksum_address(keccak(public_key)[12:])
+
+
+WINDOW_S = 3600
+FUTURE_SLACK_S = 300
+
+
+class StatementLedger:
+    """Per meter, the last accepted statement: accepts only a registered signer's statements that
+    move forward in time, never backwards in counters, end on an hour and not in the future.
+
+    Who gains by lying: a replayed old statement (lower counters), a statement of another meter,
+    or one dated ahead; each is a counted rejection with its reason, never an exception upward."""
+
+    def __init__(self, meters: dict[str, str]) -> None:
+        self.meters = {dev: addr.lower() for dev, addr in meters.items()}
+        self.last: dict[str, Statement] = {}
+        self.rejected: dict[str, int] = {}
+
+    def accept(self, dev: str, payload: bytes, now: int) -> Statement | None:
+        """The statement published on `dev`'s topic, or None (counted in `rejected`)."""
+        try:
+            return self._check(dev, payload, now)
+        except StatementRejected as e:
+            self.rejected[e.reason] = self.rejected.get(e.reason, 0) + 1
+            return None
+
+    def _check(self, dev: str, payload: bytes, now: int) -> Statement:
+        address = self.meters.get(dev)
+        if address is None:
+            raise StatementRejected("unknown", f"no registered meter for {dev!r}")
+        st = verify_message(payload, address)
+        if st.dev != dev:
+            raise StatementRejected("device", f"statement of {st.dev!r} on {dev!r}'s topic")
+        if st.window_end % WINDOW_S or st.window_end > now + FUTURE_SLACK_S:
+            raise StatementRejected("time", f"window end {st.window_end} unaligned or in the future")
+        prev = self.last.get(dev)
+        if prev is not None:
+            if st.window_end <= prev.window_end:
+                raise StatementRejected("replay", f"window end {st.window_end} <= {prev.window_end}")
+            if st.import_wh < prev.import_wh or st.export_wh < prev.export_wh:
+                raise StatementRejected("counter", "a counter went backwards")
+        self.last[dev] = st
+        return st

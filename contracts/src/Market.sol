@@ -39,8 +39,8 @@ contract Market is MarketLoans {
     mapping(bytes32 id => Reports) private _reports;
     /// @dev Terms withdrawn by a party before submission; never touches the seller's slot, so nobody can squat it.
     mapping(bytes32 id => bool) private _cancelled;
-    /// @dev End of the household's latest provider trade, per direction (0: household sells, 1: household buys).
-    mapping(address household => uint40[2] busyUntil) private _providerBusyUntil;
+    /// @dev End of the household's latest provider trade, per direction (key: householdBuys).
+    mapping(address household => mapping(bool householdBuys => uint40 busyUntil)) private _providerBusyUntil;
 
     /// @param token_ The UtilityToken escrowed here.
     /// @param utility_ What this market trades.
@@ -161,10 +161,10 @@ contract Market is MarketLoans {
             quantityWh == 0 || quantityWh > lim.maxWh || deliveryStart < block.timestamp || deliveryEnd <= deliveryStart
                 || deliveryEnd - deliveryStart > lim.maxWindow || deliveryEnd > block.timestamp + lim.maxLead
         ) revert ProviderTradeOutOfBounds(quantityWh, deliveryStart, deliveryEnd, block.timestamp);
-        uint40[2] storage busy = _providerBusyUntil[msg.sender];
-        uint256 dir = householdBuys ? 1 : 0;
-        if (deliveryStart < busy[dir]) revert ProviderTradeOverlaps(msg.sender, deliveryStart, busy[dir]);
-        busy[dir] = deliveryEnd;
+        mapping(bool => uint40) storage busy = _providerBusyUntil[msg.sender];
+        uint40 until = busy[householdBuys];
+        if (deliveryStart < until) revert ProviderTradeOverlaps(msg.sender, deliveryStart, until);
+        busy[householdBuys] = deliveryEnd;
         Terms memory t = Terms({
             seller: householdBuys ? p.account : msg.sender,
             buyer: householdBuys ? msg.sender : p.account,
@@ -203,7 +203,7 @@ contract Market is MarketLoans {
         bytes32 id = agreementId(t);
         Slot storage s = _slots[t.seller][t.nonce];
         Slot memory m = s;
-        _requireReportable(id, m, t);
+        _bubble(_reportableError(id, m, t));
         Reports storage r = _reports[id];
         if (msg.sender == t.seller) {
             if (m.sellerReported) revert AlreadyReported(id, msg.sender);
@@ -354,10 +354,6 @@ contract Market is MarketLoans {
         return "";
     }
 
-    function _requireReportable(bytes32 id, Slot memory m, Terms calldata t) private view {
-        _bubble(_reportableError(id, m, t));
-    }
-
     function _reportableError(bytes32 id, Slot memory m, Terms calldata t) private view returns (bytes memory) {
         if (m.tag != _tag(id) || m.status != Status.Active) {
             return _err(WrongStatus.selector, id, _statusOf(m, id));
@@ -419,23 +415,33 @@ contract Market is MarketLoans {
         emit DisputeOpened(id, msg.sender, deadline, sw, bw);
     }
 
-    /// @dev Pay out the whole escrow: the seller gets value(delivered) less the penalty on what even the larger
-    ///      report leaves undelivered; the buyer is charged value(charged) and gets the rest; the gap goes to the
-    ///      treasury (`delivered` <= `charged` <= quantity).
+    /// @dev Pay out the whole escrow (`delivered` <= `charged` <= quantity). The seller gets value(delivered) less the
+    ///      penalty on quantity - delivered; the buyer is charged value(charged) and credited the penalty on
+    ///      quantity - charged; the treasury gets the rest. Each side's figure thus only ever counts against
+    ///      itself: shading a report inside the tolerance moves neither price nor penalty the liar's way.
     function _pay(bytes32 id, Slot storage s, Terms calldata t, uint64 delivered, uint64 charged) private {
         s.status = Status.Settled;
         if (s.sellerReported || s.buyerReported) delete _reports[id];
-        uint256 escrow = value(t.quantityWh, t.unitPrice);
-        uint256 paid = value(delivered, t.unitPrice);
-        uint256 cost = value(charged, t.unitPrice);
-        uint256 penalty = value(t.quantityWh - charged, t.unitPrice) * _params.penaltyBps / 10_000;
+        uint128 p = t.unitPrice;
+        uint64 q = t.quantityWh;
+        uint256 escrow = value(q, p);
+        uint256 paid = value(delivered, p);
+        uint256 cost = value(charged, p);
+        uint256 penalty = _penalty(q - delivered, p);
         if (penalty > paid) penalty = paid;
+        uint256 credit = _penalty(q - charged, p);
+        if (credit > penalty) credit = penalty;
         unchecked {
             _credit(_accounts[t.seller], paid - penalty);
-            _credit(_accounts[t.buyer], escrow - cost + penalty);
-            if (cost != paid) _credit(_accounts[_treasury], cost - paid);
-            emit AgreementSettled(id, delivered, paid - penalty, escrow - cost + penalty);
+            _credit(_accounts[t.buyer], escrow - cost + credit);
+            uint256 rest = cost - paid + penalty - credit;
+            if (rest != 0) _credit(_accounts[_treasury], rest);
+            emit AgreementSettled(id, delivered, paid - penalty, escrow - cost + credit);
         }
+    }
+
+    function _penalty(uint64 undeliveredWh, uint128 p) private view returns (uint256) {
+        return value(undeliveredWh, p) * _params.penaltyBps / 10_000;
     }
 
     /// @dev Returns the custom error data instead of reverting (nothing changed then), empty when closed. Anyone may

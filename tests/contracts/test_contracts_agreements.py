@@ -44,15 +44,17 @@ def test_contracts_signed_settlement_pays_seller_refunds_buyer(community: Commun
     free_t = c.free(treasury)
     rcpt = c.admin.transact(m.functions.settleBatch([c.settle_item(t, a, b, 1_990, 1_980)]))
     settled = events(c, rcpt, "AgreementSettled")[0]
-    # within tolerance: the seller is paid the smaller report, the buyer charged the larger, the gap to the treasury
+    # within tolerance: the seller is paid the smaller report less the penalty on what it leaves undelivered, the
+    # buyer charged the larger one and credited the penalty on what that leaves undelivered; the rest to the treasury
     paid, cost = 1_980 * PRICE // 1000, 1_990 * PRICE // 1000
-    penalty = (10 * PRICE // 1000) * 1000 // 10_000  # on what even the larger report leaves undelivered
+    penalty = (20 * PRICE // 1000) * 1000 // 10_000
+    credit = (10 * PRICE // 1000) * 1000 // 10_000
     assert settled["deliveredWh"] == 1_980
     assert settled["paidToSeller"] == paid - penalty
-    assert settled["refundedToBuyer"] == escrow - cost + penalty
+    assert settled["refundedToBuyer"] == escrow - cost + credit
     assert c.free(a.address) == free_a + paid - penalty
-    assert c.free(b.address) == free_b - escrow + escrow - cost + penalty
-    assert c.free(treasury) == free_t + cost - paid
+    assert c.free(b.address) == free_b - escrow + escrow - cost + credit
+    assert c.free(treasury) == free_t + cost - paid + penalty - credit
     assert m.functions.agreementOf(t.as_tuple()).call()[0] == SETTLED
     # no double settlement: skipped by the batch, refused on chain
     assert (

@@ -218,6 +218,27 @@ def test_attack_buyer_shades_inside_the_tolerance(community: Community) -> None:
     assert costs[1] == costs[0] == value(1000)  # shading saved the buyer nothing
 
 
+def test_attack_seller_shades_high_to_shrink_its_penalty(community: Community) -> None:
+    """Attack: a seller that delivered half reports 1 % of the quantity more than it delivered (inside the
+    tolerance), after the buyer's true report, so that the non-delivery penalty is computed on less."""
+    c = community
+    seller, buyer, _ = c.households
+    m = c.market
+    got = []
+    for seller_wh in (500, 510):  # honest, then shaded high
+        t = c.terms(seller, buyer)
+        free_s = c.free(seller.address)
+        submit(c, t, seller, buyer)
+        advance_time(c.w3, 2 * HOUR + 1)
+        buyer.sender.transact(m.functions.report(t.as_tuple(), 500))
+        seller.sender.transact(m.functions.report(t.as_tuple(), seller_wh))
+        assert m.functions.agreementOf(t.as_tuple()).call()[0] == SETTLED
+        got.append(c.free(seller.address) - free_s)
+    assert (
+        got[1] == got[0] == value(500) - value(500) // 10
+    )  # the penalty is on what the buyer's figure leaves
+
+
 # ------------------------------------------------------------------ item 5: loans
 
 

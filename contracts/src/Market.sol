@@ -191,8 +191,8 @@ contract Market is MarketLoans {
         if (msg.sender != t.seller && msg.sender != t.buyer) revert NotParty(id, msg.sender);
         Slot memory m = _slots[t.seller][t.nonce];
         if (m.tag == _tag(id) && m.status != Status.None) revert WrongStatus(id, uint8(m.status));
-        if (_cancelled[id]) revert WrongStatus(id, uint8(Status.Cancelled));
-        _cancelled[id] = true;
+        _cancelled[id] = true; // cancelling twice changes nothing
+        _accounts[t.seller].sellerTermsCancelled = true;
         emit TermsCancelled(id, msg.sender);
     }
 
@@ -339,9 +339,10 @@ contract Market is MarketLoans {
         if (m.tag == _tag(id) && m.status != Status.None) {
             return _err(WrongStatus.selector, id, uint8(m.status));
         }
-        if (_cancelled[id]) return _err(WrongStatus.selector, id, uint8(Status.Cancelled));
         if (!_isFree(m)) return abi.encodeWithSelector(SlotBusy.selector, seller, nonce, m.status);
-        if (!_accounts[seller].registered) return abi.encodeWithSelector(NotRegistered.selector, seller);
+        Account memory sa = _accounts[seller];
+        if (!sa.registered) return abi.encodeWithSelector(NotRegistered.selector, seller);
+        if (sa.sellerTermsCancelled && _cancelled[id]) return _err(WrongStatus.selector, id, uint8(Status.Cancelled));
         Account storage acc = _accounts[buyer];
         if (!acc.registered) return abi.encodeWithSelector(NotRegistered.selector, buyer);
         uint256 escrow = value(quantityWh, unitPrice);

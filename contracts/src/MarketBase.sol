@@ -27,6 +27,9 @@ abstract contract MarketBase is IMarket, AccessControl, EIP712, Nonces, Reentran
     struct Account {
         uint128 balance;
         bool registered;
+        /// @dev Some terms naming this account as seller were cancelled: submissions check `_cancelled` then (a
+        ///      cold read that the usual seller, who never had terms cancelled, does not pay for).
+        bool sellerTermsCancelled;
     }
 
     struct Participant {

@@ -256,7 +256,7 @@ def test_contracts_nonce_reuse_cancel_and_no_replay(community: Community, revert
     rcpt = b.sender.transact(m.functions.cancelTerms(t.as_tuple()))
     assert events(c, rcpt, "TermsCancelled")[0]["by"] == b.address
     reverts("WrongStatus", lambda: submit(c, t, a, b))
-    reverts("WrongStatus", lambda: a.sender.transact(m.functions.cancelTerms(t.as_tuple())))
+    a.sender.transact(m.functions.cancelTerms(t.as_tuple()))  # cancelling twice changes nothing
     assert m.functions.agreementOf(t.as_tuple()).call()[0] == CANCELLED
     # cancellation is by id: the seller's nonce stays free for other terms at once
     assert m.functions.slotOf(a.address, 8).call()[2] is True

@@ -226,3 +226,31 @@ def test_contracts_remaining_revert_paths(community: Community, reverts) -> None
         "ProviderTradeOutOfBounds",
         lambda: a.sender.transact(m.functions.tradeWithProvider(True, 10, now - HOUR, now)),
     )[:3] == (10, now - HOUR, now)  # a window in the past
+
+
+def test_contracts_provider_limits(community: Community, reverts) -> None:
+    """Only the community bounds provider trades; nonsense bounds are refused; new bounds apply at once."""
+    c = community
+    a, _, provider = c.households
+    m = c.market
+    c.admin.transact(m.functions.setProvider(provider.address, 5, 5))
+    set_limits = m.functions.setProviderLimits
+    reverts("AccessControlUnauthorizedAccount", lambda: a.sender.transact(set_limits(500, HOUR, 2 * HOUR)))
+    for bad in ((0, HOUR, 2 * HOUR), (500, 0, 2 * HOUR), (500, 2 * HOUR, HOUR), (500, HOUR, 31 * 86_400)):
+        reverts("ProviderTradeOutOfBounds", lambda b=bad: c.admin.transact(set_limits(*b)))
+    rcpt = c.admin.transact(set_limits(500, HOUR, 2 * HOUR))
+    assert dict(events(c, rcpt, "ProviderLimitsSet")[0]) == {
+        "maxWh": 500,
+        "maxWindow": HOUR,
+        "maxLead": 2 * HOUR,
+    }
+    now = c.now()
+    trade = m.functions.tradeWithProvider
+    reverts("ProviderTradeOutOfBounds", lambda: a.sender.transact(trade(True, 501, now + 60, now + HOUR)))
+    reverts(
+        "ProviderTradeOutOfBounds",
+        lambda: a.sender.transact(trade(True, 500, now + 2 * HOUR, now + 3 * HOUR)),
+    )
+    a.sender.transact(trade(True, 500, now + 60, now + HOUR))
+    a.sender.transact(trade(False, 500, now + 60, now + HOUR))  # the other direction is tracked apart
+    reverts("ProviderTradeOverlaps", lambda: a.sender.transact(trade(True, 500, now + 120, now + HOUR)))

@@ -71,7 +71,9 @@ def single_operations(c: Community, a: Household, b: Household) -> dict[str, int
     t = c.terms(a, b)
     c.admin.transact(m.functions.submitAgreement(t.as_tuple(), *c.sign(t, a, b)))
     advance_time(w3, 2 * HOUR + 60)
-    out["openDispute"] = _gas(b.sender.transact(m.functions.openDispute(t.as_tuple())))
+    out["settleBatch x1 (reports differ: dispute)"] = _gas(
+        c.admin.transact(m.functions.settleBatch([c.settle_item(t, a, b, 1000, 0)]))
+    )
     out["resolveDispute"] = _gas(c.admin.transact(m.functions.resolveDispute(t.as_tuple(), 500)))
     t = c.terms(a, b)
     c.admin.transact(m.functions.submitAgreement(t.as_tuple(), *c.sign(t, a, b)))
@@ -83,12 +85,14 @@ def single_operations(c: Community, a: Household, b: Household) -> dict[str, int
     out["submitLoan"] = _gas(
         c.admin.transact(m.functions.submitLoan(loan.as_tuple(), *c.sign_loan(loan, a, b)))
     )
-    out["reportReturn (first)"] = _gas(a.sender.transact(m.functions.reportReturn(loan.as_tuple(), 2000)))
+    out["reportReturn (first)"] = _gas(
+        a.sender.transact(m.functions.reportReturn(loan.as_tuple(), 2000, 2000))
+    )
     out["reportReturn (second: closes)"] = _gas(
-        b.sender.transact(m.functions.reportReturn(loan.as_tuple(), 2000))
+        b.sender.transact(m.functions.reportReturn(loan.as_tuple(), 2000, 2000))
     )
     out["anchorReadings"] = _gas(
-        a.sender.transact(m.functions.anchorReadings(c.now() // HOUR * HOUR, b"\x01" * 32, 3600))
+        a.sender.transact(m.functions.anchorReadings(c.now() // HOUR * HOUR - HOUR, b"\x01" * 32, 3600))
     )
     return out
 

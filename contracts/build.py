@@ -26,7 +26,7 @@ OZ_PACKAGE = REPO_ROOT / "node_modules" / "@openzeppelin" / "contracts" / "packa
 
 # Prague: the latest fork both anvil 1.7 and py-evm 0.12.1b1 run (PUSH0, MCOPY, transient storage included).
 SETTINGS: dict[str, Any] = {
-    "optimizer": {"enabled": True, "runs": 1000},
+    "optimizer": {"enabled": True, "runs": 100},
     "evmVersion": "prague",
     "viaIR": True,
     "remappings": ["@openzeppelin/=node_modules/@openzeppelin/"],

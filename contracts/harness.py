@@ -11,6 +11,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_utils.crypto import keccak
+from web3.logs import DISCARD
 
 from contracts.chain import Sender
 from contracts.deploy import contracts_at, deploy_all
@@ -25,6 +26,7 @@ from gridpact.core.eip712 import (
     sign_report,
     sign_terms,
 )
+from contracts.errors import RevertInfo, decode_revert_data
 
 Sig = tuple[bytes, bytes]
 
@@ -154,6 +156,14 @@ class Community:
         s_sig = sign_report(aid, seller_wh, self.domain, seller.key) if seller else NO_SIG
         b_sig = sign_report(aid, buyer_wh, self.domain, buyer.key) if buyer else NO_SIG
         return (t.as_tuple(), seller_wh, buyer_wh, s_sig, b_sig)
+
+    def rejected(self, receipt: Any) -> list[tuple[int, RevertInfo]]:
+        """The batch items a transaction skipped: (index, the custom error the single call would revert with)."""
+        logs = self.market.events.BatchItemRejected().process_receipt(receipt, errors=DISCARD)
+        return [
+            (int(e["args"]["index"]), decode_revert_data(bytes(e["args"]["reason"]), self.market.abi))
+            for e in logs
+        ]
 
     def status(self, t: Terms) -> int:
         return int(self.market.functions.agreements(self.agreement_id(t)).call()[0])

@@ -91,15 +91,21 @@ interface IMarket {
         uint40 deadline
     );
     event LoanCancelled(bytes32 indexed id, address indexed by);
-    event ReturnReported(bytes32 indexed id, address indexed reporter, uint64 returnedWh);
+    event ReturnReported(bytes32 indexed id, address indexed reporter, uint64 lentWh, uint64 returnedWh);
     event LoanDisputed(bytes32 indexed id, address indexed by, uint40 deadline);
-    event LoanClosed(bytes32 indexed id, uint64 returnedWh, uint256 toBorrower, uint256 toLender);
+    event LoanClosed(
+        bytes32 indexed id, uint64 lentWh, uint64 returnedWh, uint256 toBorrower, uint256 toLender, uint256 toTreasury
+    );
+    /// @notice A batch item was skipped; `reason` is the custom error the single call would have reverted with.
+    event BatchItemRejected(uint256 indexed index, bytes32 indexed id, bytes reason);
+    event ProviderLimitsSet(uint64 maxWh, uint32 maxWindow, uint32 maxLead);
     event ReadingsAnchored(
         address indexed gateway,
         bytes32 indexed meterId,
         uint64 indexed hourStart,
         bytes32 batchHash,
-        uint32 count
+        uint32 count,
+        uint64 anchoredAt
     );
 
     error NotRegistered(address account);
@@ -123,4 +129,7 @@ interface IMarket {
     error EmptyAnchor(uint64 hourStart);
     error NotProvider(address account);
     error TariffNotOffered(bool householdBuys);
+    error ProviderTradeOutOfBounds(uint64 quantityWh, uint40 deliveryStart, uint40 deliveryEnd, uint256 timestamp);
+    error ProviderTradeOverlaps(address household, uint40 deliveryStart, uint40 busyUntil);
+    error AnchorNotClosedHour(uint64 hourStart, uint256 timestamp);
 }

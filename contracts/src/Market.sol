@@ -37,6 +37,10 @@ contract Market is MarketLoans {
 
     mapping(address seller => mapping(uint64 nonce => Slot)) private _slots;
     mapping(bytes32 id => Reports) private _reports;
+    /// @dev Terms withdrawn by a party before submission; never touches the seller's slot, so nobody can squat it.
+    mapping(bytes32 id => bool) private _cancelled;
+    /// @dev End of the household's latest provider trade, per direction (key: householdBuys).
+    mapping(address household => mapping(bool householdBuys => uint40 busyUntil)) private _providerBusyUntil;
 
     /// @param token_ The UtilityToken escrowed here.
     /// @param utility_ What this market trades.
@@ -84,7 +88,7 @@ contract Market is MarketLoans {
     {
         bytes32 id = agreementId(t);
         Slot memory s = _slots[t.seller][t.nonce];
-        if (s.tag != _tag(id)) return (Status.None, 0, false, false, 0, 0);
+        if (s.tag != _tag(id)) return (_cancelled[id] ? Status.Cancelled : Status.None, 0, false, false, 0, 0);
         Reports memory r = _reports[id];
         return (s.status, s.deadline, s.sellerReported, s.buyerReported, r.sellerWh, r.buyerWh);
     }
@@ -106,16 +110,17 @@ contract Market is MarketLoans {
         returns (bytes32 id)
     {
         id = agreementId(t);
-        _checkSig(id, sellerSig, t.seller);
-        _checkSig(id, buyerSig, t.buyer);
-        _open(id, t, _params.reportWindow);
+        _bubble(_tryOpen(id, t, sellerSig, buyerSig, _params.reportWindow));
     }
 
-    /// @notice Submit many agreements in one transaction (arrays sized by the caller); all or nothing.
+    /// @notice Submit many agreements in one transaction (arrays sized by the caller). An item that would revert
+    ///         alone is skipped and reported by `BatchItemRejected`, so one bad or late item cannot sink the batch.
+    /// @return opened How many agreements were opened.
     function submitAgreements(Terms[] calldata t, Sig[] calldata sellerSigs, Sig[] calldata buyerSigs)
         external
         nonReentrant
         onlyMember
+        returns (uint256 opened)
     {
         uint256 n = t.length;
         if (sellerSigs.length != n || buyerSigs.length != n) {
@@ -125,13 +130,19 @@ contract Market is MarketLoans {
         for (uint256 i; i < n; ++i) {
             Terms calldata ti = t[i];
             bytes32 id = agreementId(ti);
-            _checkSig(id, sellerSigs[i], ti.seller);
-            _checkSig(id, buyerSigs[i], ti.buyer);
-            _open(id, ti, window);
+            bytes memory err = _tryOpen(id, ti, sellerSigs[i], buyerSigs[i], window);
+            if (err.length == 0) {
+                ++opened;
+            } else {
+                emit BatchItemRejected(i, id, err);
+            }
         }
     }
 
     /// @notice Trade with the grid provider at its posted tariff (no provider signature: the tariff is its offer).
+    ///         The household alone picks the terms, so they are bounded: at most `maxWh`, a window that starts now
+    ///         or later, lasts at most `maxWindow` and ends within `maxLead`, after the household's previous
+    ///         provider trade in the same direction. The provider's escrow thus always comes back within days.
     /// @param householdBuys True: the caller buys at `sellPrice`; false: the caller sells at `buyPrice`.
     /// @return id The agreement id; the full terms are in the ProviderTraded event.
     function tradeWithProvider(bool householdBuys, uint64 quantityWh, uint40 deliveryStart, uint40 deliveryEnd)
@@ -145,6 +156,15 @@ contract Market is MarketLoans {
         if (!_accounts[msg.sender].registered) revert NotRegistered(msg.sender);
         uint128 price = householdBuys ? p.sellPrice : p.buyPrice;
         if (price == 0) revert TariffNotOffered(householdBuys);
+        ProviderLimits memory lim = _limits;
+        if (
+            quantityWh == 0 || quantityWh > lim.maxWh || deliveryStart < block.timestamp || deliveryEnd <= deliveryStart
+                || deliveryEnd - deliveryStart > lim.maxWindow || deliveryEnd > block.timestamp + lim.maxLead
+        ) revert ProviderTradeOutOfBounds(quantityWh, deliveryStart, deliveryEnd, block.timestamp);
+        mapping(bool => uint40) storage busy = _providerBusyUntil[msg.sender];
+        uint40 until = busy[householdBuys];
+        if (deliveryStart < until) revert ProviderTradeOverlaps(msg.sender, deliveryStart, until);
+        busy[householdBuys] = deliveryEnd;
         Terms memory t = Terms({
             seller: householdBuys ? p.account : msg.sender,
             buyer: householdBuys ? msg.sender : p.account,
@@ -156,20 +176,23 @@ contract Market is MarketLoans {
             expiry: uint40(block.timestamp)
         });
         id = _hashTypedDataV4(keccak256(abi.encode(TERMS_TYPEHASH, t)));
-        _openWith(id, t.seller, t.buyer, quantityWh, price, deliveryStart, deliveryEnd, t.nonce, t.expiry, _params.reportWindow);
+        _bubble(
+            _openWith(
+                id, t.seller, t.buyer, quantityWh, price, deliveryStart, deliveryEnd, t.nonce, t.expiry, _params.reportWindow
+            )
+        );
         emit ProviderTraded(id, msg.sender, t);
     }
 
-    /// @notice Withdraw signed terms before anyone submits them (seller or buyer). The seller's nonce slot stays
-    ///         taken until the terms' expiry.
+    /// @notice Withdraw terms before anyone submits them (seller or buyer). Cancels these terms only, by their id:
+    ///         the seller's nonce slot stays free, so terms written by an outsider cannot block anyone's slot.
     function cancelTerms(Terms calldata t) external {
         bytes32 id = agreementId(t);
         if (msg.sender != t.seller && msg.sender != t.buyer) revert NotParty(id, msg.sender);
-        Slot storage s = _slots[t.seller][t.nonce];
-        Slot memory m = s;
+        Slot memory m = _slots[t.seller][t.nonce];
         if (m.tag == _tag(id) && m.status != Status.None) revert WrongStatus(id, uint8(m.status));
-        if (!_isFree(m)) revert SlotBusy(t.seller, t.nonce, uint8(m.status));
-        _slots[t.seller][t.nonce] = Slot(_tag(id), Status.Cancelled, t.expiry, false, false);
+        _cancelled[id] = true; // cancelling twice changes nothing
+        _accounts[t.seller].sellerTermsCancelled = true;
         emit TermsCancelled(id, msg.sender);
     }
 
@@ -180,7 +203,7 @@ contract Market is MarketLoans {
         bytes32 id = agreementId(t);
         Slot storage s = _slots[t.seller][t.nonce];
         Slot memory m = s;
-        _requireReportable(id, m, t);
+        _bubble(_reportableError(id, m, t));
         Reports storage r = _reports[id];
         if (msg.sender == t.seller) {
             if (m.sellerReported) revert AlreadyReported(id, msg.sender);
@@ -197,7 +220,8 @@ contract Market is MarketLoans {
     }
 
     /// @notice Settle many agreements in one transaction with the parties' signed delivery reports (a party that
-    ///         already reported on chain needs no signature). Agreements no longer Active are skipped.
+    ///         already reported on chain needs no signature). An item that would revert alone (no longer Active,
+    ///         too early or late, bad or missing report) is skipped and reported by `BatchItemRejected`.
     /// @return settled How many items were settled or moved to dispute.
     function settleBatch(SettleItem[] calldata items) external nonReentrant onlyMember returns (uint256 settled) {
         uint256 n = items.length;
@@ -206,24 +230,14 @@ contract Market is MarketLoans {
             Terms calldata t = it.terms;
             bytes32 id = agreementId(t);
             Slot storage s = _slots[t.seller][t.nonce];
-            Slot memory m = s;
-            if (m.tag != _tag(id) || m.status != Status.Active) continue;
-            _requireReportable(id, m, t);
-            uint64 sw = m.sellerReported ? _reports[id].sellerWh : _signedReport(id, it.sellerWh, it.sellerSig, t.seller);
-            uint64 bw = m.buyerReported ? _reports[id].buyerWh : _signedReport(id, it.buyerWh, it.buyerSig, t.buyer);
+            (uint64 sw, uint64 bw, bytes memory err) = _batchReports(it, id, s);
+            if (err.length != 0) {
+                emit BatchItemRejected(i, id, err);
+                continue;
+            }
             _settleOrDispute(id, s, t, sw, bw);
             ++settled;
         }
-    }
-
-    /// @notice Seller or buyer escalates to the community (e.g. the other side does not report).
-    function openDispute(Terms calldata t) external {
-        bytes32 id = agreementId(t);
-        if (msg.sender != t.seller && msg.sender != t.buyer) revert NotParty(id, msg.sender);
-        Slot storage s = _slots[t.seller][t.nonce];
-        _requireReportable(id, s, t);
-        Reports memory r = _reports[id];
-        _dispute(id, s, r.sellerWh, r.buyerWh);
     }
 
     /// @notice The community decides the delivered quantity of a disputed agreement before its deadline.
@@ -235,23 +249,41 @@ contract Market is MarketLoans {
         if (block.timestamp > m.deadline) revert TooLate(id, block.timestamp, m.deadline);
         uint64 delivered = deliveredWh < t.quantityWh ? deliveredWh : t.quantityWh;
         emit DisputeResolved(id, delivered);
-        _pay(id, s, t, delivered);
+        _pay(id, s, t, delivered, delivered);
     }
 
-    /// @notice Buyer (or the community for it) takes the whole escrow back after a missed report deadline or an
-    ///         unresolved dispute.
+    /// @notice After the report deadline (anyone may call; the reports on record decide): a party that stayed silent
+    ///         accepts the other's report; an unresolved dispute pays the seller the lower report and charges the
+    ///         buyer the higher, the gap to the treasury; with no report at all the buyer takes the escrow back.
+    ///         So neither silence nor a lie left unresolved moves money the liar's way.
     function reclaim(Terms calldata t) external nonReentrant {
-        _reclaim(t);
+        _bubble(_reclaim(t));
     }
 
-    /// @notice `reclaim` for many agreements; all or nothing.
-    function reclaimBatch(Terms[] calldata t) external nonReentrant {
+    /// @notice `reclaim` for many agreements; an item that would revert alone is skipped and reported by
+    ///         `BatchItemRejected`.
+    /// @return reclaimed How many escrows were returned.
+    function reclaimBatch(Terms[] calldata t) external nonReentrant returns (uint256 reclaimed) {
         for (uint256 i; i < t.length; ++i) {
-            _reclaim(t[i]);
+            bytes memory err = _reclaim(t[i]);
+            if (err.length == 0) {
+                ++reclaimed;
+            } else {
+                emit BatchItemRejected(i, agreementId(t[i]), err);
+            }
         }
     }
 
     // ------------------------------------------------------------------ internals
+
+    /// @dev Error data of a custom error with (bytes32, uint256[, uint256]) arguments; WrongStatus takes two.
+    function _err(bytes4 selector, bytes32 id, uint256 a) private pure returns (bytes memory) {
+        return abi.encodeWithSelector(selector, id, a);
+    }
+
+    function _err(bytes4 selector, bytes32 id, uint256 a, uint256 b) private pure returns (bytes memory) {
+        return abi.encodeWithSelector(selector, id, a, b);
+    }
 
     function _tag(bytes32 id) private pure returns (uint192) {
         return uint192(uint256(id));
@@ -261,18 +293,28 @@ contract Market is MarketLoans {
         return m.tag == _tag(id) ? uint8(m.status) : uint8(Status.None);
     }
 
-    /// @dev A slot can take new terms when empty, closed, or cancelled terms have expired.
-    function _isFree(Slot memory m) private view returns (bool) {
+    /// @dev A slot can take new terms when empty or closed (cancellation is kept by id, not in the slot).
+    function _isFree(Slot memory m) private pure returns (bool) {
         Status st = m.status;
-        return st == Status.None || st == Status.Settled || st == Status.Refunded
-            || (st == Status.Cancelled && block.timestamp > m.deadline);
+        return st == Status.None || st == Status.Settled || st == Status.Refunded;
     }
 
-    function _open(bytes32 id, Terms calldata t, uint32 reportWindow) private {
-        _openWith(id, t.seller, t.buyer, t.quantityWh, t.unitPrice, t.deliveryStart, t.deliveryEnd, t.nonce, t.expiry, reportWindow);
+    /// @dev Both signatures, then the opening checks; returns the custom error data instead of reverting.
+    function _tryOpen(bytes32 id, Terms calldata t, Sig calldata sellerSig, Sig calldata buyerSig, uint32 reportWindow)
+        private
+        returns (bytes memory err)
+    {
+        err = _sigError(id, sellerSig, t.seller);
+        if (err.length == 0) err = _sigError(id, buyerSig, t.buyer);
+        if (err.length == 0) {
+            err = _openWith(
+                id, t.seller, t.buyer, t.quantityWh, t.unitPrice, t.deliveryStart, t.deliveryEnd, t.nonce, t.expiry, reportWindow
+            );
+        }
     }
 
     /// @dev Checks and opens an agreement from its fields (calldata and memory terms share this, without copies).
+    ///      Returns the custom error data of the first failed check (nothing changed), or empty when opened.
     function _openWith(
         bytes32 id,
         address seller,
@@ -284,38 +326,75 @@ contract Market is MarketLoans {
         uint64 nonce,
         uint40 expiry,
         uint32 reportWindow
-    ) private {
-        if (block.timestamp > expiry) revert TermsExpired(expiry, block.timestamp);
-        if (seller == buyer) revert InvalidTerms(id, 1);
-        if (quantityWh == 0) revert InvalidTerms(id, 2);
+    ) private returns (bytes memory) {
+        if (block.timestamp > expiry) return abi.encodeWithSelector(TermsExpired.selector, expiry, block.timestamp);
+        uint8 bad;
         uint256 deadline = uint256(deliveryEnd) + reportWindow;
-        if (deliveryStart >= deliveryEnd || deadline > type(uint40).max) revert InvalidTerms(id, 3);
-        if (expiry >= deliveryEnd) revert InvalidTerms(id, 4);
-        Slot storage s = _slots[seller][nonce];
-        Slot memory m = s;
-        if (m.tag == _tag(id) && m.status != Status.None) revert WrongStatus(id, uint8(m.status));
-        if (!_isFree(m)) revert SlotBusy(seller, nonce, uint8(m.status));
-        if (!_accounts[seller].registered) revert NotRegistered(seller);
+        if (seller == buyer) bad = 1;
+        else if (quantityWh == 0) bad = 2;
+        else if (deliveryStart >= deliveryEnd || deadline > type(uint40).max) bad = 3;
+        else if (expiry >= deliveryEnd) bad = 4;
+        if (bad != 0) return abi.encodeWithSelector(InvalidTerms.selector, id, bad);
+        Slot memory m = _slots[seller][nonce];
+        if (m.tag == _tag(id) && m.status != Status.None) {
+            return _err(WrongStatus.selector, id, uint8(m.status));
+        }
+        if (!_isFree(m)) return abi.encodeWithSelector(SlotBusy.selector, seller, nonce, m.status);
+        Account memory sa = _accounts[seller];
+        if (!sa.registered) return abi.encodeWithSelector(NotRegistered.selector, seller);
+        if (sa.sellerTermsCancelled && _cancelled[id]) return _err(WrongStatus.selector, id, uint8(Status.Cancelled));
         Account storage acc = _accounts[buyer];
-        if (!acc.registered) revert NotRegistered(buyer);
-        _debit(acc, buyer, value(quantityWh, unitPrice));
+        if (!acc.registered) return abi.encodeWithSelector(NotRegistered.selector, buyer);
+        uint256 escrow = value(quantityWh, unitPrice);
+        if (acc.balance < escrow) {
+            return abi.encodeWithSelector(InsufficientBalance.selector, buyer, acc.balance, escrow);
+        }
+        _debit(acc, buyer, escrow);
         _slots[seller][nonce] = Slot(_tag(id), Status.Active, uint40(deadline), false, false);
         emit AgreementSubmitted(id, seller, buyer, quantityWh, unitPrice);
+        return "";
     }
 
-    function _requireReportable(bytes32 id, Slot memory m, Terms calldata t) private view {
-        if (m.tag != _tag(id) || m.status != Status.Active) revert WrongStatus(id, _statusOf(m, id));
-        if (block.timestamp < t.deliveryEnd) revert TooEarly(id, block.timestamp, t.deliveryEnd);
-        if (block.timestamp > m.deadline) revert TooLate(id, block.timestamp, m.deadline);
+    function _reportableError(bytes32 id, Slot memory m, Terms calldata t) private view returns (bytes memory) {
+        if (m.tag != _tag(id) || m.status != Status.Active) {
+            return _err(WrongStatus.selector, id, _statusOf(m, id));
+        }
+        if (block.timestamp < t.deliveryEnd) {
+            return _err(TooEarly.selector, id, block.timestamp, t.deliveryEnd);
+        }
+        if (block.timestamp > m.deadline) return _err(TooLate.selector, id, block.timestamp, m.deadline);
+        return "";
     }
 
-    function _signedReport(bytes32 id, uint64 wh, Sig calldata sig, address party) private view returns (uint64) {
-        if (sig.r == bytes32(0) && sig.vs == bytes32(0)) revert MissingReport(id, party);
-        _checkSig(reportDigest(id, wh), sig, party);
-        return wh;
+    /// @dev A batch item's two reports (stored on chain or signed in the item), or the error that rejects it.
+    function _batchReports(SettleItem calldata it, bytes32 id, Slot storage s)
+        private
+        view
+        returns (uint64 sw, uint64 bw, bytes memory err)
+    {
+        Slot memory m = s;
+        Terms calldata t = it.terms;
+        err = _reportableError(id, m, t);
+        if (err.length != 0) return (0, 0, err);
+        if (m.sellerReported) sw = _reports[id].sellerWh;
+        else (sw, err) = (it.sellerWh, _signedReportError(id, it.sellerWh, it.sellerSig, t.seller));
+        if (err.length != 0) return (0, 0, err);
+        if (m.buyerReported) bw = _reports[id].buyerWh;
+        else (bw, err) = (it.buyerWh, _signedReportError(id, it.buyerWh, it.buyerSig, t.buyer));
     }
 
-    /// @dev Reports are capped at the agreed quantity, then compared: within tolerance the smaller one is paid.
+    function _signedReportError(bytes32 id, uint64 wh, Sig calldata sig, address party)
+        private
+        view
+        returns (bytes memory)
+    {
+        if (sig.r == bytes32(0) && sig.vs == bytes32(0)) return abi.encodeWithSelector(MissingReport.selector, id, party);
+        return _sigError(reportDigest(id, wh), sig, party);
+    }
+
+    /// @dev Reports are capped at the agreed quantity, then compared. Within tolerance the seller is paid for the
+    ///      smaller report and the buyer charged for the larger; the gap goes to the treasury, so a party that shades
+    ///      its report after seeing the other's gains nothing by it.
     function _settleOrDispute(bytes32 id, Slot storage s, Terms calldata t, uint64 sw, uint64 bw) private {
         uint64 q = t.quantityWh;
         uint64 sc = sw < q ? sw : q;
@@ -325,44 +404,75 @@ contract Market is MarketLoans {
             _dispute(id, s, sw, bw);
             return;
         }
-        _pay(id, s, t, sc < bc ? sc : bc);
+        (uint64 lo, uint64 hi) = sc < bc ? (sc, bc) : (bc, sc);
+        _pay(id, s, t, lo, hi);
     }
 
+    /// @dev Both reports are kept, so an unresolved dispute can pay each side only what the other conceded.
     function _dispute(bytes32 id, Slot storage s, uint64 sw, uint64 bw) private {
         uint40 deadline = uint40(block.timestamp + _params.disputeWindow);
-        s.status = Status.Disputed;
-        s.deadline = deadline;
+        (s.status, s.deadline, s.sellerReported, s.buyerReported) = (Status.Disputed, deadline, true, true);
+        _reports[id] = Reports(sw, bw);
         emit DisputeOpened(id, msg.sender, deadline, sw, bw);
     }
 
-    /// @dev Pay out the whole escrow: the seller gets value(delivered) less the penalty, the buyer the rest.
-    function _pay(bytes32 id, Slot storage s, Terms calldata t, uint64 delivered) private {
+    /// @dev Pay out the whole escrow (`delivered` <= `charged` <= quantity). The seller gets value(delivered) less the
+    ///      penalty on quantity - delivered; the buyer is charged value(charged) and credited the penalty on
+    ///      quantity - charged; the treasury gets the rest. Each side's figure thus only ever counts against
+    ///      itself: shading a report inside the tolerance moves neither price nor penalty the liar's way.
+    function _pay(bytes32 id, Slot storage s, Terms calldata t, uint64 delivered, uint64 charged) private {
         s.status = Status.Settled;
         if (s.sellerReported || s.buyerReported) delete _reports[id];
-        uint256 escrow = value(t.quantityWh, t.unitPrice);
-        uint256 paid = value(delivered, t.unitPrice);
-        uint256 penalty = value(t.quantityWh - delivered, t.unitPrice) * _params.penaltyBps / 10_000;
+        uint128 p = t.unitPrice;
+        uint64 q = t.quantityWh;
+        uint256 escrow = value(q, p);
+        uint256 paid = value(delivered, p);
+        uint256 cost = value(charged, p);
+        uint256 penalty = _penalty(q - delivered, p);
         if (penalty > paid) penalty = paid;
+        uint256 credit = _penalty(q - charged, p);
+        if (credit > penalty) credit = penalty;
         unchecked {
             _credit(_accounts[t.seller], paid - penalty);
-            _credit(_accounts[t.buyer], escrow - paid + penalty);
-            emit AgreementSettled(id, delivered, paid - penalty, escrow - paid + penalty);
+            _credit(_accounts[t.buyer], escrow - cost + credit);
+            uint256 rest = cost - paid + penalty - credit;
+            if (rest != 0) _credit(_accounts[_treasury], rest);
+            emit AgreementSettled(id, delivered, paid - penalty, escrow - cost + credit);
         }
     }
 
-    function _reclaim(Terms calldata t) private {
+    function _penalty(uint64 undeliveredWh, uint128 p) private view returns (uint256) {
+        return value(undeliveredWh, p) * _params.penaltyBps / 10_000;
+    }
+
+    /// @dev Returns the custom error data instead of reverting (nothing changed then), empty when closed. Anyone may
+    ///      call it: the outcome is fixed by the reports on record, so the caller cannot choose it.
+    function _reclaim(Terms calldata t) private returns (bytes memory) {
         bytes32 id = agreementId(t);
-        if (msg.sender != t.buyer && !hasRole(COMMUNITY_ROLE, msg.sender)) revert NotParty(id, msg.sender);
         Slot storage s = _slots[t.seller][t.nonce];
         Slot memory m = s;
         if (m.tag != _tag(id) || (m.status != Status.Active && m.status != Status.Disputed)) {
-            revert WrongStatus(id, _statusOf(m, id));
+            return _err(WrongStatus.selector, id, _statusOf(m, id));
         }
-        if (block.timestamp <= m.deadline) revert TooEarly(id, block.timestamp, uint256(m.deadline) + 1);
+        if (block.timestamp <= m.deadline) {
+            return _err(TooEarly.selector, id, block.timestamp, uint256(m.deadline) + 1);
+        }
+        if (m.sellerReported || m.buyerReported) {
+            // a silent party takes the other's figure; a dispute keeps both: seller paid the lower, buyer charged
+            // the higher, the gap to the treasury
+            Reports memory r = _reports[id];
+            uint64 q = t.quantityWh;
+            uint64 sw = m.sellerReported ? r.sellerWh : r.buyerWh;
+            uint64 bw = m.buyerReported ? r.buyerWh : r.sellerWh;
+            (sw, bw) = (sw < q ? sw : q, bw < q ? bw : q);
+            (uint64 lo, uint64 hi) = sw < bw ? (sw, bw) : (bw, sw);
+            _pay(id, s, t, lo, hi);
+            return "";
+        }
         s.status = Status.Refunded;
-        if (m.sellerReported || m.buyerReported) delete _reports[id];
         uint256 escrow = value(t.quantityWh, t.unitPrice);
         _credit(_accounts[t.buyer], escrow);
         emit EscrowReclaimed(id, t.buyer, escrow);
+        return "";
     }
 }

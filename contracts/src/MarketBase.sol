@@ -27,6 +27,9 @@ abstract contract MarketBase is IMarket, AccessControl, EIP712, Nonces, Reentran
     struct Account {
         uint128 balance;
         bool registered;
+        /// @dev Some terms naming this account as seller were cancelled: submissions check `_cancelled` then (a
+        ///      cold read that the usual seller, who never had terms cancelled, does not pay for).
+        bool sellerTermsCancelled;
     }
 
     struct Participant {
@@ -47,13 +50,29 @@ abstract contract MarketBase is IMarket, AccessControl, EIP712, Nonces, Reentran
         uint128 sellPrice;
     }
 
+    /// @dev Bounds on `tradeWithProvider`, which escrows the provider's funds on the household's word alone.
+    struct ProviderLimits {
+        uint64 maxWh;
+        uint32 maxWindow;
+        uint32 maxLead;
+    }
+
+    /// @dev A meter-data anchor and when it was made.
+    struct Anchor {
+        bytes32 batchHash;
+        uint64 anchoredAt;
+    }
+
     IERC20 private immutable _token;
+    /// @dev Internal account that receives amounts no party may claim (report gaps, unresolved loan disputes).
+    address internal immutable _treasury;
+    ProviderLimits internal _limits;
     string private _utility;
     Params internal _params;
     Provider internal _provider;
     mapping(address account => Account) internal _accounts;
     mapping(address gateway => Participant) private _participants;
-    mapping(address gateway => mapping(uint64 hourStart => bytes32 batchHash)) private _anchors;
+    mapping(address gateway => mapping(uint64 hourStart => Anchor)) private _anchors;
 
     /// @param token_ The UtilityToken escrowed here.
     /// @param utility_ What this market trades ("electricity", "heat", ...).
@@ -61,6 +80,8 @@ abstract contract MarketBase is IMarket, AccessControl, EIP712, Nonces, Reentran
     constructor(address token_, string memory utility_, address community) EIP712("gridpact Market", "1") {
         if (token_ == address(0) || community == address(0)) revert ZeroAddress();
         _token = IERC20(token_);
+        _treasury = community;
+        _limits = ProviderLimits({maxWh: 100_000, maxWindow: 1 days, maxLead: 2 days});
         _utility = utility_;
         _grantRole(DEFAULT_ADMIN_ROLE, community);
         _grantRole(COMMUNITY_ROLE, community);
@@ -123,17 +144,20 @@ abstract contract MarketBase is IMarket, AccessControl, EIP712, Nonces, Reentran
         emit ParamsUpdated(reportWindow, disputeWindow, toleranceBps, penaltyBps);
     }
 
+    /// @notice Bound what a household may trade with the provider in one call: quantity, window length, and how
+    ///         far ahead the window may end. Keeps the provider's escrow recoverable within `maxLead` + report window.
+    function setProviderLimits(uint64 maxWh, uint32 maxWindow, uint32 maxLead) external onlyRole(COMMUNITY_ROLE) {
+        if (maxWh == 0 || maxWindow == 0 || maxLead < maxWindow || maxLead > 30 days) {
+            revert ProviderTradeOutOfBounds(maxWh, 0, maxWindow, maxLead);
+        }
+        _limits = ProviderLimits(maxWh, maxWindow, maxLead);
+        emit ProviderLimitsSet(maxWh, maxWindow, maxLead);
+    }
+
     // ------------------------------------------------------------------ internal balances
 
     /// @notice Move `amount` tokens (approved beforehand) into the caller's free internal balance.
     function deposit(uint256 amount) external nonReentrant {
-        _deposit(amount);
-    }
-
-    /// @notice Approve by EIP-2612 permit and deposit in one transaction. A permit already used (front-run) is
-    ///         tolerated: the deposit then relies on the existing allowance.
-    function depositWithPermit(uint256 amount, uint256 deadline, uint8 v, bytes32 r, bytes32 s) external nonReentrant {
-        try IERC20Permit(address(_token)).permit(msg.sender, address(this), amount, deadline, v, r, s) {} catch {}
         _deposit(amount);
     }
 
@@ -171,25 +195,46 @@ abstract contract MarketBase is IMarket, AccessControl, EIP712, Nonces, Reentran
 
     /// @dev Recover a compact signature over `digest` and require it to be `expected`'s.
     function _checkSig(bytes32 digest, Sig calldata sig, address expected) internal pure {
+        _bubble(_sigError(digest, sig, expected));
+    }
+
+    /// @dev The BadSignature error data when `sig` is not `expected`'s signature of `digest`, else empty.
+    function _sigError(bytes32 digest, Sig calldata sig, address expected) internal pure returns (bytes memory) {
         (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, sig.r, sig.vs);
         if (err != ECDSA.RecoverError.NoError || recovered != expected) {
-            revert BadSignature(digest, expected, recovered);
+            return abi.encodeWithSelector(BadSignature.selector, digest, expected, recovered);
+        }
+        return "";
+    }
+
+    /// @dev Revert with `err` (custom error data) when it is not empty: one check serves single calls and batches.
+    function _bubble(bytes memory err) internal pure {
+        if (err.length != 0) {
+            assembly ("memory-safe") {
+                revert(add(err, 0x20), mload(err))
+            }
         }
     }
 
     // ------------------------------------------------------------------ meter data anchoring
 
     /// @notice Commit the hash of an hour's batch of meter readings, so the data can later be proven untampered.
-    /// @param hourStart Unix time of the hour's start.
+    ///         Only a whole hour that has ended can be anchored; the block time is recorded with it.
+    /// @param hourStart Unix time of the hour's start (a multiple of 3600, at least an hour in the past).
     /// @param batchHash Hash of the batch (gateway/ingest/anchoring.py defines the encoding).
     /// @param count Number of readings in the batch.
     function anchorReadings(uint64 hourStart, bytes32 batchHash, uint32 count) external {
         if (!_accounts[msg.sender].registered) revert NotRegistered(msg.sender);
         if (batchHash == bytes32(0) || count == 0) revert EmptyAnchor(hourStart);
-        mapping(uint64 => bytes32) storage mine = _anchors[msg.sender];
-        if (mine[hourStart] != bytes32(0)) revert AlreadyAnchored(msg.sender, hourStart);
-        mine[hourStart] = batchHash;
-        emit ReadingsAnchored(msg.sender, _participants[msg.sender].meterId, hourStart, batchHash, count);
+        if (hourStart == 0 || hourStart % 1 hours != 0 || uint256(hourStart) + 1 hours > block.timestamp) {
+            revert AnchorNotClosedHour(hourStart, block.timestamp);
+        }
+        Anchor storage a = _anchors[msg.sender][hourStart];
+        if (a.batchHash != bytes32(0)) revert AlreadyAnchored(msg.sender, hourStart);
+        (a.batchHash, a.anchoredAt) = (batchHash, uint64(block.timestamp));
+        emit ReadingsAnchored(
+            msg.sender, _participants[msg.sender].meterId, hourStart, batchHash, count, uint64(block.timestamp)
+        );
     }
 
     // ------------------------------------------------------------------ views
@@ -226,9 +271,15 @@ abstract contract MarketBase is IMarket, AccessControl, EIP712, Nonces, Reentran
         return (p.account, p.buyPrice, p.sellPrice);
     }
 
-    /// @notice The batch hash a gateway anchored for an hour (zero if none).
-    function anchors(address gateway, uint64 hourStart) external view returns (bytes32) {
-        return _anchors[gateway][hourStart];
+    /// @notice The batch hash a gateway anchored for an hour and the block time it was anchored at (zeros if none).
+    function anchors(address gateway, uint64 hourStart) external view returns (bytes32 batchHash, uint64 anchoredAt) {
+        Anchor storage a = _anchors[gateway][hourStart];
+        return (a.batchHash, a.anchoredAt);
+    }
+
+    /// @notice The internal account credited with amounts no party may claim.
+    function treasury() external view returns (address) {
+        return _treasury;
     }
 
     /// @notice The escrowed token.

@@ -5,32 +5,43 @@ import {MarketBase} from "./MarketBase.sol";
 
 /// @title MarketLoans
 /// @notice Energy loans of the residential cooperative model: the lender gives q Wh now, the borrower returns them
-///         by `returnBy`. The borrower's token collateral is locked when both sign, released (pro rata to the
-///         metered return) when both gateways report the return, forfeited to the lender when nothing is reported
-///         by the deadline; diverging reports go to the community.
+///         by `returnBy`. The borrower's token collateral is locked when both sign. Each party reports two figures,
+///         lent and returned; the lender is owed collateral x (lent - returned) / q, the borrower the rest. So a
+///         lender that lends nothing and a borrower that returns nothing both lose, and silence gains nothing: a
+///         party that does not report accepts the other's figures; with no report at all the collateral goes back.
+///         Diverging reports go to the community; a dispute it leaves unresolved pays each side only what the
+///         other concedes and the disputed rest to the treasury, so neither a liar nor an idle community rewards
+///         anyone. A dispute can only be opened once the return is due.
 abstract contract MarketLoans is MarketBase {
     bytes32 private constant LOAN_TYPEHASH = keccak256(
         "Loan(address lender,address borrower,uint64 quantityWh,uint128 collateral,uint40 returnBy,uint64 nonce,uint40 expiry)"
     );
 
-    /// @dev One slot per loan, the same shape as an agreement's.
+    /// @dev A loan's state and both parties' (lent, returned) reports.
     struct LoanRecord {
         LoanStatus status;
         uint40 deadline;
         bool lenderReported;
         bool borrowerReported;
-        uint64 lenderWh;
-        uint64 borrowerWh;
+        uint64 lenderLentWh;
+        uint64 lenderReturnedWh;
+        uint64 borrowerLentWh;
+        uint64 borrowerReturnedWh;
     }
 
-    /// @notice Loan records by id (the EIP-712 digest of the loan terms).
-    mapping(bytes32 id => LoanRecord) public loans;
+    mapping(bytes32 id => LoanRecord) private _loans;
 
     constructor(address token_, string memory utility_, address community) MarketBase(token_, utility_, community) {}
 
     /// @notice The loan id: EIP-712 digest of `l` under this market's domain.
     function loanId(Loan calldata l) public view returns (bytes32) {
         return _hashTypedDataV4(keccak256(abi.encode(LOAN_TYPEHASH, l)));
+    }
+
+    /// @notice State and deadline of the loan `id` (the EIP-712 digest of its terms).
+    function loans(bytes32 id) external view returns (LoanStatus status, uint40 deadline) {
+        LoanRecord storage r = _loans[id];
+        return (r.status, r.deadline);
     }
 
     /// @notice Record a loan signed by both parties and lock the borrower's collateral.
@@ -42,7 +53,7 @@ abstract contract MarketLoans is MarketBase {
         returns (bytes32 id)
     {
         id = loanId(l);
-        LoanRecord storage r = loans[id];
+        LoanRecord storage r = _loans[id];
         if (r.status != LoanStatus.None) revert WrongStatus(id, uint8(r.status));
         if (block.timestamp > l.expiry) revert TermsExpired(l.expiry, block.timestamp);
         if (l.lender == l.borrower) revert InvalidTerms(id, 1);
@@ -64,95 +75,134 @@ abstract contract MarketLoans is MarketBase {
     function cancelLoan(Loan calldata l) external {
         bytes32 id = loanId(l);
         if (msg.sender != l.lender && msg.sender != l.borrower) revert NotParty(id, msg.sender);
-        LoanRecord storage r = loans[id];
+        LoanRecord storage r = _loans[id];
         if (r.status != LoanStatus.None) revert WrongStatus(id, uint8(r.status));
         r.status = LoanStatus.Cancelled;
         emit LoanCancelled(id, msg.sender);
     }
 
-    /// @notice Lender or borrower reports the metered return; the second report closes the loan or disputes it.
-    function reportReturn(Loan calldata l, uint64 returnedWh) external nonReentrant {
+    /// @notice Lender or borrower reports the metered quantities lent and returned (open or disputed loan, before
+    ///         its deadline). When both have reported and agree within tolerance the loan closes; else it is
+    ///         (or stays) disputed.
+    function reportReturn(Loan calldata l, uint64 lentWh, uint64 returnedWh) external nonReentrant {
         bytes32 id = loanId(l);
-        LoanRecord memory m = _openLoan(id);
+        LoanRecord memory m = _loans[id];
+        if (m.status != LoanStatus.Open && m.status != LoanStatus.Disputed) revert WrongStatus(id, uint8(m.status));
+        if (block.timestamp > m.deadline) revert TooLate(id, block.timestamp, m.deadline);
         if (msg.sender == l.lender) {
             if (m.lenderReported) revert AlreadyReported(id, msg.sender);
-            (m.lenderReported, m.lenderWh) = (true, returnedWh);
+            (m.lenderReported, m.lenderLentWh, m.lenderReturnedWh) = (true, lentWh, returnedWh);
         } else if (msg.sender == l.borrower) {
             if (m.borrowerReported) revert AlreadyReported(id, msg.sender);
-            (m.borrowerReported, m.borrowerWh) = (true, returnedWh);
+            (m.borrowerReported, m.borrowerLentWh, m.borrowerReturnedWh) = (true, lentWh, returnedWh);
         } else {
             revert NotParty(id, msg.sender);
         }
-        emit ReturnReported(id, msg.sender, returnedWh);
-        if (!(m.lenderReported && m.borrowerReported)) {
-            loans[id] = m;
-            return;
-        }
+        emit ReturnReported(id, msg.sender, lentWh, returnedWh);
+        _loans[id] = m;
+        if (!(m.lenderReported && m.borrowerReported)) return;
         uint64 q = l.quantityWh;
-        uint64 lc = m.lenderWh < q ? m.lenderWh : q;
-        uint64 bc = m.borrowerWh < q ? m.borrowerWh : q;
-        uint256 diff = lc > bc ? lc - bc : bc - lc;
-        if (diff * 10_000 > uint256(q) * _params.toleranceBps) {
-            _disputeLoan(id, m);
+        uint256 tol = uint256(q) * _params.toleranceBps;
+        if (_gap(m.lenderLentWh, m.borrowerLentWh, q) * 10_000 > tol
+                || _gap(m.lenderReturnedWh, m.borrowerReturnedWh, q) * 10_000 > tol) {
+            if (m.status == LoanStatus.Open) _disputeLoan(id, l, m);
         } else {
-            _closeLoan(id, l, lc < bc ? lc : bc);
+            uint64 lent = _min(m.lenderLentWh, m.borrowerLentWh, q);
+            uint64 ret = _min(m.lenderReturnedWh, m.borrowerReturnedWh, q);
+            uint256 owed = _owed(l, lent, ret);
+            _closeLoan(id, l, lent, ret, owed, owed);
         }
     }
 
-    /// @notice Lender or borrower escalates to the community (e.g. the other side does not report).
+    /// @notice Lender or borrower escalates to the community, once the return is due.
     function openLoanDispute(Loan calldata l) external {
         bytes32 id = loanId(l);
         if (msg.sender != l.lender && msg.sender != l.borrower) revert NotParty(id, msg.sender);
-        _disputeLoan(id, _openLoan(id));
+        LoanRecord memory m = _loans[id];
+        if (m.status != LoanStatus.Open) revert WrongStatus(id, uint8(m.status));
+        if (block.timestamp < l.returnBy) revert TooEarly(id, block.timestamp, l.returnBy);
+        if (block.timestamp > m.deadline) revert TooLate(id, block.timestamp, m.deadline);
+        _disputeLoan(id, l, m);
     }
 
-    /// @notice The community decides the returned quantity of a disputed loan before its deadline.
-    function resolveLoan(Loan calldata l, uint64 returnedWh) external nonReentrant onlyRole(COMMUNITY_ROLE) {
+    /// @notice The community decides the quantities lent and returned of a disputed loan before its deadline.
+    function resolveLoan(Loan calldata l, uint64 lentWh, uint64 returnedWh)
+        external
+        nonReentrant
+        onlyRole(COMMUNITY_ROLE)
+    {
         bytes32 id = loanId(l);
-        LoanRecord storage r = loans[id];
+        LoanRecord storage r = _loans[id];
         if (r.status != LoanStatus.Disputed) revert WrongStatus(id, uint8(r.status));
         if (block.timestamp > r.deadline) revert TooLate(id, block.timestamp, r.deadline);
-        _closeLoan(id, l, returnedWh);
+        uint64 q = l.quantityWh;
+        (uint64 lent, uint64 ret) = (_min(lentWh, q, q), _min(returnedWh, q, q));
+        uint256 owed = _owed(l, lent, ret);
+        _closeLoan(id, l, lent, ret, owed, owed);
     }
 
-    /// @notice After the deadline: an open loan's collateral is forfeited to the lender; an unresolved dispute
-    ///         gives it back to the borrower. Callable by lender, borrower or the community.
+    /// @notice After the deadline (callable by lender, borrower or the community): a silent party accepts the
+    ///         reporting party's figures; nobody reported: the collateral goes back; an unresolved dispute pays
+    ///         each side what the other conceded and the disputed rest to the treasury.
     function expireLoan(Loan calldata l) external nonReentrant {
         bytes32 id = loanId(l);
         if (msg.sender != l.lender && msg.sender != l.borrower && !hasRole(COMMUNITY_ROLE, msg.sender)) {
             revert NotParty(id, msg.sender);
         }
-        LoanRecord storage r = loans[id];
-        LoanStatus st = r.status;
-        if (st != LoanStatus.Open && st != LoanStatus.Disputed) revert WrongStatus(id, uint8(st));
-        if (block.timestamp <= r.deadline) revert TooEarly(id, block.timestamp, uint256(r.deadline) + 1);
-        r.status = LoanStatus.Closed;
-        bool forfeited = st == LoanStatus.Open;
-        _credit(_accounts[forfeited ? l.lender : l.borrower], l.collateral);
-        emit LoanClosed(id, 0, forfeited ? 0 : l.collateral, forfeited ? l.collateral : 0);
+        LoanRecord memory m = _loans[id];
+        if (m.status != LoanStatus.Open && m.status != LoanStatus.Disputed) revert WrongStatus(id, uint8(m.status));
+        if (block.timestamp <= m.deadline) revert TooEarly(id, block.timestamp, uint256(m.deadline) + 1);
+        uint64 q = l.quantityWh;
+        if (m.lenderReported && m.borrowerReported) {
+            uint256 byLender = _owed(l, _min(m.lenderLentWh, q, q), _min(m.lenderReturnedWh, q, q));
+            uint256 byBorrower = _owed(l, _min(m.borrowerLentWh, q, q), _min(m.borrowerReturnedWh, q, q));
+            (uint256 lo, uint256 hi) = byLender < byBorrower ? (byLender, byBorrower) : (byBorrower, byLender);
+            _closeLoan(id, l, 0, 0, lo, hi);
+        } else if (m.lenderReported || m.borrowerReported) {
+            (uint64 lent, uint64 ret) = m.lenderReported
+                ? (m.lenderLentWh, m.lenderReturnedWh)
+                : (m.borrowerLentWh, m.borrowerReturnedWh);
+            (lent, ret) = (_min(lent, q, q), _min(ret, q, q));
+            uint256 owed = _owed(l, lent, ret);
+            _closeLoan(id, l, lent, ret, owed, owed);
+        } else {
+            _closeLoan(id, l, 0, 0, 0, 0);
+        }
     }
 
-    function _openLoan(bytes32 id) private view returns (LoanRecord memory m) {
-        m = loans[id];
-        if (m.status != LoanStatus.Open) revert WrongStatus(id, uint8(m.status));
-        if (block.timestamp > m.deadline) revert TooLate(id, block.timestamp, m.deadline);
+    /// @dev Collateral owed to the lender: pro rata to what was lent and not returned.
+    function _owed(Loan calldata l, uint64 lent, uint64 ret) private pure returns (uint256) {
+        return lent > ret ? uint256(l.collateral) * (lent - ret) / l.quantityWh : 0;
     }
 
-    function _disputeLoan(bytes32 id, LoanRecord memory m) private {
+    function _min(uint64 a, uint64 b, uint64 cap) private pure returns (uint64) {
+        uint64 m = a < b ? a : b;
+        return m < cap ? m : cap;
+    }
+
+    function _gap(uint64 a, uint64 b, uint64 cap) private pure returns (uint256) {
+        (a, b) = (a < cap ? a : cap, b < cap ? b : cap);
+        return a > b ? a - b : b - a;
+    }
+
+    function _disputeLoan(bytes32 id, Loan calldata l, LoanRecord memory m) private {
+        uint256 from = block.timestamp > l.returnBy ? block.timestamp : l.returnBy;
         m.status = LoanStatus.Disputed;
-        m.deadline = uint40(block.timestamp + _params.disputeWindow);
-        loans[id] = m;
+        m.deadline = uint40(from + _params.disputeWindow);
+        _loans[id] = m;
         emit LoanDisputed(id, msg.sender, m.deadline);
     }
 
-    /// @dev Release collateral pro rata to the returned quantity (capped at the loan), the rest to the lender.
-    function _closeLoan(bytes32 id, Loan calldata l, uint64 returnedWh) private {
-        loans[id].status = LoanStatus.Closed;
-        uint64 r = returnedWh < l.quantityWh ? returnedWh : l.quantityWh;
-        uint256 toBorrower = uint256(l.collateral) * r / l.quantityWh;
-        uint256 toLender = l.collateral - toBorrower;
+    /// @dev Close: the lender gets `toLender`, the borrower collateral - `lenderCap`, the treasury the difference.
+    function _closeLoan(bytes32 id, Loan calldata l, uint64 lent, uint64 ret, uint256 toLender, uint256 lenderCap)
+        private
+    {
+        _loans[id].status = LoanStatus.Closed;
+        uint256 toBorrower = l.collateral - lenderCap;
+        uint256 toTreasury = lenderCap - toLender;
         _credit(_accounts[l.borrower], toBorrower);
         _credit(_accounts[l.lender], toLender);
-        emit LoanClosed(id, r, toBorrower, toLender);
+        if (toTreasury != 0) _credit(_accounts[_treasury], toTreasury);
+        emit LoanClosed(id, lent, ret, toBorrower, toLender, toTreasury);
     }
 }

@@ -191,9 +191,10 @@ class Market:
         return int(self.sender.call(self._views["balanceOf"](to_checksum_address(address or self.me))))
 
     def anchored(self, hour_start: int, gateway: str | None = None) -> bytes:
-        return bytes(
-            self.sender.call(self._views["anchors"](to_checksum_address(gateway or self.me), hour_start))
+        batch_hash, _anchored_at = self.sender.call(
+            self._views["anchors"](to_checksum_address(gateway or self.me), hour_start)
         )
+        return bytes(batch_hash)
 
     def value(self, quantity_wh: int, unit_price: int) -> int:
         """Escrow of q Wh at p per kWh: q * p / 1000, floored (the contract's rule, computed locally)."""

@@ -106,7 +106,9 @@ class Settler:
                 return rec.state
             if now <= view.deadline:
                 return self._report(rec, terms, now, measured, view)
-        if view.status in (Status.ACTIVE, Status.DISPUTED) and now > view.deadline and rec.role == "buyer":
+        if view.status in (Status.ACTIVE, Status.DISPUTED) and now > view.deadline:
+            # either party closes it: the reports on record decide (a silent party accepts the other's), so a
+            # seller whose buyer went quiet is paid without waiting for the buyer or the community
             return self._send_final(rec, "reclaim", lambda: self.market.reclaim(terms))
         return rec.state
 

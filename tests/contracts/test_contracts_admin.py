@@ -87,22 +87,22 @@ def test_contracts_deposit_withdraw_and_permit(community: Community, reverts) ->
         "message": {"owner": a.address, "spender": m.address, "value": 10**18, "nonce": nonce, "deadline": deadline},
     }  # fmt: skip
     sig = Account.sign_message(encode_typed_data(full_message=permit), a.key)
-    rcpt = a.sender.transact(
-        m.functions.depositWithPermit(
-            10**18, deadline, sig.v, sig.r.to_bytes(32, "big"), sig.s.to_bytes(32, "big")
+    # the permit approves the market (the Market dropped depositWithPermit to stay under the size limit)
+    a.sender.transact(
+        tok.functions.permit(
+            a.address,
+            m.address,
+            10**18,
+            deadline,
+            sig.v,
+            sig.r.to_bytes(32, "big"),
+            sig.s.to_bytes(32, "big"),
         )
     )
+    rcpt = a.sender.transact(m.functions.deposit(10**18))
     assert events(c, rcpt, "Deposited")[0]["amount"] == 10**18
     assert c.free(a.address) == free + 10**18
-    # the same permit again (already used): tolerated, but there is no allowance left
-    reverts(
-        "ERC20InsufficientAllowance",
-        lambda: a.sender.transact(
-            m.functions.depositWithPermit(
-                10**18, deadline, sig.v, sig.r.to_bytes(32, "big"), sig.s.to_bytes(32, "big")
-            )
-        ),
-    )
+    reverts("ERC20InsufficientAllowance", lambda: a.sender.transact(m.functions.deposit(10**18)))
     rcpt = a.sender.transact(m.functions.withdraw(10**18))
     assert events(c, rcpt, "Withdrawn")[0]["amount"] == 10**18
     assert c.free(a.address) == free
@@ -126,13 +126,14 @@ def test_contracts_anchor_readings(community: Community, reverts) -> None:
     c = community
     a, _, _ = c.households
     m = c.market
-    hour = c.now() // HOUR * HOUR
+    hour = c.now() // HOUR * HOUR - 2 * HOUR  # a closed hour
     digest = keccak(text="readings of one hour")
     rcpt = a.sender.transact(m.functions.anchorReadings(hour, digest, 3600))
     ev = events(c, rcpt, "ReadingsAnchored")[0]
     assert (ev["gateway"], ev["hourStart"], ev["batchHash"], ev["count"]) == (a.address, hour, digest, 3600)
     assert ev["meterId"] == m.functions.participantInfo(a.address).call()[0]
-    assert m.functions.anchors(a.address, hour).call() == digest
+    assert m.functions.anchors(a.address, hour).call()[0] == digest
+    assert m.functions.anchors(a.address, hour).call()[1] == ev["anchoredAt"] > 0
     reverts("AlreadyAnchored", lambda: a.sender.transact(m.functions.anchorReadings(hour, digest, 3600)))
     reverts("EmptyAnchor", lambda: a.sender.transact(m.functions.anchorReadings(hour + HOUR, b"\0" * 32, 1)))
     reverts("EmptyAnchor", lambda: a.sender.transact(m.functions.anchorReadings(hour + HOUR, digest, 0)))
@@ -221,10 +222,35 @@ def test_contracts_remaining_revert_paths(community: Community, reverts) -> None
         "NotRegistered",
         lambda: b.sender.transact(m.functions.tradeWithProvider(True, 10, now + HOUR, now + 2 * HOUR)),
     )
-    assert (
-        reverts(
-            "InvalidTerms",
-            lambda: a.sender.transact(m.functions.tradeWithProvider(True, 10, now - HOUR, now)),
-        )[1]
-        == 4
+    assert reverts(
+        "ProviderTradeOutOfBounds",
+        lambda: a.sender.transact(m.functions.tradeWithProvider(True, 10, now - HOUR, now)),
+    )[:3] == (10, now - HOUR, now)  # a window in the past
+
+
+def test_contracts_provider_limits(community: Community, reverts) -> None:
+    """Only the community bounds provider trades; nonsense bounds are refused; new bounds apply at once."""
+    c = community
+    a, _, provider = c.households
+    m = c.market
+    c.admin.transact(m.functions.setProvider(provider.address, 5, 5))
+    set_limits = m.functions.setProviderLimits
+    reverts("AccessControlUnauthorizedAccount", lambda: a.sender.transact(set_limits(500, HOUR, 2 * HOUR)))
+    for bad in ((0, HOUR, 2 * HOUR), (500, 0, 2 * HOUR), (500, 2 * HOUR, HOUR), (500, HOUR, 31 * 86_400)):
+        reverts("ProviderTradeOutOfBounds", lambda b=bad: c.admin.transact(set_limits(*b)))
+    rcpt = c.admin.transact(set_limits(500, HOUR, 2 * HOUR))
+    assert dict(events(c, rcpt, "ProviderLimitsSet")[0]) == {
+        "maxWh": 500,
+        "maxWindow": HOUR,
+        "maxLead": 2 * HOUR,
+    }
+    now = c.now()
+    trade = m.functions.tradeWithProvider
+    reverts("ProviderTradeOutOfBounds", lambda: a.sender.transact(trade(True, 501, now + 60, now + HOUR)))
+    reverts(
+        "ProviderTradeOutOfBounds",
+        lambda: a.sender.transact(trade(True, 500, now + 2 * HOUR, now + 3 * HOUR)),
     )
+    a.sender.transact(trade(True, 500, now + 60, now + HOUR))
+    a.sender.transact(trade(False, 500, now + 60, now + HOUR))  # the other direction is tracked apart
+    reverts("ProviderTradeOverlaps", lambda: a.sender.transact(trade(True, 500, now + 120, now + HOUR)))

@@ -37,16 +37,20 @@ def test_contracts_loan_returned_releases_collateral(community: Community, rever
     assert c.free(borrower.address) == free_b - COLLATERAL
     assert m.functions.loans(c.loan_id(loan)).call()[0] == OPEN
     reverts("WrongStatus", submit, c, loan, lender, borrower)  # replay
-    reverts("NotParty", lambda: x.sender.transact(m.functions.reportReturn(loan.as_tuple(), 2_000)))
-    borrower.sender.transact(m.functions.reportReturn(loan.as_tuple(), 2_500))
-    reverts("AlreadyReported", lambda: borrower.sender.transact(m.functions.reportReturn(loan.as_tuple(), 1)))
-    rcpt = lender.sender.transact(m.functions.reportReturn(loan.as_tuple(), 1_980))  # within 2 %: pro rata
+    reverts("NotParty", lambda: x.sender.transact(m.functions.reportReturn(loan.as_tuple(), 2_000, 2_000)))
+    borrower.sender.transact(m.functions.reportReturn(loan.as_tuple(), 2_000, 2_500))
+    reverts(
+        "AlreadyReported", lambda: borrower.sender.transact(m.functions.reportReturn(loan.as_tuple(), 1, 1))
+    )
+    rcpt = lender.sender.transact(
+        m.functions.reportReturn(loan.as_tuple(), 2_000, 1_980)
+    )  # within 2 %: pro rata
     ev = closed(c, rcpt)
-    assert ev["returnedWh"] == 1_980
+    assert (ev["lentWh"], ev["returnedWh"], ev["toTreasury"]) == (2_000, 1_980, 0)
     assert ev["toBorrower"] == COLLATERAL * 1_980 // 2_000
     assert ev["toBorrower"] + ev["toLender"] == COLLATERAL
     assert m.functions.loans(c.loan_id(loan)).call()[0] == CLOSED
-    reverts("WrongStatus", lambda: lender.sender.transact(m.functions.reportReturn(loan.as_tuple(), 1)))
+    reverts("WrongStatus", lambda: lender.sender.transact(m.functions.reportReturn(loan.as_tuple(), 1, 1)))
     reverts("WrongStatus", lambda: lender.sender.transact(m.functions.expireLoan(loan.as_tuple())))
 
 
@@ -87,31 +91,44 @@ def test_contracts_loan_forfeit_dispute_and_expiry(community: Community, reverts
     for loan in (forfeited, disputed, resolved):
         submit(c, loan, lender, borrower)
     reverts("TooEarly", lambda: lender.sender.transact(m.functions.expireLoan(forfeited.as_tuple())))
-    # diverging reports open a dispute; a party can also escalate
-    lender.sender.transact(m.functions.reportReturn(resolved.as_tuple(), 100))
-    borrower.sender.transact(m.functions.reportReturn(resolved.as_tuple(), 1_000))
+    # diverging reports open a dispute
+    lender.sender.transact(m.functions.reportReturn(resolved.as_tuple(), 1_000, 100))
+    borrower.sender.transact(m.functions.reportReturn(resolved.as_tuple(), 1_000, 1_000))
     assert m.functions.loans(c.loan_id(resolved)).call()[0] == DISPUTED
+    # a party can escalate only once the return is due
     reverts("NotParty", lambda: x.sender.transact(m.functions.openLoanDispute(disputed.as_tuple())))
-    borrower.sender.transact(m.functions.openLoanDispute(disputed.as_tuple()))
-    reverts("WrongStatus", lambda: borrower.sender.transact(m.functions.openLoanDispute(disputed.as_tuple())))
+    reverts("TooEarly", lambda: borrower.sender.transact(m.functions.openLoanDispute(disputed.as_tuple())))
     reverts(
         "AccessControlUnauthorizedAccount",
-        lambda: lender.sender.transact(m.functions.resolveLoan(resolved.as_tuple(), 1)),
+        lambda: lender.sender.transact(m.functions.resolveLoan(resolved.as_tuple(), 1, 1)),
     )
-    reverts("WrongStatus", lambda: c.admin.transact(m.functions.resolveLoan(forfeited.as_tuple(), 1)))
-    ev = closed(c, c.admin.transact(m.functions.resolveLoan(resolved.as_tuple(), 500)))
+    reverts("WrongStatus", lambda: c.admin.transact(m.functions.resolveLoan(forfeited.as_tuple(), 1, 1)))
+    ev = closed(c, c.admin.transact(m.functions.resolveLoan(resolved.as_tuple(), 1_000, 500)))
     assert (ev["returnedWh"], ev["toBorrower"], ev["toLender"]) == (500, COLLATERAL // 2, COLLATERAL // 2)
-    advance_time(c.w3, HOUR + 86_400 + 10)
-    reverts("TooLate", lambda: lender.sender.transact(m.functions.reportReturn(forfeited.as_tuple(), 1)))
+    advance_time(c.w3, HOUR + 10)
+    borrower.sender.transact(m.functions.openLoanDispute(disputed.as_tuple()))
+    reverts("WrongStatus", lambda: borrower.sender.transact(m.functions.openLoanDispute(disputed.as_tuple())))
+    lender.sender.transact(m.functions.reportReturn(disputed.as_tuple(), 1_000, 0))
+    borrower.sender.transact(m.functions.reportReturn(disputed.as_tuple(), 1_000, 1_000))
+    assert m.functions.loans(c.loan_id(disputed)).call()[0] == DISPUTED
+    lender.sender.transact(
+        m.functions.reportReturn(forfeited.as_tuple(), 1_000, 0)
+    )  # the borrower stays silent
+    advance_time(c.w3, 86_400)
+    reverts("TooLate", lambda: lender.sender.transact(m.functions.reportReturn(forfeited.as_tuple(), 1, 1)))
     reverts("NotParty", lambda: x.sender.transact(m.functions.expireLoan(forfeited.as_tuple())))
     free_l = c.free(lender.address)
     ev = closed(c, lender.sender.transact(m.functions.expireLoan(forfeited.as_tuple())))
-    assert (ev["toBorrower"], ev["toLender"]) == (0, COLLATERAL)
+    assert (ev["toBorrower"], ev["toLender"]) == (
+        0,
+        COLLATERAL,
+    )  # the silent borrower accepted the lender's figures
     assert c.free(lender.address) == free_l + COLLATERAL
     reverts("TooEarly", lambda: c.admin.transact(m.functions.expireLoan(disputed.as_tuple())))
     advance_time(c.w3, 3 * 86_400)
-    reverts("TooLate", lambda: c.admin.transact(m.functions.resolveLoan(disputed.as_tuple(), 1)))
+    reverts("TooLate", lambda: c.admin.transact(m.functions.resolveLoan(disputed.as_tuple(), 1, 1)))
     free_b = c.free(borrower.address)
     ev = closed(c, c.admin.transact(m.functions.expireLoan(disputed.as_tuple())))
-    assert (ev["toBorrower"], ev["toLender"]) == (COLLATERAL, 0)  # unresolved dispute: back to the borrower
-    assert c.free(borrower.address) == free_b + COLLATERAL
+    # unresolved dispute: each side gets what the other conceded (nothing here), the disputed rest to the treasury
+    assert (ev["toBorrower"], ev["toLender"], ev["toTreasury"]) == (0, 0, COLLATERAL)
+    assert c.free(borrower.address) == free_b

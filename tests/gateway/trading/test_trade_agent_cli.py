@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 from eth_account import Account
@@ -123,7 +124,7 @@ def test_trade_status_reads_the_journal(tmp_path: Path, capsys) -> None:
     assert report["pending_txs"] == [{"key": "submit:x", "nonce": 3, "hash": "0xabc"}]
 
 
-def test_provider_fallback_on_chain_is_reported_and_reclaimed(
+def test_provider_fallback_on_chain_is_reported_and_closed(
     mosquitto: MosquittoBroker, mined_anvil: AnvilNode, tmp_path: Path
 ) -> None:
     from contracts.chain import Sender
@@ -139,17 +140,20 @@ def test_provider_fallback_on_chain_is_reported_and_reclaimed(
     buyer_spec["tables"]["agent"] |= {"provider_fallback": "contract", "confirm_wait_s": 0.5}
     metrics = Metrics()
 
-    def refunded_in_journal() -> bool:
+    def closed_in_journal() -> bool:
         db = tmp_path / "buyer" / "trading.db"
         if not db.exists():
             return False
         with sqlite3.connect(db) as conn:
-            return conn.execute("SELECT COUNT(*) FROM agreements WHERE note='refunded'").fetchone()[0] > 0
+            return conn.execute("SELECT COUNT(*) FROM agreements WHERE state='closed'").fetchone()[0] > 0
+
+    def settled() -> list[Any]:
+        return list(com.market.events.AgreementSettled().get_logs(from_block=0))
 
     async def main() -> None:
         node = asyncio.create_task(run_node(buyer_spec, tmp_path / "buyer", metrics))
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (com.reclaimed_events() and refunded_in_journal()):
+        while time.monotonic() < deadline and not (settled() and closed_in_journal()):
             await asyncio.sleep(0.5)
             assert not node.done(), node
         node.cancel()
@@ -162,9 +166,12 @@ def test_provider_fallback_on_chain_is_reported_and_reclaimed(
     assert terms["seller"] == provider.address and terms["unitPrice"] == 300 and terms["quantityWh"] == 1000
     reported = com.market.events.DeliveryReported().get_logs(from_block=0)
     assert any(e["args"]["reporter"] == Account.from_key(HOUSEHOLD_KEYS[1]).address for e in reported)
-    reclaimed = com.reclaimed_events()
-    assert reclaimed and reclaimed[0]["args"]["amount"] == 300  # the provider never reported: full refund
+    buyer_wh = next(e["args"]["deliveredWh"] for e in reported if e["args"]["reporter"] != provider.address)
+    # the provider never reported: it accepts the buyer's own report (before issue 17: a full refund regardless)
+    done = settled()
+    assert done and done[0]["args"]["deliveredWh"] == min(buyer_wh, 1000)
+    assert done[0]["args"]["paidToSeller"] + done[0]["args"]["refundedToBuyer"] == 300
     journal = Journal(tmp_path / "buyer" / "trading.db")
-    closed = [r for r in journal.agreements("closed") if r.note == "refunded"]
+    closed = [r for r in journal.agreements("closed") if r.note == "settled"]
     journal.close()
-    assert closed and closed[0].id == "0x" + bytes(reclaimed[0]["args"]["id"]).hex()
+    assert closed and closed[0].id == "0x" + bytes(done[0]["args"]["id"]).hex()

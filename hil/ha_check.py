@@ -126,10 +126,16 @@ class HomeAssistant:
         lines = self.log_path.read_text(errors="replace").splitlines() if self.log_path.exists() else []
         return "\n".join(lines[-n:])
 
-    def errors(self) -> list[str]:
-        """ERROR lines of the log that concern MQTT discovery or the sensors (a rejected payload)."""
+    def complaints(self) -> list[str]:
+        """Log lines where Home Assistant turned down or warned about something of ours: errors of
+        MQTT or the sensors (a rejected discovery payload), any warning or error naming gridpact."""
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return [ln for ln in text.splitlines() if " ERROR " in ln and ("mqtt" in ln or "sensor" in ln)]
+        out = []
+        for ln in text.splitlines():
+            bad = " ERROR " in ln or " WARNING " in ln
+            if bad and ("gridpact" in ln or (" ERROR " in ln and ("mqtt" in ln or "sensor" in ln))):
+                out.append(ln)
+        return out
 
     def stop(self) -> int | None:
         """SIGTERM, then SIGKILL after 20 s; returns the exit code once the process is gone."""
@@ -536,9 +542,9 @@ def run(ha_python: Path, keep: Path | None) -> int:
         for ident, d in sorted(devices.items()):
             via = next((k for k, v in devices.items() if v["id"] == d.get("via_device_id")), "-")
             print(f"  device {ident}: {d['name']!r} model {d.get('model')!r}, via_device {via}")
-        rejected = ha.errors()
+        rejected = ha.complaints()
         if rejected:
-            raise CheckFailed("Home Assistant logged errors:\n" + "\n".join(rejected[:10]))
+            raise CheckFailed("Home Assistant complained:\n" + "\n".join(rejected[:10]))
 
         prefs = energy_prefs(seen)
         sock.call("energy/save_prefs", **prefs)

@@ -137,15 +137,15 @@ class HomeAssistant:
                 out.append(ln)
         return out
 
-    def stop(self) -> int | None:
-        """SIGTERM, then SIGKILL after 20 s; returns the exit code once the process is gone."""
+    def stop(self, grace: float = 20.0) -> int | None:
+        """SIGTERM, then SIGKILL after `grace` s; returns the exit code once the process is gone."""
         proc, self.proc = self.proc, None
         if proc is None:
             return None
         if proc.poll() is None:
             proc.terminate()
             try:
-                proc.wait(20)
+                proc.wait(grace or 0.001)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
@@ -199,7 +199,9 @@ class Websocket:
     def __init__(self, ha: HomeAssistant) -> None:
         from websockets.sync.client import connect
 
-        self.conn = connect(f"ws://127.0.0.1:{ha.port}/api/websocket", max_size=None, open_timeout=30)
+        self.conn = connect(
+            f"ws://127.0.0.1:{ha.port}/api/websocket", max_size=None, open_timeout=30, close_timeout=1
+        )
         self.next_id = 1
         hello = json.loads(self.conn.recv(30))
         self.version = str(hello.get("ha_version"))
@@ -590,7 +592,9 @@ def run(ha_python: Path, keep: Path | None) -> int:
         print(f"ha-check: FAILED: {exc}", file=sys.stderr)
         print(f"ha-check: Home Assistant log tail:\n{ha.log_tail(15)}", file=sys.stderr)
         return 1
-    finally:
+    finally:  # after a failure or an interrupt (Ctrl-C, SIGTERM): everything goes, at once
+        with contextlib.suppress(CheckFailed):
+            ha.stop(0.0)
         if ws is not None:
             with contextlib.suppress(Exception):
                 ws.close()
@@ -602,8 +606,6 @@ def run(ha_python: Path, keep: Path | None) -> int:
                 n.board.stop()
         if tap is not None:
             tap.close(clear_retained=False)
-        with contextlib.suppress(CheckFailed):
-            ha.stop()
         broker.close()
         if keep is not None:
             shutil.copytree(workdir, keep, dirs_exist_ok=True)

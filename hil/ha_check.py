@@ -446,13 +446,17 @@ def energy_prefs(seen: dict[str, Seen]) -> dict[str, Any]:
 
 
 def issues_of(result: dict[str, Any]) -> list[str]:
+    """energy/validate's answer as "type: entity, entity" lines (affected entities come as
+    [entity id, value] pairs)."""
     out = []
     for part in ("energy_sources", "device_consumption"):
         for group in result.get(part, []):
             for issue in group:
-                out.append(
-                    f"{issue['type']}: {', '.join(str(k) for k in issue.get('affected_entities', []))}"
-                )
+                names = [
+                    str(a[0]) if isinstance(a, list) and a else str(a)
+                    for a in issue.get("affected_entities", [])
+                ]
+                out.append(f"{issue['type']}: {', '.join(sorted(names))}")
     return out
 
 

@@ -67,6 +67,7 @@ def _wait(pred: Callable[[], bool], timeout: float, what: str, every: float = 0.
 # ---------------------------------------------------------------- Home Assistant as a child process
 
 
+# frontend: 2025.4 loads it by default, 2024.1 only when asked; it brings onboarding and the config API
 CONFIGURATION = """\
 homeassistant:
   name: gridpact check
@@ -81,6 +82,7 @@ http:
 recorder:
   commit_interval: 1
 energy:
+frontend:
 logger:
   default: warning
 """
@@ -112,7 +114,8 @@ class HomeAssistant:
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise CheckFailed(f"Home Assistant exited with {self.proc.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(OSError, ValueError):
+            # refused, or 404 while the HTTP server is up before onboarding is (seen in 2024.1)
+            with contextlib.suppress(OSError, ValueError, CheckFailed):
                 return isinstance(self.request("GET", "/api/onboarding", auth=False), list)
             return False
 
@@ -535,22 +538,23 @@ def run(ha_python: Path, keep: Path | None) -> int:
             r, h = readings()
             return len(seen) >= want_total and not check_values(seen, r, h)
 
-        _wait(settled, 60, "every entity with its published value", 1.0)
+        # what is wrong with the entities is collected, and the run goes on to the Energy dashboard and
+        # the last wills, so one run shows everything a Home Assistant release does differently
+        with contextlib.suppress(CheckFailed):
+            _wait(settled, 60, "every entity with its published value", 1.0)
         seen, devices = entities(sock)
         problems = check_entities(seen, configs()) + check_values(seen, *readings())
         gw_dev, node_dev = devices.get(f"gridpact_gw_{GATEWAY_ID}"), devices.get(f"gridpact_{NODES[0][0]}")
         if gw_dev is None or node_dev is None or gw_dev.get("via_device_id") != node_dev["id"]:
             problems.append("the gateway device is not linked to its meter node's device (via_device)")
-        if problems:
-            raise CheckFailed("entities:\n  " + "\n  ".join(problems))
-        rep.say(f"{len(seen)} entities on {len(devices)} devices, classes, units and values as published:")
+        rep.say(f"{len(seen)} entities on {len(devices)} devices (classes, units, values):")
         print(_table(seen, devices))
         for ident, d in sorted(devices.items()):
             via = next((k for k, v in devices.items() if v["id"] == d.get("via_device_id")), "-")
             print(f"  device {ident}: {d['name']!r} model {d.get('model')!r}, via_device {via}")
-        rejected = ha.complaints()
-        if rejected:
-            raise CheckFailed("Home Assistant complained:\n" + "\n".join(rejected[:10]))
+        problems += sorted({"Home Assistant logged: " + ln[24:300] for ln in ha.complaints()})
+        if problems:
+            rep.say(f"{len(problems)} problems so far (listed at the end); going on")
 
         prefs = energy_prefs(seen)
         sock.call("energy/save_prefs", **prefs)
@@ -588,6 +592,9 @@ def run(ha_python: Path, keep: Path | None) -> int:
         ws = None
         code = ha.stop()
         rep.say(f"Home Assistant stopped (exit {code}), process gone")
+        problems += sorted({"Home Assistant logged: " + ln[24:300] for ln in ha.complaints()} - set(problems))
+        if problems:
+            raise CheckFailed(f"{len(problems)} problems:\n  " + "\n  ".join(problems))
         print(
             f"ha-check: PASSED with Home Assistant {_ha_version(ha_python)} (Python {_python_version(ha_python)})"
         )

@@ -508,8 +508,14 @@ def run(ha_python: Path, keep: Path | None) -> int:
 
         tap = MqttTap("127.0.0.1", broker.port, ["gridpact/#", "homeassistant/sensor/#"], "ha-check-tap")
         nodes = start_nodes("127.0.0.1", broker.port, workdir)
+        rep.say(f"nodes {', '.join(f'{n.dev} ({n.model})' for n in nodes)} started")
+        # As in a household, the node is there before its gateway: Home Assistant links a device to
+        # its via_device only if that device exists when it first sees it (2024.1 does not catch up
+        # later, until its next restart)
+        _wait(lambda: all(f"gridpact_{d}" in entities(sock)[1] for d, _, _ in NODES), 60,
+              "Home Assistant to know the node devices", 0.5)  # fmt: skip
         gateway = start_gateway(gateway_config(workdir, broker.port, NODES[0][0]), workdir / "gateway.log")
-        rep.say(f"nodes {', '.join(f'{n.dev} ({n.model})' for n in nodes)} and gateway {GATEWAY_ID} started")
+        rep.say(f"node devices in Home Assistant; gateway {GATEWAY_ID} started")
 
         def configs() -> dict[str, dict[str, Any]]:
             out = {}

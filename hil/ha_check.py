@@ -607,7 +607,10 @@ def run(ha_python: Path, keep: Path | None) -> int:
         return 0
     except CheckFailed as exc:
         print(f"ha-check: FAILED: {exc}", file=sys.stderr)
-        print(f"ha-check: Home Assistant log tail:\n{ha.log_tail(15)}", file=sys.stderr)
+        noted = [ln for ln in ha.log_tail(400).splitlines() if " ERROR " in ln or " WARNING " in ln]
+        print(
+            "ha-check: Home Assistant's last warnings and errors:\n" + "\n".join(noted[-8:]), file=sys.stderr
+        )
         return 1
     finally:  # after a failure or an interrupt (Ctrl-C, SIGTERM): everything goes, at once
         with contextlib.suppress(CheckFailed):

@@ -15,6 +15,7 @@ from web3.logs import DISCARD
 
 from contracts.chain import Sender
 from contracts.deploy import contracts_at, deploy_all
+from contracts.errors import RevertInfo, decode_revert_data
 from gridpact.core.eip712 import (
     NO_SIG,
     Domain,
@@ -26,7 +27,6 @@ from gridpact.core.eip712 import (
     sign_report,
     sign_terms,
 )
-from contracts.errors import RevertInfo, decode_revert_data
 
 Sig = tuple[bytes, bytes]
 

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from gateway.errors import ConfigError
 
 DEVICE_RE = re.compile(r"[a-z0-9-]{1,32}")
+ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 TOPIC_PREFIX_RE = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
 TRADING_TABLES = ("community", "agent", "chain")
 CURRENCY_RE = re.compile(r"[A-Za-z0-9_]{1,16}")
@@ -54,6 +55,7 @@ class MeterSection:
     topic_prefix: str
     hmac_key: SecretRef
     counter_rollover_kwh: float = 100_000.0
+    statement_signer: str | None = None  # the node's device-key address, as the installer registered it
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,9 @@ def _parse_core(doc: dict[str, Any], base: Path, env: dict[str, str]) -> dict[st
                      m.get_str("topic_prefix", "gridpact"))  # fmt: skip
     key = _secret(m, "hmac_key", base, required=True)
     rollover = m.get_float("counter_rollover_kwh", 100_000.0, 1.0, 1e12)
+    signer = m.get_str("statement_signer", "") or None
+    if signer is not None and not ADDRESS_RE.fullmatch(signer):
+        raise ConfigError("meter.statement_signer", "must be the node's address, 0x and 40 hex digits")
     m.done()
 
     b = _Table("meter_broker", doc.get("meter_broker", {}))
@@ -299,7 +304,7 @@ def _parse_core(doc: dict[str, Any], base: Path, env: dict[str, str]) -> dict[st
 
     return {
         "gateway": GatewaySection(gid, state, level),
-        "meter": MeterSection(dev, model, prefix, key, rollover),  # type: ignore[arg-type]
+        "meter": MeterSection(dev, model, prefix, key, rollover, signer),  # type: ignore[arg-type]
         "meter_broker": BrokerSection(host, port, user, password, tls, (base / ca) if ca else None),
         "storage": StorageSection(db if db.is_absolute() else state / db, retention, max_gap),
         "forecast": ForecastSection(step, horizon, history, alpha, damping),

@@ -61,7 +61,8 @@ def build_runtime(cfg: GatewayConfig, clock: Clock, env: dict[str, str] | None =
         1, gateway=cfg.gateway.id
     )
     verifier = ReadingVerifier({cfg.meter.device_id: key}, store.last_seqs())
-    handler = IngestHandler(cfg.meter.topic_prefix, store, verifier, metrics, clock.now)
+    signers = {cfg.meter.device_id: cfg.meter.statement_signer} if cfg.meter.statement_signer else None
+    handler = IngestHandler(cfg.meter.topic_prefix, store, verifier, metrics, clock.now, signers)
     forecaster = Forecaster(store, clock, cfg.forecast.history_days, cfg.forecast.alpha, cfg.forecast.damping)
     b = cfg.meter_broker
     broker = BrokerParams(

@@ -24,11 +24,12 @@ from gateway.ops.aio import raise_if_cancel_was_swallowed
 from gateway.ops.logs import ErrorLatch, log_event
 from gateway.ops.metrics import Counter, Gauge, Metrics
 from gateway.storage import ReadingStore
+from gridpact.core.statement import StatementLedger, StatementRejected, parse_message, recover_signer
 from gridpact.core.wire import DEVICE_RE, Reading, Rejected
 
 HEALTH_NUMBERS = ("boot", "up_s", "buf", "drop", "err", "mem")
 HEALTH_TEXTS = ("reset", "fw")  # reset cause and firmware version
-KINDS = ("reading", "status", "health")
+KINDS = ("reading", "status", "health", "statement")
 REASONS = ("forged", "replayed", "duplicate", "unknown_device", "malformed")
 MAX_STATUS = 64
 MAX_HEALTH = 2048
@@ -79,8 +80,18 @@ class IngestHandler:
         verifier: ReadingVerifier,
         metrics: Metrics,
         now: Callable[[], float],
+        statement_signers: dict[str, str] | None = None,
     ) -> None:
         self.prefix = prefix
+        # the node's hourly signed statements: checked against the registered signer when the
+        # installer configured one ([meter] statement_signer), else only for a valid signature
+        self.statements = StatementLedger(statement_signers or {})
+        self.statement_end = metrics.gauge(
+            "meter_statement_window_end_timestamp_seconds",
+            "end of the newest signed statement's hour",
+            ("dev",),
+        )
+        self._signers_seen: dict[str, str] = {}
         self.store = store
         self.verifier = verifier
         self.now = now
@@ -124,6 +135,8 @@ class IngestHandler:
                 raise Rejected("unknown_device", f"no meter {dev!r} configured")
             if kind == "status":
                 self._status(dev, payload)
+            elif kind == "statement":
+                self._statement(dev, payload)
             else:
                 self._health(dev, payload)
         except Rejected as exc:
@@ -149,6 +162,26 @@ class IngestHandler:
         self.online.set(1 if status == "online" else 0, dev=dev)
         self.store.set_status(dev, status, self.now())
         log_event(logging.INFO, "meter.status", dev=dev, status=status)
+
+    def _statement(self, dev: str, payload: bytes) -> None:
+        now = int(self.now())
+        try:
+            if dev in self.statements.meters:
+                st = self.statements.check(dev, payload, now)
+            else:
+                st, raw, sig = parse_message(payload)
+                signer = recover_signer(raw, sig)
+                if st.dev != dev:
+                    raise StatementRejected("device", f"statement of {st.dev!r} on {dev!r}'s topic")
+                if self._signers_seen.get(dev) != signer:  # tell the installer what to register, once
+                    self._signers_seen[dev] = signer
+                    log_event(
+                        logging.INFO, "meter.statement_signer", dev=dev, signer=signer, registered=False
+                    )
+        except StatementRejected as exc:
+            reason = "forged" if exc.reason in ("signer", "signature") else f"statement_{exc.reason}"
+            raise Rejected(reason, str(exc)) from None
+        self.statement_end.set(st.window_end, dev=dev)
 
     def _health(self, dev: str, payload: bytes) -> None:
         if len(payload) > MAX_HEALTH:

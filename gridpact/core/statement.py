@@ -150,12 +150,13 @@ class StatementLedger:
     def accept(self, dev: str, payload: bytes, now: int) -> Statement | None:
         """The statement published on `dev`'s topic, or None (counted in `rejected`)."""
         try:
-            return self._check(dev, payload, now)
+            return self.check(dev, payload, now)
         except StatementRejected as e:
             self.rejected[e.reason] = self.rejected.get(e.reason, 0) + 1
             return None
 
-    def _check(self, dev: str, payload: bytes, now: int) -> Statement:
+    def check(self, dev: str, payload: bytes, now: int) -> Statement:
+        """The accepted statement, or StatementRejected with its reason (not counted here)."""
         address = self.meters.get(dev)
         if address is None:
             raise StatementRejected("unknown", f"no registered meter for {dev!r}")

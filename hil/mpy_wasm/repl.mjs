@@ -22,6 +22,7 @@ import * as fs from "node:fs";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { installTcpGlobals } from "./tcp_globals.mjs";
 
 const args = process.argv.slice(2);
 const opt = { heap: String(2 * 1024 * 1024), main: "1", rom: [] };
@@ -93,7 +94,7 @@ async function child() {
   const flush = () => { if (out.length) { process.stdout.write(Buffer.from(out)); out = []; } };
   const put = (bytes) => { for (const b of bytes) out.push(b); if (out.length > 4096) flush(); else setImmediate(flush); };
   if (opt.uart) uartGlobals(opt.uart);
-  tcpGlobals();
+  installTcpGlobals();
   globalThis.resetCause = "power";
 
   let mp = null;
@@ -344,37 +345,6 @@ function uartGlobals(path) {
     }
     return buf.length;
   };
-}
-
-function tcpGlobals() {
-  const socks = new Map();
-  let nextId = 1;
-  globalThis.tcpOpen = (host, port, timeoutMs) => new Promise((resolve, reject) => {
-    import("node:net").then(({ Socket }) => {
-      const s = new Socket();
-      const id = nextId++;
-      const st = { s, buf: Buffer.alloc(0), closed: false };
-      const timer = setTimeout(() => { s.destroy(); reject(new Error("ETIMEDOUT")); }, timeoutMs);
-      s.on("data", (d) => { st.buf = Buffer.concat([st.buf, d]); });
-      s.on("close", () => { st.closed = true; });
-      s.on("error", (e) => { st.closed = true; clearTimeout(timer); reject(e); });
-      s.connect(port, host, () => { clearTimeout(timer); socks.set(id, st); resolve(id); });
-    });
-  });
-  globalThis.tcpRead = (id, n) => {
-    const st = socks.get(id);
-    if (!st) return null;
-    if (st.buf.length === 0) return st.closed ? null : "";
-    const o = st.buf.subarray(0, n); st.buf = st.buf.subarray(o.length);
-    return o.toString("hex");
-  };
-  globalThis.tcpWrite = (id, hex) => {
-    const st = socks.get(id);
-    if (!st || st.closed) return -1;
-    st.s.write(Buffer.from(hex, "hex"));
-    return 0;
-  };
-  globalThis.tcpClose = (id) => { const st = socks.get(id); if (st) { st.s.destroy(); socks.delete(id); } };
 }
 
 // Last, so that every declaration above is initialised.

@@ -24,9 +24,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from web3.logs import DISCARD
 
 from contracts.chain import Sender
-from contracts.eip712 import Terms
 from contracts.errors import decode_revert
 from contracts.harness import Community, Household, advance_time, chain_revert, chain_snapshot
+from gridpact.core.eip712 import Terms
 
 HOUR, DAY = 3600, 86_400
 PRICE = 10**17

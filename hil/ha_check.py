@@ -334,12 +334,13 @@ MUST = {
     f"gridpact_gw_{GATEWAY_ID}_next_start": ("timestamp", None, None, None),
 }
 COUNTS = {"gridpact_ha-120": 8 + 7, "gridpact_ha-630": 16 + 7, f"gridpact_gw_{GATEWAY_ID}": 15}
-# An ingest-only gateway: nothing traded, balance unknown (never 0), agent off, no next agreement
+# An ingest-only gateway: nothing traded, balance unknown (never 0), agent off, and no next
+# agreement, so those entities are unavailable (never a `None` state: HA 2024 shows it as a word)
 GATEWAY_STATES = {
     "p2p_bought": "0.0", "p2p_sold": "0.0", "token_balance": "unknown", "tokens_earned": "0.0",
-    "tokens_paid": "0.0", "tokens_refunded": "0.0", "agent_state": "off", "next_start": "unknown",
-    "next_end": "unknown", "next_peer": "unknown", "next_role": "unknown", "next_quantity": "unknown",
-    "next_price": "unknown", "open_agreements": "0", "open_disputes": "0",
+    "tokens_paid": "0.0", "tokens_refunded": "0.0", "agent_state": "off", "next_start": "unavailable",
+    "next_end": "unavailable", "next_peer": "unavailable", "next_role": "unavailable",
+    "next_quantity": "unavailable", "next_price": "unavailable", "open_agreements": "0", "open_disputes": "0",
 }  # fmt: skip
 
 

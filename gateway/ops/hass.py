@@ -75,6 +75,15 @@ class HassNames:
         return f"{self.topic_prefix}/gateway/{self.gateway_id}/status"
 
     @property
+    def next_topic(self) -> str:
+        """The next agreement alone, published only while there is one (see `next_payload`)."""
+        return f"{self.topic_prefix}/gateway/{self.gateway_id}/next"
+
+    @property
+    def next_available_topic(self) -> str:
+        return f"{self.topic_prefix}/gateway/{self.gateway_id}/next/available"
+
+    @property
     def device_id(self) -> str:
         return f"gridpact_gw_{self.gateway_id}"
 
@@ -200,8 +209,7 @@ def _iso(ts: int) -> str:
 
 
 def state_payload(view: TradingView) -> bytes:
-    """The retained state message every trading entity reads with its own template."""
-    n = view.next
+    """The retained state message every trading entity but the next agreement's reads with its template."""
     body = {
         "bought_kWh": round(view.bought_wh / 1000, 3),
         "sold_kWh": round(view.sold_wh / 1000, 3),
@@ -212,22 +220,33 @@ def state_payload(view: TradingView) -> bytes:
         "agent": view.agent,
         "open": view.open_agreements,
         "disputes": view.disputes,
-        "next": None
-        if n is None
-        else {
-            "start": _iso(n.start),
-            "end": _iso(n.end),
-            "peer": n.peer,
-            "role": n.role,
-            "kWh": round(n.quantity_wh / 1000, 3),
-            "price": round(n.price, 6),
-        },
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def next_payload(view: TradingView) -> bytes | None:
+    """The next agreement's retained message, or None when there is none.
+
+    Its own topic, and no message at all while there is no next agreement (the entities go
+    unavailable instead): Home Assistant before 2025 shows a text sensor's `None` as the word and
+    logs a warning for a timestamp that is `None`, on every state message.
+    """
+    n = view.next
+    if n is None:
+        return None
+    body = {
+        "start": _iso(n.start),
+        "end": _iso(n.end),
+        "peer": n.peer,
+        "role": n.role,
+        "kWh": round(n.quantity_wh / 1000, 3),
+        "price": round(n.price, 6),
     }
     return json.dumps(body, separators=(",", ":")).encode()
 
 
 # object id -> (name, template, unit, device class, state class, extra); "{cur}" is the currency
-_NEXT = "{{ value_json.next.%s if value_json.next else None }}"
+_NEXT = "{{ value_json.%s }}"  # on the next-agreement topic
 ENTITIES: tuple[tuple[str, str, str, str | None, str | None, str | None, dict[str, object]], ...] = (
     ("p2p_bought", "Energy bought from peers", "{{ value_json.bought_kWh }}", "kWh", "energy", "total_increasing", {}),
     ("p2p_sold", "Energy sold to peers", "{{ value_json.sold_kWh }}", "kWh", "energy", "total_increasing", {}),
@@ -272,12 +291,13 @@ def discovery(names: HassNames) -> list[tuple[str, bytes]]:
         if state_class:
             cfg["state_class"] = state_class
         cfg.update(extra)
-        cfg.update(
-            availability_topic=names.status_topic,
-            payload_available="online",
-            payload_not_available="offline",
-            device=device,
-        )
+        if obj.startswith("next_"):  # available while the gateway is and there is a next agreement
+            cfg["state_topic"] = names.next_topic
+            cfg["availability"] = [{"topic": names.status_topic}, {"topic": names.next_available_topic}]
+            cfg["availability_mode"] = "all"
+        else:
+            cfg["availability_topic"] = names.status_topic
+        cfg.update(payload_available="online", payload_not_available="offline", device=device)
         topic = f"{names.discovery_prefix}/sensor/{names.device_id}/{obj}/config"
         out.append((topic, json.dumps(cfg, separators=(",", ":")).encode()))
     return out
@@ -311,13 +331,24 @@ async def run_hass(
                         raise_if_cancel_was_swallowed()
                     latch.recover("hass.broker")
                     attempt = 0
-                    last = b""
+                    last: bytes = b""
+                    last_next: bytes | None = b""
                     while True:
-                        body = state_payload(snapshot())
+                        view = snapshot()
+                        body = state_payload(view)
                         if body != last:
                             await client.publish(names.state_topic, body, qos=1, retain=True)
                             raise_if_cancel_was_swallowed()
                             last = body
+                        nxt = next_payload(view)
+                        if nxt != last_next:
+                            if nxt is not None:
+                                await client.publish(names.next_topic, nxt, qos=1, retain=True)
+                                raise_if_cancel_was_swallowed()
+                            avail = b"offline" if nxt is None else b"online"
+                            await client.publish(names.next_available_topic, avail, qos=1, retain=True)
+                            raise_if_cancel_was_swallowed()
+                            last_next = nxt
                         await asyncio.sleep(interval_s)
                 except asyncio.CancelledError:
                     with contextlib.suppress(Exception):  # a clean stop is not a death: say so

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -24,6 +25,7 @@ from gateway.ops.hass import (
     NextAgreement,
     TradingView,
     discovery,
+    next_payload,
     state_payload,
     trading_view,
 )
@@ -43,6 +45,8 @@ def test_discovery_matches_the_golden_vectors() -> None:
     got = [[topic, body.decode()] for topic, body in discovery(NAMES)]
     assert got == golden["discovery"]
     assert state_payload(_view()).decode() == golden["state"]
+    assert (next_payload(_view()) or b"").decode() == golden["next"]
+    assert next_payload(replace(_view(), next=None)) is None
 
 
 def test_discovery_means_what_home_assistant_accepts() -> None:
@@ -63,9 +67,18 @@ def test_discovery_means_what_home_assistant_accepts() -> None:
     for c in cfgs.values():
         assert c["device"]["identifiers"] == ["gridpact_gw_house-07"]
         assert c["device"]["via_device"] == "gridpact_node-01"  # the firmware's device identifier
-        assert c["availability_topic"] == "gridpact/gateway/house-07/status"
-        assert c["state_topic"] == "gridpact/gateway/house-07/trading"
         assert c["unique_id"].startswith("gridpact_gw_house-07_")
+        if c["unique_id"].split("_", 4)[-1].startswith("next_"):
+            # unavailable while there is no next agreement: no `None` state for Home Assistant 2024
+            assert c["state_topic"] == "gridpact/gateway/house-07/next"
+            assert c["availability"] == [
+                {"topic": "gridpact/gateway/house-07/status"},
+                {"topic": "gridpact/gateway/house-07/next/available"},
+            ]
+            assert c["availability_mode"] == "all"
+        else:
+            assert c["availability_topic"] == "gridpact/gateway/house-07/status"
+            assert c["state_topic"] == "gridpact/gateway/house-07/trading"
     assert len({c["unique_id"] for c in cfgs.values()}) == len(cfgs) == 15
 
 
@@ -184,15 +197,17 @@ def test_gateway_publishes_retained_discovery_state_and_its_last_will(
     config = gw_config(mosquitto.port, '[homeassistant]\nenabled = true\ncurrency = "kWt"\n')
     disc = "homeassistant/sensor/gridpact_gw_house-07/+/config"
     status, state = f"{gw_prefix}/gateway/house-07/status", f"{gw_prefix}/gateway/house-07/trading"
-    sub = Retained(mosquitto.port, [disc, status, state])
+    next_available = f"{gw_prefix}/gateway/house-07/next/available"
+    sub = Retained(mosquitto.port, [disc, status, state, next_available])
     try:
         with _gateway(config) as proc:
-            got = sub.wait(lambda m: m.get(status) == b"online" and state in m and len(m) >= 17)
+            got = sub.wait(lambda m: m.get(status) == b"online" and state in m and len(m) >= 18)
+            assert got[next_available] == b"offline"  # no next agreement: those entities unavailable
             configs = [json.loads(v) for k, v in got.items() if k.endswith("/config")]
             assert {c["unit_of_measurement"] for c in configs if c.get("device_class") == "monetary"} == {
                 "kWt"
             }
-            assert all(c["state_topic"] == state for c in configs)
+            assert all(c["state_topic"] in (state, f"{gw_prefix}/gateway/house-07/next") for c in configs)
             assert json.loads(got[state])["agent"] == "off"  # an ingest-only gateway does not trade
             proc.send_signal(signal.SIGKILL)  # no DISCONNECT: the broker sends the will
             sub.wait(lambda m: m.get(status) == b"offline", 10)

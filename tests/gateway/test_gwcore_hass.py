@@ -68,7 +68,7 @@ def test_discovery_means_what_home_assistant_accepts() -> None:
         assert c["device"]["identifiers"] == ["gridpact_gw_house-07"]
         assert c["device"]["via_device"] == "gridpact_node-01"  # the firmware's device identifier
         assert c["unique_id"].startswith("gridpact_gw_house-07_")
-        if c["unique_id"].split("_", 4)[-1].startswith("next_"):
+        if c["unique_id"].removeprefix("gridpact_gw_house-07_").startswith("next_"):
             # unavailable while there is no next agreement: no `None` state for Home Assistant 2024
             assert c["state_topic"] == "gridpact/gateway/house-07/next"
             assert c["availability"] == [

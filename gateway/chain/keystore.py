@@ -64,7 +64,14 @@ class PassphraseSource:
 
 
 def _strip_newline(text: str) -> str:
-    return text[:-1] if text.endswith("\n") else text
+    return _not_empty(text[:-1] if text.endswith("\n") else text)
+
+
+def _not_empty(passphrase: str) -> str:
+    """An empty (or all-blank) passphrase encrypts the key with nothing: refused, to create or to use."""
+    if not passphrase.strip():
+        raise KeystoreError("the passphrase is empty: put a real one in the credential or file")
+    return passphrase
 
 
 def kdf_work_factor(kdf: Kdf) -> int:
@@ -88,6 +95,7 @@ def create_keystore(
     work: int | None = None,
 ) -> str:
     """Write a new keystore (0600, refusing to overwrite) and return its address."""
+    _not_empty(passphrase)
     if path.exists():
         raise KeystoreError(f"{path} exists: refusing to overwrite a key")
     key = private_key if private_key is not None else Account.create().key

@@ -66,3 +66,15 @@ def test_passphrase_from_systemd_credential_then_file(tmp_path: Path) -> None:
         PassphraseSource(credential="gateway-key-pass").read({})
     with pytest.raises(KeystoreError, match="cannot read passphrase file"):
         PassphraseSource(file=tmp_path / "none").read({})
+
+
+@pytest.mark.parametrize("text", ["", "\n", "   \n", "\t"])
+def test_empty_passphrases_are_refused_to_create_and_to_read(tmp_path: Path, text: str) -> None:
+    """A keystore under an empty passphrase is a key in clear with extra steps."""
+    with pytest.raises(KeystoreError, match="passphrase is empty"):
+        create_keystore(tmp_path / "k.json", text.rstrip("\n"), DEV_PRIVATE_KEYS[1], kdf="pbkdf2", work=2)
+    assert not (tmp_path / "k.json").exists()
+    pw_file = tmp_path / "pass.txt"
+    pw_file.write_text(text)
+    with pytest.raises(KeystoreError, match="passphrase is empty"):
+        PassphraseSource(file=pw_file).read({})

@@ -4,6 +4,11 @@ Checks, in order (cheapest first): size, JSON and schema, version, community, ad
 (stale or from the future), sender on the roster, signature, replay. A message passes only if
 all hold. The replay cache keeps message ids only as long as they could still pass the age
 check, so it is bounded by the traffic of `max_age_s`.
+
+The cache lives in memory, so a gateway that restarts could not tell a message it saw just before
+the restart from a new one: `not_before` (the service's start time) drops everything signed
+before it started ("before_start"). Nothing lost that matters: such a message belonged to a
+session of the previous run, which its peer times out and starts again.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from gateway.trading.protocol import Envelope, ProtocolError, decode, recover_se
 
 DROP_REASONS = (
     "too_large", "malformed", "wrong_version", "wrong_community", "not_for_us", "stale", "future",
-    "unknown_sender", "bad_signature", "replay", "own",
+    "unknown_sender", "bad_signature", "replay", "own", "before_start",
 )  # fmt: skip
 
 
@@ -30,6 +35,7 @@ class Inbox:
     max_age_s: float = 30.0
     max_future_s: float = 5.0
     max_ids: int = 100_000
+    not_before: float | None = None  # messages signed earlier cannot be proven unseen after a restart
     prune_every: int = 1024
     dropped: Counter[str] = field(default_factory=Counter)
     accepted: int = 0
@@ -57,6 +63,8 @@ class Inbox:
             raise ProtocolError("stale", f"ts {env.ts} older than {self.max_age_s} s")
         if env.ts > now + self.max_future_s:
             raise ProtocolError("future", f"ts {env.ts} ahead of {now:.0f}")
+        if self.not_before is not None and env.ts < self.not_before:
+            raise ProtocolError("before_start", f"ts {env.ts} signed before this gateway started")
         if not self.roster(env.sender):
             raise ProtocolError("unknown_sender", env.sender)
         if recover_sender(env).lower() != env.sender.lower():

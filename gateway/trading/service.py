@@ -110,7 +110,13 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
     market = Market(w3, cfg.chain.market, sender)
     runner = ChainRunner(clock, cfg.chain.retry_max_s, on_outage=lambda: counters.count("chain_retry"))
     roster = Roster(market, cfg.community.peers)
-    inbox = Inbox(account.address, cfg.community.id, roster.allows, max_age_s=cfg.community.max_message_age_s)
+    inbox = Inbox(
+        account.address,
+        cfg.community.id,
+        roster.allows,
+        max_age_s=cfg.community.max_message_age_s,
+        not_before=int(clock.now()) + 1,
+    )  # fmt: skip (ts are whole seconds)
     transport = Transport(cfg.community.host, cfg.community.port, cfg.community.topic_prefix, cfg.community.id,
                           account.address, cfg.community.username, cfg.community.password_file)  # fmt: skip
     settler = Settler(

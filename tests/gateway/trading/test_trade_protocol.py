@@ -177,3 +177,13 @@ def test_replay_cache_forgets_ids_once_they_are_stale() -> None:
     assert len(box._seen) <= 31 + 32  # the last 30 s of ids, plus at most one pruning interval
     old = wire(envelope(ts=NOW, mid=f"{0:032x}"))
     assert box.check(old, NOW + 200) is None and box.dropped["stale"] == 1  # and the age check still holds
+
+
+def test_a_restarted_gateway_drops_what_was_signed_before_it_started() -> None:
+    """Its replay cache is new: a message seen by the previous run, replayed right after a restart,
+    would pass the age check; everything signed before the start is refused instead."""
+    box = inbox()
+    box.not_before = NOW + 1  # started during second NOW
+    assert box.check(wire(envelope(ts=NOW, mid=f"{1:032x}")), NOW + 2) is None
+    assert box.dropped["before_start"] == 1
+    assert box.check(wire(envelope(ts=NOW + 1, mid=f"{2:032x}")), NOW + 2) is not None

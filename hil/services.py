@@ -32,6 +32,7 @@ from typing import Any
 
 from contracts.devchain import DEV_PRIVATE_KEYS as DEV_PRIVATE_KEYS  # re-exported for the rigs and tests
 from contracts.devchain import in_process_web3 as in_process_web3
+from hil.pki import Pki
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NODE_BIN = REPO_ROOT / "node_modules" / ".bin"
@@ -139,6 +140,11 @@ class _ProcessService(ABC):
 
     _proc: subprocess.Popen | None = None
 
+    @property
+    def pid(self) -> int | None:
+        """The running child's process id (None when stopped): for tests that check it is gone."""
+        return self._proc.pid if self._proc is not None else None
+
     @abstractmethod
     def start(self) -> object:
         """Start the child process and wait until it serves."""
@@ -184,8 +190,15 @@ def find_mosquitto() -> str:
 class MosquittoBroker(_ProcessService):
     """A real Mosquitto on a free loopback port, with a throwaway config; restartable on the same port."""
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
-        """`host` is loopback for tests; a bench passes its LAN address so a real board can reach it."""
+    def __init__(
+        self,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        tls: Pki | None = None,
+        client_certs: bool = False,
+    ) -> None:
+        """`host` is loopback for tests; a bench passes its LAN address so a real board can reach it.
+        With `tls` the listener speaks TLS only (and with `client_certs` requires a client certificate)."""
         self.binary = find_mosquitto()
         self.host = host
         self.port = port or free_port(host)
@@ -203,6 +216,10 @@ class MosquittoBroker(_ProcessService):
             "log_type error\n"
             "log_type warning\n"
         )
+        if tls is not None:
+            with conf.open("a") as f:
+                f.write(f"cafile {tls.ca}\ncertfile {tls.server_cert}\nkeyfile {tls.server_key}\n")
+                f.write("require_certificate true\n" if client_certs else "")
         self._conf = conf
 
     @property

@@ -7,6 +7,7 @@ credential name, never given as values, so the config can be printed.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,10 @@ class CommunityConfig:
     peers: tuple[str, ...] = ()  # addresses trusted besides those registered on the Market
     max_message_age_s: float = 30.0
     roster_refresh_s: float = 60.0
+    tls: bool = False  # TLS to the community broker; required to send a password off this machine
+    ca_file: Path | None = None  # the CA that signed the broker's certificate (default: the system's)
+    cert_file: Path | None = None  # optional client certificate and its key (brokers that require one)
+    key_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,8 @@ def _unknown(section: str, table: Mapping[str, Any], known: set[str]) -> None:
 def parse_community(table: Mapping[str, Any], base: Path) -> CommunityConfig:
     s = "community"
     _unknown(s, table, {"id", "host", "port", "username", "password_file", "topic_prefix", "peers",
-                        "max_message_age_s", "roster_refresh_s"})  # fmt: skip
+                        "max_message_age_s", "roster_refresh_s", "tls", "ca_file", "cert_file",
+                        "key_file"})  # fmt: skip
     cid = _get(table, s, "id", str)
     if not COMMUNITY_RE.match(cid):
         raise ConfigError("community.id", "must match [a-z0-9][a-z0-9-]{0,31}")
@@ -146,9 +152,22 @@ def parse_community(table: Mapping[str, Any], base: Path) -> CommunityConfig:
         if not isinstance(peer, str) or not ADDRESS_RE.match(peer):
             raise ConfigError(f"community.peers[{n}]", "not a 0x address")
     pw = _get(table, s, "password_file", str, None)
+    host = _get(table, s, "host", str, "127.0.0.1")
+    tls = _get(table, s, "tls", bool, False)
+    files = {k: _get(table, s, k, str, None) for k in ("ca_file", "cert_file", "key_file")}
+    if not tls and any(files.values()):
+        raise ConfigError("community.tls", "certificate files given but tls = false")
+    if (files["cert_file"] is None) != (files["key_file"] is None):
+        raise ConfigError(
+            "community.cert_file", "a client certificate needs its key_file (and the other way)"
+        )
+    if pw and not tls and not _loopback(host):
+        raise ConfigError(
+            "community.tls", f"refusing to send the broker password in clear to {host}: set tls = true"
+        )
     return CommunityConfig(
         id=cid,
-        host=_get(table, s, "host", str, "127.0.0.1"),
+        host=host,
         port=port,
         username=_get(table, s, "username", str, None),
         password_file=_path(base, pw) if pw else None,
@@ -160,7 +179,18 @@ def parse_community(table: Mapping[str, Any], base: Path) -> CommunityConfig:
         roster_refresh_s=_positive(
             s, "roster_refresh_s", float(_get(table, s, "roster_refresh_s", (int, float), 60))
         ),
+        tls=tls,
+        ca_file=_path(base, files["ca_file"]) if files["ca_file"] else None,
+        cert_file=_path(base, files["cert_file"]) if files["cert_file"] else None,
+        key_file=_path(base, files["key_file"]) if files["key_file"] else None,
     )
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def parse_agent(table: Mapping[str, Any], base: Path | None = None) -> AgentConfig:

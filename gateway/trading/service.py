@@ -30,7 +30,7 @@ from gateway.trading.inbox import Inbox
 from gateway.trading.learned import Tariffs
 from gateway.trading.roster import Roster
 from gateway.trading.settlement import OPEN_STATES, Anchorer, Settler, Timing
-from gateway.trading.transport import Transport
+from gateway.trading.transport import Transport, community_tls
 
 log = logging.getLogger("gridpact.gateway.trading")
 HOUR = 3600
@@ -118,7 +118,8 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
         not_before=int(clock.now()) + 1,
     )  # fmt: skip (ts are whole seconds)
     transport = Transport(cfg.community.host, cfg.community.port, cfg.community.topic_prefix, cfg.community.id,
-                          account.address, cfg.community.username, cfg.community.password_file)  # fmt: skip
+                          account.address, cfg.community.username, cfg.community.password_file,
+                          community_tls(cfg.community))  # fmt: skip
     settler = Settler(
         market, journal, Timing(cfg.agent.report_delay_s, cfg.agent.confirm_wait_s), counters.count
     )

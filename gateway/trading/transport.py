@@ -17,8 +17,20 @@ from pathlib import Path
 import aiomqtt
 
 from gateway.ops.aio import raise_if_cancel_was_swallowed
+from gateway.trading.config import CommunityConfig
 
 log = logging.getLogger("gridpact.gateway.trading")
+
+
+def community_tls(cfg: CommunityConfig) -> aiomqtt.TLSParameters | None:
+    """TLS to the community broker: its CA (or the system's), and a client certificate if configured."""
+    if not cfg.tls:
+        return None
+    return aiomqtt.TLSParameters(
+        ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
+        certfile=str(cfg.cert_file) if cfg.cert_file else None,
+        keyfile=str(cfg.key_file) if cfg.key_file else None,
+    )
 
 
 def market_topic(prefix: str, community: str) -> str:
@@ -41,8 +53,10 @@ class Transport:
         me: str,
         username: str | None = None,
         password_file: Path | None = None,
+        tls: aiomqtt.TLSParameters | None = None,
     ) -> None:
         self.host, self.port = host, port
+        self.tls = tls
         self.prefix, self.community, self.me = prefix, community, me
         self.username = username
         self.password_file = password_file
@@ -80,7 +94,7 @@ class Transport:
                 async with aiomqtt.Client(
                     self.host, self.port, username=self.username, password=password,
                     identifier=f"gridpact-trade-{self.me.lower()[2:14]}-{rng.randrange(1 << 30):x}",
-                    keepalive=30, max_queued_incoming_messages=10_000,
+                    keepalive=30, max_queued_incoming_messages=10_000, tls_params=self.tls,
                 ) as client:  # fmt: skip
                     raise_if_cancel_was_swallowed()
                     self._client = client

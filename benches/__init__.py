@@ -15,6 +15,7 @@ HELP = {
     "gateway": "a real gateway process: readings/s ingested, memory, stop time",
     "simulate": "the full-stack community simulation: household-hours/s and CPU by layer",
     "dashboard": "the gateway's dashboard: first render, push latency, memory, concurrent viewers",
+    "study": "a study on Dask: 1 vs N workers speed-up, per-point overhead, one large point",
 }
 
 
@@ -44,6 +45,10 @@ def _run(name: str, argv: list[str]) -> int:
         from benches import dashboard
 
         return int(dashboard.main(argv) or 0)
+    if name == "study":
+        from benches import study
+
+        return int(study.main(argv) or 0)
     from benches import simulate
 
     return int(simulate.main(argv) or 0)

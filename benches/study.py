@@ -1,0 +1,71 @@
+"""`gridpact bench study`: how a study scales on Dask, printed.
+
+Runs the same engine-only points (different seeds) on a local cluster of one worker process, then
+of `--workers`, and prints the wall time of each, the speed-up between them, and the per-point
+overhead of the engine: wall x workers / points minus the mean time inside the simulator, as a
+share of that time. `--scale-households H --scale-days D` also times one large point in one
+worker (the issue's 10,000 households x 30 days).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from hil.study import grid
+from hil.study.cluster import connect, sigterm_interrupts
+from hil.study.runner import run_study
+
+
+def _run(study: grid.Study, workers: int) -> tuple[float, list[float]]:
+    """(wall seconds including cluster start, the points' seconds inside the simulator)."""
+    with tempfile.TemporaryDirectory(prefix="gridpact-bench-study-") as tmp:
+        t0 = time.perf_counter()
+        with connect(None, workers) as cluster:
+            started = time.perf_counter() - t0
+            outcome = run_study(study, Path(tmp), cluster)
+        if outcome.failed:
+            raise RuntimeError(f"points failed: {outcome.failed}")
+        wall = outcome.wall_s
+        print(
+            f"  {workers} worker(s): {len(outcome.rows)} points in {wall:.1f} s (cluster start {started:.1f} s)"
+        )
+        return wall, [float(r["sim_s"]) for r in outcome.rows]
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="gridpact bench study", description=__doc__)
+    p.add_argument("--households", type=int, default=2000)
+    p.add_argument("--days", type=float, default=30.0)
+    p.add_argument("--points", type=int, default=4, help="seeds of the same point")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--scale-households", type=int, default=0, help="also time one point this large")
+    p.add_argument("--scale-days", type=float, default=30.0)
+    args = p.parse_args(argv)
+    doc = {"name": "bench", "households": [args.households], "days": [args.days],
+           "seeds": {"start": 1, "count": args.points}}  # fmt: skip
+    study = grid.parse(doc)
+    print(
+        f"bench study: {args.points} engine-only points of {args.households} households x {args.days:g} days"
+    )
+    with sigterm_interrupts():
+        one_wall, sims = _run(study, 1)
+        many_wall, _ = _run(study, args.workers)
+        mean_sim = statistics.fmean(sims)
+        overhead = one_wall / args.points - mean_sim
+        print(f"  mean time inside the simulator per point: {mean_sim:.2f} s")
+        print(f"  speed-up 1 -> {args.workers} workers: {one_wall / many_wall:.2f}x (target >= 1.7x for 2)")
+        print(
+            f"  per-point overhead (1 worker): {overhead:.3f} s = {100 * overhead / mean_sim:.1f} % of a point"
+        )
+        if args.scale_households:
+            big = grid.parse(
+                {"name": "scale", "households": [args.scale_households], "days": [args.scale_days]}
+            )
+            wall, sims = _run(big, 1)
+            print(f"  one point of {args.scale_households} households x {args.scale_days:g} days: "
+                  f"{sims[0]:.1f} s in the simulator, {wall:.1f} s on the cluster")  # fmt: skip
+    return 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import os
 import secrets
@@ -19,6 +18,7 @@ from pathlib import Path
 from gateway.errors import ConfigError
 
 OWN = ("run", "check-config", "install-service", "status", "keygen", "dashboard-user")
+TRADING = ("keystore", "trade")  # parsed by gateway/trading/cli.py; listed here so --help shows them
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="gridpact gateway", description="the household gateway service and its tools"
     )
     sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("keystore", help="the gateway's encrypted key: create, address", add_help=False)
+    sub.add_parser("trade", help="trading journal and funds: status, deposit, export-abi", add_help=False)
     run = sub.add_parser("run", help="run the gateway service (systemd: Type=notify)")
     run.add_argument("--config", required=True, type=Path)
     check = sub.add_parser("check-config", help="validate a config file and print it (no secrets)")
@@ -183,12 +185,9 @@ def _keygen(out: Path, nbytes: int) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if argv and not argv[0].startswith("-") and argv[0] not in OWN:
-        try:
-            trading_cli = importlib.import_module("gateway.trading.cli")
-        except ModuleNotFoundError:
-            print(f"gridpact gateway: unknown command {argv[0]!r}", file=sys.stderr)
-            return 2
+    if argv and argv[0] in TRADING:
+        from gateway.trading import cli as trading_cli
+
         return int(trading_cli.main(argv) or 0)
     args = _parser().parse_args(argv)
     try:

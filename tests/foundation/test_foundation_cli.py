@@ -47,3 +47,21 @@ def test_each_bench_answers_help(name: str) -> None:
 def test_console_script_is_installed() -> None:
     out = subprocess.run([sys.executable, "-m", "gridpact.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip()
+
+
+def test_gateway_help_lists_its_trading_subcommands_and_refuses_unknown_ones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One argparse tree: `keystore` and `trade` (parsed by the trading CLI) are listed like the rest."""
+    from gateway.cli import main as gateway_main
+
+    with pytest.raises(SystemExit) as done:
+        gateway_main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("keystore", "trade", "run", "check-config", "install-service", "status", "keygen"):
+        assert name in out
+    with pytest.raises(SystemExit) as done:
+        gateway_main(["frobnicate"])
+    assert done.value.code == 2
+    assert "invalid choice: 'frobnicate'" in capsys.readouterr().err

@@ -178,7 +178,8 @@ class Settler:
 
     def _after_revert(self, rec: AgreementRecord, exc: RevertError) -> str:
         """A revert usually means the chain moved on (peer submitted, deadline passed): ask the chain."""
-        level = logging.DEBUG if exc.name == "TooEarly" else logging.WARNING  # block time lags: expected
+        # expected: block time lags (TooEarly); the peer closed it first, as either party may (WrongStatus)
+        level = logging.DEBUG if exc.name in ("TooEarly", "WrongStatus") else logging.WARNING
         log.log(level, "event=agreement_revert id=%s error=%s", rec.id, exc)
         self.count(f"revert_{exc.name}")
         if exc.name in (

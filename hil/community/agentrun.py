@@ -71,7 +71,11 @@ def check_chain(world: AgentWorld, result: EngineResult, still_open: int) -> Non
     minted = int(world.chain.token.functions.totalSupply().call())
     holds = int(world.chain.token.functions.balanceOf(market.address).call())
     same = balances == ledger.balance
-    conserved = minted == ledger.minted and holds == sum(balances) + ledger.escrowed() and ledger.conserved()
+    conserved = (
+        minted == ledger.minted
+        and holds == sum(balances) + ledger.escrowed() + ledger.treasury
+        and ledger.conserved()
+    )
     short = [st for st in settled if st.delivered_wh < st.trade.wh]
     refunded = all(st.refund > 0 for st in short)
     disputes = sum(ag.disputed for ag in agreements)
@@ -82,7 +86,7 @@ def check_chain(world: AgentWorld, result: EngineResult, still_open: int) -> Non
         f"disputed {disputes} (resolved by the community at min(seller, buyer) Wh: {world.resolved}), still open after {world.tail_note}: {still_open}",
         f"per-household free balances on chain equal the replayed ledger: {same}",
         f"tokens conserved on chain (minted {minted / unit:g}, held by the market {holds / unit:g}, "
-        f"in escrow {ledger.escrowed() / unit:g}): {conserved}",
+        f"in escrow {ledger.escrowed() / unit:g}, treasury {ledger.treasury / unit:g}): {conserved}",
         f"under-delivered agreements {len(short)}, each refunded: {refunded}",
     ]
     if world.agent_errors:

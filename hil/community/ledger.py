@@ -31,6 +31,7 @@ class Ledger:
     settled: int = 0
     refunds: int = 0
     disputes: int = 0  # agreements whose two reports disagreed (the chain's DisputeOpened)
+    treasury: int = 0  # the gap between two differing reports goes here, as on chain
     _next: int = 0
 
     def __post_init__(self) -> None:
@@ -83,6 +84,26 @@ class Ledger:
         self.refunds += refund > 0
         return to_seller, refund
 
+    def settle_split(self, aid: int, to_seller: int, refund: int) -> int:
+        """Book a settlement whose two reports differed, as the chain split it: the seller is paid
+        on the lower report, the buyer charged on the higher, the gap goes to the treasury (the
+        contract's rule, checked by its own tests). Returns the treasury's share."""
+        if aid not in self.escrow:
+            raise LedgerError(f"agreement {aid} is not open (settled twice?)")
+        trade, amount = self.escrow.pop(aid)
+        gap = amount - to_seller - refund
+        if to_seller < 0 or refund < 0 or gap < 0:
+            raise LedgerError(f"agreement {aid}: split {to_seller}/{refund} exceeds the escrow {amount}")
+        self.balance[trade.seller] += to_seller
+        self.earned[trade.seller] += to_seller
+        self.paid[trade.buyer] += to_seller + gap
+        self.balance[trade.buyer] += refund
+        self.refunded[trade.buyer] += refund
+        self.treasury += gap
+        self.settled += 1
+        self.refunds += refund > 0
+        return gap
+
     @property
     def agreements(self) -> int:
         """Agreements made so far (open, settled or refunded)."""
@@ -92,5 +113,5 @@ class Ledger:
         return sum(amount for _, amount in self.escrow.values())
 
     def conserved(self) -> bool:
-        """Balances + escrow == minted: no token created or lost."""
-        return sum(self.balance) + self.escrowed() == self.minted
+        """Balances + escrow + treasury == minted: no token created or lost."""
+        return sum(self.balance) + self.escrowed() + self.treasury == self.minted

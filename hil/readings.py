@@ -13,15 +13,19 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-TIME_UNSYNCED = 0x001
-TIME_CORRECTED = 0x002
-MODBUS_TIMEOUT = 0x004
-MODBUS_CRC = 0x008
-MODBUS_EXCEPTION = 0x010
-VALUE_INVALID = 0x020
-STUCK = 0x040
-REPLAYED = 0x080
-COUNTER_RESET = 0x100
+# the quality flags are the wire format's constants (one place); the parsing below stays our own
+from gridpact.core.wire import (  # noqa: F401 - re-exported for the rig's tests
+    COUNTER_RESET,
+    MODBUS_CRC,
+    MODBUS_EXCEPTION,
+    MODBUS_TIMEOUT,
+    REPLAYED,
+    STUCK,
+    TIME_CORRECTED,
+    TIME_UNSYNCED,
+    VALUE_INVALID,
+)
+
 MODBUS_FAULTS = MODBUS_TIMEOUT | MODBUS_CRC | MODBUS_EXCEPTION
 
 _TAIL = re.compile(rb',"mac":"([0-9a-f]{64})"\}$')

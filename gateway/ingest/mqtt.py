@@ -1,10 +1,11 @@
 """The meter-node MQTT adapter: subscribe, hand each message to `IngestHandler`, reconnect with backoff.
 
 `IngestHandler.handle` is synchronous and never raises on bad input: every message ends as an
-acceptance or a counted rejection. aiomqtt owns the connection; messages reach the handler
-straight from paho's callbacks (`gateway.ingest.fastpath`), not through aiomqtt's queue or async
-iterator, which cost a task or an object per message: on a Pi the difference is whether ingest
-keeps up with the broker. Storage commits are batched and at most `FLUSH_DELAY_S` late.
+acceptance or a counted rejection. aiomqtt owns the connection, through its public API only; each
+message is handled as aiomqtt receives it (`Delivery`), so its PUBACK leaves only once it is
+verified and queued for the next commit. Storage commits are batched and at most `FLUSH_DELAY_S`
+late (a household's meter sends one reading every few seconds; a backlog after an outage drains
+at a few thousand readings a second).
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import json
 import logging
 import random
 from collections.abc import Callable
+from typing import Protocol
 
 import aiomqtt
 
 from gateway.config import BrokerParams
-from gateway.ingest.fastpath import FastPath
 from gateway.ingest.verifier import ReadingVerifier
 from gateway.ops.aio import raise_if_cancel_was_swallowed
 from gateway.ops.logs import ErrorLatch, log_event
@@ -228,10 +229,90 @@ def _backoff(attempt: int, rng: random.Random) -> float:
     return min(60.0, 0.5 * 2 ** min(attempt, 7)) * rng.uniform(0.5, 1.5)
 
 
-async def _until_disconnected(client: aiomqtt.Client) -> None:
-    """Messages bypass aiomqtt's queue, so this only waits for aiomqtt to report the end of the connection."""
-    async for _ in client.messages:
-        pass
+class MessageSink(Protocol):
+    """What ingest feeds: `IngestHandler` (handle, pending, flush)."""
+
+    pending: int
+
+    def handle(self, topic: str, payload: bytes) -> str: ...
+
+    def flush(self) -> None: ...
+
+
+class Delivery:
+    """Hands each message to the sink as aiomqtt receives it, so its PUBACK follows the handling.
+
+    aiomqtt puts every incoming message into its queue from paho's message callback, and paho
+    acknowledges a QoS 1 message only once that callback has returned (its automatic
+    acknowledgement), so a queue (aiomqtt's public `queue_type`) whose `put_nowait` handles the
+    message acknowledges it only once it is verified (or counted as rejected) and queued for the
+    next commit. A storage failure raises out of the callback: paho sends no PUBACK, aiomqtt
+    reports the connection failed, and `failed` ends the ingest task. The queue stays empty.
+    """
+
+    def __init__(self, sink: MessageSink, flush_delay_s: float) -> None:
+        self.sink = sink
+        self.flush_delay_s = flush_delay_s
+        self.failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._flush: asyncio.TimerHandle | None = None
+
+    def queue_type(self) -> type[asyncio.Queue[aiomqtt.Message]]:
+        """The queue class for `aiomqtt.Client(queue_type=...)`, bound to this delivery."""
+        deliver = self.deliver
+
+        class HandlingQueue(asyncio.Queue[aiomqtt.Message]):
+            def put_nowait(self, item: aiomqtt.Message) -> None:
+                deliver(item)
+
+        return HandlingQueue
+
+    def deliver(self, message: aiomqtt.Message) -> None:
+        """Handle one message; raising (storage failure) keeps paho from acknowledging it."""
+        if self.failed.done():
+            raise StorageFailed("ingest is ending after a storage failure")  # acknowledge no more
+        payload = message.payload
+        try:
+            self.sink.handle(message.topic.value, payload if isinstance(payload, bytes) else bytes(payload))
+        except Exception as exc:  # not bad input (that is counted): storage, which ends ingest
+            self._fail(exc)
+            raise
+        if self.sink.pending and self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(self.flush_delay_s, self._do_flush)
+
+    def _fail(self, exc: Exception) -> None:
+        if not self.failed.done():
+            self.failed.set_exception(exc)
+
+    def _do_flush(self) -> None:
+        self._flush = None
+        try:
+            self.sink.flush()
+        except Exception as exc:
+            self._fail(exc)
+
+    def close(self) -> None:
+        """Cancel the flush timer (the caller flushes on its own way out)."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+
+
+class StorageFailed(RuntimeError):
+    """Raised to paho for messages that arrive after the store failed, so none is acknowledged."""
+
+
+async def _until_disconnected(client: aiomqtt.Client, failed: asyncio.Future[None]) -> None:
+    """Messages are handled as they arrive: wait for aiomqtt to report the end of the connection
+    (its MqttError is raised) or for a storage failure (raised)."""
+    end = asyncio.ensure_future(anext(aiter(client.messages)))
+    try:
+        await asyncio.wait([end, failed], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        end.cancel()
+    if failed.done():
+        failed.result()
+    end.result()  # raises the MqttError that ended the session
+    raise aiomqtt.MqttError("a message bypassed the handling queue")
 
 
 async def run_ingest(
@@ -241,57 +322,54 @@ async def run_ingest(
     latch: ErrorLatch,
     rng: random.Random | None = None,
 ) -> None:
-    """Subscribe to the meter topics forever, reconnecting after any broker failure."""
+    """Subscribe to the meter topics forever, reconnecting after any broker failure; a storage
+    failure ends it (raised)."""
     rng = rng or random.Random()
     connected = metrics.gauge("meter_broker_connected", "1 while connected to the meter broker")
     reconnects = metrics.counter("meter_broker_reconnects_total", "connection attempts that failed or ended")
     tls = aiomqtt.TLSParameters(ca_certs=params.ca_file) if params.tls else None
-    failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    delivery = Delivery(handler, FLUSH_DELAY_S)
     attempt = 0
-    while True:
-        fast: FastPath | None = None
-        try:
-            client = aiomqtt.Client(
-                params.host,
-                params.port,
-                username=params.username,
-                password=params.password,
-                identifier=params.identifier,
-                clean_session=params.identifier is None,
-                tls_params=tls,
-                keepalive=30,
-                timeout=10,
-            )
-            fast = FastPath(client, handler, failed, FLUSH_DELAY_S)
-            async with client:
-                raise_if_cancel_was_swallowed()
-                fast.take_over_reads()
-                await client.subscribe([(f, 1) for f in topic_filters(handler.prefix)])
-                raise_if_cancel_was_swallowed()
-                connected.set(1)
-                attempt = 0
-                latch.recover("meter_broker.unreachable", host=params.host, port=params.port)
-                log_event(logging.INFO, "meter_broker.connected", host=params.host, port=params.port)
-                watch = asyncio.create_task(_until_disconnected(client))
-                try:
-                    await asyncio.wait([failed, fast.lost, watch], return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    watch.cancel()
-                if failed.done():
-                    failed.result()
-                if fast.lost.done():
-                    fast.lost.result()  # raises the MqttError that ended the session
-                await watch  # raises the MqttError that ended the session
-                raise aiomqtt.MqttError("disconnected")
-        except aiomqtt.MqttError as exc:
+    try:
+        while True:
+            try:
+                client = aiomqtt.Client(
+                    params.host,
+                    params.port,
+                    username=params.username,
+                    password=params.password,
+                    identifier=params.identifier,
+                    clean_session=params.identifier is None,
+                    tls_params=tls,
+                    keepalive=30,
+                    timeout=10,
+                    queue_type=delivery.queue_type(),
+                )
+                async with client:
+                    raise_if_cancel_was_swallowed()
+                    await client.subscribe([(f, 1) for f in topic_filters(handler.prefix)])
+                    raise_if_cancel_was_swallowed()
+                    connected.set(1)
+                    attempt = 0
+                    latch.recover("meter_broker.unreachable", host=params.host, port=params.port)
+                    log_event(logging.INFO, "meter_broker.connected", host=params.host, port=params.port)
+                    await _until_disconnected(client, delivery.failed)
+            except aiomqtt.MqttError as exc:
+                if delivery.failed.done():
+                    delivery.failed.result()  # the storage error, not the disconnect it caused
+                delivery.close()
+                handler.flush()
+                connected.set(0)
+                reconnects.inc()
+                latch.fail(
+                    "meter_broker.unreachable", host=params.host, port=params.port, error=str(exc)[:200]
+                )
+                await asyncio.sleep(_backoff(attempt, rng))
+                attempt += 1
+    finally:
+        delivery.close()
+        connected.set(0)
+        if not delivery.failed.done():
             handler.flush()
-            connected.set(0)
-            reconnects.inc()
-            latch.fail("meter_broker.unreachable", host=params.host, port=params.port, error=str(exc)[:200])
-            await asyncio.sleep(_backoff(attempt, rng))
-            attempt += 1
-        finally:
-            if fast is not None:
-                fast.close()
-            handler.flush()
-            connected.set(0)
+        elif not delivery.failed.cancelled():
+            delivery.failed.exception()  # retrieved: raised above or superseded by a cancellation

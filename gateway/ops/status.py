@@ -45,6 +45,14 @@ def parse_samples(text: str) -> dict[str, float]:
     return out
 
 
+def scrape(host: str, port: int, timeout: float = 2.0) -> dict[str, float]:
+    """The running service's samples, or {} while it does not answer (benches and tests poll this)."""
+    try:
+        return parse_samples(fetch_metrics(host, port, timeout))
+    except OSError:
+        return {}
+
+
 def status_lines(cfg: GatewayConfig, now: float | None = None) -> tuple[list[str], bool]:
     """Lines of key=value and whether the service is up and its meter fresh."""
     now = time.time() if now is None else now

@@ -15,24 +15,11 @@ from pathlib import Path
 
 from test_gwcore_ingest_broker import TOPIC, publish, signed
 
-from gateway.ops.status import parse_samples
+from gateway.ops.status import scrape
 from hil.services import AnvilNode, MosquittoBroker
 from meter_sim.testing import cpu_share
 
 GRIDPACT = str(Path(sys.executable).with_name("gridpact"))
-
-
-def _samples(port: int) -> dict[str, float]:
-    import http.client
-
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        conn.request("GET", "/metrics")
-        text = conn.getresponse().read().decode()
-        conn.close()
-        return parse_samples(text)
-    except OSError:
-        return {}
 
 
 def _wait(pred: Callable[[], bool], timeout: float, what: str) -> None:
@@ -68,16 +55,22 @@ def test_gateway_backs_off_quietly_without_its_broker_and_stops_fast_after_a_bur
     with log_path.open("wb") as log:
         proc = subprocess.Popen([GRIDPACT, "gateway", "run", "--config", str(config)], stdout=log, stderr=log)
     try:
-        _wait(lambda: _samples(port).get("gridpact_meter_broker_connected") == 1, 30, "the gateway")
+        _wait(
+            lambda: scrape("127.0.0.1", port).get("gridpact_meter_broker_connected") == 1, 30, "the gateway"
+        )
         n = 2000
         publish(
             broker.host, broker.port, [(TOPIC, signed(seq, 1000 + seq)) for seq in range(1, n + 1)], gw_topic
         )
         accepted = 'gridpact_ingest_accepted_total{kind="reading"}'
-        _wait(lambda: _samples(port).get(accepted, 0) >= n, 60, "the burst")
+        _wait(lambda: scrape("127.0.0.1", port).get(accepted, 0) >= n, 60, "the burst")
 
         broker.stop()  # the meter broker vanishes
-        _wait(lambda: _samples(port).get("gridpact_meter_broker_connected") == 0, 10, "the disconnect")
+        _wait(
+            lambda: scrape("127.0.0.1", port).get("gridpact_meter_broker_connected") == 0,
+            10,
+            "the disconnect",
+        )
         time.sleep(1.0)
         share = cpu_share(proc.pid, 4.0)
         print(f"gateway with its meter broker gone: {share:.1%} CPU over 4 s")
@@ -85,7 +78,9 @@ def test_gateway_backs_off_quietly_without_its_broker_and_stops_fast_after_a_bur
         assert proc.poll() is None
 
         broker.start()  # back on the same port: the gateway reconnects by itself
-        _wait(lambda: _samples(port).get("gridpact_meter_broker_connected") == 1, 90, "the reconnect")
+        _wait(
+            lambda: scrape("127.0.0.1", port).get("gridpact_meter_broker_connected") == 1, 90, "the reconnect"
+        )
         publish(
             broker.host,
             broker.port,

@@ -1,10 +1,10 @@
-"""The framed reader of the ingest hot path (gateway.ingest.bufsock, gateway.ingest.fastpath).
+"""Ingest's MQTT stream (gateway.ingest.mqtt: aiomqtt's public API, `Delivery`).
 
-The gateway splits the broker's byte stream into MQTT packets itself, so these tests feed it
-streams cut at awkward places: a scripted TCP peer (speaking just enough MQTT 3.1.1 to be the
-gateway's broker) sends packets split across many writes, more packets in one write than a
-burst handles, QoS 0/1/2 mixed, a connection that ends mid-packet and a malformed header; a real
-Mosquitto carries an oversized payload and both reader paths (framed, and paho's own for TLS).
+A scripted TCP peer (speaking just enough MQTT 3.1.1 to be the gateway's broker) sends packets
+split across many writes, many packets in one write, QoS 0/1/2 mixed, a connection that ends
+mid-packet and a malformed header; each message must be handled in order and acknowledged once,
+and only after it was handled (a storage failure leaves it unacknowledged). A real Mosquitto
+carries an oversized payload, and a TLS listener the same stream as plain TCP.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import os
 import socket
+import sqlite3
 import struct
 import subprocess
 import time
@@ -25,15 +26,16 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.ingest.bufsock import BufferedSocket, MalformedPacket, next_packet
-from gateway.ingest.fastpath import MAX_BURST, FastPath
+from gateway.ingest.mqtt import Delivery
 from gridpact.core.wire import encode_reading
 from hil.services import MosquittoBroker, find_mosquitto, free_port, wait_for_port
 
 KEY = bytes(range(32))
 T0 = int(time.time()) // 3600 * 3600 - 7200  # inside the retention period
 TOPIC = "gridpact/meter/node-01/reading"
+STATUS = "gridpact/meter/node-01/status"
 _ids = itertools.count()
+MANY = 3 * 64 + 5  # more packets than one read of the socket brings
 
 PUBACK, PUBREC, PUBREL, PUBCOMP = 0x40, 0x50, 0x62, 0x70
 
@@ -41,6 +43,10 @@ PUBACK, PUBREC, PUBREL, PUBCOMP = 0x40, 0x50, 0x62, 0x70
 def signed(seq: int) -> bytes:
     values = {"u1_V": 230.1, "p1_W": 500.0, "e_imp_kWh": seq / 1000, "e_exp_kWh": 0.0}
     return encode_reading(KEY, "node-01", seq, T0 + seq, 0, "sdm120", values)
+
+
+def status_payload() -> bytes:
+    return b"online"
 
 
 def packet(first: int, body: bytes) -> bytes:
@@ -145,79 +151,6 @@ def stored(gw: Any) -> list[bytes]:
     return gw.call(lambda: store.hour_batch(T0) + store.hour_batch(T0 + 3600))
 
 
-# ------------------------------------------------------------------ pure parts
-
-
-def test_next_packet_finds_boundaries_and_waits_for_the_rest() -> None:
-    small = publish("a/b", b"x" * 10, mid=1)
-    big = publish("a/b", b"y" * 20_000, mid=2)  # a three-byte remaining length
-    stream = small + big
-    assert next_packet(stream, 0) == (2, len(small))
-    start, end = next_packet(stream, len(small)) or (0, 0)
-    assert start == len(small) + 4 and end == len(stream)
-    for cut in range(len(small)):  # every prefix of a packet is incomplete, never misread
-        assert next_packet(small[:cut], 0) is None
-    assert next_packet(stream[: len(stream) - 1], len(small)) is None
-    with pytest.raises(MalformedPacket):
-        next_packet(b"\x32\xff\xff\xff\xff\x01", 0)
-
-
-def test_buffered_socket_serves_fed_bytes_in_paho_sized_pieces_then_the_end() -> None:
-    left, right = socket.socketpair()
-    with left, right:
-        bsock = BufferedSocket(left)
-        with pytest.raises(BlockingIOError):
-            bsock.recv(1)  # nothing fed: paho is told to wait, the socket is not read
-        frame = publish("a/b", b"payload", mid=7)
-        bsock.feed(frame)
-        assert bsock.recv(1) + bsock.recv(1) + bsock.recv(1000) == frame and bsock.buffered == 0
-        bsock.feed(frame[:3])
-        bsock.feed(frame[3:])  # appended behind what paho has not read yet
-        assert bsock.recv(2) + bsock.recv(len(frame)) == frame
-        bsock.fail(None)
-        assert bsock.recv(1) == b""  # the end of the stream, as a closed socket reads
-        bsock.fail(ConnectionResetError("reset"))
-        with pytest.raises(ConnectionResetError):
-            bsock.recv(1)
-        assert bsock.fileno() == left.fileno()  # everything else is the socket's
-
-
-def test_corked_writes_leave_in_one_send_and_a_full_socket_keeps_their_order() -> None:
-    left, right = socket.socketpair()
-    with left, right:
-        left.setblocking(False)
-        left.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        bsock = BufferedSocket(left)
-        bsock.cork()
-        for mid in range(1, 4):
-            assert bsock.send(b"\x40\x02" + struct.pack("!H", mid)) == 4
-        assert bsock.unsent == 12
-        right.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            right.recv(100)  # corked: nothing on the wire yet
-        assert bsock.flush() and bsock.unsent == 0
-        assert right.recv(100) == b"".join(b"\x40\x02" + struct.pack("!H", m) for m in range(1, 4))
-        bsock.corked = False
-        chunk = bytes(range(256)) * 64
-        sent = bytearray()
-        bsock.cork()
-        for _ in range(200):  # far more than the peer's buffers take while it does not read
-            bsock.send(chunk)
-            sent += chunk
-        bsock.corked = False
-        assert not bsock.flush() and bsock.unsent > 0
-        assert bsock.send(b"tail") == 4  # queued behind the unsent bytes, not sent before them
-        sent += b"tail"
-        got = bytearray()
-        deadline = time.monotonic() + 10
-        while len(got) < len(sent) and time.monotonic() < deadline:
-            try:
-                got += right.recv(1 << 20)
-            except BlockingIOError:
-                bsock.flush()
-        assert got == sent and bsock.unsent == 0
-
-
 # ------------------------------------------------------------------ the gateway against a scripted broker
 
 
@@ -245,17 +178,17 @@ def test_packets_split_anywhere_are_handled_in_order_and_acknowledged_once(
     assert stored(gw) == good
 
 
-def test_more_packets_in_one_write_than_a_burst_handles(
+def test_many_packets_in_one_write(
     scripted: ScriptedBroker,
     gw_config: Callable[..., Path],
     gw_gateway: Callable,
     gw_topic: Callable[[str], str],
 ) -> None:
-    """Packets left over after a burst are already read: the selector will not wake for them, so the
-    reader must schedule itself; the peer sends nothing more that could wake it."""
+    """Packets already read but not yet handled: the peer sends nothing more that could wake the
+    reader for them."""
     gw = gw_gateway(gw_config(scripted.port, gateway_id=f"burst-{next(_ids)}"))
     session = scripted.accept()
-    n = 3 * MAX_BURST + 5
+    n = MANY
     good = [signed(seq) for seq in range(1, n + 1)]
     session.conn.sendall(b"".join(publish(gw_topic(TOPIC), p, mid=seq) for seq, p in enumerate(good, 1)))
     assert session.acks(n) == [(PUBACK, mid) for mid in range(1, n + 1)]
@@ -263,7 +196,7 @@ def test_more_packets_in_one_write_than_a_burst_handles(
     assert stored(gw) == good
 
 
-def test_qos_0_1_2_mixed_paho_answers_its_part_in_wire_order(
+def test_qos_0_1_2_mixed_are_answered_in_wire_order(
     scripted: ScriptedBroker,
     gw_config: Callable[..., Path],
     gw_gateway: Callable,
@@ -344,9 +277,14 @@ def test_malformed_remaining_length_ends_the_connection_and_it_comes_back(
     gw = gw_gateway(gw_config(scripted.port, gateway_id=f"bad-{next(_ids)}"))
     session = scripted.accept()
     session.conn.sendall(publish(gw_topic(TOPIC), signed(1), mid=1) + b"\x32\xff\xff\xff\xff\x01")
-    assert session.acks(1) == [(PUBACK, 1)]
-    with pytest.raises(ConnectionError):
-        session.acks(1)  # the gateway closes the connection (paho's protocol error path)
+    got: list[tuple[int, int]] = []
+    with pytest.raises(ConnectionError):  # the gateway closes the connection (paho's protocol error path)
+        while True:
+            got += session.acks(1)
+    # message 1 was handled; its PUBACK may not have left before the close (then the broker
+    # resends it and it counts as a duplicate): never acknowledged before it was handled
+    assert got in ([], [(PUBACK, 1)])
+    assert gw.wait_total(1)[("reading",)] == 1
     again = scripted.accept()
     again.conn.sendall(publish(gw_topic(TOPIC), signed(2), mid=2))
     assert again.acks(1) == [(PUBACK, 2)]
@@ -388,7 +326,7 @@ def test_oversized_payload_spanning_reads_is_counted_and_acknowledged(
 
 
 class Recorder:
-    """The sink end of the hot path, recording what reaches it (the handler is tested elsewhere)."""
+    """The sink end of `Delivery`, recording what reaches it (the handler is tested elsewhere)."""
 
     def __init__(self) -> None:
         self.pending = 0
@@ -402,16 +340,15 @@ class Recorder:
         pass
 
 
-def drain(port: int, framed: bool = True, ca_file: Path | None = None) -> tuple[BufferedSocket | None, list]:
-    """Publish 3 bursts and one more through the broker to a FastPath; (its wrapper, what it got)."""
-    topic = f"bufsock-{next(_ids)}-{time.monotonic_ns()}/x"
-    n = 3 * MAX_BURST + 1
-    payloads = [b"p%d" % i + b"." * (i % 300) for i in range(n)]
+def drain(port: int, ca_file: Path | None = None) -> list[tuple[str, bytes]]:
+    """Publish MANY messages through the broker to an aiomqtt client fed by `Delivery`; what it got."""
+    topic = f"stream-{next(_ids)}-{time.monotonic_ns()}/x"
+    payloads = [b"p%d" % i + b"." * (i % 300) for i in range(MANY)]
     sink = Recorder()
     tls = aiomqtt.TLSParameters(ca_certs=str(ca_file)) if ca_file else None
 
     def send() -> None:
-        pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bufsock-pub-{time.monotonic_ns()}")
+        pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"stream-pub-{time.monotonic_ns()}")
         if ca_file:
             pub.tls_set(ca_certs=str(ca_file))
         pub.connect("127.0.0.1", port)
@@ -421,32 +358,33 @@ def drain(port: int, framed: bool = True, ca_file: Path | None = None) -> tuple[
         pub.disconnect()
         pub.loop_stop()
 
-    async def run() -> BufferedSocket | None:
-        client = aiomqtt.Client("127.0.0.1", port, identifier=f"bufsock-{next(_ids)}", tls_params=tls)
-        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        fast = FastPath(client, sink, failed, 0.05, framed=framed)
+    async def run() -> None:
+        delivery = Delivery(sink, 0.05)
+        client = aiomqtt.Client(
+            "127.0.0.1",
+            port,
+            identifier=f"stream-{next(_ids)}",
+            tls_params=tls,
+            queue_type=delivery.queue_type(),
+        )
         try:
             async with client:
-                fast.take_over_reads()
                 await client.subscribe(topic, 1)
                 await asyncio.to_thread(send)
                 deadline = time.monotonic() + 20
-                while len(sink.got) < n and time.monotonic() < deadline and not fast.lost.done():
+                while len(sink.got) < MANY and time.monotonic() < deadline:
                     await asyncio.sleep(0.01)
-                return fast.bsock
+                assert len(client.messages) == 0  # handled as they came, never queued
         finally:
-            fast.close()
+            delivery.close()
 
-    bsock = asyncio.run(run())
+    asyncio.run(run())
     assert sink.got == [(topic, p) for p in payloads]
-    return bsock, sink.got
+    return sink.got
 
 
-@pytest.mark.parametrize("framed", [True, False])
-def test_both_reader_paths_deliver_the_same_stream(mosquitto: MosquittoBroker, framed: bool) -> None:
-    """framed=False is paho's own reader, the path TLS connections take."""
-    bsock, _ = drain(mosquitto.info.port, framed)
-    assert (bsock is not None) == framed
+def test_plain_tcp_delivers_the_stream_in_order(mosquitto: MosquittoBroker) -> None:
+    drain(mosquitto.info.port)
 
 
 @pytest.fixture
@@ -521,7 +459,32 @@ def tls_mosquitto(tmp_path: Path) -> Iterator[tuple[int, Path]]:
         proc.wait(10)
 
 
-def test_tls_connections_keep_pahos_reader_and_get_every_message(tls_mosquitto: tuple[int, Path]) -> None:
+def test_tls_connections_get_every_message(tls_mosquitto: tuple[int, Path]) -> None:
     port, ca_file = tls_mosquitto
-    bsock, got = drain(port, ca_file=ca_file)
-    assert bsock is None and len(got) == 3 * MAX_BURST + 1  # an ssl.SSLSocket is never wrapped
+    assert len(drain(port, ca_file=ca_file)) == MANY
+
+
+def test_a_message_whose_handling_hits_a_storage_failure_is_not_acknowledged(
+    scripted: ScriptedBroker,
+    gw_config: Callable[..., Path],
+    gw_gateway: Callable,
+    gw_topic: Callable[[str], str],
+) -> None:
+    """The PUBACK follows the handling: a message the store could not take stays the broker's."""
+    gw = gw_gateway(gw_config(scripted.port, gateway_id=f"fail-{next(_ids)}"))
+    session = scripted.accept()
+    other = sqlite3.connect(gw.runtime.store.path)
+    other.execute("DROP TABLE readings")  # the next write of the gateway's store fails
+    other.commit()
+    other.close()
+    session.conn.sendall(publish(gw_topic(TOPIC), signed(1), mid=1))
+    assert session.acks(1) == [(PUBACK, 1)]  # verified and queued; its batch then fails in the writer
+    time.sleep(0.3)
+    session.conn.sendall(publish(gw_topic(STATUS), status_payload(), mid=2))  # stored at once: raises
+    deadline = time.monotonic() + 10
+    while gw.alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not gw.alive and "no such table" in repr(gw.error)  # the storage failure ended the gateway
+    session.conn.settimeout(1.0)
+    with pytest.raises((ConnectionError, TimeoutError)):
+        session.acks(1)  # and the status message was never acknowledged

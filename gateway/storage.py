@@ -24,7 +24,7 @@ from gridpact.core.energy import (
     net_power,
     window_energy,
 )
-from gridpact.core.wire import COUNTER_RESET, Reading
+from gridpact.core.wire import COUNTER_RESET, ControlMarks, Reading
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -34,6 +34,10 @@ CREATE TABLE IF NOT EXISTS readings (
 CREATE INDEX IF NOT EXISTS readings_ts ON readings (dev, ts);
 CREATE TABLE IF NOT EXISTS seq_state (dev TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, ts INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS availability (dev TEXT PRIMARY KEY, status TEXT NOT NULL, since REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS control_state (
+    dev TEXT PRIMARY KEY, online_boot INTEGER NOT NULL, online_n INTEGER NOT NULL, ended INTEGER NOT NULL,
+    health_boot INTEGER NOT NULL, health_n INTEGER NOT NULL
+);
 """
 
 
@@ -158,6 +162,15 @@ class ReadingStore:
         )
         self._db.commit()
 
+    def set_control(self, dev: str, marks: ControlMarks) -> None:
+        """The node's newest accepted control marks, so replays stay refused after a restart."""
+        self._join_writer()
+        self._db.execute(
+            "INSERT OR REPLACE INTO control_state VALUES (?,?,?,?,?,?)",
+            (dev, *marks.online, int(marks.ended), *marks.health),
+        )
+        self._db.commit()
+
     def prune(self, before_ts: int) -> int:
         """Retention: delete readings older than `before_ts`; the sequence state is kept."""
         self._sync()
@@ -174,6 +187,13 @@ class ReadingStore:
     def last_seqs(self) -> dict[str, int]:
         self._sync()
         return dict(self._db.execute("SELECT dev, last_seq FROM seq_state").fetchall())
+
+    def control_marks(self) -> dict[str, ControlMarks]:
+        self._join_writer()
+        rows = self._db.execute("SELECT * FROM control_state").fetchall()
+        return {
+            str(r[0]): ControlMarks((int(r[1]), int(r[2])), bool(r[3]), (int(r[4]), int(r[5]))) for r in rows
+        }
 
     def status(self, dev: str) -> tuple[str, float] | None:
         self._join_writer()

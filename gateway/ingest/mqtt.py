@@ -11,7 +11,6 @@ at a few thousand readings a second).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from typing import Protocol
 import aiomqtt
 
 from gateway.config import BrokerParams
-from gateway.ingest.verifier import ReadingVerifier
+from gateway.ingest.verifier import ControlVerifier, ReadingVerifier
 from gateway.ops.aio import raise_if_cancel_was_swallowed
 from gateway.ops.logs import ErrorLatch, log_event
 from gateway.ops.metrics import Counter, Gauge, Metrics
@@ -28,12 +27,9 @@ from gateway.storage import ReadingStore
 from gridpact.core.statement import StatementLedger, StatementRejected, parse_message, recover_signer
 from gridpact.core.wire import DEVICE_RE, Reading, Rejected
 
-HEALTH_NUMBERS = ("boot", "up_s", "buf", "drop", "err", "mem")
-HEALTH_TEXTS = ("reset", "fw")  # reset cause and firmware version
 KINDS = ("reading", "status", "health", "statement")
 REASONS = ("forged", "replayed", "duplicate", "unknown_device", "malformed")
-MAX_STATUS = 64
-MAX_HEALTH = 2048
+CONTROL_REASONS = ("unsigned", "forged", "replayed", "unknown_device", "malformed")
 COMMIT_EVERY = 1000
 FLUSH_DELAY_S = 0.05
 TOPIC_CACHE = 64
@@ -95,6 +91,7 @@ class IngestHandler:
         self._signers_seen: dict[str, str] = {}
         self.store = store
         self.verifier = verifier
+        self.controls = ControlVerifier(verifier, store.control_marks())
         self.now = now
         self.pending = 0
         self.newest: Reading | None = None
@@ -113,6 +110,9 @@ class IngestHandler:
         self._accepted_reading = self.accepted.labels(kind="reading")
         for reason in REASONS:
             self.rejected.labels(kind="reading", reason=reason)
+        for kind in ("status", "health"):  # forged, replayed or unsigned control messages show as 0
+            for reason in CONTROL_REASONS:
+                self.rejected.labels(kind=kind, reason=reason)
         self._topics: dict[str, tuple[str, str]] = {}
 
     def _classify(self, topic: str) -> tuple[str, str]:
@@ -132,7 +132,7 @@ class IngestHandler:
                 self._reading(dev, payload)
                 self._accepted_reading.inc()
                 return "accepted"
-            if not self.verifier.knows(dev):  # unsigned topics: only for our own meter node
+            if not self.verifier.knows(dev):
                 raise Rejected("unknown_device", f"no meter {dev!r} configured")
             if kind == "status":
                 self._status(dev, payload)
@@ -157,12 +157,15 @@ class IngestHandler:
             self.flush()
 
     def _status(self, dev: str, payload: bytes) -> None:
-        if len(payload) > MAX_STATUS or payload not in (b"online", b"offline"):
-            raise Rejected("malformed", "status must be 'online' or 'offline'")
-        status = payload.decode()
+        """A signed `online` opens a session, its signed last will `offline` ends it
+        (docs/wire/control-v1.md); anything unsigned, forged or replayed changes nothing."""
+        msg, marks = self.controls.check("status", dev, payload)
+        self.store.set_control(dev, marks)
+        self.controls.accept(dev, marks)
+        status = str(msg.fields["st"])
         self.online.set(1 if status == "online" else 0, dev=dev)
         self.store.set_status(dev, status, self.now())
-        log_event(logging.INFO, "meter.status", dev=dev, status=status)
+        log_event(logging.INFO, "meter.status", dev=dev, status=status, boot=msg.boot, n=msg.n)
 
     def _statement(self, dev: str, payload: bytes) -> None:
         now = int(self.now())
@@ -185,33 +188,20 @@ class IngestHandler:
         self.statement_end.set(st.window_end, dev=dev)
 
     def _health(self, dev: str, payload: bytes) -> None:
-        if len(payload) > MAX_HEALTH:
-            raise Rejected("malformed", "health report too large")
-        try:
-            report = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            raise Rejected("malformed", "health is not JSON") from None
-        if not isinstance(report, dict):
-            raise Rejected("malformed", "health must be an object")
-        for name in HEALTH_NUMBERS:
-            value = report.get(name)
-            if value is not None and (type(value) not in (int, float) or value != value):
-                raise Rejected("malformed", f"health field {name!r} must be a number")
-        for name in HEALTH_TEXTS:
-            value = report.get(name)
-            if value is not None and (not isinstance(value, str) or len(value) > 64):
-                raise Rejected("malformed", f"health field {name!r} must be a short string")
-        for name in HEALTH_NUMBERS:
-            if name in report:
-                family = self._health_sinks[name]
-                if isinstance(family, Counter):
-                    family.mirror(max(float(report[name]), 0.0), dev=dev)
-                else:
-                    family.set(float(report[name]), dev=dev)
+        msg, marks = self.controls.check("health", dev, payload)
+        self.store.set_control(dev, marks)
+        self.controls.accept(dev, marks)
+        report = {**msg.fields, "boot": msg.boot}
+        for name, family in self._health_sinks.items():
+            value = float(report[name])
+            if isinstance(family, Counter):
+                family.mirror(max(value, 0.0), dev=dev)
+            else:
+                family.set(value, dev=dev)
         info = self.health_info.values
         for key in [k for k in info if k[0] == dev]:  # one series per device, whatever it sends
             del info[key]
-        self.health_info.set(1, dev=dev, reset=report.get("reset", ""), fw=report.get("fw", ""))
+        self.health_info.set(1, dev=dev, reset=str(report["reset"]), fw=str(report["fw"]))
 
     def flush(self) -> None:
         """Commit queued readings and publish the newest one's seq and ts as gauges."""

@@ -233,3 +233,132 @@ def encode_reading(
     body = head.encode() + b"}"
     tag = compute_tag(key, body).hex()
     return head.encode() + MAC_MARKER + tag.encode() + b'"}'
+
+
+# ---------------------------------------------------------------- control messages (docs/wire/control-v1.md)
+
+STATUS_MEMBERS = ("v", "dev", "boot", "n", "st", "mac")
+HEALTH_MEMBERS = ("v", "dev", "boot", "n", "reset", "up_s", "buf", "drop", "err", "mem", "fw", "mac")
+HEALTH_NUMBERS = ("up_s", "buf", "drop", "err", "mem")
+HEALTH_TEXTS = ("reset", "fw")
+MAX_CONTROL = 1024
+
+
+class Control(NamedTuple):
+    """A verified status or health message of a meter node.
+
+    `(boot, n)` orders a node's control messages: `boot` is its persistent boot count, `n` counts
+    control messages within a boot, so the pair only grows over the node's life.
+    """
+
+    kind: str  # "status" or "health"
+    dev: str
+    boot: int
+    n: int
+    fields: dict[str, int | str]  # status: st; health: the numbers and texts
+
+    @property
+    def mark(self) -> tuple[int, int]:
+        return (self.boot, self.n)
+
+
+class ControlMarks(NamedTuple):
+    """What a gateway remembers of a node's control messages, to refuse replays (stored).
+
+    `online` is the mark of the newest session (an `online` and its last will share it), `ended`
+    whether that session's `offline` came, `health` the newest health report's mark.
+    """
+
+    online: tuple[int, int] = (-1, -1)
+    ended: bool = True
+    health: tuple[int, int] = (-1, -1)
+
+
+def parse_control(kind: str, checker: TagChecker, payload: bytes) -> Control:
+    """Authenticate then parse a status or health payload; Rejected with the reason to count
+    (`unsigned`: no mac member at all, e.g. a plain `offline`; `forged`; `malformed`)."""
+    if len(payload) > MAX_CONTROL:
+        raise Rejected("malformed", f"{kind} of {len(payload)} bytes exceeds {MAX_CONTROL}")
+    if MAC_MARKER[1:] not in payload:
+        raise Rejected("unsigned", f"{kind} without a mac member")
+    checker.check(payload)
+    try:
+        obj = json.loads(payload, parse_constant=_no_constants)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise Rejected("malformed", f"not JSON: {exc}") from None
+    members = STATUS_MEMBERS if kind == "status" else HEALTH_MEMBERS
+    if not isinstance(obj, dict) or tuple(obj) != members:
+        raise Rejected("malformed", f"members must be exactly {','.join(members)} in that order")
+    if _int_member(obj, "v") != 1:
+        raise Rejected("malformed", "unsupported version")
+    dev = obj["dev"]
+    if not isinstance(dev, str) or not DEVICE_RE.fullmatch(dev):
+        raise Rejected("malformed", "'dev' must match [a-z0-9-]{1,32}")
+    fields: dict[str, int | str] = {}
+    if kind == "status":
+        if obj["st"] not in ("online", "offline"):
+            raise Rejected("malformed", "'st' must be online or offline")
+        fields["st"] = obj["st"]
+    else:
+        for name in HEALTH_NUMBERS:
+            fields[name] = _int_member(obj, name)
+        for name in HEALTH_TEXTS:
+            text = obj[name]
+            if not isinstance(text, str) or len(text) > 64:
+                raise Rejected("malformed", f"{name!r} must be a string of up to 64 characters")
+            fields[name] = text
+    return Control(kind, dev, _int_member(obj, "boot", 0, 2**32), _int_member(obj, "n", 0, 2**32), fields)
+
+
+def control_marks(marks: ControlMarks, msg: Control) -> ControlMarks:
+    """The marks after accepting `msg`, or Rejected("replayed").
+
+    An `online` opens the session it names if that is newer than the last one, and repeats it
+    while it has not ended (the retained copy, delivered again on each subscription); an
+    `offline` (the node's last will, made when the session opened) ends the session it names if
+    that is the current one or a newer one; a health report counts if it is not older than the
+    newest. Anything else is an old message sent again: someone replaying it.
+    """
+    mark = msg.mark
+    if msg.kind == "health":
+        if mark < marks.health:
+            raise Rejected("replayed", f"health {mark} older than {marks.health}")
+        return marks._replace(health=mark)
+    if msg.fields["st"] == "online":
+        if mark > marks.online or (mark == marks.online and not marks.ended):
+            return marks._replace(online=mark, ended=False)
+        raise Rejected("replayed", f"online {mark}: session {marks.online} is newer or has ended")
+    if mark < marks.online:
+        raise Rejected("replayed", f"offline {mark} of a session older than {marks.online}")
+    return marks._replace(online=mark, ended=True)
+
+
+def _control(key: bytes, head: str) -> bytes:
+    body = head.encode() + b"}"
+    return head.encode() + MAC_MARKER + compute_tag(key, body).hex().encode() + b'"}'
+
+
+def encode_status(key: bytes, dev: str, boot: int, n: int, st: str) -> bytes:
+    """A signed status (`online`, or `offline` for the last will), as the firmware sends it."""
+    return _control(key, f'{{"v":1,"dev":"{dev}","boot":{boot},"n":{n},"st":"{st}"')
+
+
+def encode_health(
+    key: bytes,
+    dev: str,
+    boot: int,
+    n: int,
+    reset: str,
+    up_s: int,
+    buf: int,
+    drop: int,
+    err: int,
+    mem: int,
+    fw: str,
+) -> bytes:
+    """A signed health report, as the firmware sends it."""
+    return _control(
+        key,
+        f'{{"v":1,"dev":"{dev}","boot":{boot},"n":{n},"reset":{json.dumps(reset)},"up_s":{up_s},"buf":{buf},'
+        f'"drop":{drop},"err":{err},"mem":{mem},"fw":{json.dumps(fw)}',
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import itertools
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +12,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.ops.status import parse_samples
-from gridpact.core.wire import encode_reading
+from gridpact.core.wire import encode_health, encode_reading, encode_status
 from hil.services import BrokerInfo, MosquittoBroker
 
 KEY = bytes(range(32))
@@ -72,13 +71,13 @@ def test_ingest_verifies_counts_and_stores(
         (TOPIC, b'{"v":1}'),
         (TOPIC, b"\x00" * 100_000),  # huge
         ("gridpact/meter/NODE_1/reading", signed(41)),  # not a device id
-        ("gridpact/meter/node-01/status", b"online"),
-        ("gridpact/meter/node-01/status", b"maybe"),
+        ("gridpact/meter/node-01/status", encode_status(KEY, "node-01", 3, 0, "online")),
+        ("gridpact/meter/node-01/status", b"offline"),  # unsigned: anyone could have sent it
         (
             "gridpact/meter/node-01/health",
-            json.dumps({"boot": 3, "up_s": 99, "mem": 41000, "fw": "1.0"}).encode(),
+            encode_health(KEY, "node-01", 3, 1, "power", 99, 0, 0, 0, 41000, "1.0"),
         ),
-        ("gridpact/meter/node-01/health", b'{"mem":"lots"}'),
+        ("gridpact/meter/node-01/health", encode_health(KEY, "node-01", 3, 0, "power", 9, 0, 0, 0, 1, "1.0")),
         (TOPIC, signed(21, 1021)),
     ]
     publish(broker.host, broker.port, messages, gw_topic)
@@ -90,8 +89,8 @@ def test_ingest_verifies_counts_and_stores(
     assert counts[("reading", "unknown_device")] == 1
     assert counts[("reading", "malformed")] == 2
     assert counts[("unknown", "wrong_topic")] == 1
-    assert counts[("status",)] == 1 and counts[("status", "malformed")] == 1
-    assert counts[("health",)] == 1 and counts[("health", "malformed")] == 1
+    assert counts[("status",)] == 1 and counts[("status", "unsigned")] == 1
+    assert counts[("health",)] == 1 and counts[("health", "replayed")] == 1
     assert gw.alive
 
     store = gw.runtime.store

@@ -27,7 +27,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.ingest.mqtt import Delivery
-from gridpact.core.wire import encode_reading
+from gridpact.core.wire import encode_reading, encode_status
 from hil.services import MosquittoBroker, find_mosquitto, free_port, wait_for_port
 
 KEY = bytes(range(32))
@@ -46,7 +46,7 @@ def signed(seq: int) -> bytes:
 
 
 def status_payload() -> bytes:
-    return b"online"
+    return encode_status(KEY, "node-01", 1, 0, "online")
 
 
 def packet(first: int, body: bytes) -> bytes:
@@ -210,7 +210,7 @@ def test_qos_0_1_2_mixed_are_answered_in_wire_order(
         + publish(gw_topic(TOPIC), signed(2), qos=0)
         + publish(gw_topic(TOPIC), signed(3), qos=1, mid=12, dup=True)
         + publish(gw_topic(TOPIC), signed(4), qos=2, mid=13)  # paho's: PUBREC now, delivered on PUBREL
-        + publish(status, b"online", qos=1, mid=14)
+        + publish(status, status_payload(), qos=1, mid=14)
         + publish("other/topic", b"x", qos=1, mid=15)
         + b"\xd0\x00"  # an unsolicited PINGRESP: paho's, and harmless
     )

@@ -9,7 +9,6 @@ Staleness is read on scrape: it turns 0 as soon as a reading arrives and back to
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import shutil
 import signal
@@ -20,9 +19,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_gwcore_ingest_broker import TOPIC, publish, signed
+from test_gwcore_ingest_broker import KEY, TOPIC, publish, signed
 
 from gateway.ops.status import parse_samples
+from gridpact.core.wire import encode_health, encode_status
 from hil.services import MosquittoBroker
 
 GRIDPACT = str(Path(sys.executable).with_name("gridpact"))
@@ -99,12 +99,11 @@ def test_live_scrape_passes_promtool_and_means_what_it_says(
     assert "gridpact_forecast_next_step_watts" not in before  # no history: no forecast, not 0 W
     assert before["gridpact_meter_stale"] in (0, 1)
 
-    health = {"boot": 3, "reset": 'wdt "hard"\\', "up_s": 99, "buf": 2, "drop": 1, "err": 0, "mem": 41000}
-    health["fw"] = "1.0\nrc"
+    health = encode_health(KEY, "node-01", 3, 1, 'wdt "hard"\\', 99, 2, 1, 0, 41000, "1.0\nrc")
     messages = [(TOPIC, signed(seq, 1000 + seq)) for seq in range(1, 4)]
     messages += [
-        ("gridpact/meter/node-01/status", b"online"),
-        ("gridpact/meter/node-01/health", json.dumps(health).encode()),
+        ("gridpact/meter/node-01/status", encode_status(KEY, "node-01", 3, 0, "online")),
+        ("gridpact/meter/node-01/health", health),
     ]
     info = mosquitto.info
     publish(info.host, info.port, messages, gw_topic)

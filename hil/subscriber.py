@@ -6,6 +6,7 @@ restart it is subscribed again before the node's backoff brings its replayed rea
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +15,16 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hil.readings import BadReading, Reading, verify_reading
+
+
+def status_word(payload: bytes) -> str:
+    """`online`/`offline` of a signed status (docs/wire/control-v1.md), or its raw text; the rig
+    records what the node said, the gateway's tests check the signature."""
+    try:
+        word = json.loads(payload).get("st")
+    except (ValueError, AttributeError):
+        word = None
+    return word if isinstance(word, str) else payload.decode(errors="replace")
 
 
 class Subscriber:
@@ -54,7 +65,7 @@ class Subscriber:
                 except BadReading as exc:
                     self.rejected.append((bytes(msg.payload), str(exc)))
             elif kind == "status":
-                self.status.append(msg.payload.decode(errors="replace"))
+                self.status.append(status_word(bytes(msg.payload)))
             elif kind == "health":
                 self.health.append(bytes(msg.payload))
             self._cond.notify_all()

@@ -42,6 +42,8 @@ class App:
         self.boot = boot
         self.reset = reset
         self.errors = self.polls = self.faults = self.offset = self.last_seq = 0
+        self.ctl_n = 0  # marks status and health within this boot: (boot, n) only grows
+        self.online = b""
         self.synced = False
         self.t0 = time.ticks_ms()
         m = cfg["meter"]
@@ -191,7 +193,7 @@ class App:
     # ---------------------------------------------------------------- connection
     async def on_connect(self):
         c = self.client
-        await c.publish(self.t_status, b"online", True)
+        await c.publish(self.t_status, self.online, True)
         for entry in self.keys:
             msg = payload.discovery(self.cfg["prefix"], self.dev, self.model, FW, entry)
             await c.publish(payload.discovery_topic(self.dev, entry[0]), msg, True)
@@ -218,6 +220,8 @@ class App:
                     await asyncio.sleep_ms(500)
                     continue
                 if not self.client.up:
+                    # this connection's mark, on its online and on its last will
+                    self.online, self.client.will_msg = payload.session(self.mac, self.dev, self.boot, self.take_n())
                     try:
                         await self.client.connect(5000)
                     except Exception as e:
@@ -236,10 +240,15 @@ class App:
                 await asyncio.sleep_ms(1000)
 
     # ---------------------------------------------------------------- health, time, watchdog
+    def take_n(self):
+        """The next (boot, n) mark's n, for a status or health message."""
+        self.ctl_n += 1
+        return self.ctl_n - 1
+
     async def publish_health(self):
-        msg = payload.health(
-            self.boot, self.reset, self.up_s(), self.ring.count, self.ring.drops, self.errors, board.mem_free(), FW
-        )
+        up, buf, drops, mem = self.up_s(), self.ring.count, self.ring.drops, board.mem_free()
+        n = self.take_n()
+        msg = payload.health(self.mac, self.dev, self.boot, n, self.reset, up, buf, drops, self.errors, mem, FW)
         return await self.client.publish(self.t_health, msg, True)
 
     async def health_task(self):

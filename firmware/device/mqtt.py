@@ -96,6 +96,7 @@ class Client:
         self.password = password
         self.keepalive = keepalive_s
         self.will_topic = will_topic
+        self.will_msg = b"offline"  # the app sets its signed last will before each connect
         self.ack_ms = ack_ms
         self.retries = retries
         self.up = False
@@ -116,7 +117,7 @@ class Client:
         self.r = r
         self.w = w
         try:
-            w.write(connect_packet(self.client_id, self.keepalive, self.user, self.password, self.will_topic, b"offline"))
+            w.write(connect_packet(self.client_id, self.keepalive, self.user, self.password, self.will_topic, self.will_msg))
             await w.drain()
             first, body = await asyncio.wait_for(read_packet(r), timeout_ms / 1000)
         except BaseException:

@@ -84,11 +84,26 @@ def reading(mac, dev, seq, ts, q, model, keys, vals, n):
     return body + b',"mac":"' + tag + b'"}'
 
 
-def health(boot, reset, up_s, buf, drop, err, mem, fw):
-    return (
-        '{"boot":%d,"reset":"%s","up_s":%d,"buf":%d,"drop":%d,"err":%d,"mem":%d,"fw":"%s"}'
-        % (boot, reset, up_s, buf, drop, err, mem, fw)
-    ).encode()
+def _signed(mac, head):
+    body = head.encode()
+    return body + b',"mac":"' + mac.hexdigest(body, b"}") + b'"}'
+
+
+def status(mac, dev, boot, n, st):
+    """Signed status (docs/wire/control-v1.md): `online` on connect and `offline`, its last will,
+    share one (boot, n) mark, so a gateway takes an offline only for the session it ends."""
+    return _signed(mac, '{"v":1,"dev":"%s","boot":%d,"n":%d,"st":"%s"' % (dev, boot, n, st))
+
+
+def session(mac, dev, boot, n):
+    """(online, last will) of one connection: both carry its mark."""
+    return status(mac, dev, boot, n, "online"), status(mac, dev, boot, n, "offline")
+
+
+def health(mac, dev, boot, n, reset, up_s, buf, drop, err, mem, fw):
+    head = '{"v":1,"dev":"%s","boot":%d,"n":%d,"reset":"%s",' % (dev, boot, n, reset)
+    rest = '"up_s":%d,"buf":%d,"drop":%d,"err":%d,"mem":%d,"fw":"%s"' % (up_s, buf, drop, err, mem, fw)
+    return _signed(mac, head + rest)
 
 
 def discovery_topic(dev, name):
@@ -135,7 +150,8 @@ def _config(prefix, dev, model, fw, obj, label, leaf, tpl, unit, cls, state_clas
     parts += [
         ',"availability_topic":"',
         topic(prefix, dev, "status"),
-        '","payload_available":"online","payload_not_available":"offline"',
+        '","availability_template":"{{ value_json.st }}"',
+        ',"payload_available":"online","payload_not_available":"offline"',
         ',"device":{"identifiers":["gridpact_',
         dev,
         '"],"name":"gridpact ',

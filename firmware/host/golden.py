@@ -86,7 +86,9 @@ def build_vectors() -> dict[str, Any]:
     struct.pack_into(">f", vals, 0, 230.0)
     struct.pack_into(">f", vals, 24, 1.5)
     ringbuf.pack(rec, 70000, 1767225600, 0x81, 70001, 1, vals, 8)
-    health_args = [[3, "watchdog", 86400, 12, 0, 2, 81234, "0.1.0"], [1, "power", 5, 0, 0, 0, 0, "0.1.0"]]
+    health_args = [["node-01", 1, 1, "power", 5, 0, 0, 0, 0, "0.1.0"],
+                   ["node-01", 3, 4, "watchdog", 86400, 12, 0, 2, 81234, "0.1.0"]]  # fmt: skip
+    status_args = [["node-01", 3, 0, "online"], ["node-01", 3, 0, "offline"], ["node-01", 3, 5, "online"]]
     discovery = []
     for model, index in (("sdm120", 0), ("sdm120", 4), ("sdm120", 6), ("sdm630", 9)):
         entry = maps.MAPS[model][3][index]
@@ -130,7 +132,8 @@ def build_vectors() -> dict[str, Any]:
         ],
         "readings": readings,
         "record_hex": rec.hex(),
-        "health": [{"args": a, "payload": payload.health(*a).decode()} for a in health_args],
+        "health": [{"args": a, "payload": payload.health(mac, *a).decode()} for a in health_args],
+        "status": [{"args": a, "payload": payload.status(mac, *a).decode()} for a in status_args],
         "discovery": discovery,
         "discovery_units": [
             {

@@ -102,7 +102,10 @@ for vec in V["readings"]:
 # --- health and Home Assistant discovery
 for vec in V["health"]:
     a = vec["args"]
-    check(payload.health(*a) == vec["payload"].encode(), "health %r" % a)
+    check(payload.health(mac, *a) == vec["payload"].encode(), "health %r" % a)
+for vec in V["status"]:
+    a = vec["args"]
+    check(payload.status(mac, *a) == vec["payload"].encode(), "status %r" % a)
 for vec in V["discovery"]:
     entry = maps.MAPS[vec["model"]][3][vec["index"]]
     check(payload.discovery_topic(vec["dev"], entry[0]) == vec["topic"], "discovery topic")

@@ -13,6 +13,7 @@ from typing import Any
 from firmware.host.clock import AcceleratedClock
 from firmware.host.rig import MeterSim, MqttTap, SerialLine, verify_reading
 from firmware.host.virtual_board import VirtualBoard
+from gridpact.core.wire import TagChecker, parse_control
 from hil.services import MosquittoBroker
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "firmware" / "config.example.json"
@@ -175,6 +176,7 @@ def test_wifi_loss_buffers_and_replays(mosquitto: MosquittoBroker, tmp_path: Pat
     rs = readings(tap, key)
     assert_no_gap(rs)
     assert sum(1 for r in rs if r["q"] & REPLAYED) >= 5
-    status = tap.on("/status")
+    status = [parse_control("status", TagChecker(key), p) for p in tap.on("/status")]
     # online; the last will when the link died; online again (then offline when powered off)
-    assert status[:3] == [b"online", b"offline", b"online"], status
+    assert [s.fields["st"] for s in status[:3]] == ["online", "offline", "online"], status
+    assert status[1].mark == status[0].mark < status[2].mark  # the will ends its own session only

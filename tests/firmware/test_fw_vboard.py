@@ -18,6 +18,7 @@ from firmware.host.golden import device_namespace, f32_text_reference
 from firmware.host.maps_gen import PAYLOAD_KEYS, compact
 from firmware.host.rig import MeterSim, MqttTap, RegisterUart, SerialLine, verify_reading
 from firmware.host.virtual_board import VirtualBoard
+from gridpact.core.wire import Control, TagChecker, parse_control
 from hil.services import BrokerInfo, MosquittoBroker
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "firmware" / "config.example.json"
@@ -44,6 +45,11 @@ def good(payloads: list[bytes]) -> list[bytes]:
 
 def key_of(cfg: dict[str, Any]) -> bytes:
     return bytes.fromhex(cfg["hmac_key"])
+
+
+def controls(tap: MqttTap, leaf: str, key: bytes) -> list[Control]:
+    """The node's status or health messages, each checked as the gateway checks it (its HMAC)."""
+    return [parse_control(leaf, TagChecker(key), p) for p in tap.on("/" + leaf)]
 
 
 def truth_texts(model: str, line: dict[str, Any]) -> dict[str, float] | None:
@@ -91,10 +97,11 @@ def test_readings_match_truth_and_are_signed(line: SerialLine, broker: BrokerInf
         assert list(r["r"]) == [e[0] for e in compact("sdm120")[3]]
         assert r["r"] in truths, f"reading {r['r']} matches no truth step"
     assert board.de_toggles >= 2 * len(readings)
-    assert tap.on("/status")[0] == b"online"
-    health = json.loads(tap.on("/health")[-1])
-    assert list(health) == ["boot", "reset", "up_s", "buf", "drop", "err", "mem", "fw"]
-    assert health["boot"] == 1 and health["reset"] == "power" and health["err"] == 0
+    status = controls(tap, "status", key_of(cfg))[0]
+    assert status.fields["st"] == "online" and status.boot == 1
+    health = controls(tap, "health", key_of(cfg))[-1]
+    assert health.boot == 1 and health.fields["reset"] == "power" and health.fields["err"] == 0
+    assert health.mark > status.mark  # each control message of a boot takes the next n
     configs = [json.loads(p) for p in tap.on("/config")]
     assert len(configs) >= len(PAYLOAD_KEYS["sdm120"])
     energy = next(c for c in configs if c["unique_id"] == "gridpact_vb-truth_e_imp_kWh")
@@ -102,6 +109,7 @@ def test_readings_match_truth_and_are_signed(line: SerialLine, broker: BrokerInf
         "energy", "total_increasing", "kWh",
     )  # fmt: skip
     assert energy["availability_topic"] == "gridpact/meter/vb-truth/status"
+    assert energy["availability_template"] == "{{ value_json.st }}"  # the signed status' word
     assert energy["device"]["identifiers"] == ["gridpact_vb-truth"]
 
 
@@ -204,10 +212,17 @@ def test_power_off_fires_the_last_will(mosquitto: MosquittoBroker, tmp_path: Pat
     board = VirtualBoard(
         cfg, RegisterUart(lambda: {"u1": 230.0}), tmp_path, broker=("127.0.0.1", mosquitto.port)
     )
+    key = key_of(cfg)
+
+    def words() -> list[object]:
+        return [c.fields["st"] for c in controls(tap, "status", key)]
+
     board.start()
     try:
-        board.wait_until(lambda: tap.on("/status") == [b"online"], 10, "online")
+        board.wait_until(lambda: words() == ["online"], 10, "online")
     finally:
         board.stop()
-    board.wait_until(lambda: tap.on("/status")[-1:] == [b"offline"], 10, "offline from the last will")
+    board.wait_until(lambda: words()[-1:] == ["offline"], 10, "offline from the last will")
+    online, will = controls(tap, "status", key)
+    assert will.mark == online.mark  # the will names the session it ends
     tap.close()

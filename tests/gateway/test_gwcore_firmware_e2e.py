@@ -32,7 +32,10 @@ for seq in range(1, 11):
             n = i + 1
     out = payload.reading(mac, "node-01", seq, 1767225600 + 10 * seq, 0, "sdm120", keys, vals, n)
     print("R " + binascii.hexlify(out).decode())
-print("H " + binascii.hexlify(payload.health(1, "power-on", 120, 0, 0, 0, 41000, "0.1.0")).decode())
+online, will = payload.session(mac, "node-01", 1, 0)
+print("S " + binascii.hexlify(online).decode())
+print("W " + binascii.hexlify(will).decode())
+print("H " + binascii.hexlify(payload.health(mac, "node-01", 1, 1, "power-on", 120, 0, 0, 0, 41000, "0.1.0")).decode())
 """
 
 
@@ -46,7 +49,8 @@ def test_micropython_encoded_readings_are_accepted(
     assert result.returncode == 0, result.stderr
     lines = result.stdout.split()
     readings = [bytes.fromhex(h) for tag, h in zip(lines[::2], lines[1::2], strict=True) if tag == "R"]
-    health = next(bytes.fromhex(h) for tag, h in zip(lines[::2], lines[1::2], strict=True) if tag == "H")
+    tagged = dict(zip(lines[::2], lines[1::2], strict=True))
+    health, online, will = (bytes.fromhex(tagged[t]) for t in ("H", "S", "W"))
     assert len(readings) == 10
 
     gw = gw_gateway(gw_config(mosquitto.port, gateway_id=f"fw-e2e-{time.monotonic_ns() % 10**6}"))
@@ -56,7 +60,9 @@ def test_micropython_encoded_readings_are_accepted(
     client.loop_start()
     infos = [client.publish(gw_topic("gridpact/meter/node-01/reading"), r, qos=1) for r in readings]
     infos.append(client.publish(gw_topic("gridpact/meter/node-01/health"), health, qos=1))
-    infos.append(client.publish(gw_topic("gridpact/meter/node-01/status"), b"online", qos=1, retain=True))
+    infos.append(client.publish(gw_topic("gridpact/meter/node-01/status"), online, qos=1, retain=True))
+    infos.append(client.publish(gw_topic("gridpact/meter/node-01/status"), will, qos=1))
+    infos.append(client.publish(gw_topic("gridpact/meter/node-01/status"), b"online", qos=1))  # unsigned
     for info in infos:
         info.wait_for_publish(timeout=20)
     client.publish(gw_topic("gridpact/meter/node-01/status"), b"", qos=1, retain=True).wait_for_publish(
@@ -65,9 +71,11 @@ def test_micropython_encoded_readings_are_accepted(
     client.disconnect()
     client.loop_stop()
 
-    counts = gw.wait_total(12)
+    counts = gw.wait_total(15)
     assert counts[("reading",)] == 10, counts
-    assert counts[("health",)] == 1 and counts[("status",)] == 1, counts
+    assert counts[("health",)] == 1 and counts[("status",)] == 2, counts
+    assert counts[("status", "unsigned")] == 2, counts  # the plain online and the retained-clear
+    assert gw.call(lambda: gw.runtime.store.status("node-01"))[0] == "offline"  # the will, not the fake
     store = gw.runtime.store
     batch = gw.call(lambda: store.hour_batch(1767225600))
     assert batch == readings

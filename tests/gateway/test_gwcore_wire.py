@@ -10,7 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.ingest.verifier import ReadingVerifier
-from gridpact.core.wire import MAX_PAYLOAD, Rejected, encode_reading, parse_body, split_tag, verify
+from gridpact.core.wire import (
+    MAX_PAYLOAD,
+    Rejected,
+    encode_health,
+    encode_reading,
+    encode_status,
+    parse_body,
+    split_tag,
+    verify,
+)
 
 GOLDEN = json.loads((Path(__file__).resolve().parents[2] / "docs/wire/golden/readings-v1.json").read_text())
 KEY = bytes.fromhex(GOLDEN["key_hex"])
@@ -239,7 +248,7 @@ def test_firmware_vectors_are_accepted_on_the_fast_path() -> None:
         assert parse_canonical(TagChecker(KEY).check(payload), payload) == reading
 
 
-def test_firmware_health_reports_are_accepted(tmp_path: Path) -> None:
+def test_firmware_status_and_health_are_accepted_and_match_the_host_encoder(tmp_path: Path) -> None:
     import time
 
     from gateway.ingest.mqtt import IngestHandler
@@ -253,6 +262,39 @@ def test_firmware_health_reports_are_accepted(tmp_path: Path) -> None:
         Metrics(),
         time.time,
     )
-    for vec in json.loads(FIRMWARE.read_text())["health"]:
+    vectors = json.loads(FIRMWARE.read_text())
+    for vec in vectors["health"]:
+        assert encode_health(KEY, *vec["args"]).decode() == vec["payload"]
         assert handler.handle("gridpact/meter/node-01/health", vec["payload"].encode()) == "accepted"
+    for vec in vectors["status"]:  # online, its last will, the next connection's online
+        assert encode_status(KEY, *vec["args"]).decode() == vec["payload"]
+        assert handler.handle("gridpact/meter/node-01/status", vec["payload"].encode()) == "accepted"
+    assert handler.store.status("node-01") == ("online", pytest.approx(time.time(), abs=60))
+    handler.store.close()
+
+
+CONTROL = json.loads((Path(__file__).resolve().parents[2] / "docs/wire/golden/control-v1.json").read_text())
+
+
+def test_control_golden_sequence(tmp_path: Path) -> None:
+    """docs/wire/golden/control-v1.json: a node's status and health messages, with attacks between
+    them, in order, and what a gateway must answer to each."""
+    import time
+
+    from gateway.ingest.mqtt import IngestHandler
+    from gateway.ops.metrics import Metrics
+    from gateway.storage import ReadingStore
+
+    key = bytes.fromhex(CONTROL["key_hex"])
+    handler = IngestHandler(
+        "gridpact",
+        ReadingStore(tmp_path / "c.db", "node-01"),
+        ReadingVerifier({"node-01": key}, {}),
+        Metrics(),
+        time.time,
+    )
+    for step in CONTROL["sequence"]:
+        got = handler.handle(f"gridpact/meter/node-01/{step['kind']}", step["payload"].encode())
+        assert got == step["outcome"], step["name"]
+        assert handler.online.values.get(("node-01",)) == step["online_after"], step["name"]
     handler.store.close()

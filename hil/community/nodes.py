@@ -40,7 +40,7 @@ class StandInNode:
     def __init__(
         self, meter: Any, dev: str, key: bytes, host: str, port: int, prefix: str = "gridpact"
     ) -> None:
-        from gridpact.core.wire import encode_reading
+        from gridpact.core.wire import encode_reading, encode_status
 
         self._encode = encode_reading
         self.meter = meter
@@ -58,7 +58,8 @@ class StandInNode:
         self._client.reconnect_delay_set(0, 1)
         self._client.on_connect = lambda *a: self._connected.set()
         self._client.on_disconnect = lambda *a: self._connected.clear()
-        self._client.will_set(f"{prefix}/meter/{dev}/status", b"offline", qos=1, retain=True)
+        will = encode_status(key, dev, 1, 0, "offline")  # signed as the firmware signs it (control-v1)
+        self._client.will_set(f"{prefix}/meter/{dev}/status", will, qos=1, retain=True)
         self._client.connect_async(host, port, keepalive=30)
         self._client.loop_start()
 

@@ -149,9 +149,8 @@ def evidence_of(
 
 
 def terms_of(d: dict[str, Any]) -> Terms:
-    return Terms(
-        *(int(d[k]) if k not in ("seller", "buyer") else to_checksum_address(d[k]) for k in TERMS_KEYS)
-    )
+    seller, buyer = to_checksum_address(d["seller"]), to_checksum_address(d["buyer"])
+    return Terms(seller, buyer, *(int(d[k]) for k in TERMS_KEYS[2:]))
 
 
 class ChainIndex:
@@ -169,7 +168,7 @@ class ChainIndex:
         chunk: int = 2000,
     ) -> None:
         self.eth = eth
-        self.contracts = {to_checksum_address(a): name for name, a in contracts.items()}
+        self.contracts: dict[str, str] = {to_checksum_address(a): name for name, a in contracts.items()}
         self.decoder = AbiDecoder(abis)
         self.domain = domain
         self.deploy_block = deploy_block
@@ -325,7 +324,7 @@ class ChainIndex:
             {str(v) for k, v in args.items() if isinstance(v, str) and len(v) == 42 and v.startswith("0x")}
         )
         terms = args.get("terms")
-        if terms_like(terms):
+        if isinstance(terms, dict) and terms_like(terms):
             parties = sorted({*parties, terms["seller"], terms["buyer"]})
         return (
             number,

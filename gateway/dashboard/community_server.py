@@ -270,7 +270,7 @@ async def run_community_dashboard(
     market_address = Web3.to_checksum_address(cfg.chain.market)
     market = w3.eth.contract(address=market_address, abi=abis["Market"])
     domain = Domain(int(w3.eth.chain_id), market_address)
-    contracts = {"Market": market_address}
+    contracts: dict[str, str] = {"Market": market_address}
     with contextlib.suppress(Exception):
         contracts["UtilityToken"] = Web3.to_checksum_address(market.functions.token().call())
     deploy = cfg.index.from_block

@@ -9,6 +9,7 @@ agreements, and gets 403 for another household's page or agreement. Every POST i
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,16 @@ def _is_me(session: Session, address: str) -> bool:
 
 def forbidden(why: str) -> Response:
     return PlainTextResponse(f"403: {why}", 403)
+
+
+async def _indexed(site: CommunitySite, block: int | None, within_s: float = 3.0) -> None:
+    """Wait (briefly) until the index holds `block`, so the links on the answer lead to indexed pages."""
+    if block is None:
+        return
+    sent_at = time.time()
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline and (site.index.next_block <= block or site.built_at < sent_at):
+        await asyncio.sleep(0.05)
 
 
 def create_community_app(c: CommunityApp) -> Starlette:
@@ -217,6 +228,7 @@ def create_community_app(c: CommunityApp) -> Starlette:
         outcome = await asyncio.to_thread(
             c.operator.send, f"operator:{kind}:{token_id}", act.function, act.args
         )
+        await _indexed(c.site, outcome.get("block"))
         return page(
             request,
             session,

@@ -182,6 +182,7 @@ async def _watch_broker(cfg: Any, site: Any, hub: Any) -> None:
 
     password = cfg.password_file.read_text().strip() if cfg.password_file else None
     backoff = 0.5
+    told_rejected = 0.0  # a flood of forged messages is counted, and pushed at most twice a second
     while True:
         try:
             async with aiomqtt.Client(cfg.host, cfg.port, username=cfg.username, password=password,
@@ -199,6 +200,9 @@ async def _watch_broker(cfg: Any, site: Any, hub: Any) -> None:
                             raise ProtocolError("bad_signature", "signer is not the sender")
                     except ProtocolError:
                         site.messages.rejected += 1
+                        if time.monotonic() - told_rejected > 0.5:
+                            told_rejected = time.monotonic()
+                            hub.publish({"messages": site.messages.public()}, "message")
                         continue
                     site.messages.counts[env.type] += 1
                     item = {"type": env.type, "from": env.sender, "ts": env.ts}

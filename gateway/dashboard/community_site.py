@@ -13,6 +13,8 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from eth_utils.address import to_checksum_address
+
 from gateway.dashboard.community import AgreementState, fold_agreements, participants, prices, volumes
 from gateway.dashboard.index import ChainIndex
 
@@ -227,8 +229,7 @@ class CommunitySite:
             return None
         if len(t) == 42 and t.startswith("0x"):
             try:
-                int(t, 16)
+                return f"/explorer/address/{to_checksum_address(t)}"
             except ValueError:
                 return None
-            return f"/explorer/address/{t}"
         return None

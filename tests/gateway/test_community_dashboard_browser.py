@@ -257,8 +257,12 @@ def test_community_dashboard_in_a_browser(
     expect(page.locator("#events")).to_contain_text("DisputeResolved")
     shots += _shots(page, tmp_path, "explorer")
 
-    # forged form posts: no token, a wrong token, a token of another session
-    for form in ({"gateway": x.address}, {"gateway": x.address, "csrf": "forged"}):
+    # forged form posts (no CSRF token, a wrong one) are refused, the action and its confirmation alike
+    forms: list[dict[str, str | float | bool]] = [
+        {"gateway": x.address},
+        {"gateway": x.address, "csrf": "forged"},
+    ]
+    for form in forms:
         assert page.request.post(base + "/operator/action/remove", form=form).status == 403
     assert page.request.post(base + "/operator/confirm", form={"token": "x", "csrf": "forged"}).status == 403
     assert m.functions.isParticipant(x.address).call()

@@ -31,6 +31,9 @@
   };
 
   let volPlot = null, pricePlot = null;
+  // one point, or a few close together, would span years on an auto-scaled time axis: at least +-1 h
+  const hourPad = (u, min, max) => (max - min < 7200 ? [min - 3600, max + 3600] : [min, max]);
+  const big = (u, vals) => vals.map((v) => (Math.abs(v) >= 1e6 ? v.toExponential(1) : String(v)));
   function charts(d) {
     if (typeof uPlot === "undefined") { return; }
     const width = (el) => Math.max(280, el.clientWidth);
@@ -42,7 +45,7 @@
         volPlot = new uPlot({ width: width(vol), height: 220, series: [{},
           { label: "between neighbours Wh", stroke: "#0b5394", fill: "rgba(11,83,148,.35)", paths: bars },
           { label: "with the provider Wh", stroke: "#b45f06", fill: "rgba(180,95,6,.35)", paths: bars }],
-          axes: [{}, { label: "Wh" }] }, data, vol);
+          scales: { x: { time: true, range: hourPad } }, axes: [{}, { label: "Wh", size: 60 }] }, data, vol);
         window.addEventListener("resize", () => volPlot.setSize({ width: width(vol), height: 220 }));
       }
     }
@@ -59,7 +62,8 @@
           { label: "agreed price", stroke: "#0b5394", width: 0, points: { show: true, size: 7 } },
           { label: "provider buys at", stroke: "#38761d", width: 2 },
           { label: "provider sells at", stroke: "#990000", width: 2 }],
-          axes: [{}, { label: "per kWh" }] }, data, pr);
+          scales: { x: { time: true, range: hourPad } },
+          axes: [{}, { label: "per kWh", size: 80, values: big }] }, data, pr);
         window.addEventListener("resize", () => pricePlot.setSize({ width: width(pr), height: 220 }));
       }
     }

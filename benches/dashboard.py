@@ -141,11 +141,28 @@ async def _measure(base: str, viewers: int, readings: int, publish: object) -> d
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="gridpact bench dashboard", description=__doc__)
     p.add_argument("--viewers", type=int, default=50, help="concurrent SSE viewers (1..200)")
-    p.add_argument("--readings", type=int, default=10, help="readings published while they watch")
+    p.add_argument(
+        "--readings", type=int, default=10, help="readings (chain events) published while they watch"
+    )
+    p.add_argument("--view", choices=("household", "community", "both"), default="both")
+    p.add_argument(
+        "--agreements", type=int, default=100, help="agreements on chain before the community view opens"
+    )
     args = p.parse_args(argv)
-    if not 1 <= args.viewers <= 200 or not 1 <= args.readings <= 1000:
-        print("--viewers must be 1..200 and --readings 1..1000", file=sys.stderr)
+    if not 1 <= args.viewers <= 200 or not 1 <= args.readings <= 1000 or not 0 <= args.agreements <= 5000:
+        print("--viewers must be 1..200, --readings 1..1000 and --agreements 0..5000", file=sys.stderr)
         return 2
+    code = 0
+    if args.view in ("household", "both"):
+        code = _household(args)
+    if args.view in ("community", "both") and code == 0:
+        from benches.dashboard_community import community_bench
+
+        code = community_bench(args.viewers, args.readings, args.agreements)
+    return code
+
+
+def _household(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="gridpact-bench-dash-") as tmp:
         directory = Path(tmp)
         broker = MosquittoBroker()

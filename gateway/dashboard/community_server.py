@@ -130,23 +130,15 @@ def artifact_abis() -> dict[str, list[dict[str, Any]]]:
 
 
 def _operator(
-    cfg: CommunityDashboardConfig, w3: Any, market_address: str, abis: dict[str, list[dict[str, Any]]]
+    account: Any, policy: Any, journal: Path, w3: Any, market_address: str, abi: list[dict[str, Any]]
 ) -> Any:
-    """The operator's sender: the keystore the gateway tools write, unlocked from its credential or file."""
+    """The operator's sender: dry runs and journaled, idempotent sends through the gateway's TxSender."""
     from gateway.chain.errors import ChainError, RevertError
     from gateway.chain.journal import Journal
-    from gateway.chain.keystore import PassphraseSource, load_account
-    from gateway.chain.sender import SenderPolicy, TxSender
+    from gateway.chain.sender import TxSender
     from gateway.dashboard.community_app import OperatorSend
 
-    c = cfg.chain
-    account = load_account(c.keystore, PassphraseSource(c.passphrase_credential, c.passphrase_file).read())
-    abi = abis["Market"]
-    sender = TxSender(
-        w3, account, Journal(cfg.index.state_dir / "operator-journal.db"), abi,
-        SenderPolicy(gas_margin=c.gas_margin, priority_fee_wei=int(c.priority_fee_gwei * 10**9),
-                     max_fee_wei=int(c.max_fee_gwei * 10**9), receipt_timeout_s=c.receipt_timeout_s),
-    )  # fmt: skip
+    sender = TxSender(w3, account, Journal(journal), abi, policy)
     contract = w3.eth.contract(address=market_address, abi=abi)
 
     def dry_run(function: str, args: tuple[Any, ...]) -> str | None:
@@ -255,10 +247,36 @@ async def _index_loop(index: Any, site: Any, hub: Any, w3: Any, market: Any) -> 
         await asyncio.sleep(INDEX_S)
 
 
-async def run_community_dashboard(
-    cfg: CommunityDashboardConfig, started: asyncio.Event | None = None
+@dataclass(frozen=True)
+class Listen:
+    """Where and how the app serves, and where its state lives."""
+
+    host: str
+    port: int
+    state_dir: Path
+    accounts_path: Path
+    secure_cookies: bool = True
+    max_viewers: int = 64
+    from_block: int | None = None
+    reorg_depth: int = 64
+
+
+async def serve_community(
+    w3: Any,
+    market_address: str,
+    listen: Listen,
+    operator_account: Any = None,
+    policy: Any = None,
+    community: Any = None,
+    started: asyncio.Event | None = None,
 ) -> None:
-    from web3 import Web3
+    """The dashboard on a Web3 the caller holds (an RPC node, or the simulator's own chain), until cancelled.
+
+    `operator_account` (an eth-account LocalAccount holding COMMUNITY_ROLE) signs the operator's
+    actions; None serves the views without actions. `community` is a CommunityConfig to watch the
+    community broker, or None. This is the seam `gridpact simulate --dashboard` would call.
+    """
+    from eth_utils.address import to_checksum_address
 
     from gateway.dashboard.auth import AccountStore
     from gateway.dashboard.community_app import CommunityApp, create_community_app
@@ -268,41 +286,62 @@ async def run_community_dashboard(
     from gateway.dashboard.server import serve_app
     from gridpact.core.eip712 import Domain
 
-    cfg.index.state_dir.mkdir(parents=True, exist_ok=True)
-    w3 = Web3(Web3.HTTPProvider(cfg.chain.rpc_url, request_kwargs={"timeout": cfg.chain.rpc_timeout_s}))
+    listen.state_dir.mkdir(parents=True, exist_ok=True)
     abis = artifact_abis()
-    market_address = Web3.to_checksum_address(cfg.chain.market)
+    market_address = to_checksum_address(market_address)
     market = w3.eth.contract(address=market_address, abi=abis["Market"])
     domain = Domain(int(w3.eth.chain_id), market_address)
     contracts: dict[str, str] = {"Market": market_address}
     with contextlib.suppress(Exception):
-        contracts["UtilityToken"] = Web3.to_checksum_address(market.functions.token().call())
-    deploy = cfg.index.from_block
+        contracts["UtilityToken"] = to_checksum_address(market.functions.token().call())
+    deploy = listen.from_block
     if deploy is None:
         deploy = find_deploy_block(w3.eth, market_address, int(w3.eth.block_number))
     index = ChainIndex(
-        cfg.index.state_dir / "index.sqlite3", w3.eth, contracts, abis, domain, deploy, cfg.index.reorg_depth
+        listen.state_dir / "index.sqlite3", w3.eth, contracts, abis, domain, deploy, listen.reorg_depth
     )
-    accounts = AccountStore(cfg.dashboard.accounts_path)
-    hub = LiveHub(cfg.dashboard.max_viewers)
-    site = CommunitySite(index, cfg.community.id if cfg.community else "")
-    operator = _operator(cfg, w3, market_address, abis)
-    app = create_community_app(CommunityApp(site, hub, accounts, operator, cfg.dashboard.secure_cookies))
-    log.info("event=dashboard_start listen=%s:%d market=%s from_block=%d operator=%s",
-             cfg.dashboard.host, cfg.dashboard.port, market_address, deploy, operator.address)  # fmt: skip
+    accounts = AccountStore(listen.accounts_path)
+    hub = LiveHub(listen.max_viewers)
+    site = CommunitySite(index, community.id if community is not None else "")
+    operator = None
+    if operator_account is not None:
+        journal = listen.state_dir / "operator-journal.db"
+        operator = _operator(operator_account, policy, journal, w3, market_address, abis["Market"])
+    app = create_community_app(CommunityApp(site, hub, accounts, operator, listen.secure_cookies))
+    log.info("event=dashboard_start listen=%s:%d market=%s from_block=%d operator=%s", listen.host, listen.port,
+             market_address, deploy, operator.address if operator else None)  # fmt: skip
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(_index_loop(index, site, hub, w3, market), name="dashboard-index")
-            if cfg.community is not None:
-                tg.create_task(_watch_broker(cfg.community, site, hub), name="dashboard-broker")
+            if community is not None:
+                tg.create_task(_watch_broker(community, site, hub), name="dashboard-broker")
             tg.create_task(
-                serve_app(app, cfg.dashboard.host, cfg.dashboard.port, started, hub.close),
-                name="dashboard-http",
+                serve_app(app, listen.host, listen.port, started, hub.close), name="dashboard-http"
             )
     finally:
         hub.close()
         accounts.close()
         index.close()
+
+
+async def run_community_dashboard(
+    cfg: CommunityDashboardConfig, started: asyncio.Event | None = None
+) -> None:
+    """`gridpact dashboard run`: the node from [chain], the operator key from its keystore."""
+    from web3 import Web3
+
+    from gateway.chain.keystore import PassphraseSource, load_account
+    from gateway.chain.sender import SenderPolicy
+
+    c = cfg.chain
+    w3 = Web3(Web3.HTTPProvider(c.rpc_url, request_kwargs={"timeout": c.rpc_timeout_s}))
+    account = load_account(c.keystore, PassphraseSource(c.passphrase_credential, c.passphrase_file).read())
+    policy = SenderPolicy(gas_margin=c.gas_margin, priority_fee_wei=int(c.priority_fee_gwei * 10**9),
+                          max_fee_wei=int(c.max_fee_gwei * 10**9), receipt_timeout_s=c.receipt_timeout_s)  # fmt: skip
+    d = cfg.dashboard
+    listen = Listen(d.host, d.port, cfg.index.state_dir, d.accounts_path, d.secure_cookies, d.max_viewers,
+                    cfg.index.from_block, cfg.index.reorg_depth)  # fmt: skip
+    await serve_community(w3, c.market, listen, account, policy, cfg.community, started)
 
 
 async def _serve(cfg: CommunityDashboardConfig) -> int:

@@ -48,6 +48,7 @@ CREATE INDEX IF NOT EXISTS terms_block ON terms(block);
 """
 BLOCK_TABLES = ("recent", "blocks", "txs", "events", "terms")
 TERMS_KEYS = tuple(name for name, _ in TERMS_FIELDS)
+REJECTION_EVENTS = frozenset({"BatchItemRejected"})
 
 
 class ChainReader(Protocol):
@@ -297,6 +298,11 @@ class ChainIndex:
                 int(tx["blockNumber"]),
                 next((r[1], r[2]) for r in recent_rows if r[0] == int(tx["blockNumber"])),
             )
+        # Terms (and the signatures and reports beside them) count as an agreement's evidence only from a
+        # transaction in which the contract accepted something about that agreement: a batch item it
+        # skipped (BatchItemRejected) or terms merely quoted in some call are not evidence of anything.
+        accepted = {(row[7], row[2]) for row in event_rows if row[7] and row[5] not in REJECTION_EVENTS}
+        terms_rows = [row for row in terms_rows if (row[0], row[2]) in accepted]
         with self.lock:
             self.db.execute("BEGIN")
             self.db.executemany(

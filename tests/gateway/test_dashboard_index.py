@@ -77,11 +77,19 @@ def test_index_decodes_agreements_and_follows_a_reorg(community: Community, tmp_
         _run(index)
         submitted = index.query("SELECT fn, seller_sig, buyer_sig FROM terms WHERE id=?", (aid,))
         assert submitted and submitted[0][0] == "submitAgreement" and submitted[0][1] and submitted[0][2]
+        # a member's batch with a forged report for this agreement: the batch succeeds, the item is
+        # skipped (BatchItemRejected), and the forged report is not shown as the agreement's evidence
+        advance_time(c.w3, 2 * HOUR + 1)
+        forged = c.settle_item(t, b, b, 0, 0)  # the "seller's" report signed by the buyer's key
+        c.admin.transact(c.market.functions.settleBatch([forged]))
+        _run(index)
+        assert [e[2] for e in _events(index) if e[4] == aid] == ["AgreementSubmitted", "BatchItemRejected"]
+        assert [r[0] for r in index.query("SELECT fn FROM terms WHERE id=?", (aid,))] == ["submitAgreement"]
         fork = chain_snapshot(c.w3)
         advance_time(c.w3, 2 * HOUR + 1)
         c.admin.transact(c.market.functions.settleBatch([c.settle_item(t, a, b, 1000, 900)]))
         _run(index)
-        assert [e[2] for e in _events(index) if e[4] == aid] == ["AgreementSubmitted", "DisputeOpened"]
+        assert [e[2] for e in _events(index) if e[4] == aid][-1] == "DisputeOpened"
         # the reports were found inside the batch item, with their signatures
         item = json.loads(index.query("SELECT item FROM terms WHERE fn='settleBatch'")[0][0])
         assert (item["sellerWh"], item["buyerWh"]) == (1000, 900) and item["buyerSig"][
@@ -95,7 +103,8 @@ def test_index_decodes_agreements_and_follows_a_reorg(community: Community, tmp_
         result = index.step()
         assert result.rolled_back_to is not None and result.rolled_back_to < result.first
         _run(index)
-        assert [e[2] for e in _events(index) if e[4] == aid] == ["AgreementSubmitted", "AgreementSettled"]
+        assert [e[2] for e in _events(index) if e[4] == aid][-1] == "AgreementSettled"
+        assert "DisputeOpened" not in [e[2] for e in _events(index) if e[4] == aid]
         agreements = fold_agreements(
             index.query(
                 "SELECT block, log_index, tx, name, args, agreement FROM events ORDER BY block, log_index"
@@ -117,7 +126,7 @@ def test_index_decodes_agreements_and_follows_a_reorg(community: Community, tmp_
         fresh = _index(c, tmp_path / "fresh.sqlite3")
         _run(fresh)
         assert _events(index) == _events(fresh)
-        assert [e[2] for e in _events(index) if e[4] == aid] == ["AgreementSubmitted"]
+        assert [e[2] for e in _events(index) if e[4] == aid] == ["AgreementSubmitted", "BatchItemRejected"]
     finally:
         chain_revert(c.w3, snap0)
 

@@ -21,6 +21,7 @@ import signal
 import sys
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,16 +166,55 @@ def _operator(
     return OperatorSend(account.address, dry_run, send)
 
 
+class Throttle:
+    """At most one push per `every_s`, the last one never lost (a trailing push carries the newest state)."""
+
+    def __init__(self, push: Callable[[], None], every_s: float = 0.2) -> None:
+        self.push, self.every_s = push, every_s
+        self.last = float("-inf")
+        self.pending: asyncio.TimerHandle | None = None
+
+    def __call__(self) -> None:
+        if self.pending is not None:
+            return
+        wait = self.every_s - (time.monotonic() - self.last)
+        if wait <= 0:
+            self._fire()
+        else:
+            self.pending = asyncio.get_running_loop().call_later(wait, self._fire)
+
+    def _fire(self) -> None:
+        self.pending = None
+        self.last = time.monotonic()
+        self.push()
+
+
+def accept_message(raw: bytes, community: str, members: set[str]) -> Any:
+    """The envelope of a peer message worth showing: well-formed, of this community, signed by its sender,
+    a registered participant. Raises ProtocolError (counted as refused) otherwise."""
+    from gateway.trading.protocol import ProtocolError, decode, recover_sender
+
+    env = decode(raw)
+    if env.community != community:
+        raise ProtocolError("wrong_community", env.community)
+    if recover_sender(env).lower() != env.sender.lower():
+        raise ProtocolError("bad_signature", "signer is not the sender")
+    if env.sender.lower() not in members:
+        raise ProtocolError("not_member", env.sender)
+    return env
+
+
 async def _watch_broker(cfg: Any, site: Any, hub: Any) -> None:
     """Count the community's signed peer messages and show the public offers (read-only subscriber)."""
     import aiomqtt
 
-    from gateway.trading.protocol import ProtocolError, decode, recover_sender
+    from gateway.trading.protocol import ProtocolError
     from gateway.trading.transport import community_tls
 
     password = cfg.password_file.read_text().strip() if cfg.password_file else None
     backoff = 0.5
-    told_rejected = 0.0  # a flood of forged messages is counted, and pushed at most twice a second
+    # a flood (forged or not) is counted; viewers get the newest counts at most five times a second
+    tell = Throttle(lambda: hub.publish({"messages": site.messages.public()}, "message"))
     while True:
         try:
             async with aiomqtt.Client(cfg.host, cfg.port, username=cfg.username, password=password,
@@ -186,22 +226,19 @@ async def _watch_broker(cfg: Any, site: Any, hub: Any) -> None:
                     payload = message.payload
                     if not isinstance(payload, (bytes, bytearray)):
                         continue
+                    members = {m.lower() for m in site.snapshot.get("participants", [])}
                     try:
-                        env = decode(bytes(payload))
-                        if recover_sender(env).lower() != env.sender.lower():
-                            raise ProtocolError("bad_signature", "signer is not the sender")
+                        env = accept_message(bytes(payload), cfg.id, members)
                     except ProtocolError:
                         site.messages.rejected += 1
-                        if time.monotonic() - told_rejected > 0.5:
-                            told_rejected = time.monotonic()
-                            hub.publish({"messages": site.messages.public()}, "message")
+                        tell()
                         continue
                     site.messages.counts[env.type] += 1
-                    item = {"type": env.type, "from": env.sender, "ts": env.ts}
                     if env.type == "offer":
+                        item = {"type": env.type, "from": env.sender, "ts": env.ts}
                         item |= {k: env.body[k] for k in ("window", "side", "quantity_wh", "price")}
                         site.messages.offers.append(item)
-                    hub.publish({"message": item, "messages": site.messages.public()}, "message")
+                    tell()
         except aiomqtt.MqttError as exc:
             log.warning("event=community_broker_down error=%s retry_s=%.1f", type(exc).__name__, backoff)
             await asyncio.sleep(backoff)

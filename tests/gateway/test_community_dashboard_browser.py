@@ -161,6 +161,11 @@ def _offer(broker: MosquittoBroker, topic: str, key: str) -> None:
     try:
         client.publish(topic, encode(sign_envelope(env, account)), qos=1).wait_for_publish(5)
         client.publish(topic, b'{"v":1,"forged":true}', qos=1).wait_for_publish(5)
+        # well signed, but by a key that is no registered participant: refused too
+        stranger = Account.create()
+        env2 = Envelope("offer", stranger.address, None, secrets.token_hex(16), int(time.time()), "oak-street",
+                        {**env.body, "quantity_wh": 666})  # fmt: skip
+        client.publish(topic, encode(sign_envelope(env2, stranger)), qos=1).wait_for_publish(5)
     finally:
         client.loop_stop()
         client.disconnect()
@@ -196,7 +201,8 @@ def test_community_dashboard_in_a_browser(
     topic = f"{dashboard.prefix}/oak-street/v1/market"
     _offer(mosquitto, topic, a.key)
     expect(page.locator("#offers")).to_contain_text("777", timeout=5_000)
-    expect(page.locator("#msg-counts")).to_contain_text("1 refused")
+    expect(page.locator("#msg-counts")).to_contain_text("2 refused")
+    expect(page.locator("#offers")).not_to_contain_text("666")
     shots += _shots(page, tmp_path, "overview")
 
     # follow it to its settlement in the explorer: the agreement page follows the chain live

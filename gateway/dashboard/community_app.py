@@ -100,6 +100,12 @@ def create_community_app(c: CommunityApp) -> Starlette:
             return session
         return JSONResponse(c.site.snapshot if _is_operator(session) else c.site.aggregates())
 
+    async def mine_json(request: Request) -> Response:
+        session = signed_in(request)
+        if isinstance(session, Response):
+            return session
+        return JSONResponse(c.site.own(session.account.household))
+
     async def events(request: Request) -> Response:
         session = signed_in(request)
         if isinstance(session, Response):
@@ -242,6 +248,7 @@ def create_community_app(c: CommunityApp) -> Starlette:
         *web.routes(),
         Route("/community", overview),
         Route("/community/data.json", data_json),
+        Route("/community/mine.json", mine_json),
         Route("/community/events", events),
         Route("/household/{address}", household),
         Route("/explorer", explorer),

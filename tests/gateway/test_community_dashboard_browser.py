@@ -279,6 +279,15 @@ def test_community_dashboard_in_a_browser(
     expect(hh).to_have_url(base + "/community")
     expect(hh.locator(f'#agreements tr[data-id="{aid1}"]')).to_be_visible()
     assert "disputes" not in hh.request.get(base + "/community/data.json").json()
+    # alice's own agreements follow the chain on her open page too
+    t3 = c.terms(a, x)
+    aid3 = "0x" + c.agreement_id(t3).hex()
+    c.admin.transact(m.functions.submitAgreement(t3.as_tuple(), *c.sign(t3, a, x)))
+    expect(hh.locator(f'#agreements tr[data-id="{aid3}"]')).to_contain_text("active", timeout=LIVE_S * 1000)
+    assert all(
+        r["seller"] == a.address or r["buyer"] == a.address
+        for r in hh.request.get(base + "/community/mine.json").json()
+    )
     shots += _shots(hh, tmp_path, "household-overview")
     assert hh.request.get(base + f"/household/{a.address}").status == 200
     assert hh.request.get(base + f"/household/{b.address}").status == 403

@@ -151,7 +151,14 @@
   const source = new EventSource("/community/events");
   source.addEventListener("open", () => { link.textContent = "live"; });
   source.addEventListener("error", () => { link.textContent = "reconnecting…"; });
-  source.addEventListener("summary", (ev) => { summary(JSON.parse(ev.data)); });
+  source.addEventListener("summary", (ev) => {
+    summary(JSON.parse(ev.data));
+    // a household's own agreements: fetched once per push (the push says the chain moved), never polled
+    if ($("mine")) {
+      fetch("/community/mine.json", { credentials: "same-origin" }).then((r) => (r.ok ? r.json() : null))
+        .then((rows) => { if (rows) { fill("agreements", rows, agreementRow); } }).catch(() => {});
+    }
+  });
   source.addEventListener("chain", (ev) => { chain(JSON.parse(ev.data)); });
   source.addEventListener("message", (ev) => { const d = JSON.parse(ev.data); if (d.messages) { messages(d.messages); } });
 })();

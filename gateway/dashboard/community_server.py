@@ -468,3 +468,8 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"gridpact dashboard: config error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # the node unreachable at start, a wrong passphrase, a port taken: one line
+        leaves = exc.exceptions if isinstance(exc, BaseExceptionGroup) else (exc,)
+        for leaf in leaves:
+            print(f"gridpact dashboard: {type(leaf).__name__}: {str(leaf)[:300]}", file=sys.stderr)
+        return 1

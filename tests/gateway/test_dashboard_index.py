@@ -192,3 +192,36 @@ def test_operator_forms_are_checked() -> None:
         confirmations.read(token[:-2] + "xx", "session-a")
     with pytest.raises(ActionError, match="invalid"):
         Confirmations(b"other key" * 4).read(token, "session-a")
+
+
+def test_dashboard_config_errors_name_the_key(tmp_path: Path) -> None:
+    from gateway.dashboard.community_server import load_dashboard_config
+    from gateway.errors import ConfigError
+
+    chain = (
+        '[chain]\nrpc_url = "http://127.0.0.1:8545"\nmarket = "0x'
+        + "11" * 20
+        + '"\nkeystore = "k.json"\npassphrase_file = "p"\n'
+    )
+    cases = [
+        ("[bogus]\n" + chain, "bogus"),
+        ("[index]\nfrom_block = -1\n" + chain, "index.from_block"),
+        ("[index]\nreorg_depth = 1\n" + chain, "index.reorg_depth"),
+        ("[index]\nspeed = 1\n" + chain, "index.speed"),
+        ('[dashboard]\nlisten = "0.0.0.0:80"\n' + chain, "dashboard.listen"),
+        ("[index]\n", "chain"),
+        (chain.replace("http://", "ftp://"), "chain.rpc_url"),
+    ]
+    for text, key in cases:
+        path = tmp_path / "d.toml"
+        path.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            load_dashboard_config(path)
+        assert key in str(info.value), (key, str(info.value))
+    path = tmp_path / "ok.toml"
+    path.write_text('[index]\nstate_dir = "s"\n' + chain)
+    cfg = load_dashboard_config(path)
+    assert (
+        cfg.index.state_dir == tmp_path / "s"
+        and cfg.dashboard.accounts_path == tmp_path / "s" / "dashboard.sqlite3"
+    )

@@ -24,6 +24,8 @@ import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from benches.sse import rss_mb as _rss_mb
+from benches.sse import viewer as _viewer
 from gateway.dashboard.auth import AccountStore
 from gridpact.core.wire import encode_reading
 from hil.services import MosquittoBroker, free_port
@@ -61,26 +63,6 @@ max_viewers = 200
 """
     )
     return path
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-async def _viewer(client: httpx.AsyncClient, url: str, seqs: dict[int, float], opened: asyncio.Event,
-                  count: list[int], want: int) -> None:  # fmt: skip
-    async with client.stream("GET", url) as resp:
-        resp.raise_for_status()
-        count[0] += 1
-        if count[0] == want:
-            opened.set()
-        async for line in resp.aiter_lines():
-            if line.startswith("id: "):
-                seq = int(line[4:])
-                seqs.setdefault(seq, time.perf_counter())
 
 
 async def _measure(base: str, viewers: int, readings: int, publish: object) -> dict[str, float]:

@@ -23,7 +23,8 @@ from typing import Any
 import httpx
 from web3 import Web3
 
-from benches.dashboard import _rss_mb, _viewer
+from benches.sse import rss_mb as _rss_mb
+from benches.sse import viewer as _viewer
 from contracts.harness import Community, advance_time, household_key
 from gateway.chain.keystore import create_keystore
 from gateway.dashboard.auth import AccountStore

@@ -126,15 +126,20 @@ def main(argv: list[str]) -> int:
     p.add_argument(
         "--readings", type=int, default=10, help="readings (chain events) published while they watch"
     )
-    p.add_argument("--view", choices=("household", "community", "both"), default="both")
+    p.add_argument("--view", choices=("household", "community", "both", "fold"), default="both",
+                   help="fold: the community view's rebuild on a synthetic index of --agreements")  # fmt: skip
     p.add_argument(
         "--agreements", type=int, default=100, help="agreements on chain before the community view opens"
     )
     args = p.parse_args(argv)
-    if not 1 <= args.viewers <= 200 or not 1 <= args.readings <= 1000 or not 0 <= args.agreements <= 5000:
-        print("--viewers must be 1..200, --readings 1..1000 and --agreements 0..5000", file=sys.stderr)
+    if not 1 <= args.viewers <= 200 or not 1 <= args.readings <= 1000 or not 0 <= args.agreements <= 100_000:
+        print("--viewers must be 1..200, --readings 1..1000 and --agreements 0..100000", file=sys.stderr)
         return 2
     code = 0
+    if args.view == "fold":
+        from benches.dashboard_community import fold_bench
+
+        return fold_bench(args.agreements)
     if args.view in ("household", "both"):
         code = _household(args)
     if args.view in ("community", "both") and code == 0:

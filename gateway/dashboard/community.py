@@ -154,12 +154,15 @@ def _is_sale(a: AgreementState) -> bool:
 
 
 def prices(
-    agreements: Iterable[AgreementState], tariffs: list[tuple[int, int, int]], ts_of: dict[int, int]
+    agreements: Iterable[AgreementState],
+    tariffs: list[tuple[int, int, int]],
+    ts_of: dict[int, int],
+    last: int = 500,
 ) -> dict[str, Any]:
-    """Unit prices by delivery start (p2p only) and the provider's tariffs as steps over block time."""
+    """Unit prices by delivery start (p2p only, the `last` newest: a push stays small) and the tariffs as steps."""
     points = sorted(
         (a.delivery_start, a.unit_price) for a in agreements if not a.provider and a.status != "cancelled"
-    )
+    )[-last:]
     steps = [[ts_of.get(block, 0), buy, sell] for block, buy, sell in tariffs]
     return {"p2p": [[t, str(p)] for t, p in points], "tariffs": [[t, str(b), str(s)] for t, b, s in steps]}
 

@@ -24,6 +24,8 @@ import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from benches.sse import rss_mb as _rss_mb
+from benches.sse import viewer as _viewer
 from gateway.dashboard.auth import AccountStore
 from gridpact.core.wire import encode_reading
 from hil.services import MosquittoBroker, free_port
@@ -61,26 +63,6 @@ max_viewers = 200
 """
     )
     return path
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-async def _viewer(client: httpx.AsyncClient, url: str, seqs: dict[int, float], opened: asyncio.Event,
-                  count: list[int], want: int) -> None:  # fmt: skip
-    async with client.stream("GET", url) as resp:
-        resp.raise_for_status()
-        count[0] += 1
-        if count[0] == want:
-            opened.set()
-        async for line in resp.aiter_lines():
-            if line.startswith("id: "):
-                seq = int(line[4:])
-                seqs.setdefault(seq, time.perf_counter())
 
 
 async def _measure(base: str, viewers: int, readings: int, publish: object) -> dict[str, float]:
@@ -141,11 +123,33 @@ async def _measure(base: str, viewers: int, readings: int, publish: object) -> d
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="gridpact bench dashboard", description=__doc__)
     p.add_argument("--viewers", type=int, default=50, help="concurrent SSE viewers (1..200)")
-    p.add_argument("--readings", type=int, default=10, help="readings published while they watch")
+    p.add_argument(
+        "--readings", type=int, default=10, help="readings (chain events) published while they watch"
+    )
+    p.add_argument("--view", choices=("household", "community", "both", "fold"), default="both",
+                   help="fold: the community view's rebuild on a synthetic index of --agreements")  # fmt: skip
+    p.add_argument(
+        "--agreements", type=int, default=100, help="agreements on chain before the community view opens"
+    )
     args = p.parse_args(argv)
-    if not 1 <= args.viewers <= 200 or not 1 <= args.readings <= 1000:
-        print("--viewers must be 1..200 and --readings 1..1000", file=sys.stderr)
+    if not 1 <= args.viewers <= 200 or not 1 <= args.readings <= 1000 or not 0 <= args.agreements <= 100_000:
+        print("--viewers must be 1..200, --readings 1..1000 and --agreements 0..100000", file=sys.stderr)
         return 2
+    code = 0
+    if args.view == "fold":
+        from benches.dashboard_community import fold_bench
+
+        return fold_bench(args.agreements)
+    if args.view in ("household", "both"):
+        code = _household(args)
+    if args.view in ("community", "both") and code == 0:
+        from benches.dashboard_community import community_bench
+
+        code = community_bench(args.viewers, args.readings, args.agreements)
+    return code
+
+
+def _household(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="gridpact-bench-dash-") as tmp:
         directory = Path(tmp)
         broker = MosquittoBroker()

@@ -300,7 +300,7 @@ def _parse_core(doc: dict[str, Any], base: Path, env: dict[str, str]) -> dict[st
     decimals = h.get_int("token_decimals", 18, 0, 36)
     every = h.get_float("interval_s", 10.0, 0.1, 3600.0)
     h.done()
-    dashboard = _parse_dashboard(doc, state)
+    dashboard = parse_dashboard(doc, state)
 
     return {
         "gateway": GatewaySection(gid, state, level),
@@ -323,7 +323,7 @@ def _lan_or_loopback(host: str) -> bool:
     return not addr.is_unspecified and (addr.is_loopback or addr.is_private or addr.is_link_local)
 
 
-def _parse_dashboard(doc: dict[str, Any], state: Path) -> DashboardSection | None:
+def parse_dashboard(doc: dict[str, Any], state: Path) -> DashboardSection | None:
     if "dashboard" not in doc:
         return None
     d = _Table("dashboard", doc["dashboard"])

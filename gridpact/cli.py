@@ -20,6 +20,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "negotiate": ("gateway.negotiation.cli", "run negotiations, train and evaluate strategies"),
     "study": ("hil.study.cli", "sweep the simulator over seeds, strategies and sizes on a Dask cluster"),
     "hil": ("hil.cli", "run the hardware-in-the-loop suite on a real or virtual board"),
+    "dashboard": (
+        "gateway.dashboard.community_server",
+        "the community operator's dashboard and block explorer",
+    ),
     "bench": ("benches", "measure speed and memory of each component"),
 }
 

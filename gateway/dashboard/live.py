@@ -1,14 +1,16 @@
-"""Server push: one hub per dashboard process fans the newest event out to every SSE viewer.
+"""Server push: one hub per dashboard process fans events out to every SSE viewer.
 
-One watcher task notices a new verified reading (a cheap identity check of the handler's newest
-reading, server side) and publishes it once; each viewer awaits the hub's event, so the browser
-never polls. Viewers are bounded: the hub refuses a viewer over `max_viewers`.
+A watcher task (new verified reading, new chain events, a community broker message) publishes
+each event once; each viewer awaits the hub, so the browser never polls. The hub keeps the last
+`ring` events so a viewer that was busy while two arrived gets both, in order; a new viewer gets
+the newest event at once. Viewers are bounded: the hub refuses a viewer over `max_viewers`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,18 +18,20 @@ KEEPALIVE_S = 15.0
 
 
 class LiveHub:
-    def __init__(self, max_viewers: int = 200) -> None:
+    def __init__(self, max_viewers: int = 200, ring: int = 32) -> None:
         self.max_viewers = max_viewers
         self.viewers = 0
         self.version = 0
         self.latest: dict[str, Any] | None = None
+        self._events: deque[tuple[int, str, str]] = deque(maxlen=ring)
         self._changed = asyncio.Event()
         self.closed = False
 
-    def publish(self, data: dict[str, Any]) -> None:
-        """Hand `data` to every viewer waiting now."""
+    def publish(self, data: dict[str, Any], kind: str = "reading") -> None:
+        """Hand `data` (an SSE event of type `kind`) to every viewer."""
         self.latest = data
         self.version += 1
+        self._events.append((self.version, kind, json.dumps(data)))
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
@@ -42,14 +46,20 @@ class LiveHub:
         self.viewers += 1
         return True
 
-    async def stream(self, kind: str = "reading") -> AsyncIterator[str]:
-        """SSE frames for one admitted viewer: the latest event at once, then each new one."""
+    async def stream(self, kinds: frozenset[str] | None = None) -> AsyncIterator[str]:
+        """SSE frames for one admitted viewer: the newest event at once, then every new one in order.
+
+        `kinds` filters what this viewer may receive (a household viewer gets no operator-only kinds).
+        """
         try:
-            seen = -1
+            seen = self._events[-1][0] - 1 if self._events else 0
             while not self.closed:
-                if self.latest is not None and self.version != seen:
-                    seen = self.version
-                    yield f"event: {kind}\nid: {seen}\ndata: {json.dumps(self.latest)}\n\n"
+                fresh = [e for e in self._events if e[0] > seen and (kinds is None or e[1] in kinds)]
+                if self._events:
+                    seen = max(seen, self._events[-1][0])
+                if fresh:
+                    for version, kind, data in fresh:
+                        yield f"event: {kind}\nid: {version}\ndata: {data}\n\n"
                     continue
                 changed = self._changed
                 try:

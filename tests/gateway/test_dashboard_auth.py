@@ -142,3 +142,21 @@ def test_dashboard_lan_addresses_are_accepted(listen: str) -> None:
     assert cfg.dashboard is not None and cfg.dashboard.enabled
     assert cfg.dashboard.accounts_path == Path("/tmp/s/dashboard.sqlite3")
     assert parse_config(BASE, Path("/tmp")).dashboard is None
+
+
+def test_dashboard_ships_the_pinned_uplot_build() -> None:
+    """A pip-installed gateway has no node_modules: the package carries uPlot, the same bytes npm installs."""
+    import json
+
+    from gateway.dashboard.web import HERE, UPLOT_FILES, vendor_dir
+
+    repo = HERE.parents[1]
+    pinned = json.loads((repo / "package.json").read_text())["dependencies"]["uplot"]
+    installed = json.loads((repo / "node_modules" / "uplot" / "package.json").read_text())["version"]
+    assert installed == pinned, "run `npm ci`: node_modules' uPlot is not the pinned version"
+    assert vendor_dir() == HERE / "vendor" / "uplot"
+    for name in UPLOT_FILES:
+        shipped = (vendor_dir() / name).read_bytes()
+        assert shipped == (repo / "node_modules" / "uplot" / "dist" / name).read_bytes(), (
+            f"{name}: the shipped copy differs from uPlot {pinned}; copy node_modules/uplot/dist/{name} again"
+        )

@@ -1,0 +1,475 @@
+"""`gridpact dashboard`: the community operator's dashboard process, its config and its command line.
+
+One process, one TaskGroup: the indexer (a step every `INDEX_S` in a worker thread, then a new
+snapshot pushed to every viewer), the community broker listener (signed peer messages counted,
+public offers shown), and uvicorn. SIGTERM/SIGINT cancel the root; everything stops within 2 s.
+
+The config is one TOML file: `[dashboard]` as the gateway's (listen address, accounts,
+cookies, viewers), `[chain]` and `[community]` as the gateway's trading sections (the operator's
+keystore and its passphrase credential or file, the community broker), and `[index]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import json
+import logging
+import signal
+import sys
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ConfigError
+
+log = logging.getLogger("gridpact.dashboard")
+INDEX_S = 0.25
+
+EXAMPLE = """\
+[index]
+state_dir = "/var/lib/gridpact-dashboard"   # the index, the accounts and the operator's tx journal
+# from_block = 0                   # the Market's deployment block (default: found by a binary search)
+reorg_depth = 64                   # block hashes kept to notice a reorg
+
+[dashboard]
+listen = "127.0.0.1:8090"          # loopback or a private LAN address only
+secure_cookies = true
+max_viewers = 64
+
+[chain]                            # as the gateway's [chain]: the operator key signs the actions
+rpc_url = "http://127.0.0.1:8545"
+market = "0x..."
+keystore = "/etc/gridpact/operator-key.json"
+passphrase_credential = "operator-key-pass"
+
+[community]                        # optional: the community broker, to watch the market's messages
+id = "oak-street"
+host = "127.0.0.1"
+port = 1883
+"""
+
+
+@dataclass(frozen=True)
+class IndexSection:
+    state_dir: Path
+    from_block: int | None
+    reorg_depth: int
+
+
+@dataclass(frozen=True)
+class CommunityDashboardConfig:
+    index: IndexSection
+    dashboard: Any  # gateway.config.DashboardSection
+    chain: Any  # gateway.trading.config.ChainConfig
+    community: Any  # gateway.trading.config.CommunityConfig | None
+
+
+def load_dashboard_config(path: Path) -> CommunityDashboardConfig:
+    """Read and check the file; ConfigError naming the key on anything wrong."""
+    from gateway.config import parse_dashboard
+    from gateway.trading.config import parse_chain, parse_community
+
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError("<file>", f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("<file>", f"{path} is not valid TOML: {exc}") from None
+    base = path.resolve().parent
+    unknown = sorted(set(doc) - {"index", "dashboard", "chain", "community"})
+    if unknown:
+        raise ConfigError(unknown[0], "unknown section")
+    table = doc.get("index", {})
+    if not isinstance(table, dict):
+        raise ConfigError("index", "must be a table")
+    extra = sorted(set(table) - {"state_dir", "from_block", "reorg_depth"})
+    if extra:
+        raise ConfigError(f"index.{extra[0]}", "unknown key")
+    state = Path(str(table.get("state_dir", "state")))
+    state = state if state.is_absolute() else base / state
+    from_block = table.get("from_block")
+    if from_block is not None and (
+        not isinstance(from_block, int) or isinstance(from_block, bool) or from_block < 0
+    ):
+        raise ConfigError("index.from_block", "must be a block number")
+    depth = table.get("reorg_depth", 64)
+    if not isinstance(depth, int) or isinstance(depth, bool) or not 2 <= depth <= 10_000:
+        raise ConfigError("index.reorg_depth", "must be between 2 and 10000")
+    dashboard = parse_dashboard({"dashboard": doc.get("dashboard", {})}, state)
+    if "chain" not in doc or not isinstance(doc["chain"], dict):
+        raise ConfigError("chain", "missing: the dashboard reads the Market through [chain]")
+    chain = parse_chain(doc["chain"], base)
+    community = None
+    if "community" in doc:
+        if not isinstance(doc["community"], dict):
+            raise ConfigError("community", "must be a table")
+        community = parse_community(doc["community"], base)
+    return CommunityDashboardConfig(IndexSection(state, from_block, depth), dashboard, chain, community)
+
+
+def artifact_abis() -> dict[str, list[dict[str, Any]]]:
+    """Every built contract's ABI (contracts/artifacts), else the Market ABI the gateway ships."""
+    from gateway.chain.market import market_abi
+
+    abis: dict[str, list[dict[str, Any]]] = {}
+    try:
+        from contracts.build import ARTIFACTS
+
+        for path in sorted(ARTIFACTS.glob("*.json")):
+            with contextlib.suppress(ValueError, KeyError, OSError):
+                abis[path.stem] = json.loads(path.read_text())["abi"]
+    except ImportError:
+        pass
+    abis.setdefault("Market", market_abi())
+    return abis
+
+
+def _operator(
+    account: Any, policy: Any, journal: Path, w3: Any, market_address: str, abi: list[dict[str, Any]]
+) -> Any:
+    """The operator's sender: dry runs and journaled, idempotent sends through the gateway's TxSender."""
+    from gateway.chain.errors import ChainError, RevertError
+    from gateway.chain.journal import Journal
+    from gateway.chain.sender import TxSender
+    from gateway.dashboard.community_app import OperatorSend
+
+    sender = TxSender(w3, account, Journal(journal), abi, policy)
+    contract = w3.eth.contract(address=market_address, abi=abi)
+
+    def dry_run(function: str, args: tuple[Any, ...]) -> str | None:
+        try:
+            sender.call(contract.functions[function](*args))
+        except RevertError as exc:
+            return str(exc)
+        except ChainError as exc:
+            return f"the chain node did not answer: {exc}"
+        return None
+
+    def send(key: str, function: str, args: tuple[Any, ...]) -> dict[str, Any]:
+        try:
+            record = sender.send(key, contract.functions[function](*args))
+            receipt = sender.wait(key)
+        except RevertError as exc:
+            return {"ok": False, "error": str(exc)}
+        except ChainError as exc:
+            return {"ok": False, "error": f"not sent: {exc}"}
+        log.info("event=operator_action function=%s tx=%s status=%d", function, record.hash, receipt.status)
+        return {"ok": receipt.status == 1, "tx": receipt.tx_hash, "block": receipt.block,
+                "error": None if receipt.status == 1 else "the transaction reverted"}  # fmt: skip
+
+    return OperatorSend(account.address, dry_run, send)
+
+
+class Throttle:
+    """At most one push per `every_s`, the last one never lost (a trailing push carries the newest state)."""
+
+    def __init__(self, push: Callable[[], None], every_s: float = 0.2) -> None:
+        self.push, self.every_s = push, every_s
+        self.last = float("-inf")
+        self.pending: asyncio.TimerHandle | None = None
+
+    def __call__(self) -> None:
+        if self.pending is not None:
+            return
+        wait = self.every_s - (time.monotonic() - self.last)
+        if wait <= 0:
+            self._fire()
+        else:
+            self.pending = asyncio.get_running_loop().call_later(wait, self._fire)
+
+    def _fire(self) -> None:
+        self.pending = None
+        self.last = time.monotonic()
+        self.push()
+
+
+def accept_message(raw: bytes, community: str, members: set[str]) -> Any:
+    """The envelope of a peer message worth showing: well-formed, of this community, signed by its sender,
+    a registered participant. Raises ProtocolError (counted as refused) otherwise."""
+    from gateway.trading.protocol import ProtocolError, decode, recover_sender
+
+    env = decode(raw)
+    if env.community != community:
+        raise ProtocolError("wrong_community", env.community)
+    if recover_sender(env).lower() != env.sender.lower():
+        raise ProtocolError("bad_signature", "signer is not the sender")
+    if env.sender.lower() not in members:
+        raise ProtocolError("not_member", env.sender)
+    return env
+
+
+async def _watch_broker(cfg: Any, site: Any, hub: Any) -> None:
+    """Count the community's signed peer messages and show the public offers (read-only subscriber)."""
+    import aiomqtt
+
+    from gateway.trading.protocol import ProtocolError
+    from gateway.trading.transport import community_tls
+
+    password = cfg.password_file.read_text().strip() if cfg.password_file else None
+    backoff = 0.5
+    # a flood (forged or not) is counted; viewers get the newest counts at most five times a second
+    tell = Throttle(lambda: hub.publish({"messages": site.messages.public()}, "message"))
+    while True:
+        try:
+            async with aiomqtt.Client(cfg.host, cfg.port, username=cfg.username, password=password,
+                                      identifier=f"gridpact-dashboard-{int(time.time() * 1000) % 10**9}",
+                                      keepalive=30, tls_params=community_tls(cfg)) as client:  # fmt: skip
+                await client.subscribe(f"{cfg.topic_prefix}/{cfg.id}/v1/#", qos=0)
+                backoff = 0.5
+                async for message in client.messages:
+                    payload = message.payload
+                    if not isinstance(payload, (bytes, bytearray)):
+                        continue
+                    members = {m.lower() for m in site.snapshot.get("participants", [])}
+                    try:
+                        env = accept_message(bytes(payload), cfg.id, members)
+                    except ProtocolError:
+                        site.messages.rejected += 1
+                        tell()
+                        continue
+                    site.messages.counts[env.type] += 1
+                    if env.type == "offer":
+                        item = {"type": env.type, "from": env.sender, "ts": env.ts}
+                        item |= {k: env.body[k] for k in ("window", "side", "quantity_wh", "price")}
+                        site.messages.offers.append(item)
+                    tell()
+        except aiomqtt.MqttError as exc:
+            log.warning("event=community_broker_down error=%s retry_s=%.1f", type(exc).__name__, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30)
+
+
+def _facts(w3: Any, market: Any) -> Any:
+    from gateway.dashboard.community_site import ChainFacts
+
+    provider, buy, sell = market.functions.provider().call()
+    params = tuple(int(x) for x in market.functions.params().call())
+    zero = int(provider, 16) == 0
+    return ChainFacts(None if zero else provider, int(buy), int(sell), params)  # type: ignore[arg-type]
+
+
+async def _index_loop(index: Any, site: Any, hub: Any, w3: Any, market: Any) -> None:
+    """Extend the index as blocks come; after a change, rebuild the snapshot and push it."""
+    failing = False
+    while True:
+        try:
+            result = await asyncio.to_thread(index.step)
+            changed = (
+                result.events
+                or result.txs
+                or result.rolled_back_to is not None
+                or result.last >= result.first
+            )
+            if changed:
+                site.facts = await asyncio.to_thread(_facts, w3, market)
+                snapshot = await asyncio.to_thread(site.rebuild)
+                hub.publish(site.aggregates(), "summary")
+                hub.publish(snapshot, "chain")
+            if failing:
+                log.info("event=index_recovered block=%d", index.next_block - 1)
+                failing = False
+            if result.last - result.first + 1 >= index.chunk:
+                continue  # catching up: no pause
+        except Exception as exc:  # the node is away or answered nonsense: log once, retry quietly
+            if not failing:
+                log.error("event=index_failed error=%r", exc)
+                failing = True
+            await asyncio.sleep(2)
+        await asyncio.sleep(INDEX_S)
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Where and how the app serves, and where its state lives."""
+
+    host: str
+    port: int
+    state_dir: Path
+    accounts_path: Path
+    secure_cookies: bool = True
+    max_viewers: int = 64
+    from_block: int | None = None
+    reorg_depth: int = 64
+
+
+async def serve_community(
+    w3: Any,
+    market_address: str,
+    listen: Listen,
+    operator_account: Any = None,
+    policy: Any = None,
+    community: Any = None,
+    started: asyncio.Event | None = None,
+) -> None:
+    """The dashboard on a Web3 the caller holds (an RPC node, or the simulator's own chain), until cancelled.
+
+    `operator_account` (an eth-account LocalAccount holding COMMUNITY_ROLE) signs the operator's
+    actions; None serves the views without actions. `community` is a CommunityConfig to watch the
+    community broker, or None. This is the seam `gridpact simulate --dashboard` would call.
+    """
+    from eth_utils.address import to_checksum_address
+
+    from gateway.dashboard.auth import AccountStore
+    from gateway.dashboard.community_app import CommunityApp, create_community_app
+    from gateway.dashboard.community_site import CommunitySite
+    from gateway.dashboard.index import ChainIndex, find_deploy_block
+    from gateway.dashboard.live import LiveHub
+    from gateway.dashboard.server import serve_app
+    from gridpact.core.eip712 import Domain
+
+    listen.state_dir.mkdir(parents=True, exist_ok=True)
+    abis = artifact_abis()
+    market_address = to_checksum_address(market_address)
+    market = w3.eth.contract(address=market_address, abi=abis["Market"])
+    domain = Domain(int(w3.eth.chain_id), market_address)
+    contracts: dict[str, str] = {"Market": market_address}
+    with contextlib.suppress(Exception):
+        contracts["UtilityToken"] = to_checksum_address(market.functions.token().call())
+    deploy = listen.from_block
+    if deploy is None:
+        deploy = find_deploy_block(w3.eth, market_address, int(w3.eth.block_number))
+    index = ChainIndex(
+        listen.state_dir / "index.sqlite3", w3.eth, contracts, abis, domain, deploy, listen.reorg_depth
+    )
+    accounts = AccountStore(listen.accounts_path)
+    hub = LiveHub(listen.max_viewers)
+    site = CommunitySite(index, community.id if community is not None else "")
+    operator = None
+    if operator_account is not None:
+        journal = listen.state_dir / "operator-journal.db"
+        operator = _operator(operator_account, policy, journal, w3, market_address, abis["Market"])
+    app = create_community_app(CommunityApp(site, hub, accounts, operator, listen.secure_cookies))
+    log.info("event=dashboard_start listen=%s:%d market=%s from_block=%d operator=%s", listen.host, listen.port,
+             market_address, deploy, operator.address if operator else None)  # fmt: skip
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(_index_loop(index, site, hub, w3, market), name="dashboard-index")
+            if community is not None:
+                tg.create_task(_watch_broker(community, site, hub), name="dashboard-broker")
+            tg.create_task(
+                serve_app(app, listen.host, listen.port, started, hub.close), name="dashboard-http"
+            )
+    finally:
+        hub.close()
+        accounts.close()
+        index.close()
+
+
+async def run_community_dashboard(
+    cfg: CommunityDashboardConfig, started: asyncio.Event | None = None
+) -> None:
+    """`gridpact dashboard run`: the node from [chain], the operator key from its keystore."""
+    from web3 import Web3
+
+    from gateway.chain.keystore import PassphraseSource, load_account
+    from gateway.chain.sender import SenderPolicy
+
+    c = cfg.chain
+    w3 = Web3(Web3.HTTPProvider(c.rpc_url, request_kwargs={"timeout": c.rpc_timeout_s}))
+    account = load_account(c.keystore, PassphraseSource(c.passphrase_credential, c.passphrase_file).read())
+    policy = SenderPolicy(gas_margin=c.gas_margin, priority_fee_wei=int(c.priority_fee_gwei * 10**9),
+                          max_fee_wei=int(c.max_fee_gwei * 10**9), receipt_timeout_s=c.receipt_timeout_s)  # fmt: skip
+    d = cfg.dashboard
+    listen = Listen(d.host, d.port, cfg.index.state_dir, d.accounts_path, d.secure_cookies, d.max_viewers,
+                    cfg.index.from_block, cfg.index.reorg_depth)  # fmt: skip
+    await serve_community(w3, c.market, listen, account, policy, cfg.community, started)
+
+
+async def _serve(cfg: CommunityDashboardConfig) -> int:
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await run_community_dashboard(cfg)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gridpact dashboard", description="the community operator's dashboard")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser(
+        "run", help="serve the community view, the block explorer and the operator's actions"
+    )
+    run.add_argument("--config", required=True, type=Path)
+    sub.add_parser("example-config", help="print an example config")
+    user = sub.add_parser("user", help="add, remove or list dashboard accounts")
+    us = user.add_subparsers(dest="action", required=True)
+    add = us.add_parser("add", help="create or replace an account")
+    add.add_argument("name")
+    add.add_argument("--role", choices=("household", "operator"), default="household")
+    add.add_argument("--household", default=None, help="a household account's gateway address (0x...)")
+    add.add_argument("--password-stdin", action="store_true")
+    add.add_argument("--config", required=True, type=Path)
+    rm = us.add_parser("remove")
+    rm.add_argument("name")
+    rm.add_argument("--config", required=True, type=Path)
+    ls = us.add_parser("list")
+    ls.add_argument("--config", required=True, type=Path)
+    return p
+
+
+def _user(args: argparse.Namespace) -> int:
+    from gateway.dashboard.auth import AccountStore
+    from gateway.dashboard.operator import ADDRESS_RE
+
+    cfg = load_dashboard_config(args.config)
+    store = AccountStore(cfg.dashboard.accounts_path)
+    try:
+        if args.action == "list":
+            for a in store.names():
+                print(f"{a.name}\t{a.role}\t{a.household}")
+            return 0
+        if args.action == "remove":
+            if not store.remove(args.name):
+                print(f"no account {args.name!r}", file=sys.stderr)
+                return 1
+            print(f"removed {args.name}")
+            return 0
+        household = args.household or ""
+        if args.role == "household" and not ADDRESS_RE.match(household):
+            print("a household account needs --household 0x<its gateway address>", file=sys.stderr)
+            return 2
+        if args.password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = getpass.getpass(f"password for {args.name}: ")
+            if getpass.getpass("again: ") != password:
+                print("the passwords differ", file=sys.stderr)
+                return 2
+        try:
+            account = store.add(args.name, args.role, household.lower() or "-", password)
+        except ValueError as exc:
+            print(f"gridpact dashboard user add: {exc}", file=sys.stderr)
+            return 2
+        print(f"account {account.name} ({account.role}) saved")
+        return 0
+    finally:
+        store.close()
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.cmd == "example-config":
+            print(EXAMPLE, end="")
+            return 0
+        if args.cmd == "user":
+            return _user(args)
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        return asyncio.run(_serve(load_dashboard_config(args.config)))
+    except ConfigError as exc:
+        print(f"gridpact dashboard: config error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the node unreachable at start, a wrong passphrase, a port taken: one line
+        leaves = exc.exceptions if isinstance(exc, BaseExceptionGroup) else (exc,)
+        for leaf in leaves:
+            print(f"gridpact dashboard: {type(leaf).__name__}: {str(leaf)[:300]}", file=sys.stderr)
+        return 1

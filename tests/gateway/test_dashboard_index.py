@@ -1,0 +1,227 @@
+"""The community dashboard's chain index, ABI decoder, agreement folding and operator forms.
+
+On the in-process EVM (py-evm) with the real contracts: calls and events decoded from the ABI
+artifacts, agreements found by their terms' EIP-712 id, a reorg (a chain snapshot reverted and
+a different history mined) rolled back and re-indexed, a reorg deeper than the kept hashes
+re-indexed from the deployment block, which a binary search finds without a scan.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from contracts.build import load_artifact
+from contracts.harness import Community, advance_time, chain_revert, chain_snapshot, household_key
+from gateway.dashboard.abi import AbiDecoder
+from gateway.dashboard.community import fold_agreements, volumes
+from gateway.dashboard.index import ChainIndex, find_deploy_block
+from gateway.dashboard.operator import ActionError, Confirmations, parse_action
+from hil.services import DEV_PRIVATE_KEYS, in_process_web3
+
+HOUR = 3600
+
+
+@pytest.fixture(scope="module")
+def community() -> Community:
+    c = Community(in_process_web3(), DEV_PRIVATE_KEYS[0])
+    for i in range(2):
+        c.add_household(household_key(i), deposit=10**21)
+    return c
+
+
+def _abis() -> dict[str, list[dict]]:
+    return {name: load_artifact(name)["abi"] for name in ("Market", "UtilityToken")}
+
+
+def _index(c: Community, path: Path, keep: int = 16) -> ChainIndex:
+    contracts = {"Market": c.market.address, "UtilityToken": c.token.address}
+    return ChainIndex(path, c.w3.eth, contracts, _abis(), c.domain, 0, keep=keep)
+
+
+def _run(index: ChainIndex) -> None:
+    while index.next_block <= index.eth.block_number:
+        index.step()
+
+
+def _events(index: ChainIndex) -> list[tuple]:
+    return index.query("SELECT block, log_index, name, args, agreement FROM events ORDER BY block, log_index")
+
+
+def test_abi_decoder_calls_and_bad_input(community: Community) -> None:
+    c = community
+    a, b = c.households
+    t = c.terms(a, b)
+    sigs = c.sign(t, a, b)
+    data = bytes.fromhex(c.market.encode_abi("submitAgreement", args=[t.as_tuple(), *sigs])[2:])
+    decoded = AbiDecoder(_abis()).call(data)
+    assert decoded is not None and (decoded.contract, decoded.name) == ("Market", "submitAgreement")
+    assert decoded.args["t"]["seller"] == a.address and decoded.args["t"]["quantityWh"] == t.quantityWh
+    assert decoded.args["sellerSig"]["r"] == "0x" + sigs[0][0].hex()
+    assert AbiDecoder(_abis()).call(b"\xde\xad\xbe\xef" + data[4:]) is None  # unknown selector
+    assert AbiDecoder(_abis()).call(data[:40]) is None  # truncated: no exception
+    assert AbiDecoder(_abis()).event([], b"") is None
+
+
+def test_index_decodes_agreements_and_follows_a_reorg(community: Community, tmp_path: Path) -> None:
+    c = community
+    a, b = c.households
+    snap0 = chain_snapshot(c.w3)
+    try:
+        t = c.terms(a, b)
+        aid = "0x" + c.agreement_id(t).hex()
+        c.admin.transact(c.market.functions.submitAgreement(t.as_tuple(), *c.sign(t, a, b)))
+        index = _index(c, tmp_path / "index.sqlite3", keep=3)
+        _run(index)
+        submitted = index.query("SELECT fn, seller_sig, buyer_sig FROM terms WHERE id=?", (aid,))
+        assert submitted and submitted[0][0] == "submitAgreement" and submitted[0][1] and submitted[0][2]
+        # a member's batch with a forged report for this agreement: the batch succeeds, the item is
+        # skipped (BatchItemRejected), and the forged report is not shown as the agreement's evidence
+        advance_time(c.w3, 2 * HOUR + 1)
+        forged = c.settle_item(t, b, b, 0, 0)  # the "seller's" report signed by the buyer's key
+        c.admin.transact(c.market.functions.settleBatch([forged]))
+        _run(index)
+        assert [e[2] for e in _events(index) if e[4] == aid] == ["AgreementSubmitted", "BatchItemRejected"]
+        assert [r[0] for r in index.query("SELECT fn FROM terms WHERE id=?", (aid,))] == ["submitAgreement"]
+        fork = chain_snapshot(c.w3)
+        advance_time(c.w3, 2 * HOUR + 1)
+        c.admin.transact(c.market.functions.settleBatch([c.settle_item(t, a, b, 1000, 900)]))
+        _run(index)
+        assert [e[2] for e in _events(index) if e[4] == aid][-1] == "DisputeOpened"
+        # the reports were found inside the batch item, with their signatures
+        item = json.loads(index.query("SELECT item FROM terms WHERE fn='settleBatch'")[0][0])
+        assert (item["sellerWh"], item["buyerWh"]) == (1000, 900) and item["buyerSig"][
+            "r"
+        ] != "0x" + "00" * 32
+
+        # a shallow reorg: the same height, a different history (the reports agree this time)
+        chain_revert(c.w3, fork)
+        advance_time(c.w3, 2 * HOUR + 3)
+        c.admin.transact(c.market.functions.settleBatch([c.settle_item(t, a, b, 1000, 1000)]))
+        result = index.step()
+        assert result.rolled_back_to is not None and result.rolled_back_to < result.first
+        _run(index)
+        assert [e[2] for e in _events(index) if e[4] == aid][-1] == "AgreementSettled"
+        assert "DisputeOpened" not in [e[2] for e in _events(index) if e[4] == aid]
+        agreements = fold_agreements(
+            index.query(
+                "SELECT block, log_index, tx, name, args, agreement FROM events ORDER BY block, log_index"
+            ),
+            {aid: json.loads(index.query("SELECT terms FROM terms WHERE id=?", (aid,))[0][0])},
+        )
+        assert agreements[aid].status == "settled" and agreements[aid].delivered_wh == 1000
+        assert volumes(agreements.values())["p2p_wh"] == 1000
+
+        # a reorg deeper than the kept hashes: re-indexed from the deployment block, same as a fresh index
+        for _ in range(3):  # the kept hashes now all come after the fork
+            advance_time(c.w3, 5)
+        _run(index)
+        chain_revert(c.w3, fork)
+        for _ in range(6):
+            advance_time(c.w3, 7)
+        assert index.step().rolled_back_to == index.deploy_block - 1
+        _run(index)
+        fresh = _index(c, tmp_path / "fresh.sqlite3")
+        _run(fresh)
+        assert _events(index) == _events(fresh)
+        assert [e[2] for e in _events(index) if e[4] == aid] == ["AgreementSubmitted", "BatchItemRejected"]
+    finally:
+        chain_revert(c.w3, snap0)
+
+
+def test_deploy_block_found_by_binary_search(community: Community) -> None:
+    c = community
+    head = int(c.w3.eth.block_number)
+    found = find_deploy_block(c.w3.eth, c.market.address, head)
+    assert bytes(c.w3.eth.get_code(c.market.address, found)) and not bytes(
+        c.w3.eth.get_code(c.market.address, found - 1)
+    )
+    with pytest.raises(ValueError, match="no contract"):
+        find_deploy_block(c.w3.eth, "0x" + "12" * 20, head)
+
+
+def test_index_refuses_another_markets_file(community: Community, tmp_path: Path) -> None:
+    c = community
+    _index(c, tmp_path / "i.sqlite3").close()
+    other = ChainIndex.__new__(ChainIndex)
+    with pytest.raises(ValueError, match="belongs to"):
+        ChainIndex.__init__(other, tmp_path / "i.sqlite3", c.w3.eth, {"Market": c.token.address}, _abis(),
+                            type(c.domain)(c.domain.chain_id, c.token.address), 0)  # fmt: skip
+
+
+def test_operator_forms_are_checked() -> None:
+    terms = {"seller": "0x" + "11" * 20, "buyer": "0x" + "22" * 20, "quantityWh": 1000, "unitPrice": 5,
+             "deliveryStart": 1, "deliveryEnd": 2, "nonce": 3, "expiry": 4}  # fmt: skip
+    aid = "0x" + "ab" * 32
+    act = parse_action("resolve", {"agreement": aid, "delivered_wh": "1200"}, {aid: terms})
+    assert act.function == "resolveDispute" and "1000 Wh delivered of 1000 Wh" in act.summary[0]
+    bad = [
+        ("resolve", {"agreement": "0x" + "cd" * 32, "delivered_wh": "1"}, "not an agreement waiting"),
+        ("resolve", {"agreement": aid, "delivered_wh": "-1"}, "whole number"),
+        ("resolve", {"agreement": aid, "delivered_wh": str(2**64)}, "between"),
+        ("register", {"gateway": "0x1234", "meter_id": "m"}, "0x address"),
+        ("register", {"gateway": "0x" + "11" * 20, "meter_id": ""}, "meter id"),
+        ("tariffs", {"provider": "0x" + "11" * 20, "buy_price": "1.5", "sell_price": "2"}, "whole number"),
+        (
+            "params",
+            {"report_window": "0", "dispute_window": "1", "tolerance_bps": "1", "penalty_bps": "1"},
+            "between",
+        ),
+        (
+            "params",
+            {"report_window": "1", "dispute_window": "1", "tolerance_bps": "10001", "penalty_bps": "1"},
+            "10000",
+        ),
+        ("selfdestruct", {}, "unknown action"),
+    ]
+    for kind, form, message in bad:
+        with pytest.raises(ActionError, match=message):
+            parse_action(kind, form, {aid: terms})
+    reg = parse_action("register", {"gateway": "0x" + "11" * 20, "meter_id": "SDM630-0042"}, {})
+    assert reg.args[1] != b"\0" * 32 and len(reg.args[1]) == 32
+
+    confirmations = Confirmations(b"k" * 32)
+    token = confirmations.issue(act, "session-a")
+    kind, fields, _ = confirmations.read(token, "session-a")
+    assert (kind, fields["delivered_wh"]) == ("resolve", "1200")
+    with pytest.raises(ActionError, match="another session"):
+        confirmations.read(token, "session-b")
+    with pytest.raises(ActionError, match="invalid"):
+        confirmations.read(token[:-2] + "xx", "session-a")
+    with pytest.raises(ActionError, match="invalid"):
+        Confirmations(b"other key" * 4).read(token, "session-a")
+
+
+def test_dashboard_config_errors_name_the_key(tmp_path: Path) -> None:
+    from gateway.dashboard.community_server import load_dashboard_config
+    from gateway.errors import ConfigError
+
+    chain = (
+        '[chain]\nrpc_url = "http://127.0.0.1:8545"\nmarket = "0x'
+        + "11" * 20
+        + '"\nkeystore = "k.json"\npassphrase_file = "p"\n'
+    )
+    cases = [
+        ("[bogus]\n" + chain, "bogus"),
+        ("[index]\nfrom_block = -1\n" + chain, "index.from_block"),
+        ("[index]\nreorg_depth = 1\n" + chain, "index.reorg_depth"),
+        ("[index]\nspeed = 1\n" + chain, "index.speed"),
+        ('[dashboard]\nlisten = "0.0.0.0:80"\n' + chain, "dashboard.listen"),
+        ("[index]\n", "chain"),
+        (chain.replace("http://", "ftp://"), "chain.rpc_url"),
+    ]
+    for text, key in cases:
+        path = tmp_path / "d.toml"
+        path.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            load_dashboard_config(path)
+        assert key in str(info.value), (key, str(info.value))
+    path = tmp_path / "ok.toml"
+    path.write_text('[index]\nstate_dir = "s"\n' + chain)
+    cfg = load_dashboard_config(path)
+    assert (
+        cfg.index.state_dir == tmp_path / "s"
+        and cfg.dashboard.accounts_path == tmp_path / "s" / "dashboard.sqlite3"
+    )

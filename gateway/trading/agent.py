@@ -25,11 +25,12 @@ from gateway.chain.journal import Journal
 from gateway.negotiation import Decision, Negotiate, Negotiator, Provider, Wait, strategy_from_config
 from gateway.trading.config import TradingConfig, load_policy
 from gateway.trading.inbox import Inbox
-from gateway.trading.learned import PeerMemory, Tariffs, step_seconds, steps_to_deadline, window_context
+from gateway.trading.learned import PeerMemory, step_seconds, steps_to_deadline, window_context
 from gateway.trading.nonces import NonceRing, busy_nonces
 from gateway.trading.protocol import Envelope, encode, sign_envelope
 from gateway.trading.sessions import Session, SessionContext, new_session_id, run_session
 from gridpact.core.eip712 import Domain
+from gridpact.core.tariff import Tariff
 
 log = logging.getLogger("gridpact.gateway.trading")
 MAX_SESSIONS = 64
@@ -52,7 +53,7 @@ class Agent:
         balance: Callable[[], Awaitable[int | None]],
         on_agreement: Callable[[], None],
         fallback: Callable[[int, int, bool], Awaitable[None]] | None = None,
-        tariffs: Callable[[], Awaitable[Tariffs | None]] | None = None,
+        tariffs: Callable[[], Awaitable[Tariff | None]] | None = None,
         storage_wh: Callable[[], float | None] | None = None,
         slot_free: Callable[[int], Awaitable[bool | None]] | None = None,
     ) -> None:
@@ -75,7 +76,7 @@ class Agent:
         self.ring = NonceRing(cfg.agent.nonce_ring)
         self.policy = load_policy(cfg.agent.policy) if cfg.agent.strategy == "learned" else None
         self.peers = PeerMemory(journal)
-        self.learned: dict[int, Tariffs] = {}  # window -> tariffs, for windows the policy trades
+        self.learned: dict[int, Tariff] = {}  # window -> tariffs, for windows the policy trades
         self.net: dict[int, int] = {}  # window -> forecast net demand (Wh)
         self.to_provider: set[int] = set()  # windows the policy sent to the provider
         self.sessions: dict[str, Session] = {}
@@ -273,7 +274,7 @@ class Agent:
         close = self.close_time(window)
         price = int(self.agent.seller["price"]["ip"])
         if window in self.learned:
-            price = round(self.learned[window].import_price)  # every seller preset opens at the import tariff
+            price = round(self.learned[window].retail)  # every seller preset opens at the import tariff
         while self.clock.now() < close and self.selling.get(window, 0) >= self.agent.min_trade_wh:
             if window in self.learned and isinstance(self.decide(window, None), Provider):
                 self.to_provider.add(window)
@@ -344,10 +345,10 @@ class Agent:
 
     # ------------------------------------------------------------ learned strategy
 
-    async def window_tariffs(self) -> Tariffs | None:
+    async def window_tariffs(self) -> Tariff | None:
         """The config's tariffs, else the Market's posted ones; None when neither is usable."""
         if self.agent.import_tariff is not None and self.agent.export_tariff is not None:
-            tariffs: Tariffs | None = Tariffs(self.agent.import_tariff, self.agent.export_tariff)
+            tariffs: Tariff | None = Tariff(feed_in=self.agent.export_tariff, retail=self.agent.import_tariff)
         elif self.posted_tariffs is not None:
             tariffs = await self.posted_tariffs()
         else:

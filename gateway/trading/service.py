@@ -27,10 +27,10 @@ from gateway.trading.agent import Agent
 from gateway.trading.chainrun import ChainRunner
 from gateway.trading.config import TradingConfig
 from gateway.trading.inbox import Inbox
-from gateway.trading.learned import Tariffs
 from gateway.trading.roster import Roster
 from gateway.trading.settlement import OPEN_STATES, Anchorer, Settler, Timing
 from gateway.trading.transport import Transport, community_tls
+from gridpact.core.tariff import Tariff
 
 log = logging.getLogger("gridpact.gateway.trading")
 HOUR = 3600
@@ -139,7 +139,7 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
             await balance()
             await clock.sleep(BALANCE_EVERY_S)
 
-    async def posted_tariffs() -> Tariffs | None:
+    async def posted_tariffs() -> Tariff | None:
         try:
             return await runner.once(lambda: market_tariffs(market))
         except Exception as exc:  # node down or odd answer: the window trades with the fixed strategy
@@ -203,12 +203,12 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
         journal.close()
 
 
-def market_tariffs(market: Market) -> Tariffs | None:
+def market_tariffs(market: Market) -> Tariff | None:
     """The provider's posted tariffs (Market.provider()); None when no provider offers both sides."""
     account, buys_at, sells_at = market.contract.functions.provider().call()
     if int(account, 16) == 0 or not buys_at or not sells_at:
         return None
-    return Tariffs(import_price=float(sells_at), export_price=float(buys_at))
+    return Tariff(feed_in=float(buys_at), retail=float(sells_at))
 
 
 def journal_provider_trades(market: Market, journal: Journal, logs: list[Any], count: Any) -> None:

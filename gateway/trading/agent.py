@@ -30,6 +30,7 @@ from gateway.trading.nonces import NonceRing, busy_nonces
 from gateway.trading.protocol import Envelope, encode, sign_envelope
 from gateway.trading.sessions import Session, SessionContext, new_session_id, run_session
 from gridpact.core.eip712 import Domain
+from gridpact.core.settlement import value
 from gridpact.core.tariff import Tariff
 
 log = logging.getLogger("gridpact.gateway.trading")
@@ -210,7 +211,7 @@ class Agent:
                 return False
             self.selling[s.window] -= quantity
             return True
-        cost = quantity * price // 1000
+        cost = value(quantity, price)
         if self.buying.get(s.window, 0) < quantity or self.budget.get(s.window, 0) < cost:
             self.count("no_budget")
             return False
@@ -293,7 +294,7 @@ class Agent:
         if balance is None:
             self.count("balance_unknown")
             balance = 0
-        pending = sum(int(r.terms["quantityWh"]) * int(r.terms["unitPrice"]) // 1000
+        pending = sum(value(int(r.terms["quantityWh"]), int(r.terms["unitPrice"]))
                       for r in self.journal.agreements("signing", "signed") if r.role == "buyer")  # fmt: skip
         self.budget[window] = max(0, balance - pending)
         close = self.close_time(window)

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from gridpact.core.settlement import value
+
 MICRO = 1_000_000  # token base units per token
 
 
@@ -64,8 +66,8 @@ Strategy = Callable[[MarketWindow], list[Trade]]
 
 
 def payment(wh: int, price: int) -> int:
-    """Payment in base units for `wh` at `price` per kWh, rounded down (the contract's rule)."""
-    return wh * price // 1000
+    """Payment in base units for `wh` at `price` per kWh, rounded down (the contract's `value`)."""
+    return value(wh, price)
 
 
 def concession(ip: int, rp: int, t: int, dl: int, cr: float) -> int:

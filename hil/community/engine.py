@@ -161,9 +161,7 @@ def run_engine(
     n, sph = len(specs), 3600 // STEP_S
     steps = cfg.hours * sph
     load_w, pv_w, source = community_power(specs, cfg.t0, steps, STEP_S)
-    battery = BatteryParams(
-        np.array([s.battery_kwh for s in specs]), np.array([s.battery_kwh / 2 for s in specs])
-    )
+    battery = BatteryParams.home(np.array([s.battery_kwh for s in specs]))
     plan_imp, plan_exp, _ = grid_flows(load_w, pv_w, STEP_S, battery)  # what forecasts see
     pv_actual = pv_w.copy()
     for trip in cfg.pv_trips:

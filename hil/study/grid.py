@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from gridpact.core.config import load_toml
 from hil.community.tariffs import COMMUNITY_TARIFF, Tariff
 
 MODES = ("engine", "fullstack")
@@ -183,7 +183,6 @@ def parse(doc: dict[str, Any], default_name: str = "study") -> Study:
 def load(path: Path) -> Study:
     """A study from a TOML file (errors name the file)."""
     try:
-        doc = tomllib.loads(path.read_text())
-        return parse(doc, path.stem)
-    except (OSError, tomllib.TOMLDecodeError, ValueError, TypeError) as exc:
+        return parse(load_toml(path), path.stem)
+    except (ValueError, TypeError) as exc:
         raise ValueError(f"{path}: {exc}") from exc

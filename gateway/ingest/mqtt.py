@@ -17,10 +17,10 @@ from collections.abc import Callable
 
 import aiomqtt
 
+from gateway.aio import raise_if_cancel_was_swallowed
 from gateway.config import BrokerParams
 from gateway.ingest.fastpath import FastPath
 from gateway.ingest.verifier import ReadingVerifier
-from gateway.ops.aio import raise_if_cancel_was_swallowed
 from gateway.ops.logs import ErrorLatch, log_event
 from gateway.ops.metrics import Counter, Gauge, Metrics
 from gateway.storage import ReadingStore

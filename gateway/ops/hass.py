@@ -26,9 +26,9 @@ from typing import Protocol
 
 import aiomqtt
 
+from gateway.aio import raise_if_cancel_was_swallowed
 from gateway.chain.journal import Journal
 from gateway.config import BrokerParams
-from gateway.ops.aio import raise_if_cancel_was_swallowed
 from gateway.ops.logs import ErrorLatch
 from gridpact.core import settlement
 

@@ -27,9 +27,10 @@ from gateway.trading.config import TradingConfig, load_policy
 from gateway.trading.inbox import Inbox
 from gateway.trading.learned import PeerMemory, step_seconds, steps_to_deadline, window_context
 from gateway.trading.nonces import NonceRing, busy_nonces
+from gateway.trading.ports import AgentEvents, HouseholdPort, MarketPort
 from gateway.trading.protocol import Envelope, encode, sign_envelope
 from gateway.trading.sessions import Session, SessionContext, new_session_id, run_session
-from gridpact.core.eip712 import Domain
+from gridpact.core.clock import Clock
 from gridpact.core.settlement import value
 from gridpact.core.tariff import Tariff
 
@@ -45,35 +46,30 @@ class Agent:
         cfg: TradingConfig,
         account: LocalAccount,
         journal: Journal,
-        publish: Callable[[str | None, bytes], Awaitable[bool]],
         inbox: Inbox,
-        clock: Any,
-        domain: Callable[[], Domain],
-        net_demand_wh: Callable[[int, int], float | None],
-        count: Callable[[str], None],
-        balance: Callable[[], Awaitable[int | None]],
-        on_agreement: Callable[[], None],
-        fallback: Callable[[int, int, bool], Awaitable[None]] | None = None,
-        tariffs: Callable[[], Awaitable[Tariff | None]] | None = None,
-        storage_wh: Callable[[], float | None] | None = None,
-        slot_free: Callable[[int], Awaitable[bool | None]] | None = None,
+        clock: Clock,
+        publish: Callable[[str | None, bytes], Awaitable[bool]],
+        market: MarketPort,
+        household: HouseholdPort,
+        events: AgentEvents,
     ) -> None:
         self.cfg = cfg
         self.agent = cfg.agent
         self.me = account
         self.journal = journal
-        self.publish = publish
+        self.publish = publish  # the community transport: (recipient or None for all, signed envelope)
         self.inbox = inbox
         self.clock = clock
-        self.domain = domain
-        self.net_demand_wh = net_demand_wh
-        self.count = count
-        self.balance = balance
-        self.on_agreement = on_agreement
-        self.fallback = fallback
-        self.posted_tariffs = tariffs  # the Market's provider tariffs, when the config gives none
-        self.storage_wh = storage_wh
-        self.slot_free = slot_free  # the Market's slotOf(me, nonce).free; None: trust the journal
+        self.market = market
+        self.domain = market.domain
+        self.balance = market.balance
+        self.fallback = market.provider_trade
+        self.posted_tariffs = market.tariffs  # the Market's provider tariffs, when the config gives none
+        self.slot_free = market.slot_free  # the Market's slotOf(me, nonce).free; None: trust the journal
+        self.net_demand_wh = household.net_demand_wh
+        self.storage_wh = household.storage_wh
+        self.count = events.count
+        self.on_agreement = events.on_agreement
         self.ring = NonceRing(cfg.agent.nonce_ring)
         self.policy = load_policy(cfg.agent.policy) if cfg.agent.strategy == "learned" else None
         self.peers = PeerMemory(journal)
@@ -87,9 +83,9 @@ class Agent:
         self.offers: dict[int, dict[str, dict[str, Any]]] = {}  # window -> seller -> offer body
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ctx = SessionContext(
-            me=account, domain=domain, journal=journal, send=self.send, clock=clock,
+            me=account, domain=market.domain, journal=journal, send=self.send, clock=clock,
             round_timeout_s=self.agent.round_timeout_s, max_rounds=self.agent.max_rounds,
-            count=count, reserve=self.reserve, on_agreement=on_agreement,
+            count=events.count, reserve=self.reserve, on_agreement=events.on_agreement,
         )  # fmt: skip
 
     # ------------------------------------------------------------ messages

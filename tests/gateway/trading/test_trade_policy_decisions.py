@@ -30,6 +30,7 @@ from gateway.trading.learned import (
     steps_to_deadline,
     window_context,
 )
+from gateway.trading.ports import AgentEvents, HouseholdPort, MarketPort
 from gateway.trading.protocol import Envelope, decode, encode, sign_envelope
 from gridpact.core.clock import SystemClock
 from gridpact.core.eip712 import Domain
@@ -62,10 +63,16 @@ def make_agent(tmp_path: Path, net_wh: float, sent: list[Envelope], events: list
     async def balance() -> int | None:
         return 10**9
 
-    return Agent(cfg, ME, Journal(tmp_path / "trading.db"), publish,
+    def domain() -> Domain:
+        return Domain(31337, "0x" + "11" * 20)
+
+    def net_demand(start: int, length: int) -> float:
+        return net_wh
+
+    return Agent(cfg, ME, Journal(tmp_path / "trading.db"),
                  Inbox(ME.address, "oak-street", lambda a: a.lower() == PEER.address.lower()), SystemClock(),
-                 lambda: Domain(31337, "0x" + "11" * 20), lambda s, n: net_wh, events.append, balance,
-                 lambda: None)  # fmt: skip
+                 publish, MarketPort(domain, balance), HouseholdPort(net_demand),
+                 AgentEvents(events.append, lambda: None))  # fmt: skip
 
 
 def offers_of(cr: float, n: int = 8) -> list[float]:
@@ -210,7 +217,12 @@ def test_agent_decisions_come_from_the_shipped_policy(tmp_path: Path) -> None:
     assert SHIPPED["B4pc0"] == "negotiate(keep=0.2,dl=20,cr=0.5)"
     assert isinstance(conceder, Negotiate) and conceder.params.rp == 210.0 and conceder.params.cr == 0.5
     last = (window - 0.3) + 0.0  # close time; the last decision step is the final lead_s/8 before it
-    agent.clock = type("At", (), {"now": staticmethod(lambda: last - 1.0)})()
+
+    class At(SystemClock):
+        def now(self) -> float:
+            return last - 1.0
+
+    agent.clock = At()
     final = agent.decide(window, None)  # B1nu0: last step, no seller -> provider
     assert SHIPPED["B1nu0"] == "provider" and isinstance(final, Provider) and final.quantity == 1.0
     assert events.count("policy_wait") == 1 and events.count("policy_negotiate") == 2

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 from firmware.host.devload import DEVICE_DIR
-from firmware.host.rig import verify_reading
 from hil.mpy_wasm import run_micropython
+from hil.wiring import verify_reading
 
 HERE = Path(__file__).parent
 WASM_BOARD = DEVICE_DIR.parent / "host" / "wasm_board"

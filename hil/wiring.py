@@ -14,6 +14,7 @@ from typing import IO, Any
 
 from hil import readings
 from hil.pty import PtyPair
+from meter_sim.codec import crc16
 
 
 class SerialLine(PtyPair):
@@ -176,12 +177,8 @@ class RegisterUart:
 
     @staticmethod
     def crc(data: bytes) -> int:
-        crc = 0xFFFF
-        for b in data:
-            crc ^= b
-            for _ in range(8):
-                crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-        return crc
+        """The Modbus CRC-16, meter_sim's (one implementation on the host)."""
+        return crc16(data)
 
     @property
     def in_waiting(self) -> int:

@@ -16,7 +16,6 @@ import random
 from dataclasses import dataclass
 
 from gateway.config import BrokerParams, GatewayConfig, read_hmac_key, read_secret
-from gateway.dashboard.server import run_household_dashboard
 from gateway.forecast import Forecaster
 from gateway.ingest.mqtt import IngestHandler, run_ingest
 from gateway.ingest.verifier import ReadingVerifier
@@ -26,7 +25,6 @@ from gateway.ops.metrics import Metrics, start_metrics_server
 from gateway.ops.notify import Notifier, watchdog_loop
 from gateway.storage import ReadingStore
 from gateway.trading.config import TradingConfig
-from gateway.trading.service import TradingDeps, run_trading
 from gridpact.core.clock import Clock, SystemClock
 
 HOUSEKEEPING_S = 60.0
@@ -125,7 +123,9 @@ async def housekeeping(rt: Runtime) -> None:
 
 
 async def _trading_task(rt: Runtime, trading: TradingConfig) -> None:
-    """The trading task, with what it takes from the rest of the gateway."""
+    """The trading task, with what it takes from the rest of the gateway (web3 is loaded only for it)."""
+    from gateway.trading.service import TradingDeps, run_trading
+
     deps = TradingDeps(
         store=rt.store,
         forecaster=rt.forecaster,
@@ -201,6 +201,8 @@ async def _run_tasks(rt: Runtime, notifier: Notifier, started: asyncio.Future[Ru
         if cfg.homeassistant.enabled:
             tg.create_task(_hass_task(rt), name="hass")
         if cfg.dashboard is not None and cfg.dashboard.enabled:
+            from gateway.dashboard.server import run_household_dashboard
+
             tg.create_task(run_household_dashboard(rt), name="dashboard")
         notifier.send("READY=1", f"STATUS=gateway {cfg.gateway.id} running")
         log_event(logging.INFO, "gateway.ready", gateway=cfg.gateway.id, trading=cfg.trading is not None)

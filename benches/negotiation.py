@@ -7,7 +7,6 @@ only when asked for.
 from __future__ import annotations
 
 import argparse
-import importlib
 import time
 from collections.abc import Callable
 
@@ -66,8 +65,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seconds", type=float, default=2.0, help="time per micro-benchmark")
     args, rest = p.parse_known_args(argv)
     if args.case is not None:
-        module = importlib.import_module("gateway.negotiation.cooperative.bench")
-        return int(module.main(argv) or 0)
+        from gateway.negotiation.cooperative.bench import main as cooperative_bench
+
+        return int(cooperative_bench(argv) or 0)
     if rest:
         p.error(f"unrecognised arguments: {' '.join(rest)}")
     _engine(args.seconds)

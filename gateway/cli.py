@@ -1,7 +1,7 @@
 """`gridpact gateway ...`: run the service, check its config, install the unit, show status.
 
 Subcommands this module does not know (e.g. `keystore`, `trade`) go to the trading engineer's
-`gateway.trading.cli:main(argv)`, imported only when used.
+`gateway.trade_cli:main(argv)`, imported only when used.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from gateway.errors import ConfigError
 
 OWN = ("run", "check-config", "install-service", "status", "keygen", "dashboard-user")
-TRADING = ("keystore", "trade")  # parsed by gateway/trading/cli.py; listed here so --help shows them
+TRADING = ("keystore", "trade")  # parsed by gateway/trade_cli.py; listed here so --help shows them
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -186,7 +186,7 @@ def _keygen(out: Path, nbytes: int) -> int:
 
 def main(argv: list[str]) -> int:
     if argv and argv[0] in TRADING:
-        from gateway.trading import cli as trading_cli
+        from gateway import trade_cli as trading_cli
 
         return int(trading_cli.main(argv) or 0)
     args = _parser().parse_args(argv)

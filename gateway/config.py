@@ -2,23 +2,22 @@
 
 Every error names the dotted key. Secrets are never values in this file, only paths to files or
 systemd credential names (`LoadCredential=`), read when needed by `read_secret`, so a config
-object can be printed or logged safely. `[community]`, `[agent]` and `[chain]` are handed raw to
-`gateway.trading.config.parse_trading_config`.
+object can be printed or logged safely (reads and errors: gridpact.core.config, one style for every
+part). `[community]`, `[agent]` and `[chain]` are handed to `gateway.trading.config.parse_trading_config`.
 """
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import os
 import re
-import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from gateway.errors import ConfigError
+from gateway.trading.config import TradingConfig, parse_trading_config
+from gridpact.core.config import ConfigError, SecretRef, load_toml, read_secret
+from gridpact.core.config import Table as _Table
 
 DEVICE_RE = re.compile(r"[a-z0-9-]{1,32}")
 ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
@@ -26,19 +25,6 @@ TOPIC_PREFIX_RE = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
 TRADING_TABLES = ("community", "agent", "chain")
 CURRENCY_RE = re.compile(r"[A-Za-z0-9_]{1,16}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class SecretRef:
-    """Where a secret lives: a file path or a systemd credential name; never the secret itself."""
-
-    key: str
-    file: Path | None = None
-    credential: str | None = None
-
-    def describe(self) -> str:
-        return f"credential:{self.credential}" if self.credential else f"file:{self.file}"
 
 
 @dataclass(frozen=True)
@@ -122,62 +108,10 @@ class GatewayConfig:
     storage: StorageSection
     forecast: ForecastSection
     metrics: MetricsSection
-    trading: Any = None  # gateway.trading.config.TradingConfig, or None for an ingest-only gateway
+    trading: TradingConfig | None = None  # None for an ingest-only gateway
     path: Path | None = None
     homeassistant: HassSection = HassSection()
     dashboard: DashboardSection | None = None
-
-
-class _Table:
-    """Typed reads from one TOML table that remember which keys were used."""
-
-    def __init__(self, name: str, data: object) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(name, "must be a table")
-        self.name = name
-        self.data: dict[str, Any] = data
-        self.used: set[str] = set()
-
-    def _get(self, key: str, kind: type[T] | tuple[type, ...], default: object, required: bool) -> Any:
-        self.used.add(key)
-        dotted = f"{self.name}.{key}"
-        if key not in self.data:
-            if required:
-                raise ConfigError(dotted, "is required")
-            return default
-        value = self.data[key]
-        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
-            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise ConfigError(dotted, f"must be a {names}, got {type(value).__name__}")
-        return value
-
-    def get_str(self, key: str, default: str | None = None, required: bool = False) -> Any:
-        return self._get(key, str, default, required)
-
-    def get_int(self, key: str, default: int, low: int, high: int) -> int:
-        value = self._get(key, int, default, False)
-        if not low <= value <= high:
-            raise ConfigError(f"{self.name}.{key}", f"must be between {low} and {high}, got {value}")
-        return value
-
-    def get_float(self, key: str, default: float, low: float, high: float) -> float:
-        value = float(self._get(key, (int, float), default, False))
-        if not low <= value <= high:
-            raise ConfigError(f"{self.name}.{key}", f"must be between {low} and {high}, got {value}")
-        return value
-
-    def get_bool(self, key: str, default: bool) -> bool:
-        return self._get(key, bool, default, False)
-
-    def check(self, key: str, ok: Callable[[Any], object], message: str, value: Any) -> Any:
-        if value is not None and not ok(value):
-            raise ConfigError(f"{self.name}.{key}", message)
-        return value
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise ConfigError(f"{self.name}.{unknown[0]}", "unknown key")
 
 
 def _secret(table: _Table, stem: str, base: Path, required: bool) -> SecretRef | None:
@@ -193,25 +127,6 @@ def _secret(table: _Table, stem: str, base: Path, required: bool) -> SecretRef |
     if credential is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", credential):
         raise ConfigError(f"{table.name}.{stem}_credential", "is not a valid credential name")
     return SecretRef(key, (base / file) if file else None, credential)
-
-
-def read_secret(ref: SecretRef, env: dict[str, str] | None = None) -> bytes:
-    """The secret's bytes (trailing whitespace stripped); ConfigError naming the key if unreadable."""
-    env = dict(os.environ) if env is None else env
-    if ref.credential:
-        directory = env.get("CREDENTIALS_DIRECTORY")
-        if not directory:
-            raise ConfigError(
-                ref.key, f"credential {ref.credential!r} given but $CREDENTIALS_DIRECTORY is unset"
-            )
-        path = Path(directory) / ref.credential
-    else:
-        assert ref.file is not None
-        path = ref.file
-    try:
-        return path.read_bytes().rstrip()
-    except OSError as exc:
-        raise ConfigError(ref.key, f"cannot read {ref.describe()}: {exc.strerror}") from None
 
 
 def read_hmac_key(ref: SecretRef, env: dict[str, str] | None = None) -> bytes:
@@ -345,21 +260,14 @@ def parse_dashboard(doc: dict[str, Any], state: Path) -> DashboardSection | None
     return DashboardSection(enabled, host, int(port), accounts, secure, viewers)
 
 
-def _parse_trading(doc: dict[str, Any], base: Path) -> Any:
+def _parse_trading(doc: dict[str, Any], base: Path) -> TradingConfig | None:
     tables = {name: doc[name] for name in TRADING_TABLES if name in doc}
     if not tables:
         return None
     for name, table in tables.items():
         if not isinstance(table, dict):
             raise ConfigError(name, "must be a table")
-    try:
-        module = importlib.import_module("gateway.trading.config")
-    except ImportError as exc:
-        first = next(iter(tables))
-        raise ConfigError(
-            first, f"trading sections given but gateway.trading is unavailable: {exc}"
-        ) from None
-    return module.parse_trading_config(tables, base)
+    return parse_trading_config(tables, base)
 
 
 def parse_config(doc: dict[str, Any], base: Path, env: dict[str, str] | None = None) -> GatewayConfig:
@@ -386,16 +294,7 @@ def parse_config(doc: dict[str, Any], base: Path, env: dict[str, str] | None = N
 def load_config(path: Path | str, env: dict[str, str] | None = None) -> GatewayConfig:
     """Read and validate one TOML file (seam with gateway-trade)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("<file>", f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError("<file>", f"{path} is not UTF-8") from None
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("<file>", f"{path} is not valid TOML: {exc}") from None
+    doc = load_toml(path)
     cfg = parse_config(doc, path.resolve().parent, env)
     return GatewayConfig(**{**cfg.__dict__, "path": path.resolve()})
 

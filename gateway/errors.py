@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
+from gridpact.core.config import ConfigError  # one config error style for every part
 
-class ConfigError(ValueError):
-    """A configuration value is missing or invalid; `key` names it (dotted path, e.g. `chain.rpc_url`)."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"config error at {key!r}: {message}")
-        self.key = key
-        self.message = message
+__all__ = ["ConfigError"]

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any
 
 from gateway.config import BrokerParams, GatewayConfig, read_hmac_key, read_secret
 from gateway.forecast import Forecaster
@@ -26,6 +24,7 @@ from gateway.ops.logs import ErrorLatch, log_event
 from gateway.ops.metrics import Metrics, start_metrics_server
 from gateway.ops.notify import Notifier, watchdog_loop
 from gateway.storage import ReadingStore
+from gateway.trading.config import TradingConfig
 from gridpact.core.clock import Clock, SystemClock
 
 HOUSEKEEPING_S = 60.0
@@ -123,10 +122,11 @@ async def housekeeping(rt: Runtime) -> None:
         await asyncio.sleep(HOUSEKEEPING_S)
 
 
-def _trading_task(rt: Runtime) -> Any:
-    """The trading engineer's coroutine, with the dependencies of the seam."""
-    service = importlib.import_module("gateway.trading.service")
-    deps = service.TradingDeps(
+async def _trading_task(rt: Runtime, trading: TradingConfig) -> None:
+    """The trading task, with what it takes from the rest of the gateway (web3 is loaded only for it)."""
+    from gateway.trading.service import TradingDeps, run_trading
+
+    deps = TradingDeps(
         store=rt.store,
         forecaster=rt.forecaster,
         metrics=rt.metrics,
@@ -134,7 +134,7 @@ def _trading_task(rt: Runtime) -> Any:
         state_dir=rt.cfg.gateway.state_dir,
         clock=rt.clock,
     )
-    return service.run_trading(rt.cfg.trading, deps)
+    await run_trading(trading, deps)
 
 
 async def _hass_task(rt: Runtime) -> None:
@@ -197,12 +197,13 @@ async def _run_tasks(rt: Runtime, notifier: Notifier, started: asyncio.Future[Ru
         tg.create_task(watchdog_loop(notifier), name="watchdog")
         tg.create_task(housekeeping(rt), name="housekeeping")
         if cfg.trading is not None:
-            tg.create_task(_trading_task(rt), name="trading")
+            tg.create_task(_trading_task(rt, cfg.trading), name="trading")
         if cfg.homeassistant.enabled:
             tg.create_task(_hass_task(rt), name="hass")
         if cfg.dashboard is not None and cfg.dashboard.enabled:
-            dashboard = importlib.import_module("gateway.dashboard.server")
-            tg.create_task(dashboard.run_household_dashboard(rt), name="dashboard")
+            from gateway.dashboard.server import run_household_dashboard
+
+            tg.create_task(run_household_dashboard(rt), name="dashboard")
         notifier.send("READY=1", f"STATUS=gateway {cfg.gateway.id} running")
         log_event(logging.INFO, "gateway.ready", gateway=cfg.gateway.id, trading=cfg.trading is not None)
         if started is not None and not started.done():

@@ -9,6 +9,14 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Protocol, cast
+
+
+class Command(Protocol):
+    """What every subcommand's module offers: `main(argv) -> exit status` (checked by the CLI tests)."""
+
+    def main(self, argv: list[str]) -> int: ...
+
 
 # subcommand -> (module with `main(argv) -> int`, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -48,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if entry is None:
         print(f"gridpact: unknown command {args[0]!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(entry[0])
+    module = cast(Command, importlib.import_module(entry[0]))  # by name: only the command used is loaded
     return int(module.main(args[1:]) or 0)
 
 

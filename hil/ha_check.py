@@ -240,9 +240,9 @@ class Node:
 def start_nodes(host: str, port: int, workdir: Path) -> list[Node]:
     """The unmodified firmware on virtual boards, each reading a meter_sim meter over Modbus RTU."""
     from firmware.host.clock import SystemClock
-    from firmware.host.rig import RegisterUart
     from firmware.host.virtual_board import VirtualBoard
     from hil.community.nodes import firmware_config
+    from hil.wiring import RegisterUart
     from meter_sim.clock import RealClock
     from meter_sim.maps import load_map
     from meter_sim.meter import Meter
@@ -505,7 +505,7 @@ def run(ha_python: Path, keep: Path | None) -> int:
         ha.add_mqtt("127.0.0.1", broker.port)
         rep.say("MQTT integration added through its config flow")
 
-        from firmware.host.rig import MqttTap
+        from hil.wiring import MqttTap
 
         tap = MqttTap("127.0.0.1", broker.port, ["gridpact/#", "homeassistant/sensor/#"], "ha-check-tap")
         nodes = start_nodes("127.0.0.1", broker.port, workdir)

@@ -7,22 +7,19 @@ files fail with the offending key named, like the gateway's config.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from gridpact.core.config import ConfigError, load_toml
 
 BOARDS = ("esp32", "pico-w", "virtual-cpython", "virtual-wasm")
 HARDWARE_BOARDS = ("esp32", "pico-w")
 RESET_LINES = ("none", "dtr", "rts", "mpremote")
 
 
-class RigError(ValueError):
-    """A rig file value is missing or invalid; `key` names it (dotted)."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"rig file error at {key!r}: {message}")
-        self.key = key
+class RigError(ConfigError):
+    """A rig file value is missing or invalid; `key` names it (dotted), in the one config error style."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +124,7 @@ def load_rig(path: Path | None, board_override: str | None = None) -> Rig:
     if path is None:
         return parse_rig({}, board_override)
     try:
-        data = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise RigError("<file>", f"cannot read {path}: {exc}") from exc
+        data = load_toml(path)
+    except ConfigError as exc:
+        raise RigError(exc.key, f"cannot read {path}: {exc.message}") from exc
     return parse_rig(data, board_override)

@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gridpact.core.config import ConfigError, get, reject_unknown, typed
 from meter_sim.clock import RealClock
 from meter_sim.farm import MeterFarm
 from meter_sim.faults import FaultError, load_timeline, parse_timeline
@@ -58,31 +59,42 @@ def parse_meter_arg(text: str) -> MeterSpec:
 
 
 def parse_config(data: object) -> tuple[list[EndpointSpec], dict]:
-    """A farm file: {"speed", "start", "seed", "tick_s", "truth", "faults", "endpoints": [...]}."""
-    if not isinstance(data, dict) or not isinstance(data.get("endpoints"), list):
-        raise UsageError("config: a JSON object with an 'endpoints' list")
+    """A farm file: {"speed", "start", "seed", "tick_s", "truth", "faults", "endpoints": [...]}.
+
+    Read with gridpact.core.config's typed reads: every error is a ConfigError naming the key."""
+    if not isinstance(data, dict):
+        raise ConfigError("<file>", "a JSON object with an 'endpoints' list")
+    options_known = {"speed", "start", "seed", "tick_s", "truth", "faults"}
+    reject_unknown("config", data, options_known | {"endpoints"})
     endpoints = []
-    for n, e in enumerate(data["endpoints"]):
+    for n, e in enumerate(get(data, "config", "endpoints", list)):
+        where = f"endpoints[{n}]"
+        e = typed(where, e, dict)
+        reject_unknown(where, e, {"tcp", "rtu", "baud", "parity", "stopbits", "meters"})
+        tcp = get(e, where, "tcp", str, None)
+        meters = []
+        for i, m in enumerate(get(e, where, "meters", list)):
+            mw = f"{where}.meters[{i}]"
+            m = typed(mw, m, dict)
+            reject_unknown(mw, m, {"model", "unit_id", "profile", "name", "faults"})
+            meters.append(MeterSpec(get(m, mw, "model", str), get(m, mw, "unit_id", int), get(m, mw, "profile", str),
+                                    get(m, mw, "name", str, None), get(m, mw, "faults", str, None)))  # fmt: skip
         try:
-            spec = EndpointSpec(
-                tcp=parse_hostport(e["tcp"]) if "tcp" in e else None,
-                rtu=e.get("rtu"),
-                baud=int(e.get("baud", 9600)),
-                parity=str(e.get("parity", "N")),
-                stopbits=int(e.get("stopbits", 1)),
-                meters=[
-                    MeterSpec(
-                        str(m["model"]), int(m["unit_id"]), str(m["profile"]), m.get("name"), m.get("faults")
-                    )
-                    for m in e["meters"]
-                ],
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise UsageError(f"config endpoint {n}: {exc!r}") from None
+            host_port = parse_hostport(tcp) if tcp is not None else None
+        except UsageError as exc:
+            raise ConfigError(f"{where}.tcp", str(exc)) from None
+        spec = EndpointSpec(
+            tcp=host_port,
+            rtu=get(e, where, "rtu", str, None),
+            baud=get(e, where, "baud", int, 9600),
+            parity=get(e, where, "parity", str, "N"),
+            stopbits=get(e, where, "stopbits", int, 1),
+            meters=meters,
+        )
         if (spec.tcp is None) == (spec.rtu is None):
-            raise UsageError(f"config endpoint {n}: give exactly one of tcp, rtu")
+            raise ConfigError(where, "give exactly one of tcp, rtu")
         endpoints.append(spec)
-    options = {k: data[k] for k in ("speed", "start", "seed", "tick_s", "truth", "faults") if k in data}
+    options = {k: data[k] for k in options_known if k in data}
     return endpoints, options
 
 
@@ -120,7 +132,7 @@ def endpoints_from_args(args: argparse.Namespace) -> tuple[list[EndpointSpec], d
         try:
             data = json.loads(Path(args.config).read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise UsageError(f"config {args.config}: {exc}") from None
+            raise ConfigError("<file>", f"cannot read {args.config}: {exc}") from None
         endpoints, options = parse_config(data)
     else:
         if (args.tcp is None) == (args.rtu is None):

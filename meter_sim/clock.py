@@ -1,4 +1,8 @@
-"""Meter clocks: real time, accelerated, or stepped by a simulation (deterministic)."""
+"""Meter clocks: real time, accelerated, or stepped by a simulation (deterministic).
+
+Both are gridpact.core.clock.TimeSource (`now()`); the meters also ask how long meter time takes
+on the wall (`real_seconds`), and a SimClock tells its listeners when it moves.
+"""
 
 from __future__ import annotations
 

@@ -13,6 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from meter_sim.battery import (
+    HOME_ROUND_TRIP,
+    HOME_SOC_MAX,
+    HOME_SOC_MIN,
+    HOME_SOC_START,
+    home_power_kw,
+    step1,
+)
 from meter_sim.noise import smooth_noise, uniform
 from meter_sim.solar import pv_fraction
 
@@ -251,7 +259,7 @@ def parse_profile(spec: str) -> Profile:
     else:
         raise ProfileError(f"unknown profile kind {kind!r} in {spec!r} (constant, household, csv)")
     kwh = p.get("battery_kwh", 0.0)
-    kw = p.get("battery_kw", min(kwh / 2.0, 5.0))
+    kw = p.get("battery_kw", home_power_kw(kwh))
     if kwh < 0 or kw < 0:
         raise ProfileError("battery_kwh and battery_kw must be >= 0")
     profile.spec, profile.battery_kwh, profile.battery_kw = spec, kwh, kw
@@ -259,23 +267,27 @@ def parse_profile(spec: str) -> Profile:
 
 
 class Battery:
-    """A home battery run for self-consumption: charge from PV surplus, discharge into the load."""
+    """A home battery run for self-consumption: meter_sim.battery's model with the home battery's parameters."""
 
     def __init__(self, capacity_kwh: float, power_w: float, soc_kwh: float | None = None) -> None:
         self.capacity_kwh, self.power_w = capacity_kwh, power_w
-        self.min_kwh = 0.1 * capacity_kwh
-        self.efficiency = 0.95  # round trip; half the loss on each way
-        self.soc_kwh = 0.5 * capacity_kwh if soc_kwh is None else soc_kwh
+        self.min_kwh = HOME_SOC_MIN * capacity_kwh
+        self.max_kwh = HOME_SOC_MAX * capacity_kwh
+        self.efficiency = HOME_ROUND_TRIP  # half the loss on each way
+        self.soc_kwh = HOME_SOC_START * capacity_kwh if soc_kwh is None else soc_kwh
 
     def decide(self, surplus_w: float, dt_s: float) -> float:
-        """Battery power for the next `dt_s`: > 0 discharging into the house, < 0 charging."""
+        """Battery power for the next `dt_s`: > 0 discharging into the house, < 0 charging.
+
+        The model's greedy step from the present charge (at least the floor: a battery below it after a
+        longer step than planned is not topped up from the grid)."""
         eta = self.efficiency**0.5
-        if surplus_w > 0:
-            room_w = (self.capacity_kwh - self.soc_kwh) * 3.6e6 / eta / dt_s
-            charge_w = min(surplus_w, self.power_w, max(room_w, 0.0))
-            return -charge_w if charge_w > 0 else 0.0
-        avail_w = (self.soc_kwh - self.min_kwh) * 3.6e6 * eta / dt_s
-        return min(-surplus_w, self.power_w, max(avail_w, 0.0))
+        limit_kwh = self.power_w * dt_s / 3.6e6
+        x = max(self.soc_kwh, self.min_kwh)
+        _, e = step1(
+            x, -surplus_w * dt_s / 3.6e6, self.min_kwh, self.capacity_kwh, limit_kwh, limit_kwh, eta, eta
+        )
+        return -e * 3.6e6 / dt_s + 0.0
 
     def apply(self, battery_w: float, dt_s: float) -> None:
         """Move the state of charge by `battery_w` held for `dt_s`."""

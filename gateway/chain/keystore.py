@@ -23,6 +23,8 @@ from typing import Any, Literal
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from gridpact.core.config import ConfigError, SecretRef, read_secret_raw
+
 Kdf = Literal["scrypt", "pbkdf2"]
 
 SCRYPT_N = 2**15  # 32 MiB with r=8: fits a 512 MB Pi with room for the service
@@ -42,25 +44,25 @@ class PassphraseSource:
     file: Path | None = None
 
     def read(self, environ: dict[str, str] | None = None) -> str:
-        """Read the passphrase, stripping one trailing newline; never log what is read."""
+        """Read the passphrase (gridpact.core.config's secret reader), stripping one trailing newline; never log it."""
         env = os.environ if environ is None else environ
-        if self.credential:
-            cred_dir = env.get("CREDENTIALS_DIRECTORY")
-            if cred_dir:
-                path = Path(cred_dir) / self.credential
-                if path.exists():
-                    return _strip_newline(path.read_text())
-            if self.file is None:
-                raise KeystoreError(
-                    f"systemd credential {self.credential!r} not found "
-                    f"(CREDENTIALS_DIRECTORY={cred_dir!r}); set LoadCredential= in the unit"
-                )
-        if self.file is None:
+        cred_dir = env.get("CREDENTIALS_DIRECTORY")
+        if self.credential and cred_dir and (Path(cred_dir) / self.credential).exists():
+            ref = SecretRef("chain.passphrase_credential", credential=self.credential)
+        elif self.file is not None:
+            ref = SecretRef("chain.passphrase_file", file=self.file)
+        elif self.credential:
+            raise KeystoreError(
+                f"systemd credential {self.credential!r} not found "
+                f"(CREDENTIALS_DIRECTORY={cred_dir!r}); set LoadCredential= in the unit"
+            )
+        else:
             raise KeystoreError("no passphrase source: give a credential name or a passphrase file")
         try:
-            return _strip_newline(self.file.read_text())
-        except OSError as exc:
-            raise KeystoreError(f"cannot read passphrase file {self.file}: {exc.strerror}") from exc
+            raw = read_secret_raw(ref, env)
+        except ConfigError as exc:
+            raise KeystoreError(f"cannot read passphrase file {self.file}: {exc.message}") from exc
+        return _strip_newline(raw.decode())
 
 
 def _strip_newline(text: str) -> str:

@@ -22,6 +22,7 @@ from web3 import Web3
 
 from gateway.chain.journal import TxRecord
 from gateway.chain.sender import TxSender
+from gridpact.core import settlement
 from gridpact.core.eip712 import TERMS_FIELDS, Domain, Terms, agreement_id, compact, typed_data
 
 SHIPPED_ABI = Path(__file__).with_name("market_abi.json")
@@ -198,7 +199,7 @@ class Market:
 
     def value(self, quantity_wh: int, unit_price: int) -> int:
         """Escrow of q Wh at p per kWh: q * p / 1000, floored (the contract's rule, computed locally)."""
-        return quantity_wh * unit_price // 1000
+        return settlement.value(quantity_wh, unit_price)
 
     def report_window(self) -> int:
         return int(self.sender.call(self.contract.functions.params())[0])

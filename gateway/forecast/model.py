@@ -15,11 +15,9 @@ from typing import Protocol
 
 import numpy as np
 
+from gridpact.core.clock import TimeSource
+
 DAY_S = 86400
-
-
-class _Clock(Protocol):
-    def now(self) -> float: ...
 
 
 class _History(Protocol):
@@ -108,7 +106,7 @@ class Forecaster:
     def __init__(
         self,
         history: _History,
-        clock: _Clock,
+        clock: TimeSource,
         history_days: int = 28,
         alpha: float = 0.1,
         damping: float = 0.8,

@@ -18,9 +18,9 @@ from typing import Protocol
 
 import aiomqtt
 
+from gateway.aio import raise_if_cancel_was_swallowed
 from gateway.config import BrokerParams
 from gateway.ingest.verifier import ControlVerifier, ReadingVerifier
-from gateway.ops.aio import raise_if_cancel_was_swallowed
 from gateway.ops.logs import ErrorLatch, log_event
 from gateway.ops.metrics import Counter, Gauge, Metrics
 from gateway.storage import ReadingStore

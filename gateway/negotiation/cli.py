@@ -7,7 +7,6 @@ only when asked for, so that a problem there cannot break the other subcommands.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -141,8 +140,9 @@ def main(argv: list[str]) -> int:
         return 0
     head, rest = argv[0], argv[1:]
     if head == "cooperative":
-        module = importlib.import_module("gateway.negotiation.cooperative.cli")
-        return int(module.main(rest) or 0)
+        from gateway.negotiation.cooperative.cli import main as cooperative_main
+
+        return int(cooperative_main(rest) or 0)
     commands = {"train": _train, "evaluate": _evaluate, "market": _market, "forecast-eval": _forecast_eval}
     if head in commands:
         return commands[head](rest)

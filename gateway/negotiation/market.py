@@ -16,6 +16,7 @@ from gateway.negotiation.negotiator import Negotiator
 from gateway.negotiation.offers import Accept, Counter, Offer
 from gateway.negotiation.strategy import IssueConcession, TimeDependentStrategy
 from gridpact.core.concession import ConcessionParams
+from gridpact.core.tariff import Tariff
 
 EPS_KWH = 1e-9
 
@@ -23,22 +24,6 @@ EPS_KWH = 1e-9
 def _check(name: str, value: float, low: float = 0.0) -> None:
     if not math.isfinite(value) or value < low:
         raise ValueError(f"{name} must be finite and >= {low}, got {value!r}")
-
-
-@dataclass(frozen=True)
-class Tariffs:
-    """Grid tariffs per kWh: what exporting earns (feed_in) and importing costs (retail)."""
-
-    feed_in: float
-    retail: float
-
-    def __post_init__(self) -> None:
-        _check("feed_in", self.feed_in)
-        if not math.isfinite(self.retail) or self.retail <= self.feed_in:
-            raise ValueError(f"retail ({self.retail}) must be finite and above feed_in ({self.feed_in})")
-
-    def clamp(self, price: float) -> float:
-        return min(max(price, self.feed_in), self.retail)
 
 
 @dataclass(frozen=True)
@@ -146,8 +131,9 @@ class WindowResult:
         return sorted(s for (b, s), v in self.pairs.items() if b == buyer and not v.dropped)
 
 
-def publish_offers(sellers: Sequence[SellerState], window: int, tariffs: Tariffs) -> list[MarketOffer]:
+def publish_offers(sellers: Sequence[SellerState], window: int, tariffs: Tariff) -> list[MarketOffer]:
     """MakeOffer(): one offer per seller with surplus, opening at the retail tariff."""
+    tariffs.validate()
     return [
         MarketOffer(s.id, window, s.surplus_kwh, tariffs.retail) for s in sellers if s.surplus_kwh > EPS_KWH
     ]
@@ -166,7 +152,7 @@ def _price_negotiator(ip: float, rp: float, dl: int, cr: float, prefer_high: boo
 
 
 def negotiate_pair(
-    seller: SellerState, buyer: BuyerState, tariffs: Tariffs, config: MarketConfig
+    seller: SellerState, buyer: BuyerState, tariffs: Tariff, config: MarketConfig
 ) -> PairState:
     """One buyer-initiated price session; each exchange takes 1 + latency rounds of the window clock."""
     if seller.latency > buyer.timeout:
@@ -201,10 +187,11 @@ def run_window(
     offers: Sequence[MarketOffer],
     sellers: Sequence[SellerState],
     buyers: Sequence[BuyerState],
-    tariffs: Tariffs,
+    tariffs: Tariff,
     config: MarketConfig | None = None,
 ) -> WindowResult:
     """Negotiate every (buyer, publisher) pair, then clear in the closing phase."""
+    tariffs.validate()
     cfg = config or MarketConfig()
     by_id = {s.id: s for s in sellers}
     if len(by_id) != len(sellers) or len({b.id for b in buyers}) != len(buyers):

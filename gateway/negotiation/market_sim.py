@@ -13,13 +13,13 @@ from gateway.negotiation.market import (
     BuyerState,
     MarketConfig,
     SellerState,
-    Tariffs,
+    Tariff,
     WindowResult,
     publish_offers,
     run_window,
 )
 
-DEFAULT_TARIFFS = Tariffs(feed_in=0.08, retail=0.30)
+DEFAULT_TARIFFS = Tariff(feed_in=0.08, retail=0.30)
 
 
 def invariant_violations(result: WindowResult) -> int:

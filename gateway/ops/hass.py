@@ -26,10 +26,11 @@ from typing import Protocol
 
 import aiomqtt
 
+from gateway.aio import raise_if_cancel_was_swallowed
 from gateway.chain.journal import Journal
 from gateway.config import BrokerParams
-from gateway.ops.aio import raise_if_cancel_was_swallowed
 from gateway.ops.logs import ErrorLatch
+from gridpact.core import settlement
 
 log = logging.getLogger("gridpact.gateway.hass")
 
@@ -137,11 +138,11 @@ def trading_view(
         t = rec.terms
         q, price = _int(t, "quantityWh"), _int(t, "unitPrice")
         start, end = _int(t, "deliveryStart"), _int(t, "deliveryEnd")
-        escrow = q * price // 1000
+        escrow = settlement.value(q, price)
         if rec.state == "closed":
             if rec.note == "settled":
                 got = q if rec.measured_wh is None else max(0, min(rec.measured_wh, q))
-                value = got * price // 1000
+                value = settlement.value(got, price)
                 if rec.role == "buyer":
                     bought, paid, refunded = bought + got, paid + value, refunded + escrow - value
                 else:

@@ -25,11 +25,14 @@ from gateway.chain.journal import Journal
 from gateway.negotiation import Decision, Negotiate, Negotiator, Provider, Wait, strategy_from_config
 from gateway.trading.config import TradingConfig, load_policy
 from gateway.trading.inbox import Inbox
-from gateway.trading.learned import PeerMemory, Tariffs, step_seconds, steps_to_deadline, window_context
+from gateway.trading.learned import PeerMemory, step_seconds, steps_to_deadline, window_context
 from gateway.trading.nonces import NonceRing, busy_nonces
+from gateway.trading.ports import AgentEvents, HouseholdPort, MarketPort
 from gateway.trading.protocol import Envelope, encode, sign_envelope
 from gateway.trading.sessions import Session, SessionContext, new_session_id, run_session
-from gridpact.core.eip712 import Domain
+from gridpact.core.clock import Clock
+from gridpact.core.settlement import value
+from gridpact.core.tariff import Tariff
 
 log = logging.getLogger("gridpact.gateway.trading")
 MAX_SESSIONS = 64
@@ -43,39 +46,34 @@ class Agent:
         cfg: TradingConfig,
         account: LocalAccount,
         journal: Journal,
-        publish: Callable[[str | None, bytes], Awaitable[bool]],
         inbox: Inbox,
-        clock: Any,
-        domain: Callable[[], Domain],
-        net_demand_wh: Callable[[int, int], float | None],
-        count: Callable[[str], None],
-        balance: Callable[[], Awaitable[int | None]],
-        on_agreement: Callable[[], None],
-        fallback: Callable[[int, int, bool], Awaitable[None]] | None = None,
-        tariffs: Callable[[], Awaitable[Tariffs | None]] | None = None,
-        storage_wh: Callable[[], float | None] | None = None,
-        slot_free: Callable[[int], Awaitable[bool | None]] | None = None,
+        clock: Clock,
+        publish: Callable[[str | None, bytes], Awaitable[bool]],
+        market: MarketPort,
+        household: HouseholdPort,
+        events: AgentEvents,
     ) -> None:
         self.cfg = cfg
         self.agent = cfg.agent
         self.me = account
         self.journal = journal
-        self.publish = publish
+        self.publish = publish  # the community transport: (recipient or None for all, signed envelope)
         self.inbox = inbox
         self.clock = clock
-        self.domain = domain
-        self.net_demand_wh = net_demand_wh
-        self.count = count
-        self.balance = balance
-        self.on_agreement = on_agreement
-        self.fallback = fallback
-        self.posted_tariffs = tariffs  # the Market's provider tariffs, when the config gives none
-        self.storage_wh = storage_wh
-        self.slot_free = slot_free  # the Market's slotOf(me, nonce).free; None: trust the journal
+        self.market = market
+        self.domain = market.domain
+        self.balance = market.balance
+        self.fallback = market.provider_trade
+        self.posted_tariffs = market.tariffs  # the Market's provider tariffs, when the config gives none
+        self.slot_free = market.slot_free  # the Market's slotOf(me, nonce).free; None: trust the journal
+        self.net_demand_wh = household.net_demand_wh
+        self.storage_wh = household.storage_wh
+        self.count = events.count
+        self.on_agreement = events.on_agreement
         self.ring = NonceRing(cfg.agent.nonce_ring)
         self.policy = load_policy(cfg.agent.policy) if cfg.agent.strategy == "learned" else None
         self.peers = PeerMemory(journal)
-        self.learned: dict[int, Tariffs] = {}  # window -> tariffs, for windows the policy trades
+        self.learned: dict[int, Tariff] = {}  # window -> tariffs, for windows the policy trades
         self.net: dict[int, int] = {}  # window -> forecast net demand (Wh)
         self.to_provider: set[int] = set()  # windows the policy sent to the provider
         self.sessions: dict[str, Session] = {}
@@ -85,9 +83,9 @@ class Agent:
         self.offers: dict[int, dict[str, dict[str, Any]]] = {}  # window -> seller -> offer body
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ctx = SessionContext(
-            me=account, domain=domain, journal=journal, send=self.send, clock=clock,
+            me=account, domain=market.domain, journal=journal, send=self.send, clock=clock,
             round_timeout_s=self.agent.round_timeout_s, max_rounds=self.agent.max_rounds,
-            count=count, reserve=self.reserve, on_agreement=on_agreement,
+            count=events.count, reserve=self.reserve, on_agreement=events.on_agreement,
         )  # fmt: skip
 
     # ------------------------------------------------------------ messages
@@ -209,7 +207,7 @@ class Agent:
                 return False
             self.selling[s.window] -= quantity
             return True
-        cost = quantity * price // 1000
+        cost = value(quantity, price)
         if self.buying.get(s.window, 0) < quantity or self.budget.get(s.window, 0) < cost:
             self.count("no_budget")
             return False
@@ -273,7 +271,7 @@ class Agent:
         close = self.close_time(window)
         price = int(self.agent.seller["price"]["ip"])
         if window in self.learned:
-            price = round(self.learned[window].import_price)  # every seller preset opens at the import tariff
+            price = round(self.learned[window].retail)  # every seller preset opens at the import tariff
         while self.clock.now() < close and self.selling.get(window, 0) >= self.agent.min_trade_wh:
             if window in self.learned and isinstance(self.decide(window, None), Provider):
                 self.to_provider.add(window)
@@ -292,7 +290,7 @@ class Agent:
         if balance is None:
             self.count("balance_unknown")
             balance = 0
-        pending = sum(int(r.terms["quantityWh"]) * int(r.terms["unitPrice"]) // 1000
+        pending = sum(value(int(r.terms["quantityWh"]), int(r.terms["unitPrice"]))
                       for r in self.journal.agreements("signing", "signed") if r.role == "buyer")  # fmt: skip
         self.budget[window] = max(0, balance - pending)
         close = self.close_time(window)
@@ -344,10 +342,10 @@ class Agent:
 
     # ------------------------------------------------------------ learned strategy
 
-    async def window_tariffs(self) -> Tariffs | None:
+    async def window_tariffs(self) -> Tariff | None:
         """The config's tariffs, else the Market's posted ones; None when neither is usable."""
         if self.agent.import_tariff is not None and self.agent.export_tariff is not None:
-            tariffs: Tariffs | None = Tariffs(self.agent.import_tariff, self.agent.export_tariff)
+            tariffs: Tariff | None = Tariff(feed_in=self.agent.export_tariff, retail=self.agent.import_tariff)
         elif self.posted_tariffs is not None:
             tariffs = await self.posted_tariffs()
         else:

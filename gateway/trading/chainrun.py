@@ -11,18 +11,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from gateway.chain.errors import ChainUnavailable, SendOutcome, classify_send_error
+from gridpact.core.clock import Clock
 
 log = logging.getLogger("gridpact.gateway.trading")
 T = TypeVar("T")
-
-
-class Clock(Protocol):
-    def now(self) -> float: ...
-
-    async def sleep(self, seconds: float) -> None: ...
 
 
 class ChainRunner:

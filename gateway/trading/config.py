@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import ConfigError
+from gridpact.core.config import ConfigError, get, reject_unknown
 
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 COMMUNITY_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
@@ -95,25 +95,7 @@ class TradingConfig:
     chain: ChainConfig
 
 
-def _get(
-    table: Mapping[str, Any], section: str, key: str, kind: type | tuple[type, ...], default: Any = ...
-) -> Any:
-    dotted = f"{section}.{key}"
-    if key not in table:
-        if default is ...:
-            raise ConfigError(dotted, "missing")
-        return default
-    value = table[key]
-    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise ConfigError(dotted, f"expected {_kind_name(kind)}, got a boolean")
-    if not isinstance(value, kind):
-        raise ConfigError(dotted, f"expected {_kind_name(kind)}, got {type(value).__name__}")
-    return value
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(k.__name__ for k in kinds)
+_get = get
 
 
 def _positive(section: str, key: str, value: float, allow_zero: bool = False) -> float:
@@ -127,10 +109,7 @@ def _path(base: Path, value: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def _unknown(section: str, table: Mapping[str, Any], known: set[str]) -> None:
-    for key in table:
-        if key not in known:
-            raise ConfigError(f"{section}.{key}", "unknown key")
+_unknown = reject_unknown
 
 
 def parse_community(table: Mapping[str, Any], base: Path) -> CommunityConfig:

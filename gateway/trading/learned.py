@@ -11,31 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from gateway.negotiation import EipContext, Negotiate, estimate_concession
 from gateway.negotiation.eip import HORIZON
+from gridpact.core.tariff import Tariff
 
 PEER_KEY = "peer_cr:"  # journal key prefix, one entry per peer address (lower case)
 MEMORY = 0.5  # weight of a new estimate against what was known: a peer may change its strategy
-
-
-@dataclass(frozen=True)
-class Tariffs:
-    """Provider tariffs in token units per kWh: `import_price` it charges, `export_price` it pays."""
-
-    import_price: float
-    export_price: float
-
-    @property
-    def usable(self) -> bool:
-        """The policy's presets live inside the spread; without one there is nothing to learn from."""
-        return (
-            math.isfinite(self.import_price)
-            and math.isfinite(self.export_price)
-            and self.import_price > self.export_price >= 0
-        )
 
 
 def step_seconds(lead_s: float) -> float:
@@ -52,7 +35,7 @@ def window_context(
     net_wh: float,
     storage_wh: float,
     steps: int,
-    tariffs: Tariffs,
+    tariffs: Tariff,
     peer_available: bool,
     opponent_concession: float | None,
 ) -> EipContext:
@@ -64,8 +47,8 @@ def window_context(
         storage=storage,
         capacity=max(storage, abs(balance)),
         steps_to_deadline=steps,
-        provider_buy=tariffs.import_price,
-        provider_sell=tariffs.export_price,
+        provider_buy=tariffs.retail,
+        provider_sell=tariffs.feed_in,
         peer_available=peer_available,
         opponent_concession=opponent_concession,
     )

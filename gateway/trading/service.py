@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from gateway.chain.errors import ChainError
@@ -27,10 +29,20 @@ from gateway.trading.agent import Agent
 from gateway.trading.chainrun import ChainRunner
 from gateway.trading.config import TradingConfig
 from gateway.trading.inbox import Inbox
-from gateway.trading.learned import Tariffs
+from gateway.trading.ports import (
+    AgentEvents,
+    HouseholdPort,
+    MarketPort,
+    MetricsRegistry,
+    NetDemandForecaster,
+    ReadingSource,
+)
 from gateway.trading.roster import Roster
 from gateway.trading.settlement import OPEN_STATES, Anchorer, Settler, Timing
 from gateway.trading.transport import Transport, community_tls
+from gridpact.core.clock import Clock
+from gridpact.core.eip712 import Domain
+from gridpact.core.tariff import Tariff
 
 log = logging.getLogger("gridpact.gateway.trading")
 HOUR = 3600
@@ -41,18 +53,20 @@ BALANCE_EVERY_S = 60.0
 class TradingDeps:
     """What trading takes from the rest of the gateway; `web3`/`account` let the simulator inject its own."""
 
-    store: Any  # gateway.storage.ReadingStore
-    forecaster: Any  # gateway.forecast: net_demand(start, steps, step_s) -> W
-    metrics: Any  # gateway.ops.metrics.Metrics
+    store: ReadingSource  # gateway.storage.ReadingStore
+    forecaster: NetDemandForecaster | None  # gateway.forecast's model; None: the config's fixed_net_wh only
+    metrics: MetricsRegistry  # gateway.ops.metrics.Metrics
     gateway_id: str
     state_dir: Path
-    clock: Any  # gridpact.core.clock.Clock
-    web3: Any = None  # default: HTTPProvider(chain.rpc_url)
-    account: Any = None  # default: the keystore, decrypted with the configured passphrase
+    clock: Clock
+    web3: Web3 | None = None  # default: HTTPProvider(chain.rpc_url)
+    account: LocalAccount | None = None  # default: the keystore, decrypted with the configured passphrase
 
 
-def net_demand_wh(forecaster: Any, start: int, window_s: int) -> float | None:
+def net_demand_wh(forecaster: NetDemandForecaster | None, start: int, window_s: int) -> float | None:
     """Forecast energy (Wh, + = from the grid) of one window; None when the forecaster cannot say."""
+    if forecaster is None:
+        return None
     steps = max(1, window_s // 300) if window_s >= 300 else 1
     step_s = window_s // steps
     try:
@@ -64,7 +78,7 @@ def net_demand_wh(forecaster: Any, start: int, window_s: int) -> float | None:
 
 
 class _Counters:
-    def __init__(self, metrics: Any) -> None:
+    def __init__(self, metrics: MetricsRegistry) -> None:
         self.events = metrics.counter("trade_events_total", "trading events by kind", ("event",))
         self.dropped = metrics.counter(
             "peer_messages_dropped_total", "peer messages dropped by reason", ("reason",)
@@ -139,7 +153,7 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
             await balance()
             await clock.sleep(BALANCE_EVERY_S)
 
-    async def posted_tariffs() -> Tariffs | None:
+    async def posted_tariffs() -> Tariff | None:
         try:
             return await runner.once(lambda: market_tariffs(market))
         except Exception as exc:  # node down or odd answer: the window trades with the fixed strategy
@@ -166,9 +180,18 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
             log.debug("event=slot_check_skipped nonce=%d error=%s", nonce, type(exc).__name__)
             return None
 
-    agent = Agent(cfg, account, journal, transport.publish, inbox, clock, lambda: market.domain,
-                  lambda start, length: _net(cfg, deps, start, length), counters.count, balance, wake.set,
-                  provider_trade, posted_tariffs, slot_free=slot_free)  # fmt: skip
+    def domain() -> Domain:
+        return market.domain
+
+    def net_demand(start: int, length: int) -> float | None:
+        return _net(cfg, deps, start, length)
+
+    agent = Agent(
+        cfg, account, journal, inbox, clock, transport.publish,
+        MarketPort(domain, balance, provider_trade, posted_tariffs, slot_free),
+        HouseholdPort(net_demand),
+        AgentEvents(counters.count, wake.set),
+    )  # fmt: skip
 
     async def deliver(raw: bytes) -> None:
         await agent.on_raw(raw)
@@ -203,15 +226,17 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
         journal.close()
 
 
-def market_tariffs(market: Market) -> Tariffs | None:
+def market_tariffs(market: Market) -> Tariff | None:
     """The provider's posted tariffs (Market.provider()); None when no provider offers both sides."""
     account, buys_at, sells_at = market.contract.functions.provider().call()
     if int(account, 16) == 0 or not buys_at or not sells_at:
         return None
-    return Tariffs(import_price=float(sells_at), export_price=float(buys_at))
+    return Tariff(feed_in=float(buys_at), retail=float(sells_at))
 
 
-def journal_provider_trades(market: Market, journal: Journal, logs: list[Any], count: Any) -> None:
+def journal_provider_trades(
+    market: Market, journal: Journal, logs: list[Any], count: Callable[[str], None]
+) -> None:
     """Journal provider trades like negotiated agreements, so they are reported, settled or reclaimed."""
     me = market.me.lower()
     for agreement_id, terms in market.provider_trades(logs):
@@ -234,7 +259,7 @@ def _net(cfg: TradingConfig, deps: TradingDeps, start: int, length: int) -> floa
     return net_demand_wh(deps.forecaster, start, length)
 
 
-async def settle_once(settler: Settler, journal: Journal, store: Any, runner: ChainRunner, clock: Any,
+async def settle_once(settler: Settler, journal: Journal, store: ReadingSource, runner: ChainRunner, clock: Clock,
                       counters: _Counters, cfg: TradingConfig) -> None:  # fmt: skip
     """One pass over the open agreements: measure on the loop thread, advance in the chain thread."""
     for rec in journal.agreements(*OPEN_STATES):
@@ -256,7 +281,7 @@ async def settle_once(settler: Settler, journal: Journal, store: Any, runner: Ch
     counters.chain_down.set(1 if runner.down else 0)
 
 
-async def settle_loop(settler: Settler, journal: Journal, store: Any, runner: ChainRunner, clock: Any,
+async def settle_loop(settler: Settler, journal: Journal, store: ReadingSource, runner: ChainRunner, clock: Clock,
                       counters: _Counters, cfg: TradingConfig, wake: asyncio.Event) -> None:  # fmt: skip
     interval = max(0.2, min(5.0, cfg.agent.window_s / 10))
     while True:
@@ -271,7 +296,7 @@ async def settle_loop(settler: Settler, journal: Journal, store: Any, runner: Ch
             waiter.cancel()
 
 
-async def roster_loop(roster: Roster, runner: ChainRunner, clock: Any, every_s: float) -> None:
+async def roster_loop(roster: Roster, runner: ChainRunner, clock: Clock, every_s: float) -> None:
     while True:
         await clock.sleep(every_s)
         try:
@@ -280,10 +305,10 @@ async def roster_loop(roster: Roster, runner: ChainRunner, clock: Any, every_s: 
             log.warning("event=roster_refresh_failed error=%s", str(exc)[:200])
 
 
-async def anchor_loop(anchorer: Anchorer, journal: Journal, store: Any, runner: ChainRunner, clock: Any,
+async def anchor_loop(anchorer: Anchorer, journal: Journal, store: ReadingSource, runner: ChainRunner, clock: Clock,
                       delay_s: float) -> None:  # fmt: skip
     """Anchor every finished hour once, from the hour the gateway first traded in."""
-    from gateway.ingest.anchoring import batch_hash
+    from gridpact.core.anchor import batch_hash
 
     stored = journal.get("anchor_next")
     next_hour = int(stored) if stored is not None else int(clock.now()) // HOUR * HOUR

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import aiomqtt
 
-from gateway.ops.aio import raise_if_cancel_was_swallowed
+from gateway.aio import raise_if_cancel_was_swallowed
 from gateway.trading.config import CommunityConfig
+from gridpact.core.config import SecretRef, read_secret
 
 log = logging.getLogger("gridpact.gateway.trading")
 
@@ -88,7 +89,11 @@ class Transport:
     ) -> None:
         rng = rng or random.Random()
         backoff = 0.5
-        password = self.password_file.read_text().strip() if self.password_file else None
+        password = (
+            read_secret(SecretRef("community.password_file", self.password_file)).decode()
+            if self.password_file
+            else None
+        )
         while True:
             try:
                 async with aiomqtt.Client(

@@ -1,4 +1,8 @@
-"""The clock every timed part of the gateway uses, so the simulator can run it faster than real time."""
+"""The clock protocol every timed part uses, so the simulator can run it faster than real time.
+
+Implementations: `SystemClock` here (real time); meter_sim.clock's RealClock and SimClock (time
+sources for the software meters); the simulator's stepped clocks (hil.community.agentclock,
+firmware.host.virtual_time)."""
 
 from __future__ import annotations
 
@@ -7,8 +11,14 @@ import time
 from typing import Protocol
 
 
-class Clock(Protocol):
+class TimeSource(Protocol):
+    """What reads the time only (the forecaster, the software meters): Unix seconds, real or virtual."""
+
     def now(self) -> float: ...
+
+
+class Clock(TimeSource, Protocol):
+    """What also waits on it (the gateway's loops, trading, the chain runner)."""
 
     async def sleep(self, seconds: float) -> None: ...
 

@@ -1,4 +1,4 @@
-"""Individual battery control: greedy self-consumption, vectorised over households.
+"""Individual battery control: greedy self-consumption, vectorised over households (meter_sim.battery's model).
 
 The battery acts on its own household's net power only; peer-to-peer trades are virtual
 (settled on metered energy), so the physical flows are the same with or without the market.
@@ -11,16 +11,36 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from meter_sim.battery import (
+    HOME_ROUND_TRIP,
+    HOME_SOC_MAX,
+    HOME_SOC_MIN,
+    HOME_SOC_START,
+    BatteryArrays,
+    home_power_kw,
+    step,
+)
+
 
 @dataclass(frozen=True)
 class BatteryParams:
-    """Per-household arrays: capacity (kWh), power limit (kW), one-way efficiency, SoC limits."""
+    """Per-household arrays: capacity (kWh), power limit (kW); one-way efficiency, SoC limits and start (None: the floor).
+
+    `home(capacity)` gives the software meters' home battery (meter_sim.battery), so the engine-only
+    and the full-stack simulations run the same batteries."""
 
     capacity_kwh: np.ndarray
     power_kw: np.ndarray
     efficiency: float = 0.95
     soc_min: float = 0.10
     soc_max: float = 0.95
+    soc_start: float | None = None
+
+    @classmethod
+    def home(cls, capacity_kwh: np.ndarray) -> BatteryParams:
+        cap = np.asarray(capacity_kwh, dtype=np.float64)
+        power = np.array([home_power_kw(float(c)) for c in cap])
+        return cls(cap, power, HOME_ROUND_TRIP**0.5, HOME_SOC_MIN, HOME_SOC_MAX, HOME_SOC_START)
 
 
 def grid_flows(
@@ -35,19 +55,16 @@ def grid_flows(
     if battery is None:
         return np.clip(net_kwh, 0, None), np.clip(-net_kwh, 0, None), soc
     cap = battery.capacity_kwh
-    lo, hi = cap * battery.soc_min, cap * battery.soc_max
-    step_limit = battery.power_kw * step_s / 3600.0
-    eff = battery.efficiency
-    state = lo.copy()
+    limit = battery.power_kw * step_s / 3600.0
+    eff = np.full_like(cap, battery.efficiency, dtype=np.float64)
+    p = BatteryArrays(
+        cap * battery.soc_min, cap * battery.soc_max, limit, limit, eff, eff, np.zeros_like(eff)
+    )
+    start = battery.soc_min if battery.soc_start is None else battery.soc_start
+    state = (cap * start).astype(np.float64)
     grid = np.empty_like(net_kwh)
     for k in range(net_kwh.shape[1]):
-        net = net_kwh[:, k]
-        # surplus charges the battery (losses on the way in), deficit discharges it (losses on the way out)
-        charge = np.minimum(np.minimum(np.clip(-net, 0, None), step_limit), (hi - state) / eff)
-        discharge = np.minimum(np.minimum(np.clip(net, 0, None), step_limit), (state - lo) * eff)
-        charge = np.clip(charge, 0, None)
-        discharge = np.clip(discharge, 0, None)
-        state = state + charge * eff - discharge / eff
-        grid[:, k] = net + charge - discharge
+        state, e, _ = step(state, net_kwh[:, k], p)
+        grid[:, k] = net_kwh[:, k] + e
         soc[:, k] = state
     return np.clip(grid, 0, None), np.clip(-grid, 0, None), soc

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -25,7 +25,7 @@ from hil.community.market import (
     check_trades,
     hourly_concession_market,
 )
-from hil.community.tariffs import Tariff
+from hil.community.tariffs import COMMUNITY_TARIFF, Tariff
 
 T0_DEFAULT = 1780272000  # 2026-06-01 00:00 UTC: a summer day, so PV matters
 STEP_S = 900
@@ -48,7 +48,7 @@ class EngineConfig:
     hours: int = 24
     seed: int = 1
     t0: int = T0_DEFAULT
-    tariff: Tariff = field(default_factory=Tariff)
+    tariff: Tariff = COMMUNITY_TARIFF
     forecast_sigma: float = 0.25
     rounds: int = 20
     start_tokens: float = 50.0
@@ -161,9 +161,7 @@ def run_engine(
     n, sph = len(specs), 3600 // STEP_S
     steps = cfg.hours * sph
     load_w, pv_w, source = community_power(specs, cfg.t0, steps, STEP_S)
-    battery = BatteryParams(
-        np.array([s.battery_kwh for s in specs]), np.array([s.battery_kwh / 2 for s in specs])
-    )
+    battery = BatteryParams.home(np.array([s.battery_kwh for s in specs]))
     plan_imp, plan_exp, _ = grid_flows(load_w, pv_w, STEP_S, battery)  # what forecasts see
     pv_actual = pv_w.copy()
     for trip in cfg.pv_trips:
@@ -184,7 +182,9 @@ def run_engine(
     grid_imp, grid_exp = act_imp.copy(), act_exp.copy()
     bought, sold = np.zeros((n, hours)), np.zeros((n, hours))
     balance = np.zeros((n, hours))  # float: 18-decimal balances overflow int64
-    retail = np.array([cfg.tariff.retail(int(((cfg.t0 + 3600 * k) % 86400) // 3600)) for k in range(hours)])
+    retail = np.array(
+        [cfg.tariff.retail_at(int(((cfg.t0 + 3600 * k) % 86400) // 3600)) for k in range(hours)]
+    )
     feed = round(cfg.tariff.feed_in * MICRO) * (unit // MICRO)
     settled: list[SettledTrade] = []
     conserved = True

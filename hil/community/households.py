@@ -1,16 +1,16 @@
 """The community's households: a seeded mix of PV, PV+battery and plain consumers, and their power.
 
-Power comes from `meter_sim.profiles` (the same household model the software meters serve) when
-that package provides `parse_profile`; otherwise from the small seeded generator below. Which one
-ran is recorded in the report (`profile_source`), never hidden.
+Power comes from `meter_sim.profiles`, the same household model the software meters serve (one
+household model for every simulation); the report records it (`profile_source`).
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
 import numpy as np
+
+from meter_sim.profiles import parse_profile
 
 KINDS = ("pv", "pv+battery", "consumer")
 
@@ -45,28 +45,9 @@ def make_community(n: int, seed: int) -> list[HouseholdSpec]:
     return out
 
 
-def fallback_series(spec: HouseholdSpec, t0: float, n: int, step_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded household: base load with morning and evening peaks, PV as a clear-sky arc times clouds."""
-    rng = np.random.default_rng(spec.seed)
-    t = t0 + np.arange(n) * step_s
-    hod = (t % 86400) / 3600.0
-    day = ((t - t0) // 86400).astype(int)
-    scale = rng.uniform(0.7, 1.4)
-    load = 250 + 900 * np.exp(-(((hod - 7.5) / 1.2) ** 2)) + 1500 * np.exp(-(((hod - 19.0) / 2.0) ** 2))
-    load = scale * load * rng.lognormal(0.0, 0.25, n)
-    sun = np.clip(np.sin(np.pi * (hod - 6.0) / 14.0), 0, None) ** 1.5
-    clouds = rng.uniform(0.45, 1.0, day.max() + 1)[day] * rng.uniform(0.8, 1.0, n)
-    pv = spec.pv_kwp * 1000.0 * 0.85 * sun * clouds
-    return load.astype(float), pv.astype(float)
-
-
 def profile_source() -> str:
-    """ "meter_sim" when `meter_sim.profiles.parse_profile` is importable, else "fallback"."""
-    try:
-        mod = importlib.import_module("meter_sim.profiles")
-    except ImportError:
-        return "fallback"
-    return "meter_sim" if hasattr(mod, "parse_profile") else "fallback"
+    """Where the households' power comes from (recorded in the report)."""
+    return "meter_sim"
 
 
 def community_power(
@@ -76,14 +57,10 @@ def community_power(
     source = source or profile_source()
     loads = np.empty((len(specs), n))
     pvs = np.empty((len(specs), n))
-    parse = None
-    if source == "meter_sim":
-        parse = importlib.import_module("meter_sim.profiles").parse_profile
+    if source != "meter_sim":
+        raise ValueError(f"unknown profile source {source!r} (meter_sim)")
     for i, spec in enumerate(specs):
-        if parse is not None:
-            load, pv = parse(spec.profile_spec).series(t0, n, step_s)
-        else:
-            load, pv = fallback_series(spec, t0, n, step_s)
+        load, pv = parse_profile(spec.profile_spec).series(t0, n, step_s)
         loads[i] = np.asarray(load, dtype=float)
         pvs[i] = np.asarray(pv, dtype=float)
     return loads, pvs, source

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hil.community.market import MICRO, Trade, payment
+from gridpact.core.settlement import DEFAULT_PENALTY_BPS, split
+from hil.community.market import MICRO, Trade
 
 
 class LedgerError(RuntimeError):
@@ -26,7 +27,7 @@ class Ledger:
     refunded: list[int] = field(default_factory=list)
     minted: int = 0
     unit: int = MICRO  # base units per token: 10**6 in the engine, 10**18 on chain
-    penalty_bps: int = 1000  # the Market contract's default: 10 % of the undelivered value
+    penalty_bps: int = DEFAULT_PENALTY_BPS  # the Market contract's default: 10 % of the undelivered value
     escrow: dict[int, tuple[Trade, int]] = field(default_factory=dict)
     settled: int = 0
     refunds: int = 0
@@ -70,11 +71,8 @@ class Ledger:
         if aid not in self.escrow:
             raise LedgerError(f"agreement {aid} is not open (settled twice?)")
         trade, amount = self.escrow.pop(aid)
-        delivered = max(0, min(delivered_wh, trade.wh))
-        pay = min(amount, payment(delivered, trade.price))
-        penalty = min(pay, payment(trade.wh - delivered, trade.price) * self.penalty_bps // 10000)
-        to_seller = pay - penalty
-        refund = amount - to_seller
+        paid = split(trade.wh, trade.price, delivered_wh, penalty_bps=self.penalty_bps)
+        to_seller, refund = paid.seller, amount - paid.seller
         self.balance[trade.seller] += to_seller
         self.earned[trade.seller] += to_seller
         self.paid[trade.buyer] += to_seller

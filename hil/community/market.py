@@ -17,6 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from gridpact.core.concession import concession as eq1
+from gridpact.core.settlement import value
+
 MICRO = 1_000_000  # token base units per token
 
 
@@ -64,16 +67,15 @@ Strategy = Callable[[MarketWindow], list[Trade]]
 
 
 def payment(wh: int, price: int) -> int:
-    """Payment in base units for `wh` at `price` per kWh, rounded down (the contract's rule)."""
-    return wh * price // 1000
+    """Payment in base units for `wh` at `price` per kWh, rounded down (the contract's `value`)."""
+    return value(wh, price)
 
 
 def concession(ip: int, rp: int, t: int, dl: int, cr: float) -> int:
-    """Kröhling et al., Eq. 1: the offer at step t of dl, from ip towards rp at concession rate cr."""
+    """Kröhling et al., Eq. 1 (gridpact.core.concession) in whole base units: the reservation price exactly at the deadline."""
     if dl <= 0 or t >= dl:
         return rp
-    frac = (max(t, 0) / dl) ** (1.0 / cr)
-    return round(ip + (rp - ip) * frac)
+    return round(eq1(ip, rp, dl, cr, t))
 
 
 def hourly_concession_market(window: MarketWindow) -> list[Trade]:

@@ -103,10 +103,10 @@ class StandInNode:
 
 class MeterUart:
     """The board's RS-485 far end in process: meter_sim's registers answered over Modbus RTU at once
-    (firmware.host.rig.RegisterUart), silent while the meter has a `no_response` fault."""
+    (hil.wiring.RegisterUart), silent while the meter has a `no_response` fault."""
 
     def __init__(self, meter: Any, now: Any) -> None:
-        from firmware.host.rig import RegisterUart
+        from hil.wiring import RegisterUart
 
         self.meter, self.now = meter, now
         self._rtu = RegisterUart(meter.registers, meter.rmap.model)

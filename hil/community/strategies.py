@@ -8,16 +8,15 @@
 
 from __future__ import annotations
 
-import importlib
-
+from gateway import negotiation as neg
+from gridpact.core.tariff import Tariff
 from hil.community.market import MarketWindow, Strategy, Trade, hourly_concession_market
 
 
 def engine_market(window: MarketWindow) -> list[Trade]:
     """One window through `gateway.negotiation.run_window`, trades rounded down to whole Wh."""
-    neg = importlib.import_module("gateway.negotiation")
     unit = window.unit
-    tariffs = neg.Tariffs(feed_in=window.feed_in / unit, retail=window.retail / unit)
+    tariffs = Tariff(feed_in=window.feed_in / unit, retail=window.retail / unit)
     sellers = [neg.SellerState(str(o.household), o.wh / 1000, o.rp / unit, o.cr) for o in window.asks]
     buyers = [neg.BuyerState(str(o.household), o.wh / 1000, o.rp / unit, o.cr) for o in window.bids]
     slot = window.hour_start // 3600
@@ -40,11 +39,8 @@ def engine_market(window: MarketWindow) -> list[Trade]:
 
 
 def engine_available() -> bool:
-    try:
-        neg = importlib.import_module("gateway.negotiation")
-    except ImportError:
-        return False
-    return all(hasattr(neg, n) for n in ("run_window", "publish_offers", "get_offers", "Tariffs"))
+    """The engine is part of this package now (a direct import); kept for `pick`'s callers."""
+    return True
 
 
 STRATEGIES: dict[str, Strategy] = {"concession": hourly_concession_market, "engine": engine_market}

@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hil.community.tariffs import Tariff
+from gridpact.core.config import load_toml
+from hil.community.tariffs import COMMUNITY_TARIFF, Tariff
 
 MODES = ("engine", "fullstack")
 STRATEGIES = ("concession", "engine")
@@ -35,7 +35,7 @@ class Market:
     """A named market setting of the sweep: the grid tariff households fall back on, and its rounds."""
 
     name: str
-    tariff: Tariff = field(default_factory=Tariff)
+    tariff: Tariff = COMMUNITY_TARIFF
     rounds: int = 20
     start_tokens: float = 50.0
 
@@ -49,6 +49,18 @@ class Market:
 
 
 DEFAULT_MARKETS = {"default": Market("default")}
+
+
+def _tariff_doc(t: Tariff) -> dict[str, Any]:
+    """The tariff as points' keys have always named it (day, peak, night, feed-in, hours): keys stay stable."""
+    return {
+        "day": t.retail,
+        "peak": t.peak if t.peak is not None else t.retail,
+        "night": t.night if t.night is not None else t.retail,
+        "feed_in": t.feed_in,
+        "peak_hours": list(t.peak_hours),
+        "night_hours": list(t.night_hours),
+    }
 
 
 @dataclass(frozen=True)
@@ -69,7 +81,9 @@ class Point:
     @property
     def key(self) -> str:
         """Hash of the point's canonical JSON: its identity across restarts and machines."""
-        blob = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        doc = asdict(self)
+        doc["market"]["tariff"] = _tariff_doc(self.market.tariff)
+        blob = json.dumps(doc, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
     def label(self) -> dict[str, Any]:
@@ -113,11 +127,11 @@ def _market(name: str, raw: Any) -> Market:
     known = {"day", "peak", "night", "feed_in", "rounds", "start_tokens"}
     if set(raw) - known:
         raise ValueError(f"markets.{name}: unknown keys {sorted(set(raw) - known)}; known: {sorted(known)}")
-    base = Tariff()
+    base = COMMUNITY_TARIFF
     tariff = Tariff(
-        day=float(raw.get("day", base.day)),
-        peak=float(raw.get("peak", base.peak)),
-        night=float(raw.get("night", base.night)),
+        retail=float(raw.get("day", base.retail)),
+        peak=float(raw.get("peak", base.peak or base.retail)),
+        night=float(raw.get("night", base.night or base.retail)),
         feed_in=float(raw.get("feed_in", base.feed_in)),
     )
     return Market(name, tariff, int(raw.get("rounds", 20)), float(raw.get("start_tokens", 50.0))).validate()
@@ -169,7 +183,6 @@ def parse(doc: dict[str, Any], default_name: str = "study") -> Study:
 def load(path: Path) -> Study:
     """A study from a TOML file (errors name the file)."""
     try:
-        doc = tomllib.loads(path.read_text())
-        return parse(doc, path.stem)
-    except (OSError, tomllib.TOMLDecodeError, ValueError, TypeError) as exc:
+        return parse(load_toml(path), path.stem)
+    except (ValueError, TypeError) as exc:
         raise ValueError(f"{path}: {exc}") from exc

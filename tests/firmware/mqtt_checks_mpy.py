@@ -1,7 +1,7 @@
 # pyright: reportMissingImports=false, reportAttributeAccessIssue=false
 # ruff: noqa: UP031  (MicroPython code: %-formatting is the idiom there)
 # The MQTT client on MicroPython's asyncio, against the in-memory broker of
-# firmware/host/wasm_board: PUBACK timeout and DUP resend, giving up, keepalive, refusals.
+# hil/wasm_board/memory (with hil/wasm_board/shims): PUBACK timeout and DUP resend, giving up, keepalive, refusals.
 import asyncio
 
 import mqtt

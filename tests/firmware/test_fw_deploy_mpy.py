@@ -23,9 +23,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware.host.build import build
-from firmware.host.rig import verify_reading
 from hil.mpy_wasm.serial_board import SerialBoard
 from hil.services import MosquittoBroker
+from hil.wiring import verify_reading
 from meter_sim.testing import PtyPair
 
 GRIDPACT = str(Path(sys.executable).with_name("gridpact"))

@@ -188,8 +188,8 @@ st = binascii.unhexlify({stv["hex"]!r})
 sig = ecdsa.signature_bytes(ecdsa.sign(statement.digest(st), binascii.unhexlify({stv["secret"]!r})))
 print(binascii.hexlify(sig).decode())
 """
-    wasm_board = DEVICE_DIR.parent / "host" / "wasm_board"
-    res = run_micropython(code, libs=[wasm_board]).check()
+    wasm_board = [DEVICE_DIR.parents[1] / "hil" / "wasm_board" / d for d in ("shims", "memory")]
+    res = run_micropython(code, libs=wasm_board).check()
     reading, sig = res.stdout.split()
     assert reading == vec["vectors"][0]["payload"]
     assert sig == stv["r"] + stv["s"] + f"{stv['v']:02x}"

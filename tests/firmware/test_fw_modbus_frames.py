@@ -10,8 +10,8 @@ import serial
 from pymodbus.client import ModbusSerialClient
 
 from firmware.host.golden import pymodbus_request
-from firmware.host.rig import SerialLine
 from firmware.host.virtual_board import VirtualBoard
+from hil.wiring import SerialLine
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "firmware" / "config.example.json"
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from firmware.host.rig import MqttTap, SerialLine, verify_reading
 from firmware.host.virtual_board import VirtualBoard
 from hil.services import find_mosquitto, free_port, wait_for_port
+from hil.wiring import MqttTap, SerialLine, verify_reading
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "firmware" / "config.example.json"
 

@@ -1,6 +1,6 @@
 """The firmware's whole main loop on the real MicroPython interpreter (wasm): its asyncio, its
 file system, its struct/hashlib. Only machine/network/ntptime and the network link are stand-ins
-(firmware/host/wasm_board); what it publishes is checked here with CPython, independently."""
+(hil/wasm_board/memory (with hil/wasm_board/shims)); what it publishes is checked here with CPython, independently."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import json
 from pathlib import Path
 
 from firmware.host.devload import DEVICE_DIR
-from firmware.host.rig import verify_reading
 from hil.mpy_wasm import run_micropython
+from hil.wiring import verify_reading
 
 HERE = Path(__file__).parent
-WASM_BOARD = DEVICE_DIR.parent / "host" / "wasm_board"
+WASM_BOARD = [
+    DEVICE_DIR.parents[1] / "hil" / "wasm_board" / d for d in ("shims", "memory")
+]  # memory's machine wins
 EXAMPLE = DEVICE_DIR.parent / "config.example.json"
 TIMEOUT, CRC, EXCEPTION, REPLAYED = 0x004, 0x008, 0x010, 0x080
 GOLDEN_R = {"u1_V": 230.1, "i1_A": 5.0, "p1_W": 1127.5, "s1_VA": 1150.5, "pf1": 0.98, "f_Hz": 50.01,
@@ -25,7 +27,7 @@ def test_main_loop_on_micropython() -> None:
     cfg["broker"]["backoff_max_s"] = 1
     cfg["meter"]["timeout_ms"] = 100
     code = f"CONFIG = {json.dumps(cfg)!r}\n" + (HERE / "wasm_board_scenario_mpy.py").read_text()
-    res = run_micropython(code, libs=[DEVICE_DIR, WASM_BOARD], timeout=120, heap=32 << 20).check()
+    res = run_micropython(code, libs=[DEVICE_DIR, *WASM_BOARD], timeout=120, heap=32 << 20).check()
     pubs = [ln.split() for ln in res.stdout.splitlines() if ln.startswith("PUB ")]
     stats = json.loads(next(ln for ln in res.stdout.splitlines() if ln.startswith("STATS "))[6:])
     key = bytes.fromhex(cfg["hmac_key"])
@@ -51,5 +53,5 @@ def test_main_loop_on_micropython() -> None:
 
 def test_mqtt_client_on_micropython() -> None:
     """PUBACK timeout with DUP resend, giving up, keepalive, refusals: MicroPython's asyncio."""
-    res = run_micropython((HERE / "mqtt_checks_mpy.py").read_text(), libs=[DEVICE_DIR, WASM_BOARD]).check()
+    res = run_micropython((HERE / "mqtt_checks_mpy.py").read_text(), libs=[DEVICE_DIR, *WASM_BOARD]).check()
     assert "MQTT OK" in res.stdout and int(res.stdout.split("MQTT OK")[1].split()[0]) == 16, res.stdout

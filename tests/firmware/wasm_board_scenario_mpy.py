@@ -1,7 +1,7 @@
 # pyright: reportMissingImports=false, reportAttributeAccessIssue=false
 # ruff: noqa: SIM105  (MicroPython has no contextlib.suppress)
 # The whole firmware main loop inside MicroPython (wasm): app.py, mqtt.py, ringbuf.py, modbus.py
-# on MicroPython's own asyncio, with machine/network/ntptime from firmware/host/wasm_board and
+# on MicroPython's own asyncio, with machine/network/ntptime from hil/wasm_board/memory (with hil/wasm_board/shims) and
 # the MQTT link bridged through transport.open to an in-memory broker. CONFIG is prepended.
 import asyncio
 import binascii

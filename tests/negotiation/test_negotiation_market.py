@@ -15,7 +15,7 @@ from gateway.negotiation import (
     BuyerState,
     MarketConfig,
     SellerState,
-    Tariffs,
+    Tariff,
     get_offers,
     publish_offers,
     run_window,
@@ -23,7 +23,7 @@ from gateway.negotiation import (
 from gateway.negotiation.market_sim import invariant_violations, simulate_market
 
 ROOT = Path(__file__).resolve().parents[2]
-TARIFFS = Tariffs(feed_in=0.08, retail=0.30)
+TARIFFS = Tariff(feed_in=0.08, retail=0.30)
 kwh = st.floats(0.0, 5.0, allow_nan=False)
 price = st.floats(0.0, 0.6, allow_nan=False)
 cr = st.sampled_from([0.3, 0.5, 1.0, 2.0, 4.0])
@@ -101,7 +101,7 @@ def test_worked_window() -> None:
 
 def test_bad_market_input_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="retail"):
-        Tariffs(0.3, 0.1)
+        Tariff(0.3, 0.1).validate()
     with pytest.raises(ValueError, match="surplus_kwh"):
         SellerState("s", -1.0, 0.1)
     with pytest.raises(ValueError, match="need_kwh"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -13,7 +15,7 @@ from hil.community.households import (
     profile_source,
 )
 from hil.community.summary import summarize
-from hil.community.tariffs import Tariff
+from hil.community.tariffs import COMMUNITY_TARIFF
 
 
 def test_allocate_is_exact_and_bounded() -> None:
@@ -26,10 +28,10 @@ def test_allocate_is_exact_and_bounded() -> None:
 
 
 def test_tariff_shape_and_validation() -> None:
-    t = Tariff()
-    assert t.retail(18) == t.peak and t.retail(2) == t.night and t.retail(12) == t.day
+    t = COMMUNITY_TARIFF
+    assert t.retail_at(18) == t.peak and t.retail_at(2) == t.night and t.retail_at(12) == t.day
     with pytest.raises(ValueError):
-        Tariff(feed_in=0.5).validate()
+        replace(t, feed_in=0.5).validate()
 
 
 def test_community_mix_and_profiles() -> None:

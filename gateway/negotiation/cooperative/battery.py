@@ -1,4 +1,7 @@
-"""Battery model of Chakraborty, Baarslag and Kaisers (Eq. 1-2), greedy dispatch, and the criteria of Eq. 7, 8 and 16.
+"""Battery criteria of Chakraborty, Baarslag and Kaisers (Eq. 7, 8 and 16) over the greedy dispatch of Eq. 1-2.
+
+The model itself (BatterySpec, step, simulate) is meter_sim.battery, the one every simulation runs;
+it is re-exported here for the study's modules.
 
 All energies are kWh per period (Δt = 15 min by default). The demand `d` a battery sees is the
 net demand after exchanges (Eq. 4 without the battery): d > 0 is a deficit, d < 0 a surplus.
@@ -21,143 +24,33 @@ Clipping at the floor means the battery management tops the cells up against deg
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-FloatArray = np.ndarray
+from meter_sim.battery import (
+    BatteryArrays,
+    BatterySpec,
+    FloatArray,
+    cell_to_grid,
+    free_increment,
+    simulate,
+    step,
+)
 
-
-@dataclass(frozen=True)
-class BatterySpec:
-    """A residential battery: capacity, limits, rates, efficiencies and degradation."""
-
-    capacity_kwh: float = 7.0
-    soc_min: float = 0.2
-    soc_max: float = 0.9
-    charge_kw: float = 1.3
-    discharge_kw: float = 3.3
-    eta_charge: float = 0.9**0.5
-    eta_discharge: float = 0.9**0.5
-    degradation: float = 0.0004
-    dt_h: float = 0.25
-
-    def __post_init__(self) -> None:
-        ok = (
-            self.capacity_kwh > 0
-            and 0.0 <= self.soc_min < self.soc_max <= 1.0
-            and self.charge_kw >= 0
-            and self.discharge_kw >= 0
-            and 0 < self.eta_charge <= 1
-            and 0 < self.eta_discharge <= 1
-            and 0 <= self.degradation < 0.1
-            and self.dt_h > 0
-        )
-        if not ok:
-            raise ValueError(f"battery parameters out of range: {self}")
-
-    @classmethod
-    def round_trip(cls, efficiency: float, degradation: float, **kw: float) -> BatterySpec:
-        """Tables 3-4 give one (round-trip) efficiency: split it evenly between charge and discharge."""
-        eta = float(efficiency) ** 0.5
-        return cls(eta_charge=eta, eta_discharge=eta, degradation=float(degradation), **kw)
-
-    @property
-    def xmin(self) -> float:
-        return self.soc_min * self.capacity_kwh
-
-    @property
-    def xmax(self) -> float:
-        return self.soc_max * self.capacity_kwh
-
-    @property
-    def uc(self) -> float:
-        """Most energy accepted from the household in one period (kWh)."""
-        return self.charge_kw * self.dt_h
-
-    @property
-    def ud(self) -> float:
-        """Most energy delivered to the household in one period (kWh)."""
-        return self.discharge_kw * self.dt_h
-
-    @property
-    def eps(self) -> float:
-        """Degradation per period (kWh): the paper's εb, a share of the capacity."""
-        return self.degradation * self.capacity_kwh
-
-
-@dataclass(frozen=True)
-class BatteryArrays:
-    """Battery parameters as arrays broadcastable against a batch of lanes (leading axes)."""
-
-    xmin: FloatArray
-    xmax: FloatArray
-    uc: FloatArray
-    ud: FloatArray
-    etac: FloatArray
-    etad: FloatArray
-    eps: FloatArray
-
-    @classmethod
-    def stack(cls, specs: list[BatterySpec], shape_tail: int = 0) -> BatteryArrays:
-        """One value per battery, shaped (n, 1, ..., 1) with `shape_tail` trailing unit axes."""
-
-        def col(values: list[float]) -> FloatArray:
-            return np.asarray(values, dtype=np.float64).reshape((len(specs),) + (1,) * shape_tail)
-
-        return cls(
-            xmin=col([b.xmin for b in specs]),
-            xmax=col([b.xmax for b in specs]),
-            uc=col([b.uc for b in specs]),
-            ud=col([b.ud for b in specs]),
-            etac=col([b.eta_charge for b in specs]),
-            etad=col([b.eta_discharge for b in specs]),
-            eps=col([b.eps for b in specs]),
-        )
-
-    def index(self, idx: FloatArray) -> BatteryArrays:
-        """Parameters gathered along the first axis (e.g. one row per lane)."""
-        return BatteryArrays(*(np.asarray(getattr(self, f))[idx] for f in self.__dataclass_fields__))
-
-
-def free_increment(d: FloatArray, p: BatteryArrays) -> FloatArray:
-    """State change of an unclipped step for demand d (independent of the state)."""
-    u = np.minimum(np.maximum(-d, 0.0), p.uc)
-    v = np.minimum(np.maximum(d, 0.0), p.ud)
-    return p.etac * u - v / p.etad - p.eps
-
-
-def cell_to_grid(y: FloatArray, p: BatteryArrays) -> FloatArray:
-    """Household-side battery energy for a change y of the cells (charging costs 1/ηc, discharge gives ηd)."""
-    return np.where(y >= 0.0, y / p.etac, y * p.etad)
-
-
-def step(x: FloatArray, d: FloatArray, p: BatteryArrays) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """One greedy battery period: (next state, battery energy e, |residual|)."""
-    xn = np.clip(x + free_increment(d, p), p.xmin, p.xmax)
-    e = cell_to_grid(xn - x + p.eps, p)
-    return xn, e, np.abs(d + e)
+__all__ = [
+    "BatteryArrays",
+    "BatterySpec",
+    "cell_to_grid",
+    "free_increment",
+    "simulate",
+    "step",
+    "theta",
+    "xi",
+]
 
 
 def theta(x_start: FloatArray, x_end: FloatArray, p: BatteryArrays) -> FloatArray:
     """Θ of Eq. 7: household-side energy that brings the state back to where it started."""
     return cell_to_grid(x_start - x_end, p)
-
-
-def simulate(x0: float, demand: FloatArray, spec: BatterySpec) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Greedy dispatch over a whole profile: (states len n+1, battery energy e, residual res)."""
-    p = BatteryArrays.stack([spec])
-    p1 = BatteryArrays(*(np.asarray(getattr(p, f)).reshape(()) for f in p.__dataclass_fields__))
-    d = np.asarray(demand, dtype=np.float64)
-    xs = np.empty(d.size + 1)
-    es = np.empty(d.size)
-    res = np.empty(d.size)
-    xs[0] = x0
-    for k in range(d.size):
-        xn, e, _ = step(np.asarray(xs[k]), np.asarray(d[k]), p1)
-        xs[k + 1], es[k] = float(xn), float(e)
-        res[k] = d[k] + es[k]
-    return xs, es, res
 
 
 def xi(

@@ -20,7 +20,7 @@ from web3 import Web3
 
 from gateway.chain.journal import Journal
 from gateway.ops.metrics import Metrics
-from gateway.trading.cli import main as trade_cli
+from gateway.trade_cli import main as trade_cli
 from gateway.trading.inbox import Inbox
 from gateway.trading.protocol import Envelope, encode, sign_envelope
 from gateway.trading.transport import inbox_topic, market_topic

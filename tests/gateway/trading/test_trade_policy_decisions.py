@@ -25,15 +25,16 @@ from gateway.trading.config import parse_trading_config
 from gateway.trading.inbox import Inbox
 from gateway.trading.learned import (
     PeerMemory,
-    Tariffs,
     blend,
     price_strategy,
     steps_to_deadline,
     window_context,
 )
+from gateway.trading.ports import AgentEvents, HouseholdPort, MarketPort
 from gateway.trading.protocol import Envelope, decode, encode, sign_envelope
 from gridpact.core.clock import SystemClock
 from gridpact.core.eip712 import Domain
+from gridpact.core.tariff import Tariff
 from hil.services import DEV_PRIVATE_KEYS
 
 ME = Account.from_key(DEV_PRIVATE_KEYS[1])
@@ -62,10 +63,16 @@ def make_agent(tmp_path: Path, net_wh: float, sent: list[Envelope], events: list
     async def balance() -> int | None:
         return 10**9
 
-    return Agent(cfg, ME, Journal(tmp_path / "trading.db"), publish,
+    def domain() -> Domain:
+        return Domain(31337, "0x" + "11" * 20)
+
+    def net_demand(start: int, length: int) -> float:
+        return net_wh
+
+    return Agent(cfg, ME, Journal(tmp_path / "trading.db"),
                  Inbox(ME.address, "oak-street", lambda a: a.lower() == PEER.address.lower()), SystemClock(),
-                 lambda: Domain(31337, "0x" + "11" * 20), lambda s, n: net_wh, events.append, balance,
-                 lambda: None)  # fmt: skip
+                 publish, MarketPort(domain, balance), HouseholdPort(net_demand),
+                 AgentEvents(events.append, lambda: None))  # fmt: skip
 
 
 def offers_of(cr: float, n: int = 8) -> list[float]:
@@ -147,7 +154,7 @@ def test_bad_strategy_values_name_their_key(tmp_path: Path, agent: dict[str, Any
 
 
 def test_context_and_strategy_golden_vectors() -> None:
-    ctx = window_context(1500.0, 0.0, 4, Tariffs(250.0, 50.0), True, None)
+    ctx = window_context(1500.0, 0.0, 4, Tariff(feed_in=50.0, retail=250.0), True, None)
     assert (ctx.balance, ctx.storage, ctx.capacity, ctx.steps_to_deadline) == (-1.5, 0.0, 1.5, 4)
     assert (ctx.provider_buy, ctx.provider_sell, ctx.peer_available, ctx.is_seller) == (
         250.0,
@@ -155,14 +162,18 @@ def test_context_and_strategy_golden_vectors() -> None:
         True,
         False,
     )
-    seller = window_context(-800.0, 600.0, 1, Tariffs(250.0, 50.0), False, 0.3)
+    seller = window_context(-800.0, 600.0, 1, Tariff(feed_in=50.0, retail=250.0), False, 0.3)
     assert (seller.balance, seller.storage, seller.capacity, seller.is_seller) == (0.8, 0.6, 0.8, True)
     assert [steps_to_deadline(0.0, c, 5.0) for c in (0.0, -1.0, 0.1, 5.0, 5.01, 40.0)] == [0, 0, 1, 1, 2, 8]
     d = Policy.load(default_policy_path()).decide(ctx)
     assert isinstance(d, Negotiate)
     assert price_strategy(d, max_rounds=12) == {"price": {"ip": 50.0, "rp": 130.0, "dl": 12, "cr": 1.0}}
     assert math.isclose(blend(None, 2.0), 2.0) and math.isclose(blend(0.5, 2.0), 1.0)
-    assert not Tariffs(50.0, 250.0).usable and not Tariffs(250.0, -1.0).usable and Tariffs(250.0, 0.0).usable
+    assert (
+        not Tariff(feed_in=250.0, retail=50.0).usable
+        and not Tariff(feed_in=-1.0, retail=250.0).usable
+        and Tariff(feed_in=0.0, retail=250.0).usable
+    )
 
 
 def test_peer_memory_learns_a_peer_and_survives_a_restart(tmp_path: Path) -> None:
@@ -190,7 +201,7 @@ def test_agent_decisions_come_from_the_shipped_policy(tmp_path: Path) -> None:
     agent = make_agent(tmp_path, 1000.0, [], events)
     window = (int(time.time()) // 60 + 2) * 60
     agent.net[window] = 1000
-    agent.learned[window] = Tariffs(250.0, 50.0)
+    agent.learned[window] = Tariff(feed_in=50.0, retail=250.0)
     early = agent.decide(window, None)  # B4nu0: far from the deadline, no seller -> wait
     assert SHIPPED["B4nu0"] == "wait" and isinstance(early, Wait)
     unknown = agent.decide(window, PEER.address)  # B4pu0
@@ -206,7 +217,12 @@ def test_agent_decisions_come_from_the_shipped_policy(tmp_path: Path) -> None:
     assert SHIPPED["B4pc0"] == "negotiate(keep=0.2,dl=20,cr=0.5)"
     assert isinstance(conceder, Negotiate) and conceder.params.rp == 210.0 and conceder.params.cr == 0.5
     last = (window - 0.3) + 0.0  # close time; the last decision step is the final lead_s/8 before it
-    agent.clock = type("At", (), {"now": staticmethod(lambda: last - 1.0)})()
+
+    class At(SystemClock):
+        def now(self) -> float:
+            return last - 1.0
+
+    agent.clock = At()
     final = agent.decide(window, None)  # B1nu0: last step, no seller -> provider
     assert SHIPPED["B1nu0"] == "provider" and isinstance(final, Provider) and final.quantity == 1.0
     assert events.count("policy_wait") == 1 and events.count("policy_negotiate") == 2
@@ -236,7 +252,7 @@ def test_learned_seller_answers_a_known_tough_buyer_with_the_policys_parameters(
     agent.peers.observe(PEER.address, [concession(50.0, 150.0, 20, 0.3, t) for t in range(10)])  # tough
     window = (int(time.time()) // 60 + 2) * 60
     agent.net[window] = -1000
-    agent.learned[window] = Tariffs(250.0, 50.0)
+    agent.learned[window] = Tariff(feed_in=50.0, retail=250.0)
     agent.selling[window] = 1000
     body = {"session": "0x" + secrets.token_hex(32), "window": window, "window_s": 60, "round": 0,
             "quantity_wh": 800, "price": 60}  # fmt: skip
@@ -258,7 +274,7 @@ def test_learned_seller_answers_a_known_tough_buyer_with_the_policys_parameters(
     steps = steps_to_deadline(time.time(), agent.close_time(window), 40 / 8)
     key = f"S{'1' if steps <= 1 else ('2' if steps <= 3 else '4')}pt0"
     expected = Policy.load(default_policy_path()).decide(
-        window_context(-1000, 0, steps, Tariffs(250, 50), True, 0.3)
+        window_context(-1000, 0, steps, Tariff(feed_in=50, retail=250), True, 0.3)
     )
     assert SHIPPED[key].startswith("negotiate") and isinstance(expected, Negotiate)
     assert sent and sent[0].type == "counter"

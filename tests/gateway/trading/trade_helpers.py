@@ -26,6 +26,7 @@ from gateway.ops.metrics import Metrics
 from gateway.trading.agent import Agent
 from gateway.trading.config import parse_trading_config
 from gateway.trading.inbox import Inbox
+from gateway.trading.ports import AgentEvents, HouseholdPort, MarketPort
 from gateway.trading.protocol import Envelope, decode, encode, sign_envelope
 from gridpact.core.clock import SystemClock
 from gridpact.core.eip712 import Domain
@@ -297,10 +298,17 @@ def seller_agent(
         return 10**9
 
     roster = {p.address.lower() for p in peers}
-    return Agent(cfg, SELLER, Journal(tmp_path / "trading.db"), publish,
+
+    def domain() -> Domain:
+        return Domain(31337, MARKET)
+
+    def net_demand(start: int, length: int) -> float:
+        return -1000.0
+
+    return Agent(cfg, SELLER, Journal(tmp_path / "trading.db"),
                  Inbox(SELLER.address, "oak-street", lambda a: a.lower() in roster), SystemClock(),
-                 lambda: Domain(31337, MARKET), lambda s, n: -1000.0, events.append, balance,
-                 lambda: None)  # fmt: skip
+                 publish, MarketPort(domain, balance), HouseholdPort(net_demand),
+                 AgentEvents(events.append, lambda: None))  # fmt: skip
 
 
 def message(sender: LocalAccount, kind: str, body: dict[str, Any]) -> bytes:

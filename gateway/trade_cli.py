@@ -23,6 +23,7 @@ from gateway.chain.keystore import (
     keystore_address,
 )
 from gateway.errors import ConfigError
+from gridpact.core.config import SecretRef, read_secret
 
 ERC20_ABI = [
     {"type": "function", "name": "approve", "stateMutability": "nonpayable", "outputs": [{"name": "", "type": "bool"}],
@@ -78,7 +79,8 @@ def main(argv: list[str]) -> int:
 
 def _create(args: argparse.Namespace) -> int:
     source = PassphraseSource(args.credential, args.passphrase_file)
-    key = args.import_key_file.read_text().strip() if args.import_key_file else None
+    key_ref = SecretRef("--import-key-file", args.import_key_file) if args.import_key_file else None
+    key = read_secret(key_ref).decode().strip() if key_ref else None
     address = create_keystore(args.out, source.read(), private_key=key, kdf=args.kdf)
     print(address)
     return 0

@@ -1,10 +1,12 @@
-# machine.py for the MicroPython (wasm) board: a UART whose far end is a software meter that
+# machine.py for the MicroPython (wasm) board run in memory (network and ntptime: ../shims): a UART whose far end is a software meter that
 # answers Modbus RTU read requests from `REGISTERS`, with switchable faults; inert Pin and WDT.
 # Written for MicroPython; kept free of MicroPython-only calls so CPython tools can read it.
 import struct
 
-PWRON_RESET = 1
+PWRON_RESET = 1  # the same reset causes as hil/wasm_board/shims/machine.py and MicroPython's ports
+HARD_RESET = 2
 WDT_RESET = 3
+DEEPSLEEP_RESET = 4
 SOFT_RESET = 5
 REGISTERS = {}  # register address -> float value (float32, two registers each)
 FAULT = [None]  # None, "timeout", "crc" or "exception"

@@ -1,4 +1,4 @@
-"""asyncio helpers every broker adapter of the gateway needs."""
+"""asyncio helpers every broker adapter of the gateway needs (ingest, trading, Home Assistant)."""
 
 from __future__ import annotations
 

@@ -1,62 +1,34 @@
-"""Wiring for virtual boards without hardware: a socat pty pair (the RS-485 line) and a meter_sim
-RTU server on one end of it. Used by the firmware tests, and free for the HIL rig and simulator.
+"""Wiring for virtual boards without hardware: the RS-485 line (a socat pty pair, hil.pty) with a
+meter_sim RTU server on one end, an MQTT tap, and an in-process register UART. Part of the one rig
+package (hil/); used by the firmware tests, the HIL rig and the simulator.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from hil import readings
+from hil.pty import PtyPair
+from meter_sim.codec import crc16
 
-class SerialLine:
-    """Two linked ptys made by socat: the meter opens `.meter`, the board's UART opens `.board`."""
+
+class SerialLine(PtyPair):
+    """The RS-485 line as a pty pair (hil.pty): the meter opens `.meter`, the board's UART opens `.board`."""
 
     def __init__(self) -> None:
-        if shutil.which("socat") is None:
-            raise RuntimeError(
-                "socat is not installed (apt-get install socat): the virtual RS-485 line needs it"
-            )
-        self._tmp = tempfile.TemporaryDirectory(prefix="fw-line-")
-        self.meter = str(Path(self._tmp.name) / "meter")
-        self.board = str(Path(self._tmp.name) / "board")
-        self.proc = subprocess.Popen(
-            ["socat", f"pty,raw,echo=0,link={self.meter}", f"pty,raw,echo=0,link={self.board}"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + 5
-        while not (Path(self.meter).exists() and Path(self.board).exists()):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.close()
-                raise RuntimeError("socat did not create the pty pair")
-            time.sleep(0.01)
+        super().__init__()
+        self.meter, self.board = self.a, self.b
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
-        self._tmp.cleanup()
+        self.stop()
 
     def __enter__(self) -> SerialLine:
         return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 class MeterSim:
@@ -180,18 +152,8 @@ class MqttTap:
 
 
 def verify_reading(payload: bytes, key: bytes) -> dict[str, Any]:
-    """Check a reading as docs/wire/reading-v1.md says a receiver must, then parse it."""
-    import hashlib
-    import hmac
-    import re
-
-    m = re.fullmatch(rb'(.*),"mac":"([0-9a-f]{64})"\}', payload, re.S)
-    if m is None:
-        raise ValueError("malformed: no mac")
-    want = hmac.new(key, m.group(1) + b"}", hashlib.sha256).hexdigest().encode()
-    if not hmac.compare_digest(want, m.group(2)):
-        raise ValueError("forged: bad mac")
-    return json.loads(payload)
+    """Check a reading as docs/wire/reading-v1.md says a receiver must (hil.readings), then parse it."""
+    return json.loads(readings.verify_reading(payload, key).raw)
 
 
 class RegisterUart:
@@ -215,12 +177,8 @@ class RegisterUart:
 
     @staticmethod
     def crc(data: bytes) -> int:
-        crc = 0xFFFF
-        for b in data:
-            crc ^= b
-            for _ in range(8):
-                crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-        return crc
+        """The Modbus CRC-16, meter_sim's (one implementation on the host)."""
+        return crc16(data)
 
     @property
     def in_waiting(self) -> int:

@@ -14,7 +14,7 @@ import contextlib
 import importlib
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config import BrokerParams, GatewayConfig, read_hmac_key, read_secret
@@ -26,6 +26,7 @@ from gateway.ops.logs import ErrorLatch, log_event
 from gateway.ops.metrics import Metrics, start_metrics_server
 from gateway.ops.notify import Notifier, watchdog_loop
 from gateway.storage import ReadingStore
+from gateway.trading.observer import TradeFeed
 from gridpact.core.clock import Clock, SystemClock
 
 HOUSEKEEPING_S = 60.0
@@ -44,6 +45,7 @@ class Runtime:
     handler: IngestHandler
     broker: BrokerParams
     latch: ErrorLatch
+    trades: TradeFeed = field(default_factory=TradeFeed)  # the agent's sessions, shown by the dashboard
 
 
 def build_runtime(cfg: GatewayConfig, clock: Clock, env: dict[str, str] | None = None) -> Runtime:
@@ -133,6 +135,7 @@ def _trading_task(rt: Runtime) -> Any:
         gateway_id=rt.cfg.gateway.id,
         state_dir=rt.cfg.gateway.state_dir,
         clock=rt.clock,
+        observer=rt.trades,
     )
     return service.run_trading(rt.cfg.trading, deps)
 

@@ -28,6 +28,7 @@ from gateway.trading.chainrun import ChainRunner
 from gateway.trading.config import TradingConfig
 from gateway.trading.inbox import Inbox
 from gateway.trading.learned import Tariffs
+from gateway.trading.observer import TradeObserver
 from gateway.trading.roster import Roster
 from gateway.trading.settlement import OPEN_STATES, Anchorer, Settler, Timing
 from gateway.trading.transport import Transport, community_tls
@@ -49,6 +50,7 @@ class TradingDeps:
     clock: Any  # gridpact.core.clock.Clock
     web3: Any = None  # default: HTTPProvider(chain.rpc_url)
     account: Any = None  # default: the keystore, decrypted with the configured passphrase
+    observer: TradeObserver | None = None  # the agent's sessions, for the household dashboard
 
 
 def net_demand_wh(forecaster: Any, start: int, window_s: int) -> float | None:
@@ -168,7 +170,7 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
 
     agent = Agent(cfg, account, journal, transport.publish, inbox, clock, lambda: market.domain,
                   lambda start, length: _net(cfg, deps, start, length), counters.count, balance, wake.set,
-                  provider_trade, posted_tariffs, slot_free=slot_free)  # fmt: skip
+                  provider_trade, posted_tariffs, slot_free=slot_free, observer=deps.observer)  # fmt: skip
 
     async def deliver(raw: bytes) -> None:
         await agent.on_raw(raw)

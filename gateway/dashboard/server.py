@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,21 @@ from starlette.applications import Starlette
 
 from gateway.dashboard.app import HouseholdSite, create_app
 from gateway.dashboard.auth import AccountStore
-from gateway.dashboard.household import ReadingSource, live_event, local_midnight, snapshot
+from gateway.dashboard.household import (
+    HouseholdData,
+    ReadingSource,
+    forecast_ahead,
+    ledger_view,
+    live_event,
+    local_midnight,
+    snapshot,
+)
 from gateway.dashboard.live import LiveHub
 from gridpact.core.wire import Reading
 
 WATCH_S = 0.2
+LEDGER_EVERY = 5  # journal reads (schedule, tokens) every 5 x WATCH_S, only while someone watches
+FORECAST_EVERY_S = 300.0  # the forecast is recorded so the page can draw it against what happened
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -95,6 +106,32 @@ async def watch_readings(source: ReadingSource, hub: LiveHub, now: Any) -> None:
         await asyncio.sleep(WATCH_S)
 
 
+async def watch_trading(data: HouseholdData, hub: LiveHub, now: Any) -> None:
+    """Publish the agent's sessions (`trade`) when they change and the schedule and tokens (`ledger`)
+    when the journal's view of them changes; the journal is read only while a viewer is connected."""
+    seen_version = -1
+    last_ledger = ""
+    last_forecast = -FORECAST_EVERY_S
+    tick = 0
+    while True:
+        feed = data.trades
+        if feed is not None and feed.version != seen_version:
+            seen_version = feed.version
+            hub.publish(feed.view(), "trade")
+        t = now()
+        if t - last_forecast >= FORECAST_EVERY_S:
+            last_forecast = t
+            forecast_ahead(data, t)
+        if hub.viewers and tick % LEDGER_EVERY == 0:
+            ledger = ledger_view(data, t)
+            encoded = json.dumps(ledger, sort_keys=True)
+            if encoded != last_ledger:
+                last_ledger = encoded
+                hub.publish(ledger, "ledger")
+        tick += 1
+        await asyncio.sleep(WATCH_S)
+
+
 async def run_household_dashboard(rt: Any, started: asyncio.Event | None = None) -> None:
     """The gateway's `dashboard` task: the app on the configured loopback/LAN address, and its watcher."""
     cfg = rt.cfg.dashboard
@@ -102,9 +139,15 @@ async def run_household_dashboard(rt: Any, started: asyncio.Event | None = None)
     hub = LiveHub(cfg.max_viewers)
     source = RuntimeSource(rt)
     journal = Path(rt.cfg.gateway.state_dir) / "trading.db"
+    agent = rt.cfg.trading.agent if rt.cfg.trading is not None else None
+    tariff = None
+    if agent is not None and agent.import_tariff is not None and agent.export_tariff is not None:
+        tariff = (agent.import_tariff, agent.export_tariff)
+    trades = rt.trades if rt.cfg.trading is not None else None
+    data = HouseholdData(source, journal, rt.cfg.gateway.id, trades, tariff)
     site = HouseholdSite(
         rt.cfg.gateway.id,
-        lambda now: snapshot(source, journal, rt.cfg.gateway.id, now),
+        lambda now: snapshot(data, now),
         hub,
         accounts,
         secure_cookies=cfg.secure_cookies,
@@ -113,6 +156,7 @@ async def run_household_dashboard(rt: Any, started: asyncio.Event | None = None)
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(watch_readings(source, hub, rt.clock.now), name="dashboard-watch")
+            tg.create_task(watch_trading(data, hub, rt.clock.now), name="dashboard-trading")
             tg.create_task(
                 serve_app(create_app(site), cfg.host, cfg.port, started, hub.close), name="dashboard-http"
             )

@@ -30,6 +30,7 @@ from gateway.errors import ConfigError
 
 log = logging.getLogger("gridpact.dashboard")
 INDEX_S = 0.25
+TRIM_EVERY_S = 5.0  # after a change, freed heap pages go back to the kernel at most this often (memory.py)
 
 EXAMPLE = """\
 [index]
@@ -256,7 +257,10 @@ def _facts(w3: Any, market: Any) -> Any:
 
 async def _index_loop(index: Any, site: Any, hub: Any, w3: Any, market: Any) -> None:
     """Extend the index as blocks come; after a change, rebuild the snapshot and push it."""
+    from gateway.dashboard import memory
+
     failing = False
+    trimmed, dirty = 0.0, False
     while True:
         try:
             result = await asyncio.to_thread(index.step)
@@ -271,6 +275,10 @@ async def _index_loop(index: Any, site: Any, hub: Any, w3: Any, market: Any) -> 
                 snapshot = await asyncio.to_thread(site.rebuild)
                 hub.publish(site.aggregates(), "summary")
                 hub.publish(snapshot, "chain")
+                dirty = True
+            if dirty and time.monotonic() - trimmed >= TRIM_EVERY_S:
+                trimmed, dirty = time.monotonic(), False
+                await asyncio.to_thread(memory.trim)
             if failing:
                 log.info("event=index_recovered block=%d", index.next_block - 1)
                 failing = False
@@ -320,7 +328,7 @@ async def serve_community(
     from gateway.dashboard.community_site import CommunitySite
     from gateway.dashboard.index import ChainIndex, find_deploy_block
     from gateway.dashboard.live import LiveHub
-    from gateway.dashboard.server import serve_app
+    from gateway.dashboard.serving import serve_app
     from gridpact.core.eip712 import Domain
 
     listen.state_dir.mkdir(parents=True, exist_ok=True)
@@ -338,7 +346,7 @@ async def serve_community(
         listen.state_dir / "index.sqlite3", w3.eth, contracts, abis, domain, deploy, listen.reorg_depth
     )
     accounts = AccountStore(listen.accounts_path)
-    hub = LiveHub(listen.max_viewers)
+    hub = LiveHub(listen.max_viewers, snapshots=frozenset({"summary", "chain", "message"}))
     site = CommunitySite(index, community.id if community is not None else "")
     operator = None
     if operator_account is not None:
@@ -369,7 +377,9 @@ async def run_community_dashboard(
 
     from gateway.chain.keystore import PassphraseSource, load_account
     from gateway.chain.sender import SenderPolicy
+    from gateway.dashboard import memory
 
+    memory.tune()  # a process of its own: two malloc arenas for the worker threads, not sixteen
     c = cfg.chain
     w3 = Web3(Web3.HTTPProvider(c.rpc_url, request_kwargs={"timeout": c.rpc_timeout_s}))
     account = load_account(c.keystore, PassphraseSource(c.passphrase_credential, c.passphrase_file).read())

@@ -1,20 +1,15 @@
-"""Running the dashboard inside the gateway's TaskGroup: uvicorn without its own signal handling.
+"""The household dashboard inside the gateway's TaskGroup: the app, its reading and trading watchers.
 
-The gateway's root task owns SIGTERM/SIGINT; cancelling `serve` stops uvicorn at once (open SSE
-streams are ended by closing the hub) so the service still stops within 2 s.
+Served by `serving.serve_app` (the gateway's root task owns the signals; cancelling stops uvicorn and
+ends open streams within 2 s).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-import uvicorn
-from starlette.applications import Starlette
 
 from gateway.dashboard.app import HouseholdSite, create_app
 from gateway.dashboard.auth import AccountStore
@@ -28,51 +23,12 @@ from gateway.dashboard.household import (
     snapshot,
 )
 from gateway.dashboard.live import LiveHub
+from gateway.dashboard.serving import serve_app
 from gridpact.core.wire import Reading
 
 WATCH_S = 0.2
 LEDGER_EVERY = 5  # journal reads (schedule, tokens) every 5 x WATCH_S, only while someone watches
 FORECAST_EVERY_S = 300.0  # the forecast is recorded so the page can draw it against what happened
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn.Server that leaves signals to the process that embeds it."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-async def serve_app(
-    app: Starlette,
-    host: str,
-    port: int,
-    started: asyncio.Event | None = None,
-    on_stop: Callable[[], None] | None = None,
-) -> None:
-    """Serve `app` until cancelled; `on_stop` runs first on the way out (ends open streams)."""
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", lifespan="off", access_log=False,
-        timeout_graceful_shutdown=1, server_header=False,
-    )  # fmt: skip
-    server = _EmbeddedServer(config)
-    task = asyncio.create_task(server.serve(), name="dashboard-uvicorn")
-    try:
-        while not server.started:
-            if task.done():
-                await task  # raises the bind error
-                raise OSError(f"dashboard server on {host}:{port} stopped at start")
-            await asyncio.sleep(0.02)
-        if started is not None:
-            started.set()
-        await task
-    finally:
-        if on_stop is not None:
-            on_stop()
-        server.should_exit = True
-        server.force_exit = True
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(task), 2)
 
 
 class RuntimeSource:
@@ -136,7 +92,7 @@ async def run_household_dashboard(rt: Any, started: asyncio.Event | None = None)
     """The gateway's `dashboard` task: the app on the configured loopback/LAN address, and its watcher."""
     cfg = rt.cfg.dashboard
     accounts = AccountStore(Path(cfg.accounts_path))
-    hub = LiveHub(cfg.max_viewers)
+    hub = LiveHub(cfg.max_viewers, snapshots=frozenset({"trade", "ledger"}))
     source = RuntimeSource(rt)
     journal = Path(rt.cfg.gateway.state_dir) / "trading.db"
     agent = rt.cfg.trading.agent if rt.cfg.trading is not None else None

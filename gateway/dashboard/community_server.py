@@ -30,7 +30,6 @@ from gateway.errors import ConfigError
 
 log = logging.getLogger("gridpact.dashboard")
 INDEX_S = 0.25
-TRIM_EVERY_S = 5.0  # after a change, freed heap pages go back to the kernel at most this often (memory.py)
 
 EXAMPLE = """\
 [index]
@@ -257,10 +256,7 @@ def _facts(w3: Any, market: Any) -> Any:
 
 async def _index_loop(index: Any, site: Any, hub: Any, w3: Any, market: Any) -> None:
     """Extend the index as blocks come; after a change, rebuild the snapshot and push it."""
-    from gateway.dashboard import memory
-
     failing = False
-    trimmed, dirty = 0.0, False
     while True:
         try:
             result = await asyncio.to_thread(index.step)
@@ -275,10 +271,6 @@ async def _index_loop(index: Any, site: Any, hub: Any, w3: Any, market: Any) -> 
                 snapshot = await asyncio.to_thread(site.rebuild)
                 hub.publish(site.aggregates(), "summary")
                 hub.publish(snapshot, "chain")
-                dirty = True
-            if dirty and time.monotonic() - trimmed >= TRIM_EVERY_S:
-                trimmed, dirty = time.monotonic(), False
-                await asyncio.to_thread(memory.trim)
             if failing:
                 log.info("event=index_recovered block=%d", index.next_block - 1)
                 failing = False
@@ -377,9 +369,7 @@ async def run_community_dashboard(
 
     from gateway.chain.keystore import PassphraseSource, load_account
     from gateway.chain.sender import SenderPolicy
-    from gateway.dashboard import memory
 
-    memory.tune()  # a process of its own: two malloc arenas for the worker threads, not sixteen
     c = cfg.chain
     w3 = Web3(Web3.HTTPProvider(c.rpc_url, request_kwargs={"timeout": c.rpc_timeout_s}))
     account = load_account(c.keystore, PassphraseSource(c.passphrase_credential, c.passphrase_file).read())

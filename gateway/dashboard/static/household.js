@@ -105,6 +105,9 @@
     const legend = el("p", "● this household's offers  ■ the peer's offers  - - own concession curve  (green ring: accepted)", "muted legend");
     fig.appendChild(legend);
     const wrap = el("div", undefined, "scroll");
+    wrap.tabIndex = 0;  // a table wider than a phone scrolls: reachable and scrollable by keyboard
+    wrap.setAttribute("role", "region");
+    wrap.setAttribute("aria-label", `Offers with ${s.peer}`);
     const table = el("table", undefined, "offers");
     table.appendChild(el("caption", "Offers in order", "sr"));
     const head = el("tr");

@@ -57,6 +57,7 @@
   drawChart();
 
   // Eq. 1 of the concession curve: O_t = ip + (rp - ip) (t / dl)^(1 / cr), t clamped to [0, dl].
+  const openTables = new Set();
   const concession = (c, t) => c.ip + (c.rp - c.ip) * Math.pow(Math.min(Math.max(t, 0), c.dl) / c.dl, 1 / c.cr);
 
   function sessionFigure(s) {
@@ -104,6 +105,8 @@
     fig.appendChild(chart);
     const legend = el("p", "● this household's offers  ■ the peer's offers  - - own concession curve  (green ring: accepted)", "muted legend");
     fig.appendChild(legend);
+    const details = el("details");  // folded: six sessions of tables would bury the schedule on a phone
+    details.appendChild(el("summary", `Offers as a table (${s.offers.length})`));
     const wrap = el("div", undefined, "scroll");
     wrap.tabIndex = 0;  // a table wider than a phone scrolls: reachable and scrollable by keyboard
     wrap.setAttribute("role", "region");
@@ -117,7 +120,10 @@
     s.offers.forEach((o) => tbody.appendChild(row([o.round, o.by === "me" ? "this household" : "peer", o.kind, o.price, o.quantity_wh])));
     table.appendChild(tbody);
     wrap.appendChild(table);
-    fig.appendChild(wrap);
+    details.appendChild(wrap);
+    details.open = openTables.has(s.id);  // a push redraws the figure: keep what the viewer unfolded
+    details.addEventListener("toggle", () => { if (details.open) { openTables.add(s.id); } else { openTables.delete(s.id); } });
+    fig.appendChild(details);
     return fig;
   }
 
@@ -148,7 +154,7 @@
     if (sv.tariff) {
       $("sav-grid").textContent = dash(sv.vs_grid);
       $("sav-battery").textContent = dash(sv.vs_battery);
-      $("sav-note").textContent = `${sv.agreements} agreements, ${sv.energy_wh} Wh delivered; tariff ${sv.tariff.import} in / ${sv.tariff.export} out per kWh`;
+      $("sav-note").textContent = `${sv.agreements} agreement${sv.agreements === 1 ? "" : "s"}, ${sv.energy_wh} Wh delivered; tariff ${sv.tariff.import} in / ${sv.tariff.export} out per kWh`;
     }
   }
   renderTrading(snap.trading);

@@ -109,6 +109,9 @@ def test_dashboard_shows_a_negotiation_its_agreement_and_tokens(
                 expect(fig).to_contain_text("ip 100, rp 200, dl 10, cr 1")
                 assert fig.locator("svg circle").count() >= 1  # this household's offers
                 assert fig.locator("svg rect").count() >= 1  # the seller's counter-offers
+                summary = fig.locator("summary")  # the offers' table unfolds from the keyboard
+                summary.focus()
+                page.keyboard.press("Enter")
                 expect(fig.get_by_role("row").filter(has_text="this household").first).to_be_visible()
                 expect(fig.get_by_role("row").filter(has_text="peer").first).to_be_visible()
                 expect(page.locator("#agent-state")).to_have_text("waiting", timeout=10_000)

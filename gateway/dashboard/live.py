@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 KEEPALIVE_S = 15.0
@@ -27,12 +27,12 @@ class LiveHub:
         self.snapshots = snapshots
         self.viewers = 0
         self.version = 0
-        self.latest: dict[str, Any] | None = None
+        self.latest: Mapping[str, Any] | None = None
         self._events: deque[tuple[int, str, bytes]] = deque(maxlen=ring)
         self._changed = asyncio.Event()
         self.closed = False
 
-    def publish(self, data: dict[str, Any], kind: str = "reading") -> None:
+    def publish(self, data: Mapping[str, Any], kind: str = "reading") -> None:
         """Hand `data` (an SSE event of type `kind`) to every viewer."""
         self.latest = data
         self.version += 1

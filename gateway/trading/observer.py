@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 from gridpact.core.concession import ConcessionParams
 
@@ -86,6 +86,32 @@ def message_event(direction: str, kind: str, body: dict[str, object], at: float)
     return MessageSeen(session, direction, kind, _int(body.get("round")), price, quantity, at)
 
 
+class OfferView(TypedDict):
+    by: str  # "me" | "peer"
+    kind: str
+    round: int | None
+    price: int | None
+    quantity_wh: int | None
+    at: float
+
+
+class SessionView(TypedDict):
+    id: str
+    peer: str
+    role: str
+    window: int
+    quantity_wh: int
+    opened_at: float
+    curve: dict[str, float] | None
+    offers: list[OfferView]
+    outcome: str  # "open" | "agreed" | "ended"
+    agreement: str | None
+
+
+# state: "waiting" | "negotiating"; with: the peers of the open sessions ("with" is a keyword, hence this form)
+FeedView = TypedDict("FeedView", {"state": str, "with": list[str], "sessions": list[SessionView]})
+
+
 @dataclass
 class _Log:
     opened: SessionOpened
@@ -122,9 +148,9 @@ class TradeFeed:
         for key in finished[: max(0, len(finished) - self.keep)]:
             del self._logs[key]
 
-    def view(self) -> dict[str, object]:
+    def view(self) -> FeedView:
         """JSON-able: the agent's state (waiting or negotiating with whom) and every kept session."""
-        sessions = []
+        sessions: list[SessionView] = []
         for log in reversed(self._logs.values()):
             o = log.opened
             closed = log.closed
@@ -140,5 +166,5 @@ class TradeFeed:
                 "outcome": "open" if closed is None else ("agreed" if closed.agreement else "ended"),
                 "agreement": None if closed is None else closed.agreement,
             })  # fmt: skip
-        peers = sorted({str(s["peer"]) for s in sessions if s["outcome"] == "open"})
+        peers = sorted({s["peer"] for s in sessions if s["outcome"] == "open"})
         return {"state": "negotiating" if peers else "waiting", "with": peers, "sessions": sessions}

@@ -156,16 +156,16 @@ def test_trade_feed_tells_who_we_negotiate_with_and_keeps_recent_sessions() -> N
     feed.trade_event(MessageSeen("ghost", "received", "counter", 1, 1, 1, 2.0))  # unknown session: ignored
     view = feed.view()
     assert view["state"] == "waiting"
-    (s1,) = view["sessions"]  # type: ignore[misc]
+    (s1,) = view["sessions"]
     assert s1["outcome"] == "agreed" and s1["curve"] == {"ip": 100, "rp": 200, "dl": 10, "cr": 1.0}
     assert [(o["by"], o["price"]) for o in s1["offers"]] == [("me", 100), ("peer", 150)]
     for i in range(3):  # only `keep` finished sessions stay
         feed.trade_event(opened(f"x{i}", BUYER, "seller", 0, 1, strategy, 3.0))
         feed.trade_event(SessionClosed(f"x{i}", None, 3.0))
-    ids = [s["id"] for s in feed.view()["sessions"]]  # type: ignore[union-attr]
+    ids = [s["id"] for s in feed.view()["sessions"]]
     assert ids == ["x2", "x1"]
     flood = TradeFeed()
     flood.trade_event(opened("f", BUYER, "seller", 0, 1, strategy, 0.0))
     for _ in range(500):  # a chatty peer cannot grow a session without bound
         flood.trade_event(MessageSeen("f", "received", "counter", 1, 1, 1, 0.0))
-    assert len(flood.view()["sessions"][0]["offers"]) == TradeFeed.MAX_MESSAGES  # type: ignore[index]
+    assert len(flood.view()["sessions"][0]["offers"]) == TradeFeed.MAX_MESSAGES

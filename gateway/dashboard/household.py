@@ -134,6 +134,7 @@ class Ledger:
 
     rows: list[AgreementRow]
     free_balance: int | None
+    states: dict[str, str] = field(default_factory=dict)  # the journal's own state of each row
 
 
 def read_ledger(journal_path: Path, now: float, limit: int = 50) -> Ledger:
@@ -163,13 +164,15 @@ def read_ledger(journal_path: Path, now: float, limit: int = 50) -> Ledger:
         rows.append(AgreementRow(lid, "loan", role, peer, loan_state(state, note, return_by, now), return_by,
                                  return_by, _terms_int(terms, "quantityWh"), lent, None,
                                  _terms_int(terms, "collateral"), return_by, returned))  # fmt: skip
+    states = {str(t[0]): str(t[3]) for t in trades} | {str(t[0]): str(t[3]) for t in loans}
     rows.sort(key=lambda r: (-r.end, r.id))
     free = int(kv[0][0]) if kv and str(kv[0][0]).lstrip("-").isdigit() else None
-    return Ledger(rows[:limit], free)
+    return Ledger(rows[:limit], free, states)
 
 
-def tokens(ledger: Ledger, journal_states: dict[str, str]) -> dict[str, Any]:
+def tokens(ledger: Ledger) -> dict[str, Any]:
     """Free, in escrow and as collateral, and the flows per agreement (before the Market's penalties)."""
+    journal_states = ledger.states
     escrow = sum(r.tokens or 0 for r in ledger.rows
                  if r.kind == "trade" and r.role == "buyer" and journal_states.get(r.id) in ESCROW_STATES)  # fmt: skip
     collateral = sum(r.tokens or 0 for r in ledger.rows
@@ -274,20 +277,8 @@ class HouseholdData:
 def ledger_view(data: HouseholdData, now: float) -> dict[str, Any]:
     """Schedule, tokens and savings (one journal read): the `ledger` event and part of the snapshot."""
     ledger = read_ledger(data.journal_path, now)
-    states = _journal_states(data.journal_path)
-    return {"schedule": [a.__dict__ for a in ledger.rows], "tokens": tokens(ledger, states),
+    return {"schedule": [a.__dict__ for a in ledger.rows], "tokens": tokens(ledger),
             "savings": savings(ledger.rows, data.tariff)}  # fmt: skip
-
-
-def _journal_states(journal_path: Path) -> dict[str, str]:
-    if not journal_path.exists():
-        return {}
-    db = sqlite3.connect(f"file:{journal_path}?mode=ro", uri=True)
-    try:
-        rows = _read(db, "SELECT id, state FROM agreements") + _read(db, "SELECT id, state FROM loans")
-    finally:
-        db.close()
-    return {str(k): str(v) for k, v in rows}
 
 
 def forecast_ahead(data: HouseholdData, now: float) -> tuple[int, list[float | None]]:

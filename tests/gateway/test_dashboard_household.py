@@ -87,8 +87,8 @@ def test_ledger_tokens_and_loans_from_the_journal(tmp_path: Path) -> None:
     assert by_id["0xl1"].state == "to be returned" and by_id["0xl1"].return_by == 9000
     assert by_id["0xa1"].delivered_wh == 800 and by_id["0xa1"].quantity_wh == 1000
     assert ledger.free_balance == 12345
-    states = {"0xa1": "closed", "0xa2": "submitted", "0xa3": "closed", "0xl1": "open"}
-    t = tokens(ledger, states)
+    assert ledger.states == {"0xa1": "closed", "0xa2": "submitted", "0xa3": "closed", "0xl1": "open"}
+    t = tokens(ledger)
     assert (t["free"], t["escrow"], t["collateral"]) == (12345, 240, 90)
     assert {(h["agreement"], h["what"], h["amount"]) for h in t["history"]} == {
         ("0xa1", "paid", -120), ("0xa2", "escrowed", -240), ("0xa3", "received", 100),

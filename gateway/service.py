@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.config import BrokerParams, GatewayConfig, read_hmac_key, read_secret
 from gateway.forecast import Forecaster
@@ -25,6 +25,7 @@ from gateway.ops.metrics import Metrics, start_metrics_server
 from gateway.ops.notify import Notifier, watchdog_loop
 from gateway.storage import ReadingStore
 from gateway.trading.config import TradingConfig
+from gateway.trading.observer import TradeFeed
 from gridpact.core.clock import Clock, SystemClock
 
 HOUSEKEEPING_S = 60.0
@@ -43,6 +44,7 @@ class Runtime:
     handler: IngestHandler
     broker: BrokerParams
     latch: ErrorLatch
+    trades: TradeFeed = field(default_factory=TradeFeed)  # the agent's sessions, shown by the dashboard
 
 
 def build_runtime(cfg: GatewayConfig, clock: Clock, env: dict[str, str] | None = None) -> Runtime:
@@ -133,6 +135,7 @@ async def _trading_task(rt: Runtime, trading: TradingConfig) -> None:
         gateway_id=rt.cfg.gateway.id,
         state_dir=rt.cfg.gateway.state_dir,
         clock=rt.clock,
+        observer=rt.trades,
     )
     await run_trading(trading, deps)
 

@@ -320,7 +320,7 @@ async def serve_community(
     from gateway.dashboard.community_site import CommunitySite
     from gateway.dashboard.index import ChainIndex, find_deploy_block
     from gateway.dashboard.live import LiveHub
-    from gateway.dashboard.server import serve_app
+    from gateway.dashboard.serving import serve_app
     from gridpact.core.eip712 import Domain
 
     listen.state_dir.mkdir(parents=True, exist_ok=True)
@@ -338,7 +338,7 @@ async def serve_community(
         listen.state_dir / "index.sqlite3", w3.eth, contracts, abis, domain, deploy, listen.reorg_depth
     )
     accounts = AccountStore(listen.accounts_path)
-    hub = LiveHub(listen.max_viewers)
+    hub = LiveHub(listen.max_viewers, snapshots=frozenset({"summary", "chain", "message"}))
     site = CommunitySite(index, community.id if community is not None else "")
     operator = None
     if operator_account is not None:

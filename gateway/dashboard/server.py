@@ -1,67 +1,34 @@
-"""Running the dashboard inside the gateway's TaskGroup: uvicorn without its own signal handling.
+"""The household dashboard inside the gateway's TaskGroup: the app, its reading and trading watchers.
 
-The gateway's root task owns SIGTERM/SIGINT; cancelling `serve` stops uvicorn at once (open SSE
-streams are ended by closing the hub) so the service still stops within 2 s.
+Served by `serving.serve_app` (the gateway's root task owns the signals; cancelling stops uvicorn and
+ends open streams within 2 s).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable, Iterator
+import json
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-from starlette.applications import Starlette
-
 from gateway.dashboard.app import HouseholdSite, create_app
 from gateway.dashboard.auth import AccountStore
-from gateway.dashboard.household import ReadingSource, live_event, local_midnight, snapshot
+from gateway.dashboard.household import (
+    HouseholdData,
+    ReadingSource,
+    forecast_ahead,
+    ledger_view,
+    live_event,
+    local_midnight,
+    snapshot,
+)
 from gateway.dashboard.live import LiveHub
+from gateway.dashboard.serving import serve_app
 from gridpact.core.wire import Reading
 
 WATCH_S = 0.2
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn.Server that leaves signals to the process that embeds it."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-async def serve_app(
-    app: Starlette,
-    host: str,
-    port: int,
-    started: asyncio.Event | None = None,
-    on_stop: Callable[[], None] | None = None,
-) -> None:
-    """Serve `app` until cancelled; `on_stop` runs first on the way out (ends open streams)."""
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", lifespan="off", access_log=False,
-        timeout_graceful_shutdown=1, server_header=False,
-    )  # fmt: skip
-    server = _EmbeddedServer(config)
-    task = asyncio.create_task(server.serve(), name="dashboard-uvicorn")
-    try:
-        while not server.started:
-            if task.done():
-                await task  # raises the bind error
-                raise OSError(f"dashboard server on {host}:{port} stopped at start")
-            await asyncio.sleep(0.02)
-        if started is not None:
-            started.set()
-        await task
-    finally:
-        if on_stop is not None:
-            on_stop()
-        server.should_exit = True
-        server.force_exit = True
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(task), 2)
+LEDGER_EVERY = 5  # journal reads (schedule, tokens) every 5 x WATCH_S, only while someone watches
+FORECAST_EVERY_S = 300.0  # the forecast is recorded so the page can draw it against what happened
 
 
 class RuntimeSource:
@@ -95,16 +62,48 @@ async def watch_readings(source: ReadingSource, hub: LiveHub, now: Any) -> None:
         await asyncio.sleep(WATCH_S)
 
 
+async def watch_trading(data: HouseholdData, hub: LiveHub, now: Any) -> None:
+    """Publish the agent's sessions (`trade`) when they change and the schedule and tokens (`ledger`)
+    when the journal's view of them changes; the journal is read only while a viewer is connected."""
+    seen_version = -1
+    last_ledger = ""
+    last_forecast = -FORECAST_EVERY_S
+    tick = 0
+    while True:
+        feed = data.trades
+        if feed is not None and feed.version != seen_version:
+            seen_version = feed.version
+            hub.publish(feed.view(), "trade")
+        t = now()
+        if t - last_forecast >= FORECAST_EVERY_S:
+            last_forecast = t
+            forecast_ahead(data, t)
+        if hub.viewers and tick % LEDGER_EVERY == 0:
+            ledger = ledger_view(data, t)
+            encoded = json.dumps(ledger, sort_keys=True)
+            if encoded != last_ledger:
+                last_ledger = encoded
+                hub.publish(ledger, "ledger")
+        tick += 1
+        await asyncio.sleep(WATCH_S)
+
+
 async def run_household_dashboard(rt: Any, started: asyncio.Event | None = None) -> None:
     """The gateway's `dashboard` task: the app on the configured loopback/LAN address, and its watcher."""
     cfg = rt.cfg.dashboard
     accounts = AccountStore(Path(cfg.accounts_path))
-    hub = LiveHub(cfg.max_viewers)
+    hub = LiveHub(cfg.max_viewers, snapshots=frozenset({"trade", "ledger"}))
     source = RuntimeSource(rt)
     journal = Path(rt.cfg.gateway.state_dir) / "trading.db"
+    agent = rt.cfg.trading.agent if rt.cfg.trading is not None else None
+    tariff = None
+    if agent is not None and agent.import_tariff is not None and agent.export_tariff is not None:
+        tariff = (agent.import_tariff, agent.export_tariff)
+    trades = rt.trades if rt.cfg.trading is not None else None
+    data = HouseholdData(source, journal, rt.cfg.gateway.id, trades, tariff)
     site = HouseholdSite(
         rt.cfg.gateway.id,
-        lambda now: snapshot(source, journal, rt.cfg.gateway.id, now),
+        lambda now: snapshot(data, now),
         hub,
         accounts,
         secure_cookies=cfg.secure_cookies,
@@ -113,6 +112,7 @@ async def run_household_dashboard(rt: Any, started: asyncio.Event | None = None)
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(watch_readings(source, hub, rt.clock.now), name="dashboard-watch")
+            tg.create_task(watch_trading(data, hub, rt.clock.now), name="dashboard-trading")
             tg.create_task(
                 serve_app(create_app(site), cfg.host, cfg.port, started, hub.close), name="dashboard-http"
             )

@@ -23,6 +23,7 @@ from eth_account.signers.local import LocalAccount
 
 from gateway.chain.journal import Journal
 from gateway.negotiation import Decision, Negotiate, Negotiator, Provider, Wait, strategy_from_config
+from gateway.trading import observer as tob
 from gateway.trading.config import TradingConfig, load_policy
 from gateway.trading.inbox import Inbox
 from gateway.trading.learned import PeerMemory, step_seconds, steps_to_deadline, window_context
@@ -52,6 +53,7 @@ class Agent:
         market: MarketPort,
         household: HouseholdPort,
         events: AgentEvents,
+        observer: tob.TradeObserver | None = None,
     ) -> None:
         self.cfg = cfg
         self.agent = cfg.agent
@@ -70,6 +72,7 @@ class Agent:
         self.storage_wh = household.storage_wh
         self.count = events.count
         self.on_agreement = events.on_agreement
+        self.observer = observer  # sessions and their messages, for the dashboard (observer.py)
         self.ring = NonceRing(cfg.agent.nonce_ring)
         self.policy = load_policy(cfg.agent.policy) if cfg.agent.strategy == "learned" else None
         self.peers = PeerMemory(journal)
@@ -95,6 +98,7 @@ class Agent:
                        self.cfg.community.id, body)  # fmt: skip
         if await self.publish(to, encode(sign_envelope(env, self.me))):
             self.count(f"sent_{kind}")
+            self._note(tob.message_event("sent", kind, body, self.clock.now()))
         else:
             self.count("send_failed")
 
@@ -122,6 +126,11 @@ class Agent:
             self.count("no_session")
             return
         session.inbox.put_nowait(env)
+        self._note(tob.message_event("received", env.type, body, self.clock.now()))
+
+    def _note(self, event: tob.TradeEvent | None) -> None:
+        if self.observer is not None and event is not None:
+            self.observer.trade_event(event)
 
     def _on_propose(self, env: Envelope) -> None:
         body = env.body
@@ -162,12 +171,20 @@ class Agent:
         self._spawn(self._run(s, env))
 
     async def _run(self, s: Session, opening: Envelope | None) -> str | None:
+        agreed: str | None = None
+        now = self.clock.now()
+        self._note(tob.opened(s.id, s.peer, s.role, s.window, s.quantity_wh, s.negotiator.strategy, now))
+        self._note(
+            None if opening is None else tob.message_event("received", opening.type, opening.body, now)
+        )
         try:
             if s.role == "seller" and not await self._allocate_nonce(s):
                 await self.send("reject", s.peer, {"session": s.id, "reason": "busy"})
                 return None
-            return await run_session(self.ctx, s, opening)
+            agreed = await run_session(self.ctx, s, opening)
+            return agreed
         finally:
+            self._note(tob.SessionClosed(s.id, agreed, self.clock.now()))
             self.sessions.pop(s.id, None)
             if s.role == "seller":
                 self.ring.release(s.nonce)  # an agreement made is in the journal, which keeps its slot busy

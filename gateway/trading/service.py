@@ -29,6 +29,7 @@ from gateway.trading.agent import Agent
 from gateway.trading.chainrun import ChainRunner
 from gateway.trading.config import TradingConfig
 from gateway.trading.inbox import Inbox
+from gateway.trading.observer import TradeObserver
 from gateway.trading.ports import (
     AgentEvents,
     HouseholdPort,
@@ -61,6 +62,7 @@ class TradingDeps:
     clock: Clock
     web3: Web3 | None = None  # default: HTTPProvider(chain.rpc_url)
     account: LocalAccount | None = None  # default: the keystore, decrypted with the configured passphrase
+    observer: TradeObserver | None = None  # the agent's sessions, for the household dashboard
 
 
 def net_demand_wh(forecaster: NetDemandForecaster | None, start: int, window_s: int) -> float | None:
@@ -191,6 +193,7 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
         MarketPort(domain, balance, provider_trade, posted_tariffs, slot_free),
         HouseholdPort(net_demand),
         AgentEvents(counters.count, wake.set),
+        observer=deps.observer,
     )  # fmt: skip
 
     async def deliver(raw: bytes) -> None:

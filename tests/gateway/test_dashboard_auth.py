@@ -109,7 +109,7 @@ def test_hub_bounds_viewers_and_ends_streams_on_close() -> None:
 
         async def read() -> None:
             async for frame in hub.stream():
-                frames.append(frame)
+                frames.append(frame.decode())
 
         task = asyncio.create_task(read())
         await asyncio.sleep(0.01)
@@ -122,6 +122,28 @@ def test_hub_bounds_viewers_and_ends_streams_on_close() -> None:
 
     frames = asyncio.run(main())
     assert [f.split("data: ")[1].strip() for f in frames] == ['{"seq": 1}', '{"seq": 2}']
+
+
+def test_hub_keeps_the_newest_snapshot_once_and_every_viewer_sends_the_same_bytes() -> None:
+    async def main() -> tuple[list[bytes], list[bytes]]:
+        hub = LiveHub(ring=16, snapshots=frozenset({"chain"}))
+        assert hub.admit() and hub.admit()
+        hub.publish({"seq": -1})
+        a, b = hub.stream(), hub.stream()
+        assert await anext(a) is await anext(b)
+        for i in range(5):  # both viewers are busy while ten events arrive
+            hub.publish({"n": i}, "chain")
+            hub.publish({"seq": i})
+        lagging = [await anext(a) for _ in range(6)]
+        other = [await anext(b) for _ in range(6)]
+        hub.close()
+        return lagging, other
+
+    lagging, other = asyncio.run(main())
+    assert all(x is y for x, y in zip(lagging, other, strict=True))  # encoded once for all viewers
+    assert [f.split(b"data: ")[1].strip() for f in lagging] == [
+        b'{"seq": 0}', b'{"seq": 1}', b'{"seq": 2}', b'{"seq": 3}', b'{"n": 4}', b'{"seq": 4}',
+    ]  # readings all in order, of the snapshots only the newest  # fmt: skip
 
 
 BASE = {

@@ -13,6 +13,7 @@ left out of the grid in the last day, so every loan is repaid within the run.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -99,6 +100,24 @@ class Result:
     def nw(self, s: str, h: str) -> float:
         """Nash social welfare of s relative to h, Eq. 18."""
         return float(np.prod(self.xi[s] - self.xi[h]))
+
+    def fingerprint(self) -> str:
+        """SHA-256 of everything the run decided (ξ per strategy, every session), bit for bit.
+
+        Two runs with equal fingerprints made the same choices with the same float results: how
+        a cluster run is checked against one process (timings and backend are left out).
+        """
+        h = hashlib.sha256()
+        h.update(repr(self.names).encode())
+        for k in sorted(self.xi):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(self.xi[k], dtype=np.float64).tobytes())
+        for s in self.sessions:
+            h.update(
+                np.array([s.q, s.distance, s.nodeal_distance], dtype=np.float64).tobytes()
+                + np.array([s.t, s.a, s.b, s.agreed, s.tau, s.round], dtype=np.int64).tobytes()
+            )
+        return h.hexdigest()
 
 
 def _evaluate_chunk(backend: str, batch: EvalBatch) -> np.ndarray:

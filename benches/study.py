@@ -13,6 +13,8 @@ wall time per simulated period to `--coop-target-days` (7: the issue's 1,000 age
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import tempfile
 import time
@@ -21,7 +23,7 @@ from pathlib import Path
 from gateway.negotiation.cooperative.cases import START, case3
 from gateway.negotiation.cooperative.simulation import Result, Settings, run
 from hil.study import grid
-from hil.study.cluster import connect, sigterm_interrupts
+from hil.study.cluster import Cluster, connect, sigterm_interrupts
 from hil.study.runner import run_study
 
 
@@ -41,6 +43,20 @@ def _run(study: grid.Study, workers: int) -> tuple[float, list[float]]:
         return wall, [float(r["sim_s"]) for r in outcome.rows]
 
 
+def _cpu_seconds() -> float:
+    """CPU time of the process it runs in (a Dask worker: `client.run`)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _workers_cpu(cluster: Cluster) -> dict[str, float]:
+    """Each worker's CPU seconds so far, by address."""
+    out = cluster.client.run(_cpu_seconds)
+    if not isinstance(out, dict):  # an asynchronous client would hand back an awaitable
+        raise TypeError("a synchronous Dask client was expected")
+    return {str(k): float(v) for k, v in out.items()}
+
+
 def _coop(agents: int, days: float, start: float, workers: int, target_days: float) -> None:
     """Case 3 at `agents`: one process, then evaluations on `workers` Dask workers; same result."""
     specs = case3(agents, 0)
@@ -53,23 +69,31 @@ def _coop(agents: int, days: float, start: float, workers: int, target_days: flo
     t0 = time.perf_counter()
     with connect(None, workers) as cluster:
         started = time.perf_counter() - t0
+        cpu0 = _workers_cpu(cluster)
         t1 = time.perf_counter()
         many = run(
             specs, Settings(days=days, start=start, backend="numpy", workers=workers), cluster.executor()
         )
         many_wall = time.perf_counter() - t1
+        cpu1 = _workers_cpu(cluster)
+    busy = sum(cpu1[k] - cpu0[k] for k in cpu1) / many_wall
     same = one.fingerprint() == many.fingerprint()
     print(
         f"  one process: {one_wall:.1f} s ({one.eval_seconds:.1f} s evaluating), {one_wall / periods:.2f} s per period"
     )
     print(f"  {workers} Dask workers: {many_wall:.1f} s ({many.eval_seconds:.1f} s evaluating; cluster start "
           f"{started:.1f} s), {many_wall / periods:.2f} s per period: speed-up {one_wall / many_wall:.2f}x")  # fmt: skip
+    print(f"  the workers computed {busy:.2f} cores' worth on average (of {workers}): the rest of the time "
+          "they waited for the client's serial part or for a core the machine's other processes held")  # fmt: skip
     print(f"  same result bit for bit: {'yes' if same else 'NO'} (fingerprint {one.fingerprint()[:16]})")
     if target_days != days:
         scale = round(target_days * 96) / periods
         print(f"  extrapolated to {target_days:g} days ({round(target_days * 96)} periods, at these periods' "
               f"mean cost): one process {one_wall * scale / 3600:.2f} h, {workers} workers "
               f"{many_wall * scale / 3600:.2f} h")  # fmt: skip
+    load = os.getloadavg()
+    print(f"  load average (1, 5 min) at the end: {load[0]:.1f}, {load[1]:.1f} on {os.cpu_count()} cores "
+          "(the speed-up needs the cores to itself)")  # fmt: skip
     if not same:
         raise RuntimeError("the cluster's result differs from one process")
 

@@ -107,3 +107,13 @@ def test_bad_arguments_exit_2(tmp_path: Path) -> None:
 
     assert cli.main(["cooperative", "--case", "3", "--agents", "1"]) == 2
     assert cli.main(["cooperative", "--case", "3", "--backend", "torch"]) == 2
+
+
+def test_bench_prints_both_runs_and_the_same_result(capsys: pytest.CaptureFixture[str]) -> None:
+    from benches import study
+
+    rc = study.main(["--coop-agents", "12", "--coop-days", "0.03125", "--only-coop", "--workers", "2"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "one process:" in out and "2 Dask workers:" in out and "speed-up" in out
+    assert "same result bit for bit: yes" in out and "extrapolated to 7 days (672 periods" in out

@@ -15,7 +15,7 @@ HELP = {
     "gateway": "a real gateway process: readings/s ingested, memory, stop time",
     "simulate": "the full-stack community simulation: household-hours/s and CPU by layer",
     "dashboard": "the gateway's dashboard: first render, push latency, memory, concurrent viewers",
-    "study": "a study on Dask: 1 vs N workers speed-up, per-point overhead, one large point",
+    "study": "a study on Dask: 1 vs N workers speed-up, per-point overhead, one large point, Case 3 at N agents",
 }
 
 

@@ -26,7 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "firmware": ("firmware.host.cli", "build, deploy and monitor the meter-node firmware"),
     "contracts": ("contracts.cli", "compile and deploy the token and market contracts"),
     "negotiate": ("gateway.negotiation.cli", "run negotiations, train and evaluate strategies"),
-    "study": ("hil.study.cli", "sweep the simulator over seeds, strategies and sizes on a Dask cluster"),
+    "study": ("hil.study.cli", "sweep the simulator on a Dask cluster; `study cooperative`: one big case"),
     "hil": ("hil.cli", "run the hardware-in-the-loop suite on a real or virtual board"),
     "dashboard": (
         "gateway.dashboard.community_server",

@@ -187,6 +187,57 @@ def find_mosquitto() -> str:
     )
 
 
+@dataclass(frozen=True)
+class Bridge:
+    """A Mosquitto bridge from one broker to another: the link of two brokers of one community.
+
+    Only `topics` cross, both ways at QoS 1; the session is kept on both sides (clean session
+    off), so QoS 1 messages published while the link is down are queued and delivered when it
+    returns. docs/bridging.md explains each line; `bridge_conf` writes them.
+    """
+
+    name: str
+    address: str  # host:port of the remote broker
+    topics: tuple[str, ...]
+    restart_timeout: tuple[int, int] = (1, 2)  # seconds: first retry, cap (jittered backoff)
+    keepalive_s: int = 20
+    cafile: Path | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    remote_username: str | None = None  # its password is added by hand (docs/bridging.md), never here
+
+    def __post_init__(self) -> None:
+        if not self.topics or any(" " in t or not t for t in self.topics):
+            raise ValueError("a bridge needs topic filters without spaces")
+        if ":" not in self.address:
+            raise ValueError(f"bridge address {self.address!r}: host:port")
+
+
+def bridge_conf(bridge: Bridge) -> str:
+    """The `connection` section of mosquitto.conf for a bridge (goes last in the file)."""
+    base, cap = bridge.restart_timeout
+    lines = [
+        f"connection {bridge.name}",
+        f"address {bridge.address}",
+        f"remote_clientid {bridge.name}",
+        *(f"topic {t} both 1" for t in bridge.topics),
+        "cleansession false",
+        "local_cleansession false",
+        f"restart_timeout {base} {cap}",
+        f"keepalive_interval {bridge.keepalive_s}",
+        "try_private true",
+        "bridge_protocol_version mqttv311",
+        "notifications false",
+    ]
+    if bridge.cafile is not None:
+        lines.append(f"bridge_cafile {bridge.cafile}")
+    if bridge.certfile is not None and bridge.keyfile is not None:
+        lines += [f"bridge_certfile {bridge.certfile}", f"bridge_keyfile {bridge.keyfile}"]
+    if bridge.remote_username is not None:
+        lines.append(f"remote_username {bridge.remote_username}")
+    return "\n".join(lines) + "\n"
+
+
 class MosquittoBroker(_ProcessService):
     """A real Mosquitto on a free loopback port, with a throwaway config; restartable on the same port."""
 
@@ -196,9 +247,11 @@ class MosquittoBroker(_ProcessService):
         host: str = "127.0.0.1",
         tls: Pki | None = None,
         client_certs: bool = False,
+        bridges: tuple[Bridge, ...] = (),
     ) -> None:
         """`host` is loopback for tests; a bench passes its LAN address so a real board can reach it.
-        With `tls` the listener speaks TLS only (and with `client_certs` requires a client certificate)."""
+        With `tls` the listener speaks TLS only (and with `client_certs` requires a client certificate).
+        `bridges` connect this broker to others (see `Bridge`)."""
         self.binary = find_mosquitto()
         self.host = host
         self.port = port or free_port(host)
@@ -220,6 +273,11 @@ class MosquittoBroker(_ProcessService):
             with conf.open("a") as f:
                 f.write(f"cafile {tls.ca}\ncertfile {tls.server_cert}\nkeyfile {tls.server_key}\n")
                 f.write("require_certificate true\n" if client_certs else "")
+        if bridges:
+            with conf.open("a") as f:
+                f.write("log_type notice\n")  # the bridge's connects and drops, for a failing test's log
+                for bridge in bridges:
+                    f.write(bridge_conf(bridge))
         self._conf = conf
 
     @property
@@ -242,6 +300,88 @@ class MosquittoBroker(_ProcessService):
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class TcpLink:
+    """A TCP path on loopback to `target_port` that a test can cut and restore: a WAN link going down.
+
+    Everything through it is relayed byte for byte. `cut` closes every connection and stops
+    listening (a reconnect is refused) until `restore`, which listens again on the same port.
+    """
+
+    def __init__(self, target_port: int, port: int | None = None) -> None:
+        self.target_port = target_port
+        self.port = port or free_port()
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self._socks: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self.connections = 0
+
+    def start(self) -> int:
+        listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        with self._lock:
+            self._listener = listener
+        self._spawn(self._accept, listener)
+        return self.port
+
+    def _spawn(self, target: Any, *args: Any) -> None:
+        t = threading.Thread(target=target, args=args, name="tcp-link", daemon=True)
+        self._threads = [x for x in self._threads if x.is_alive()] + [t]
+        t.start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # cut or closed
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            server.settimeout(None)
+            with self._lock:
+                if self._listener is not listener:  # cut meanwhile
+                    client.close()
+                    server.close()
+                    return
+                self._socks += [client, server]
+                self.connections += 1
+            self._spawn(self._pump, client, server)
+            self._spawn(self._pump, server, client)
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        for sock in (src, dst):  # one side gone: the other learns at once
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        """Drop every connection now and refuse new ones."""
+        with self._lock:
+            listener, self._listener = self._listener, None
+            socks, self._socks = self._socks, []
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept (Linux)
+            listener.close()
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def restore(self) -> None:
+        self.start()
+
+    def close(self) -> None:
+        self.cut()
+        for t in self._threads:
+            t.join(2)
 
 
 class EmbeddedBroker:

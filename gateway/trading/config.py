@@ -18,6 +18,7 @@ from gridpact.core.config import ConfigError, get, reject_unknown
 
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 COMMUNITY_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+RESERVED_COMMUNITY_IDS = frozenset({"meter", "gateway"})
 TOPIC_RE = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
 
 
@@ -120,6 +121,10 @@ def parse_community(table: Mapping[str, Any], base: Path) -> CommunityConfig:
     cid = _get(table, s, "id", str)
     if not COMMUNITY_RE.match(cid):
         raise ConfigError("community.id", "must match [a-z0-9][a-z0-9-]{0,31}")
+    if cid in RESERVED_COMMUNITY_IDS:
+        # PREFIX/meter/... are the readings, PREFIX/gateway/... the gateway's status: a bridge
+        # carrying the community's topics (docs/bridging.md) would carry those too
+        raise ConfigError("community.id", f"{cid!r} is reserved: its topics are the meters' or gateways'")
     port = _get(table, s, "port", int, 1883)
     if not 0 < port < 65536:
         raise ConfigError("community.port", f"not a TCP port: {port}")

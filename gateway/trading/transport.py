@@ -42,6 +42,15 @@ def inbox_topic(prefix: str, community: str, address: str) -> str:
     return f"{prefix}/{community}/v1/gw/{address.lower()}"
 
 
+def community_filter(prefix: str, community: str) -> str:
+    """Every peer message of a community (its market and each gateway's inbox) and nothing else.
+
+    What a broker bridge carries between two brokers of one community (docs/bridging.md): meter
+    readings (`PREFIX/meter/...`) and gateway status (`PREFIX/gateway/...`) do not match it.
+    """
+    return f"{prefix}/{community}/v1/#"
+
+
 class Transport:
     """Publishes and delivers raw peer messages; `run` keeps the connection up until cancelled."""
 

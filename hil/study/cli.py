@@ -2,6 +2,7 @@
 
 FILE is a TOML grid (see docs/studies/example.toml and docs/study.md). Points run on a local
 cluster of worker processes by default, or on a running Dask cluster with `--cluster ADDRESS`.
+`gridpact study cooperative ...` runs one big cooperative case on the cluster instead (hil/study/coop.py).
 Results go to OUT/results.csv and OUT/summary.html; each point's row is kept in OUT/points/,
 so a study interrupted (Ctrl-C, SIGTERM) and started again skips the points already done.
 """
@@ -17,7 +18,9 @@ from hil.study import grid
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gridpact study", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="gridpact study", description=__doc__, epilog="gridpact study cooperative --help: one big case"
+    )
     p.add_argument("file", type=Path, help="the study's TOML grid")
     p.add_argument("--out", type=Path, help="output folder (default: study-out/NAME)")
     p.add_argument("--cluster", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
@@ -36,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["cooperative"]:
+        from hil.study import coop
+
+        return coop.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         study = grid.load(args.file)

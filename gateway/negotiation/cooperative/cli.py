@@ -1,5 +1,7 @@
 """`gridpact negotiate cooperative --case 1|2|3`: reproduce the cases of Chakraborty, Baarslag and Kaisers.
 
+On a Dask cluster: `gridpact study cooperative` (hil/study/coop.py) takes the same options.
+
 Exit status: 0 when the run completed (and, for Case 2, its checks hold), 1 when a Case 2
 check fails, 2 on bad arguments.
 """
@@ -10,12 +12,13 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import replace
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
 
 from gateway.negotiation.cooperative import report
 from gateway.negotiation.cooperative.backends import BACKENDS, BackendError
-from gateway.negotiation.cooperative.cases import START, case
-from gateway.negotiation.cooperative.simulation import Settings, run
+from gateway.negotiation.cooperative.cases import START, AgentSpec, case
+from gateway.negotiation.cooperative.simulation import Result, Settings, run
 
 DEFAULT_DAYS = {1: 1.0, 2: 7.0, 3: 7.0}
 
@@ -54,8 +57,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+@dataclass(frozen=True)
+class Prepared:
+    """A validated command line: the agents, the engine's settings, and what to print."""
+
+    case: int
+    days: float
+    agents: list[AgentSpec]
+    settings: Settings
+    with_random: bool
+    json: bool
+
+
+def prepare(args: argparse.Namespace) -> Prepared | int:
+    """The run the arguments ask for, or exit status 2 (the reason printed)."""
     days = DEFAULT_DAYS[args.case] if args.days is None else args.days
     if not (
         0 < days <= 366
@@ -69,6 +84,9 @@ def main(argv: list[str]) -> int:
             " 1 <= contexts <= 96",
             file=sys.stderr,
         )
+        return 2
+    if args.agents is not None and not 2 <= args.agents <= 100_000:
+        print("cooperative: need 2 <= agents <= 100000", file=sys.stderr)
         return 2
     agents = case(args.case)
     if args.case == 3 and args.agents is not None:
@@ -91,25 +109,41 @@ def main(argv: list[str]) -> int:
         workers=args.workers,
         start=args.start,
     )
-    try:
-        result = run(agents, settings)
-        random_run = None
-        if args.case == 2 and not args.no_random:
-            random_run = run(agents, replace(settings, epsilon=1.0))
-    except (BackendError, ValueError) as exc:
-        print(f"cooperative: {exc}", file=sys.stderr)
-        return 2
-    found = report.checks(result, random_run) if args.case > 1 else []
-    if args.json:
+    return Prepared(args.case, days, agents, settings, args.case == 2 and not args.no_random, args.json)
+
+
+def simulate(job: Prepared, executor: Executor | None = None) -> tuple[Result, Result | None]:
+    """The run, and Case 2's random peer selection run; evaluations on `executor` when given."""
+    result = run(job.agents, job.settings, executor)
+    random_run = run(job.agents, replace(job.settings, epsilon=1.0), executor) if job.with_random else None
+    return result, random_run
+
+
+def finish(job: Prepared, result: Result, random_run: Result | None) -> int:
+    """Print the report; the exit status."""
+    found = report.checks(result, random_run) if job.case > 1 else []
+    if job.json:
         out = report.summary(result)
-        out["case"] = args.case
-        out["days"] = days
-        out["seed"] = args.seed
+        out["case"] = job.case
+        out["days"] = job.days
+        out["seed"] = job.settings.seed
         if random_run is not None:
             out["random_success_rate"] = round(random_run.success_rate, 6)
         out["checks"] = [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in found]
         print(json.dumps(out, indent=1))
     else:
-        print(report.text(args.case, result, random_run, found))
+        print(report.text(job.case, result, random_run, found))
     # Case 2's claims are what this command reproduces; Case 3 must run to the end (checks informative).
-    return 0 if args.case != 2 or all(c.ok for c in found) else 1
+    return 0 if job.case != 2 or all(c.ok for c in found) else 1
+
+
+def main(argv: list[str]) -> int:
+    job = prepare(parser().parse_args(argv))
+    if isinstance(job, int):
+        return job
+    try:
+        result, random_run = simulate(job)
+    except (BackendError, ValueError) as exc:
+        print(f"cooperative: {exc}", file=sys.stderr)
+        return 2
+    return finish(job, result, random_run)

@@ -96,6 +96,7 @@ def summary(r: Result) -> dict[str, Any]:
         "eval_seconds": round(r.eval_seconds, 3),
         "wall_seconds": round(r.wall_seconds, 3),
         "backend": r.backend,
+        "fingerprint": r.fingerprint(),
     }
 
 
@@ -132,4 +133,5 @@ def text(case: int, r: Result, random_run: Result | None, found: list[Check]) ->
         lines.append(f"random peer selection: success rate {100 * random_run.success_rate:.1f} %")
     for c in found:
         lines.append(f"[{'PASS' if c.ok else 'FAIL'}] {c.name}: {c.detail}")
+    lines.append(f"result fingerprint {s['fingerprint']}")
     return "\n".join(lines)

@@ -13,6 +13,7 @@ left out of the grid in the last day, so every loan is repaid within the run.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gateway.negotiation.cooperative import backends
-from gateway.negotiation.cooperative.battery import BatteryArrays, step, theta, xi
+from gateway.negotiation.cooperative.battery import BatteryArrays, BatterySpec, step, theta, xi
 from gateway.negotiation.cooperative.cases import START, STEP_S, AgentSpec, net_demand_kwh
 from gateway.negotiation.cooperative.contracts import (
     ContractGrid,
@@ -100,10 +101,76 @@ class Result:
         """Nash social welfare of s relative to h, Eq. 18."""
         return float(np.prod(self.xi[s] - self.xi[h]))
 
+    def fingerprint(self) -> str:
+        """SHA-256 of everything the run decided (ξ per strategy, every session), bit for bit.
 
-def _evaluate_chunk(backend: str, batch: EvalBatch) -> np.ndarray:
-    """Worker entry point (top level so that process pools can pickle it)."""
-    return backends.resolve(backend)[1](batch)
+        Two runs with equal fingerprints made the same choices with the same float results: how
+        a cluster run is checked against one process (timings and backend are left out).
+        """
+        h = hashlib.sha256()
+        h.update(repr(self.names).encode())
+        for k in sorted(self.xi):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(self.xi[k], dtype=np.float64).tobytes())
+        for s in self.sessions:
+            h.update(
+                np.array([s.q, s.distance, s.nodeal_distance], dtype=np.float64).tobytes()
+                + np.array([s.t, s.a, s.b, s.agreed, s.tau, s.round], dtype=np.int64).tobytes()
+            )
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Window:
+    """The negotiating agents' planning window at period t, before their scenarios are drawn.
+
+    real, pool: (A, w) real net demand and agreed loans; agents: their indices (which name their
+    random streams). A few kB per agent where the scenarios are |S| times more, so a chunk of it
+    travels to a worker cheaply and the worker draws the scenarios itself.
+    """
+
+    real: np.ndarray
+    pool: np.ndarray
+    agents: tuple[int, ...]
+    seed: int
+    t: int
+    model: ScenarioModel
+
+    def part(self, sl: slice) -> Window:
+        return Window(self.real[sl], self.pool[sl], self.agents[sl], self.seed, self.t, self.model)
+
+    def demand(self) -> np.ndarray:
+        """(A, S, w): each agent's |S| scenarios around its forecast, plus its loans (Eq. 10, Eq. 5)."""
+        out = np.empty((len(self.agents), self.model.n_scenarios, self.real.shape[1]))
+        for k, i in enumerate(self.agents):
+            point = forecast(self.real[k], self.model, period_rng(self.seed, i, self.t, 0))
+            out[k] = scenarios(point, self.model, period_rng(self.seed, i, self.t, 1))
+            out[k] += self.pool[k]
+        return out
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One evaluation call: a window part and the agents' batteries, weights and contract grid."""
+
+    window: Window
+    x0: np.ndarray
+    batteries: tuple[BatterySpec, ...]
+    lam1: np.ndarray
+    lam2: np.ndarray
+    q: np.ndarray
+    tau: np.ndarray
+    risk: float
+
+    def batch(self) -> EvalBatch:
+        return EvalBatch(
+            self.window.demand(), self.x0, self.batteries, self.lam1, self.lam2, self.q, self.tau, self.risk
+        )
+
+
+def _evaluate_chunk(backend: str, chunk: Chunk) -> np.ndarray:
+    """Worker entry point (top level so that process pools and Dask can pickle it)."""
+    return backends.resolve(backend)[1](chunk.batch())
 
 
 def run(agents: list[AgentSpec], settings: Settings, executor: Executor | None = None) -> Result:
@@ -143,17 +210,14 @@ def run(agents: list[AgentSpec], settings: Settings, executor: Executor | None =
             pairs = selector.pairs(ctx)
             who = [i for pair in pairs for i in pair]
             sign = np.array([1.0, -1.0] * len(pairs))
-            demand = np.empty((len(who), settings.scenario.n_scenarios, w))
-            for k, i in enumerate(who):
-                point = forecast(nd[i, t : t + w], settings.scenario, period_rng(settings.seed, i, t, 0))
-                demand[k] = scenarios(point, settings.scenario, period_rng(settings.seed, i, t, 1))
-                demand[k] += pool[i, t : t + w]
             t0 = time.perf_counter()
             eu = _evaluate(
                 evaluator,
                 pool_exec,
                 backend_name,
-                demand,
+                Window(
+                    nd[who, t : t + w], pool[who, t : t + w], tuple(who), settings.seed, t, settings.scenario
+                ),
                 x[who],
                 [agents[i] for i in who],
                 grid,
@@ -211,7 +275,7 @@ def _evaluate(
     evaluator: backends.Evaluator,
     pool_exec: Executor | None,
     backend: str,
-    demand: np.ndarray,
+    window: Window,
     x0: np.ndarray,
     agents: list[AgentSpec],
     grid: ContractGrid,
@@ -220,14 +284,14 @@ def _evaluate(
     workers: int,
 ) -> np.ndarray:
     """EU (A, nq, nt) for the negotiating agents, in chunks, possibly over worker processes."""
-    batches = []
+    chunks = []
     size = max(1, min(CHUNK, -(-len(agents) // workers)))
     for c in range(0, len(agents), size):
         sl = slice(c, c + size)
         part = agents[sl]
-        batches.append(
-            EvalBatch(
-                demand[sl],
+        chunks.append(
+            Chunk(
+                window.part(sl),
                 x0[sl],
                 tuple(a.battery for a in part),
                 np.array([a.lam1 for a in part]),
@@ -237,9 +301,11 @@ def _evaluate(
                 risk,
             )
         )
-    if pool_exec is None or len(batches) == 1:
-        parts = [evaluator(b) for b in batches]
+    if pool_exec is None or len(chunks) == 1:
+        parts = [evaluator(c.batch()) for c in chunks]
     else:
         name = "torch" if backend.startswith("torch") else backend
-        parts = list(pool_exec.map(_evaluate_chunk, [name] * len(batches), batches))
+        # one submission per chunk: a Dask executor's map would ship every chunk in one graph
+        futures = [pool_exec.submit(_evaluate_chunk, name, c) for c in chunks]
+        parts = [f.result() for f in futures]
     return np.concatenate(parts, axis=0)

@@ -42,6 +42,8 @@ def test_seam_with_gateway_core_config(tmp_path: Path) -> None:
         (("chain", "gas_margin"), -1, "chain.gas_margin"),
         (("chain", "anchor"), "yes", "chain.anchor"),
         (("community", "id"), "Oak Street", "community.id"),
+        (("community", "id"), "meter", "community.id"),  # its topics would be the readings'
+        (("community", "id"), "gateway", "community.id"),
         (("community", "port"), 70000, "community.port"),
         (("community", "peers"), ["0xnope"], "community.peers[0]"),
         (("agent", "window_s"), 0, "agent.window_s"),

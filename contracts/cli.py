@@ -56,6 +56,9 @@ def _slither(args: argparse.Namespace) -> int:
     except (slither.SlitherError, ValueError, OSError) as exc:
         print(f"gridpact contracts slither: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: slither's process group is already gone
+        print("gridpact contracts slither: interrupted", file=sys.stderr)
+        return 130
     print(slither.format_verdict(verdict))
     if args.all:
         for f in findings:

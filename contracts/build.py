@@ -81,12 +81,16 @@ def standard_input() -> dict[str, Any]:
     }
 
 
-def compile_all() -> dict[str, dict[str, Any]]:
-    """Run solc; return {contract name: {"abi", "bytecode", "deployedBytecode"}} for every contract."""
+def run_solcjs(solc_input: dict[str, Any]) -> dict[str, Any]:
+    """Run the pinned npm solc on a standard-JSON input; returns its standard-JSON output as solc wrote it.
+
+    Imports resolve relative to the repository root (after remapping); errors in the output are left
+    for the caller (`compile_all` raises on them, the solc shim for slither passes them on).
+    """
     node = os.environ.get("NODE", "node")
     proc = subprocess.run(
         [node, "-e", _NODE_COMPILE, SOLC_VERSION, str(SOLC_MODULE)],
-        input=json.dumps(standard_input()),
+        input=json.dumps(solc_input),
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
@@ -95,7 +99,12 @@ def compile_all() -> dict[str, dict[str, Any]]:
     if proc.returncode != 0:
         raise CompileError(f"solc (node) failed with code {proc.returncode}: {proc.stderr[-2000:]}")
     lines = [line for line in proc.stdout.splitlines() if not line.startswith(">>>")]
-    output = json.loads("\n".join(lines))
+    return json.loads("\n".join(lines))
+
+
+def compile_all() -> dict[str, dict[str, Any]]:
+    """Run solc; return {contract name: {"abi", "bytecode", "deployedBytecode"}} for every contract."""
+    output = run_solcjs(standard_input())
     errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
     if errors:
         raise CompileError("\n".join(e.get("formattedMessage", e.get("message", "")) for e in errors))

@@ -1,4 +1,4 @@
-"""`gridpact contracts build|deploy`: compile the contracts, deploy them and print the addresses."""
+"""`gridpact contracts build|deploy|slither`: compile the contracts, deploy them, analyse them statically."""
 
 from __future__ import annotations
 
@@ -34,7 +34,37 @@ def _parser() -> argparse.ArgumentParser:
         "--community", help="address that gets the admin/minter/community roles (default: deployer)"
     )
     d.add_argument("--json", action="store_true", help="print the addresses as JSON")
+    s = sub.add_parser(
+        "slither",
+        help="static analysis of contracts/src; fails on a high or medium finding not explained in the triage file",
+    )
+    s.add_argument("--slither", type=Path, help="the slither executable (default: .venv-slither/bin/slither)")
+    s.add_argument("--triage", type=Path, help="triage file (default: contracts/slither-triage.json)")
+    s.add_argument("--report", type=Path, help="also write slither's JSON report here")
+    s.add_argument("--all", action="store_true", help="also list the low and informational findings")
     return parser
+
+
+def _slither(args: argparse.Namespace) -> int:
+    from contracts import slither
+
+    try:
+        report = slither.run_slither(slither=args.slither or slither.SLITHER)
+        if args.report:
+            args.report.write_text(json.dumps(report, indent=1))
+        verdict, findings = slither.check(report, args.triage or slither.TRIAGE)
+    except (slither.SlitherError, ValueError, OSError) as exc:
+        print(f"gridpact contracts slither: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: slither's process group is already gone
+        print("gridpact contracts slither: interrupted", file=sys.stderr)
+        return 130
+    print(slither.format_verdict(verdict))
+    if args.all:
+        for f in findings:
+            if f.impact not in slither.GATED:
+                print(f"  {f.impact:<13} {f.check} at {f.location}")
+    return 0 if verdict.ok else 1
 
 
 def _private_key(args: argparse.Namespace) -> str:
@@ -68,6 +98,8 @@ def _web3(rpc: str):  # -> web3.Web3
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "slither":
+        return _slither(args)
     if args.command == "build":
         try:
             folder = build(force=args.force)

@@ -83,13 +83,13 @@ def single_operations(c: Community, a: Household, b: Household) -> dict[str, int
     out["cancelTerms"] = _gas(a.sender.transact(m.functions.cancelTerms(t.as_tuple())))
     loan = c.loan(a, b, 2000, 10**18, 6 * HOUR)
     out["submitLoan"] = _gas(
-        c.admin.transact(m.functions.submitLoan(loan.as_tuple(), *c.sign_loan(loan, a, b)))
+        c.admin.transact(c.loans.functions.submitLoan(loan.as_tuple(), *c.sign_loan(loan, a, b)))
     )
     out["reportReturn (first)"] = _gas(
-        a.sender.transact(m.functions.reportReturn(loan.as_tuple(), 2000, 2000))
+        a.sender.transact(c.loans.functions.reportReturn(loan.as_tuple(), 2000, 2000))
     )
     out["reportReturn (second: closes)"] = _gas(
-        b.sender.transact(m.functions.reportReturn(loan.as_tuple(), 2000, 2000))
+        b.sender.transact(c.loans.functions.reportReturn(loan.as_tuple(), 2000, 2000))
     )
     out["anchorReadings"] = _gas(
         a.sender.transact(m.functions.anchorReadings(c.now() // HOUR * HOUR - HOUR, b"\x01" * 32, 3600))

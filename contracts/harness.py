@@ -14,7 +14,7 @@ from eth_utils.crypto import keccak
 from web3.logs import DISCARD
 
 from contracts.chain import Sender
-from contracts.deploy import contracts_at, deploy_all
+from contracts.deploy import contracts_at, deploy_all, loans_at
 from contracts.errors import RevertInfo, decode_revert_data
 from gridpact.core.eip712 import (
     NO_SIG,
@@ -92,6 +92,8 @@ class Community:
         self.addresses = deploy_all(self.w3, self.admin_key, (self.utility,))
         self.token, self.market = contracts_at(self.w3, self.addresses, self.utility)
         self.domain = Domain.of(self.w3, self.market.address)
+        self.loans = loans_at(self.w3, self.addresses, self.utility)
+        self.loans_domain = Domain.of(self.w3, self.loans.address)
         self._nonce = 0
 
     # -------------------------------------------------------------- setup
@@ -180,10 +182,10 @@ class Community:
         )
 
     def sign_loan(self, loan: Loan, lender: Household, borrower: Household) -> tuple[Sig, Sig]:
-        return sign_loan(loan, self.domain, lender.key), sign_loan(loan, self.domain, borrower.key)
+        return sign_loan(loan, self.loans_domain, lender.key), sign_loan(loan, self.loans_domain, borrower.key)
 
     def loan_id(self, loan: Loan) -> bytes:
-        return loan_id(loan, self.domain)
+        return loan_id(loan, self.loans_domain)
 
     # -------------------------------------------------------------- accounting
 

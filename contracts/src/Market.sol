@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.30;
 
-import {MarketLoans} from "./MarketLoans.sol";
+import {MarketBase} from "./MarketBase.sol";
+import {MeterStatement} from "./MeterStatement.sol";
 
 /// @title Market
 /// @notice One market per utility. Neighbours negotiate off chain, both sign the EIP-712 `Terms`, either (or any
@@ -14,7 +15,7 @@ import {MarketLoans} from "./MarketLoans.sol";
 ///      id, its state and deadline; the terms travel in calldata. A seller that reuses the nonce of a closed
 ///      agreement overwrites a non-zero slot (5,000 gas instead of 22,100). Reuse cannot replay old terms: terms
 ///      must expire before their delivery ends, and an agreement closes only after its delivery ended.
-contract Market is MarketLoans {
+contract Market is MarketBase {
     bytes32 private constant TERMS_TYPEHASH = keccak256(
         "Terms(address seller,address buyer,uint64 quantityWh,uint128 unitPrice,uint40 deliveryStart,uint40 deliveryEnd,uint64 nonce,uint40 expiry)"
     );
@@ -39,13 +40,35 @@ contract Market is MarketLoans {
     mapping(bytes32 id => Reports) private _reports;
     /// @dev Terms withdrawn by a party before submission; never touches the seller's slot, so nobody can squat it.
     mapping(bytes32 id => bool) private _cancelled;
+    /// @dev A household's meter: its device key and the statement its last used window ended with (hour index and
+    ///      the low 32 bits of the counters, enough for deltas below 4.29 GWh a window), in one slot.
+    struct Meter {
+        address key;
+        uint32 hour;
+        uint32 importLo;
+        uint32 exportLo;
+    }
+
+    /// @dev One side's meter figure kept while the other side's is missing (cleared when settled).
+    struct Evidence {
+        bool seller;
+        bool buyer;
+        uint64 sellerWh;
+        uint64 buyerWh;
+    }
+
+    /// @notice `MeterItem` window index for "this side's statements are not in the call".
+    uint32 public constant NO_WINDOW = type(uint32).max;
+
+    mapping(address household => Meter) private _meters;
+    mapping(bytes32 id => Evidence) private _evidence;
     /// @dev End of the household's latest provider trade, per direction (key: householdBuys).
     mapping(address household => mapping(bool householdBuys => uint40 busyUntil)) private _providerBusyUntil;
 
     /// @param token_ The UtilityToken escrowed here.
     /// @param utility_ What this market trades.
     /// @param community Receives DEFAULT_ADMIN_ROLE and COMMUNITY_ROLE.
-    constructor(address token_, string memory utility_, address community) MarketLoans(token_, utility_, community) {}
+    constructor(address token_, string memory utility_, address community) MarketBase(token_, utility_, community) {}
 
     // ------------------------------------------------------------------ ids, digests and views
 
@@ -274,6 +297,171 @@ contract Market is MarketLoans {
         }
     }
 
+    // ------------------------------------------------------------------ settlement from meter evidence
+
+    /// @notice Register the device key (address) of a household's meter node: its signed statements decide the
+    ///         household's deliveries. A new key starts a new chain of statements.
+    function setMeter(address household, address meter) external onlyRole(COMMUNITY_ROLE) {
+        if (!_accounts[household].registered) revert NotRegistered(household);
+        if (meter == address(0)) revert ZeroAddress();
+        _meters[household] = Meter(meter, 0, 0, 0);
+        emit MeterSet(household, meter);
+    }
+
+    /// @notice A household's meter key and the end (Unix time) of its latest window used as evidence.
+    function meterOf(address household) external view returns (address meter, uint256 usedUntil) {
+        Meter memory mt = _meters[household];
+        return (mt.key, uint256(mt.hour) * 1 hours);
+    }
+
+    /// @notice One side's meter figure kept for agreement `id` while the other side's is missing.
+    function evidenceOf(bytes32 id)
+        external
+        view
+        returns (bool sellerKnown, bool buyerKnown, uint64 sellerWh, uint64 buyerWh)
+    {
+        Evidence memory e = _evidence[id];
+        return (e.seller, e.buyer, e.sellerWh, e.buyerWh);
+    }
+
+    /// @notice Settle agreements from their parties' meter statements; anyone may call (the statements, signed by
+    ///         the meters' device keys, decide, not the caller). The seller is credited with its meter's export
+    ///         over the delivery window, the buyer with its import, each capped at the agreed quantity and shared
+    ///         between the household's agreements of that window in item order; delivered is the smaller of the two,
+    ///         paid as in `_pay` (the seller forfeits the penalty on what it did not deliver, to the buyer). The grid
+    ///         provider's side always matches. An item with one side's statements only keeps that side's figure
+    ///         until the other's arrives; after the deadline `reclaim` decides with the side that never came.
+    ///         Every Wh of a meter counts once: a window may not start before the end of that meter's last used one.
+    /// @return settled How many items were settled (recorded one-sided evidence does not count).
+    function settleByMeters(MeterWindow[] calldata windows, MeterItem[] calldata items)
+        external
+        nonReentrant
+        returns (uint256 settled)
+    {
+        uint256 nw = windows.length;
+        // per window: export and import not yet given to an item; a refused window is marked by `bad`
+        uint256[] memory expLeft = new uint256[](nw);
+        uint256[] memory impLeft = new uint256[](nw);
+        bool[] memory bad = new bool[](nw);
+        for (uint256 w; w < nw; ++w) {
+            bytes memory err;
+            (expLeft[w], impLeft[w], err) = _useWindow(windows[w]);
+            if (err.length != 0) {
+                bad[w] = true;
+                emit MeterWindowRejected(w, windows[w].household, err);
+            }
+        }
+        address prov = _provider.account;
+        for (uint256 i; i < items.length; ++i) {
+            MeterItem calldata it = items[i];
+            Terms calldata t = it.terms;
+            bytes32 id = agreementId(t);
+            Slot storage s = _slots[t.seller][t.nonce];
+            bytes memory err = _evidenceOpenError(id, s, t);
+            uint64 q = t.quantityWh;
+            (bool sk, uint64 sw) = (t.seller == prov, q);
+            (bool bk, uint64 bw) = (t.buyer == prov, q);
+            if (err.length == 0 && !sk) (sk, sw, err) = _draw(windows, expLeft, bad, it.sellerWindow, t.seller, t, id);
+            if (err.length == 0 && !bk) (bk, bw, err) = _draw(windows, impLeft, bad, it.buyerWindow, t.buyer, t, id);
+            if (err.length == 0 && !(sk && bk)) {
+                Evidence memory e = _evidence[id];
+                if (!sk && e.seller) (sk, sw) = (true, e.sellerWh);
+                if (!bk && e.buyer) (bk, bw) = (true, e.buyerWh);
+                if (!sk && !bk) {
+                    err = abi.encodeWithSelector(MissingEvidence.selector, id);
+                } else if (!(sk && bk)) {
+                    _evidence[id] = Evidence(sk, bk, sk ? sw : 0, bk ? bw : 0);
+                    emit MeterEvidenceRecorded(id, sk, sk ? sw : bw);
+                    continue;
+                }
+            }
+            if (err.length != 0) {
+                emit BatchItemRejected(i, id, err);
+                continue;
+            }
+            uint64 d = sw < bw ? sw : bw;
+            _pay(id, s, t, d, d);
+            ++settled;
+        }
+    }
+
+    /// @dev Check a window's statements against the household's meter key, chain it to (or check it after) the
+    ///      meter's last used window and mark it used. Returns (export, import) over the window, or the error.
+    function _useWindow(MeterWindow calldata w) private returns (uint256 exp, uint256 imp, bytes memory err) {
+        Meter storage mt = _meters[w.household];
+        Meter memory m = mt;
+        if (m.key == address(0)) return (0, 0, abi.encodeWithSelector(MeterNotSet.selector, w.household));
+        if (w.start % 1 hours != 0 || w.end % 1 hours != 0 || w.start >= w.end || w.end > block.timestamp) {
+            return (0, 0, abi.encodeWithSelector(MeterWindowInvalid.selector, w.household, w.start, w.end, block.timestamp));
+        }
+        uint256 used = uint256(m.hour) * 1 hours;
+        if (w.start < used) return (0, 0, abi.encodeWithSelector(MeterEvidenceUsed.selector, w.household, w.start, used));
+        MeterReading calldata to = w.to;
+        err = _readingError(w.device, w.end, to, m.key);
+        if (err.length != 0) return (0, 0, err);
+        MeterReading calldata from = w.from;
+        if (from.sig.r == bytes32(0) && from.sig.vs == bytes32(0)) {
+            if (w.start != used) return (0, 0, abi.encodeWithSelector(MeterNoStart.selector, w.household, w.start, used));
+            unchecked {
+                exp = uint32(uint32(to.exportWh) - m.exportLo);
+                imp = uint32(uint32(to.importWh) - m.importLo);
+            }
+        } else {
+            err = _readingError(w.device, w.start, from, m.key);
+            if (err.length != 0) return (0, 0, err);
+            if (to.exportWh < from.exportWh || to.importWh < from.importWh) {
+                return (0, 0, abi.encodeWithSelector(MeterCountersBackwards.selector, w.household, w.start, w.end));
+            }
+            (exp, imp) = (to.exportWh - from.exportWh, to.importWh - from.importWh);
+        }
+        mt.hour = uint32(w.end / 1 hours);
+        mt.importLo = uint32(to.importWh);
+        mt.exportLo = uint32(to.exportWh);
+    }
+
+    function _readingError(bytes32 device, uint40 end, MeterReading calldata r, address key)
+        private
+        pure
+        returns (bytes memory)
+    {
+        bytes32 digest = MeterStatement.digestOf(device, end, r.importWh, r.exportWh, r.readings, r.readingsDigest);
+        return _sigError(digest, r.sig, key);
+    }
+
+    /// @dev The party's share of its window's pool (capped at the quantity), or not known when no window is given or
+    ///      it was refused; an error when the window is not this party's meter over this delivery window.
+    function _draw(
+        MeterWindow[] calldata windows,
+        uint256[] memory left,
+        bool[] memory bad,
+        uint32 index,
+        address party,
+        Terms calldata t,
+        bytes32 id
+    ) private pure returns (bool known, uint64 wh, bytes memory err) {
+        if (index == NO_WINDOW) return (false, 0, "");
+        if (index >= windows.length) return (false, 0, abi.encodeWithSelector(MeterWindowMismatch.selector, id, index));
+        MeterWindow calldata w = windows[index];
+        if (w.household != party || w.start != t.deliveryStart || w.end != t.deliveryEnd) {
+            return (false, 0, abi.encodeWithSelector(MeterWindowMismatch.selector, id, index));
+        }
+        if (bad[index]) return (false, 0, "");
+        uint256 share = left[index] < t.quantityWh ? left[index] : t.quantityWh;
+        left[index] -= share;
+        return (true, uint64(share), "");
+    }
+
+    /// @dev Evidence is taken from the end of delivery until the agreement's deadline, while Active or Disputed.
+    function _evidenceOpenError(bytes32 id, Slot storage s, Terms calldata t) private view returns (bytes memory) {
+        Slot memory m = s;
+        if (m.tag != _tag(id) || (m.status != Status.Active && m.status != Status.Disputed)) {
+            return _err(WrongStatus.selector, id, _statusOf(m, id));
+        }
+        if (block.timestamp < t.deliveryEnd) return _err(TooEarly.selector, id, block.timestamp, t.deliveryEnd);
+        if (block.timestamp > m.deadline) return _err(TooLate.selector, id, block.timestamp, m.deadline);
+        return "";
+    }
+
     // ------------------------------------------------------------------ internals
 
     /// @dev Error data of a custom error with (bytes32, uint256[, uint256]) arguments; WrongStatus takes two.
@@ -456,6 +644,14 @@ contract Market is MarketLoans {
         }
         if (block.timestamp <= m.deadline) {
             return _err(TooEarly.selector, id, block.timestamp, uint256(m.deadline) + 1);
+        }
+        Evidence memory e = _evidence[id];
+        if (e.seller || e.buyer) {
+            // meter evidence beats words: the side whose meter statements never came bears it (seller: unpaid;
+            // buyer: charged the seller's metered export)
+            uint64 d = e.seller ? (e.buyer && e.buyerWh < e.sellerWh ? e.buyerWh : e.sellerWh) : 0;
+            _pay(id, s, t, d, d);
+            return "";
         }
         if (m.sellerReported || m.buyerReported) {
             // a silent party takes the other's figure; a dispute keeps both: seller paid the lower, buyer charged

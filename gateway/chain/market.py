@@ -129,6 +129,9 @@ class _BoundView:
         return out[0] if len(out) == 1 else list(out)
 
 
+NO_WINDOW = 2**32 - 1  # MeterItem: that side's statements are not in the call
+
+
 class Market:
     """One Market deployment seen through this gateway's sender."""
 
@@ -214,6 +217,18 @@ class Market:
     def report(self, terms: Terms, delivered_wh: int) -> TxRecord:
         fn = self.contract.functions.report(terms.as_tuple(), delivered_wh)
         return self.sender.send(f"report:{self.agreement_id(terms)}", fn)
+
+    def meter_used_until(self, household: str | None = None) -> int:
+        """End of the household's meter's last window used on chain (0: none yet)."""
+        return int(
+            self.sender.call(self.contract.functions.meterOf(to_checksum_address(household or self.me)))[1]
+        )
+
+    def settle_by_meters(self, terms: Terms, window: tuple, seller_side: bool) -> TxRecord:
+        """Send this household's meter statements for the agreement's window (`settleByMeters`, one side)."""
+        side = (0, NO_WINDOW) if seller_side else (NO_WINDOW, 0)
+        fn = self.contract.functions.settleByMeters([window], [(terms.as_tuple(), *side)])
+        return self.sender.send(f"meters:{self.agreement_id(terms)}", fn)
 
     def reclaim(self, terms: Terms) -> TxRecord:
         fn = self.contract.functions.reclaim(terms.as_tuple())

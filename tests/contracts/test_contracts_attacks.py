@@ -247,7 +247,6 @@ def test_attack_borrower_disputes_early_to_keep_the_collateral(community: Commun
     nothing and counts on an idle community to get the collateral back."""
     c = community
     lender, borrower, _ = c.households
-    m = c.market
     loan = c.loan(lender, borrower, 1_000, COLLATERAL, HOUR)
     c.admin.transact(c.loans.functions.submitLoan(loan.as_tuple(), *c.sign_loan(loan, lender, borrower)))
     reverts("TooEarly", lambda: borrower.sender.transact(c.loans.functions.openLoanDispute(loan.as_tuple())))
@@ -269,7 +268,6 @@ def test_attack_silent_lender_after_a_full_return(community: Community) -> None:
     though the borrower returned everything and reported so."""
     c = community
     lender, borrower, _ = c.households
-    m = c.market
     free_b = c.free(borrower.address)
     loan = c.loan(lender, borrower, 1_000, COLLATERAL, HOUR)
     c.admin.transact(c.loans.functions.submitLoan(loan.as_tuple(), *c.sign_loan(loan, lender, borrower)))
@@ -286,7 +284,6 @@ def test_attack_lender_that_lends_nothing(community: Community) -> None:
     truthfully handed the lender the collateral; a lender claiming it lent is no better off either."""
     c = community
     lender, borrower, _ = c.households
-    m = c.market
     free_b = c.free(borrower.address)
     truthful, lying = (
         c.loan(lender, borrower, 1_000, COLLATERAL, HOUR),

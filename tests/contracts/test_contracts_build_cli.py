@@ -34,7 +34,14 @@ def test_contracts_build_is_cached_and_complete() -> None:
     loans = build.load_artifact("MarketLoans")  # beside the market, same loan functions and arguments
     assert (len(loans["deployedBytecode"]) - 2) // 2 <= 24_576
     loan_fns = {item.get("name") for item in loans["abi"]}
-    assert {"submitLoan", "cancelLoan", "reportReturn", "openLoanDispute", "resolveLoan", "expireLoan"} <= loan_fns
+    assert {
+        "submitLoan",
+        "cancelLoan",
+        "reportReturn",
+        "openLoanDispute",
+        "resolveLoan",
+        "expireLoan",
+    } <= loan_fns
     mtime = (folder / "Market.json").stat().st_mtime_ns
     build.build()  # cache hit: nothing rewritten
     assert (folder / "Market.json").stat().st_mtime_ns == mtime

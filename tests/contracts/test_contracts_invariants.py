@@ -204,7 +204,9 @@ def make_machine(c: Community) -> type[RuleBasedStateMachine]:
         @rule(k=st.integers(0, 10))
         def loan_expire(self, k: int) -> None:
             if self.loans:
-                self.send(c.admin, c.loans.functions.expireLoan(self.loans[k % len(self.loans)].loan.as_tuple()))
+                self.send(
+                    c.admin, c.loans.functions.expireLoan(self.loans[k % len(self.loans)].loan.as_tuple())
+                )
 
         @rule(i=st.integers(0, 2), amount=st.sampled_from([1, 10**18, 10**21]), burn=st.booleans())
         def withdraw(self, i: int, amount: int, burn: bool) -> None:

@@ -28,7 +28,6 @@ def submit(c: Community, loan: Any, lender: Any, borrower: Any) -> Any:
 def test_contracts_loan_returned_releases_collateral(community: Community, reverts) -> None:
     c = community
     lender, borrower, x = c.households
-    m = c.market
     free_b = c.free(borrower.address)
     loan = c.loan(lender, borrower, 2_000, COLLATERAL, 6 * HOUR)
     rcpt = submit(c, loan, lender, borrower)
@@ -37,10 +36,13 @@ def test_contracts_loan_returned_releases_collateral(community: Community, rever
     assert c.free(borrower.address) == free_b - COLLATERAL
     assert c.loans.functions.loans(c.loan_id(loan)).call()[0] == OPEN
     reverts("WrongStatus", submit, c, loan, lender, borrower)  # replay
-    reverts("NotParty", lambda: x.sender.transact(c.loans.functions.reportReturn(loan.as_tuple(), 2_000, 2_000)))
+    reverts(
+        "NotParty", lambda: x.sender.transact(c.loans.functions.reportReturn(loan.as_tuple(), 2_000, 2_000))
+    )
     borrower.sender.transact(c.loans.functions.reportReturn(loan.as_tuple(), 2_000, 2_500))
     reverts(
-        "AlreadyReported", lambda: borrower.sender.transact(c.loans.functions.reportReturn(loan.as_tuple(), 1, 1))
+        "AlreadyReported",
+        lambda: borrower.sender.transact(c.loans.functions.reportReturn(loan.as_tuple(), 1, 1)),
     )
     rcpt = lender.sender.transact(
         c.loans.functions.reportReturn(loan.as_tuple(), 2_000, 1_980)
@@ -50,7 +52,9 @@ def test_contracts_loan_returned_releases_collateral(community: Community, rever
     assert ev["toBorrower"] == COLLATERAL * 1_980 // 2_000
     assert ev["toBorrower"] + ev["toLender"] == COLLATERAL
     assert c.loans.functions.loans(c.loan_id(loan)).call()[0] == CLOSED
-    reverts("WrongStatus", lambda: lender.sender.transact(c.loans.functions.reportReturn(loan.as_tuple(), 1, 1)))
+    reverts(
+        "WrongStatus", lambda: lender.sender.transact(c.loans.functions.reportReturn(loan.as_tuple(), 1, 1))
+    )
     reverts("WrongStatus", lambda: lender.sender.transact(c.loans.functions.expireLoan(loan.as_tuple())))
 
 
@@ -74,8 +78,13 @@ def test_contracts_loan_submit_reverts_and_cancel(community: Community, reverts)
     reverts("InsufficientBalance", sub, replace(loan, collateral=10**30))
     reverts("NotParty", lambda: x.sender.transact(c.loans.functions.cancelLoan(loan.as_tuple())))
     rcpt = borrower.sender.transact(c.loans.functions.cancelLoan(loan.as_tuple()))
-    assert c.loans.events.LoanCancelled().process_receipt(rcpt, errors=DISCARD)[0]["args"]["by"] == borrower.address
-    reverts("WrongStatus", lambda: c.admin.transact(c.loans.functions.submitLoan(loan.as_tuple(), lsig, bsig)))
+    assert (
+        c.loans.events.LoanCancelled().process_receipt(rcpt, errors=DISCARD)[0]["args"]["by"]
+        == borrower.address
+    )
+    reverts(
+        "WrongStatus", lambda: c.admin.transact(c.loans.functions.submitLoan(loan.as_tuple(), lsig, bsig))
+    )
     reverts("WrongStatus", lambda: lender.sender.transact(c.loans.functions.cancelLoan(loan.as_tuple())))
     c.admin.transact(m.functions.remove(borrower.address))
     reverts("NotRegistered", sub, c.loan(lender, borrower, 10, 1, HOUR))
@@ -84,7 +93,6 @@ def test_contracts_loan_submit_reverts_and_cancel(community: Community, reverts)
 def test_contracts_loan_forfeit_dispute_and_expiry(community: Community, reverts) -> None:
     c = community
     lender, borrower, x = c.households
-    m = c.market
     forfeited = c.loan(lender, borrower, 1_000, COLLATERAL, HOUR)
     disputed = c.loan(lender, borrower, 1_000, COLLATERAL, HOUR)
     resolved = c.loan(lender, borrower, 1_000, COLLATERAL, HOUR)
@@ -97,17 +105,24 @@ def test_contracts_loan_forfeit_dispute_and_expiry(community: Community, reverts
     assert c.loans.functions.loans(c.loan_id(resolved)).call()[0] == DISPUTED
     # a party can escalate only once the return is due
     reverts("NotParty", lambda: x.sender.transact(c.loans.functions.openLoanDispute(disputed.as_tuple())))
-    reverts("TooEarly", lambda: borrower.sender.transact(c.loans.functions.openLoanDispute(disputed.as_tuple())))
+    reverts(
+        "TooEarly", lambda: borrower.sender.transact(c.loans.functions.openLoanDispute(disputed.as_tuple()))
+    )
     reverts(
         "AccessControlUnauthorizedAccount",
         lambda: lender.sender.transact(c.loans.functions.resolveLoan(resolved.as_tuple(), 1, 1)),
     )
-    reverts("WrongStatus", lambda: c.admin.transact(c.loans.functions.resolveLoan(forfeited.as_tuple(), 1, 1)))
+    reverts(
+        "WrongStatus", lambda: c.admin.transact(c.loans.functions.resolveLoan(forfeited.as_tuple(), 1, 1))
+    )
     ev = closed(c, c.admin.transact(c.loans.functions.resolveLoan(resolved.as_tuple(), 1_000, 500)))
     assert (ev["returnedWh"], ev["toBorrower"], ev["toLender"]) == (500, COLLATERAL // 2, COLLATERAL // 2)
     advance_time(c.w3, HOUR + 10)
     borrower.sender.transact(c.loans.functions.openLoanDispute(disputed.as_tuple()))
-    reverts("WrongStatus", lambda: borrower.sender.transact(c.loans.functions.openLoanDispute(disputed.as_tuple())))
+    reverts(
+        "WrongStatus",
+        lambda: borrower.sender.transact(c.loans.functions.openLoanDispute(disputed.as_tuple())),
+    )
     lender.sender.transact(c.loans.functions.reportReturn(disputed.as_tuple(), 1_000, 0))
     borrower.sender.transact(c.loans.functions.reportReturn(disputed.as_tuple(), 1_000, 1_000))
     assert c.loans.functions.loans(c.loan_id(disputed)).call()[0] == DISPUTED
@@ -115,7 +130,9 @@ def test_contracts_loan_forfeit_dispute_and_expiry(community: Community, reverts
         c.loans.functions.reportReturn(forfeited.as_tuple(), 1_000, 0)
     )  # the borrower stays silent
     advance_time(c.w3, 86_400)
-    reverts("TooLate", lambda: lender.sender.transact(c.loans.functions.reportReturn(forfeited.as_tuple(), 1, 1)))
+    reverts(
+        "TooLate", lambda: lender.sender.transact(c.loans.functions.reportReturn(forfeited.as_tuple(), 1, 1))
+    )
     reverts("NotParty", lambda: x.sender.transact(c.loans.functions.expireLoan(forfeited.as_tuple())))
     free_l = c.free(lender.address)
     ev = closed(c, lender.sender.transact(c.loans.functions.expireLoan(forfeited.as_tuple())))

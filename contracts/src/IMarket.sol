@@ -179,4 +179,6 @@ interface IMarket {
     /// @dev The item's window `index` is not the party's meter over the agreement's delivery window.
     error MeterWindowMismatch(bytes32 id, uint256 index);
     error MissingEvidence(bytes32 id);
+    /// @dev Only the household itself or a KEEPER_ROLE / COMMUNITY_ROLE holder carries a household's meter window.
+    error NotKeeper(address caller, address household);
 }

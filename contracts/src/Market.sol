@@ -57,6 +57,11 @@ contract Market is MarketBase {
         uint64 buyerWh;
     }
 
+    /// @notice Keepers (granted by the community) may carry any household's meter statements; without the role a
+    ///         caller carries only its own meter's. A keeper that left agreements out of a window's call would leave
+    ///         them without that meter's evidence (it counts once), so keepers are chosen by the community.
+    bytes32 public constant KEEPER_ROLE = keccak256("KEEPER_ROLE");
+
     /// @notice `MeterItem` window index for "this side's statements are not in the call".
     uint32 public constant NO_WINDOW = type(uint32).max;
 
@@ -324,45 +329,60 @@ contract Market is MarketBase {
         return (e.seller, e.buyer, e.sellerWh, e.buyerWh);
     }
 
-    /// @notice Settle agreements from their parties' meter statements; anyone may call (the statements, signed by
-    ///         the meters' device keys, decide, not the caller). The seller is credited with its meter's export
-    ///         over the delivery window, the buyer with its import, each capped at the agreed quantity and shared
-    ///         between the household's agreements of that window in item order; delivered is the smaller of the two,
-    ///         paid as in `_pay` (the seller forfeits the penalty on what it did not deliver, to the buyer). The grid
-    ///         provider's side always matches. An item with one side's statements only keeps that side's figure
-    ///         until the other's arrives; after the deadline `reclaim` decides with the side that never came.
-    ///         Every Wh of a meter counts once: a window may not start before the end of that meter's last used one.
+    /// @dev A window's figures within one `settleByMeters` call and the quantities its items claim on them.
+    struct Pool {
+        uint256 exportWh;
+        uint256 importWh;
+        uint256 sold;
+        uint256 bought;
+        bool bad;
+    }
+
+    /// @notice Settle agreements from their parties' meter statements; anyone may call, carrying its own meter's
+    ///         statements, and a keeper anyone's (the statements, signed by the meters' device keys, decide, not the
+    ///         caller). The seller is credited with its meter's export
+    ///         over the delivery window, the buyer with its import, each shared pro rata to the agreed quantities
+    ///         among the call's agreements on that window (never above an agreement's quantity, so order does not
+    ///         matter); delivered is the smaller of the two, paid as in `_pay` (the seller forfeits the penalty on
+    ///         what it did not deliver, to the buyer). The grid provider's side always matches. An item with one
+    ///         side's statements only keeps that side's figure until the other's arrives; after the deadline
+    ///         `reclaim` decides against the side that never came. Every Wh of a meter counts once: a window may not
+    ///         start before the end of that meter's last used one, and an agreement may appear once per call.
     /// @return settled How many items were settled (recorded one-sided evidence does not count).
     function settleByMeters(MeterWindow[] calldata windows, MeterItem[] calldata items)
         external
         nonReentrant
         returns (uint256 settled)
     {
-        uint256 nw = windows.length;
-        // per window: export and import not yet given to an item; a refused window is marked by `bad`
-        uint256[] memory expLeft = new uint256[](nw);
-        uint256[] memory impLeft = new uint256[](nw);
-        bool[] memory bad = new bool[](nw);
-        for (uint256 w; w < nw; ++w) {
+        Pool[] memory pools = new Pool[](windows.length);
+        bool keeper = hasRole(KEEPER_ROLE, msg.sender) || hasRole(COMMUNITY_ROLE, msg.sender);
+        for (uint256 w; w < windows.length; ++w) {
             bytes memory err;
-            (expLeft[w], impLeft[w], err) = _useWindow(windows[w]);
+            if (!keeper && windows[w].household != msg.sender) {
+                err = abi.encodeWithSelector(NotKeeper.selector, msg.sender, windows[w].household);
+            } else {
+                (pools[w].exportWh, pools[w].importWh, err) = _useWindow(windows[w]);
+            }
             if (err.length != 0) {
-                bad[w] = true;
+                pools[w].bad = true;
                 emit MeterWindowRejected(w, windows[w].household, err);
             }
+        }
+        // first pass: check every item and add its quantity to the windows it draws on
+        bytes[] memory errs = new bytes[](items.length);
+        for (uint256 i; i < items.length; ++i) {
+            errs[i] = _claim(windows, pools, items[i]);
         }
         address prov = _provider.account;
         for (uint256 i; i < items.length; ++i) {
             MeterItem calldata it = items[i];
             Terms calldata t = it.terms;
             bytes32 id = agreementId(t);
-            Slot storage s = _slots[t.seller][t.nonce];
-            bytes memory err = _evidenceOpenError(id, s, t);
+            bytes memory err = errs[i];
+            _unmark(id);
             uint64 q = t.quantityWh;
-            (bool sk, uint64 sw) = (t.seller == prov, q);
-            (bool bk, uint64 bw) = (t.buyer == prov, q);
-            if (err.length == 0 && !sk) (sk, sw, err) = _draw(windows, expLeft, bad, it.sellerWindow, t.seller, t, id);
-            if (err.length == 0 && !bk) (bk, bw, err) = _draw(windows, impLeft, bad, it.buyerWindow, t.buyer, t, id);
+            (bool sk, uint64 sw) = t.seller == prov ? (true, q) : _share(pools, it.sellerWindow, q, true);
+            (bool bk, uint64 bw) = t.buyer == prov ? (true, q) : _share(pools, it.buyerWindow, q, false);
             if (err.length == 0 && !(sk && bk)) {
                 Evidence memory e = _evidence[id];
                 if (!sk && e.seller) (sk, sw) = (true, e.sellerWh);
@@ -380,9 +400,67 @@ contract Market is MarketBase {
                 continue;
             }
             uint64 d = sw < bw ? sw : bw;
-            _pay(id, s, t, d, d);
+            _pay(id, _slots[t.seller][t.nonce], t, d, d);
             ++settled;
         }
+    }
+
+    /// @dev First pass for one item: open, delivered, once in this call (transient mark), windows its parties';
+    ///      then its quantity counts in the share of each window it draws on. Returns the error data, or empty.
+    function _claim(MeterWindow[] calldata windows, Pool[] memory pools, MeterItem calldata it)
+        private
+        returns (bytes memory err)
+    {
+        Terms calldata t = it.terms;
+        bytes32 id = agreementId(t);
+        err = _evidenceOpenError(id, _slots[t.seller][t.nonce], t);
+        if (err.length == 0 && !_mark(id)) err = _err(WrongStatus.selector, id, uint8(Status.Active));
+        if (err.length == 0) err = _windowError(windows, it.sellerWindow, t.seller, t, id);
+        if (err.length == 0) err = _windowError(windows, it.buyerWindow, t.buyer, t, id);
+        if (err.length != 0) return err; // a rejected item claims nothing
+        if (it.sellerWindow != NO_WINDOW && !pools[it.sellerWindow].bad) pools[it.sellerWindow].sold += t.quantityWh;
+        if (it.buyerWindow != NO_WINDOW && !pools[it.buyerWindow].bad) pools[it.buyerWindow].bought += t.quantityWh;
+    }
+
+    /// @dev Mark `id` for this call in transient storage; false when it was marked already (a duplicate item).
+    function _mark(bytes32 id) private returns (bool fresh) {
+        assembly ("memory-safe") {
+            fresh := iszero(tload(id))
+            tstore(id, 1)
+        }
+    }
+
+    function _unmark(bytes32 id) private {
+        assembly ("memory-safe") {
+            tstore(id, 0)
+        }
+    }
+
+    /// @dev The error when window `index` is not `party`'s meter over the agreement's delivery window (none for
+    ///      NO_WINDOW).
+    function _windowError(MeterWindow[] calldata windows, uint32 index, address party, Terms calldata t, bytes32 id)
+        private
+        pure
+        returns (bytes memory)
+    {
+        if (index == NO_WINDOW) return "";
+        if (index >= windows.length) return abi.encodeWithSelector(MeterWindowMismatch.selector, id, index);
+        MeterWindow calldata w = windows[index];
+        if (w.household != party || w.start != t.deliveryStart || w.end != t.deliveryEnd) {
+            return abi.encodeWithSelector(MeterWindowMismatch.selector, id, index);
+        }
+        return "";
+    }
+
+    /// @dev An item's pro-rata share of its window's export (seller) or import (buyer): q * min(metered, claimed) /
+    ///      claimed, so the shares never exceed what the meter measured nor any agreement's quantity.
+    function _share(Pool[] memory pools, uint32 index, uint64 q, bool seller) private pure returns (bool, uint64) {
+        if (index == NO_WINDOW || index >= pools.length || pools[index].bad) return (false, 0);
+        Pool memory p = pools[index];
+        (uint256 metered, uint256 claimed) = seller ? (p.exportWh, p.sold) : (p.importWh, p.bought);
+        if (claimed == 0) return (false, 0);
+        uint256 used = metered < claimed ? metered : claimed;
+        return (true, uint64(uint256(q) * used / claimed));
     }
 
     /// @dev Check a window's statements against the household's meter key, chain it to (or check it after) the
@@ -426,29 +504,6 @@ contract Market is MarketBase {
     {
         bytes32 digest = MeterStatement.digestOf(device, end, r.importWh, r.exportWh, r.readings, r.readingsDigest);
         return _sigError(digest, r.sig, key);
-    }
-
-    /// @dev The party's share of its window's pool (capped at the quantity), or not known when no window is given or
-    ///      it was refused; an error when the window is not this party's meter over this delivery window.
-    function _draw(
-        MeterWindow[] calldata windows,
-        uint256[] memory left,
-        bool[] memory bad,
-        uint32 index,
-        address party,
-        Terms calldata t,
-        bytes32 id
-    ) private pure returns (bool known, uint64 wh, bytes memory err) {
-        if (index == NO_WINDOW) return (false, 0, "");
-        if (index >= windows.length) return (false, 0, abi.encodeWithSelector(MeterWindowMismatch.selector, id, index));
-        MeterWindow calldata w = windows[index];
-        if (w.household != party || w.start != t.deliveryStart || w.end != t.deliveryEnd) {
-            return (false, 0, abi.encodeWithSelector(MeterWindowMismatch.selector, id, index));
-        }
-        if (bad[index]) return (false, 0, "");
-        uint256 share = left[index] < t.quantityWh ? left[index] : t.quantityWh;
-        left[index] -= share;
-        return (true, uint64(share), "");
     }
 
     /// @dev Evidence is taken from the end of delivery until the agreement's deadline, while Active or Disputed.

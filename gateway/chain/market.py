@@ -224,11 +224,12 @@ class Market:
             self.sender.call(self.contract.functions.meterOf(to_checksum_address(household or self.me)))[1]
         )
 
-    def settle_by_meters(self, terms: Terms, window: tuple, seller_side: bool) -> TxRecord:
-        """Send this household's meter statements for the agreement's window (`settleByMeters`, one side)."""
-        side = (0, NO_WINDOW) if seller_side else (NO_WINDOW, 0)
-        fn = self.contract.functions.settleByMeters([window], [(terms.as_tuple(), *side)])
-        return self.sender.send(f"meters:{self.agreement_id(terms)}", fn)
+    def settle_by_meters(self, key: str, window: tuple, agreements: list[tuple[Terms, bool]]) -> TxRecord:
+        """Send this household's meter window with all its agreements on it (`settleByMeters`): each
+        (terms, we are the seller). The window counts once on chain, so they go together."""
+        items = [(t.as_tuple(), *((0, NO_WINDOW) if seller else (NO_WINDOW, 0))) for t, seller in agreements]
+        fn = self.contract.functions.settleByMeters([window], items)
+        return self.sender.send(f"meters:{key}", fn)
 
     def reclaim(self, terms: Terms) -> TxRecord:
         fn = self.contract.functions.reclaim(terms.as_tuple())

@@ -163,16 +163,25 @@ class Settler:
         except StatementRejected as exc:
             self.count(f"evidence_{exc.reason}")
             return None
+        # the meter's window counts once on chain: every agreement of ours on it goes in the same call
+        same = [
+            r for r in self.journal.agreements("submitted")
+            if (r.terms["deliveryStart"], r.terms["deliveryEnd"]) == (terms.deliveryStart, terms.deliveryEnd)
+        ]  # fmt: skip
+        if rec.id not in {r.id for r in same}:
+            same.append(rec)
+        batch = [(terms_from_dict(r.terms), r.role == "seller") for r in same]
         try:
-            record = self.market.settle_by_meters(terms, window, rec.role == "seller")
+            record = self.market.settle_by_meters(rec.id, window, batch)
             receipt = self.market.sender.wait(record.key)
         except RevertError as exc:
             return self._after_revert(rec, exc)
         if receipt.status != 1:
             return self._recheck(rec)
         self.count("evidence_sent")
-        log.info("event=meter_evidence_sent id=%s role=%s", rec.id, rec.role)
-        self.journal.set_agreement_state(rec.id, "reported", note="meters")
+        log.info("event=meter_evidence_sent id=%s role=%s agreements=%d", rec.id, rec.role, len(same))
+        for r in same:
+            self.journal.set_agreement_state(r.id, "reported", note="meters")
         after = self.market.agreement(terms_from_dict(rec.terms))
         return self._close(rec, after.status) if after.status in FINAL else "reported"
 

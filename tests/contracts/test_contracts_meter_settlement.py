@@ -104,7 +104,7 @@ def by_meters(c: Community, caller: Any, windows: list[tuple], items: list[tuple
 def test_meter_settlement_outcome_table(community: Community, seller_does: str, buyer_does: str) -> None:
     c = community
     m = c.market
-    outsider = c.households[2]  # a keeper: anyone may carry the evidence
+    outsider = c.households[2]  # anyone may close it after the deadline
     seller, buyer, t, start, end = setup(c)
     treasury = m.functions.treasury().call()
     before = (c.free(seller.address), c.free(buyer.address), c.free(treasury))
@@ -112,7 +112,7 @@ def test_meter_settlement_outcome_table(community: Community, seller_does: str, 
         if does == "honest":
             w = seller_window(c, seller, start, end) if who is seller else buyer_window(c, buyer, start, end)
             item = (t.as_tuple(), 0, NO_WINDOW) if who is seller else (t.as_tuple(), NO_WINDOW, 0)
-            by_meters(c, outsider.sender, [w], [item])
+            by_meters(c, who.sender, [w], [item])  # each gateway carries its own meter's statements
         elif does in REPORTS:
             who.sender.transact(m.functions.report(t.as_tuple(), REPORTS[does]))
     status = m.functions.agreementOf(t.as_tuple()).call()[0]
@@ -131,10 +131,16 @@ def test_meter_settlement_outcome_table(community: Community, seller_does: str, 
 
 
 def test_meter_settlement_both_sides_in_one_call_settles_at_once(community: Community) -> None:
-    """A keeper batches both meters' windows with the agreement: settled in one call, delivered = min."""
+    """A keeper batches both meters' windows with the agreement: settled in one call, delivered = min. A
+    household without the keeper role cannot carry another household's statements."""
     c = community
     seller, buyer, t, start, end = setup(c)
     keeper = c.households[2]
+    rcpt = by_meters(c, keeper.sender, [seller_window(c, seller, start, end)], [(t.as_tuple(), 0, NO_WINDOW)])
+    assert [e["args"]["household"] for e in c.market.events.MeterWindowRejected().process_receipt(
+        rcpt, errors=DISCARD)] == [seller.address]  # fmt: skip
+    assert [r.name for _, r in c.rejected(rcpt)] == ["MissingEvidence"]
+    c.admin.transact(c.market.functions.grantRole(c.market.functions.KEEPER_ROLE().call(), keeper.address))
     rcpt = by_meters(c, keeper.sender, [seller_window(c, seller, start, end), buyer_window(c, buyer, start, end)],
                      [(t.as_tuple(), 0, 1)])  # fmt: skip
     ev = c.market.events.AgreementSettled().process_receipt(rcpt, errors=DISCARD)
@@ -152,7 +158,7 @@ def test_meter_settlement_evidence_beats_an_early_dispute(community: Community) 
     seller.sender.transact(m.functions.report(t.as_tuple(), EXPORTED))
     assert m.functions.agreementOf(t.as_tuple()).call()[0] == 2  # Disputed
     free_s = c.free(seller.address)
-    by_meters(c, c.households[2].sender,
+    by_meters(c, c.admin,
               [seller_window(c, seller, start, end), buyer_window(c, buyer, start, end)], [(t.as_tuple(), 0, 1)])  # fmt: skip
     assert m.functions.agreementOf(t.as_tuple()).call()[0] == SETTLED
     assert c.free(seller.address) - free_s == payout(EXPORTED, EXPORTED)[0]
@@ -165,7 +171,7 @@ def test_meter_settlement_refuses_forged_replayed_and_mismatched_evidence(commun
     c = community
     m = c.market
     seller, buyer, t, start, end = setup(c)
-    keeper = c.households[2].sender
+    keeper = c.admin  # the community keeps
     # 1. forged: the household signs with its own gateway key (the meter key never leaves the node)
     real_secret = seller.meter_secret
     seller.meter_secret = bytes.fromhex(seller.key[2:])
@@ -198,8 +204,9 @@ def test_meter_settlement_refuses_forged_replayed_and_mismatched_evidence(commun
 
 
 def test_meter_settlement_shares_a_window_between_agreements_and_chains_windows(community: Community) -> None:
-    """A seller with two sales in one window: its export is shared in item order (the second gets what is left),
-    never counted twice; the next window chains from the statement the first ended with (one signature)."""
+    """A seller with two sales in one window: its export is shared pro rata to the quantities (order does not
+    matter), never counted twice, and an agreement listed twice is refused; the next window chains from the
+    statement the first ended with (one signature)."""
     c = community
     m = c.market
     seller, buyer, other = c.households
@@ -215,9 +222,11 @@ def test_meter_settlement_shares_a_window_between_agreements_and_chains_windows(
     sw = c.meter_window(seller, start, end, S0, (S0[0], S0[1] + 1_500))
     bw = c.meter_window(buyer, start, end, B0, (B0[0] + 2_000, B0[1]))
     ow = c.meter_window(other, start, end, (0, 0), (2_000, 0))
-    rcpt = by_meters(c, c.admin, [sw, bw, ow], [(t1.as_tuple(), 0, 1), (t2.as_tuple(), 0, 2)])
+    items = [(t2.as_tuple(), 0, 2), (t1.as_tuple(), 0, 1), (t2.as_tuple(), 0, 2)]  # t2 twice: padding
+    rcpt = by_meters(c, c.admin, [sw, bw, ow], items)
     ev = m.events.AgreementSettled().process_receipt(rcpt, errors=DISCARD)
-    assert [e["args"]["deliveredWh"] for e in ev] == [1_000, 500]
+    assert [e["args"]["deliveredWh"] for e in ev] == [750, 750]
+    assert [(i, r.name) for i, r in c.rejected(rcpt)] == [(2, "WrongStatus")]
     advance_time(c.w3, HOUR)
     sw2 = c.meter_window(seller, end, end + HOUR, None, (S0[0], S0[1] + 1_500 + 800))  # chained: no start
     bw2 = c.meter_window(buyer, end, end + HOUR, None, (B0[0] + 2_000 + 900, B0[1]))

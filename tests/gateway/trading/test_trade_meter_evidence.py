@@ -40,7 +40,7 @@ def gateway(c: Community, hh, role: str, t, tmp_path: Path) -> tuple[Settler, Jo
     return Settler(market, journal, Timing(1.0, 1.0), events.append), journal, market, events
 
 
-def setup(tmp_path: Path):
+def setup(tmp_path: Path, second_wh: int = 0):
     c = Community(in_process_web3(), DEV_PRIVATE_KEYS[0])
     seller = c.add_household(household_key(0, "evidence"), deposit=10**24)
     buyer = c.add_household(household_key(1, "evidence"), deposit=10**24)
@@ -49,6 +49,10 @@ def setup(tmp_path: Path):
     start = (c.now() // HOUR + 1) * HOUR
     t = c.terms(seller, buyer, quantity_wh=1_000, delivery_end=start + HOUR, expiry=c.now() + 60)
     c.admin.transact(c.market.functions.submitAgreement(t.as_tuple(), *c.sign(t, seller, buyer)))
+    if second_wh:  # a second sale of the same hour
+        t2 = c.terms(seller, buyer, quantity_wh=second_wh, delivery_end=t.deliveryEnd, expiry=c.now() + 60)
+        c.admin.transact(c.market.functions.submitAgreement(t2.as_tuple(), *c.sign(t2, seller, buyer)))
+        c.second = t2  # type: ignore[attr-defined]
     advance_time(c.w3, t.deliveryEnd - c.now() + 5)
     stores = {}
     for hh, counters in ((seller, ((100, 5_000), (100, 5_700))), (buyer, ((9_000, 0), (10_000, 0)))):
@@ -102,3 +106,21 @@ def test_windows_shorter_than_an_hour_have_no_meter_evidence() -> None:
     """The node signs once an hour: a 4-second test window falls back to the report rules."""
     terms = {"deliveryStart": 1_000_004, "deliveryEnd": 1_000_008}
     assert evidence_for(terms, lambda end: (b"", b"")) is None
+
+
+def test_all_agreements_on_one_meter_window_go_in_one_call(tmp_path: Path) -> None:
+    """The window counts once on chain: the seller's gateway sends it with both its sales of the hour."""
+    c, seller, buyer, t, stores = setup(tmp_path, second_wh=400)
+    t2 = c.second  # type: ignore[attr-defined]
+    s_settler, s_journal, market, _ = gateway(c, seller, "seller", t, tmp_path)
+    aid2 = market.agreement_id(t2)
+    s_journal.put_agreement(aid2, "seller", buyer.address, t2.as_dict(), "0x" + "11" * 65, t2.deliveryEnd)
+    s_journal.set_agreement_state(aid2, "submitted")
+    rec = s_journal.agreement(market.agreement_id(t))
+    ev = evidence_for(t.as_dict(), stores[seller.address].statement_at)
+    assert rec is not None and s_settler.advance(rec, c.now(), 700, ev) == "reported"
+    assert [r.state for r in map(s_journal.agreement, (rec.id, aid2)) if r] == ["reported", "reported"]
+    kept = [c.market.functions.evidenceOf(bytes.fromhex(a[2:])).call() for a in (rec.id, aid2)]
+    assert kept == [[True, False, 500, 0], [True, False, 200, 0]]  # 700 Wh pro rata to 1,000 and 400
+    for store in stores.values():
+        store.close()

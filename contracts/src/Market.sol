@@ -370,14 +370,16 @@ contract Market is MarketBase {
         }
         // first pass: check every item and add its quantity to the windows it draws on
         bytes[] memory errs = new bytes[](items.length);
+        bytes32[] memory ids = new bytes32[](items.length);
         for (uint256 i; i < items.length; ++i) {
-            errs[i] = _claim(windows, pools, items[i]);
+            ids[i] = agreementId(items[i].terms);
+            errs[i] = _claim(windows, pools, items[i], ids[i]);
         }
         address prov = _provider.account;
         for (uint256 i; i < items.length; ++i) {
             MeterItem calldata it = items[i];
             Terms calldata t = it.terms;
-            bytes32 id = agreementId(t);
+            bytes32 id = ids[i];
             bytes memory err = errs[i];
             _unmark(id);
             uint64 q = t.quantityWh;
@@ -407,12 +409,11 @@ contract Market is MarketBase {
 
     /// @dev First pass for one item: open, delivered, once in this call (transient mark), windows its parties';
     ///      then its quantity counts in the share of each window it draws on. Returns the error data, or empty.
-    function _claim(MeterWindow[] calldata windows, Pool[] memory pools, MeterItem calldata it)
+    function _claim(MeterWindow[] calldata windows, Pool[] memory pools, MeterItem calldata it, bytes32 id)
         private
         returns (bytes memory err)
     {
         Terms calldata t = it.terms;
-        bytes32 id = agreementId(t);
         err = _evidenceOpenError(id, _slots[t.seller][t.nonce], t);
         if (err.length == 0 && !_mark(id)) err = _err(WrongStatus.selector, id, uint8(Status.Active));
         if (err.length == 0) err = _windowError(windows, it.sellerWindow, t.seller, t, id);
@@ -466,8 +467,7 @@ contract Market is MarketBase {
     /// @dev Check a window's statements against the household's meter key, chain it to (or check it after) the
     ///      meter's last used window and mark it used. Returns (export, import) over the window, or the error.
     function _useWindow(MeterWindow calldata w) private returns (uint256 exp, uint256 imp, bytes memory err) {
-        Meter storage mt = _meters[w.household];
-        Meter memory m = mt;
+        Meter memory m = _meters[w.household];
         if (m.key == address(0)) return (0, 0, abi.encodeWithSelector(MeterNotSet.selector, w.household));
         if (w.start % 1 hours != 0 || w.end % 1 hours != 0 || w.start >= w.end || w.end > block.timestamp) {
             return (0, 0, abi.encodeWithSelector(MeterWindowInvalid.selector, w.household, w.start, w.end, block.timestamp));
@@ -492,9 +492,7 @@ contract Market is MarketBase {
             }
             (exp, imp) = (to.exportWh - from.exportWh, to.importWh - from.importWh);
         }
-        mt.hour = uint32(w.end / 1 hours);
-        mt.importLo = uint32(to.importWh);
-        mt.exportLo = uint32(to.exportWh);
+        _meters[w.household] = Meter(m.key, uint32(w.end / 1 hours), uint32(to.importWh), uint32(to.exportWh));
     }
 
     function _readingError(bytes32 device, uint40 end, MeterReading calldata r, address key)

@@ -40,15 +40,6 @@ contract Market is MarketBase {
     mapping(bytes32 id => Reports) private _reports;
     /// @dev Terms withdrawn by a party before submission; never touches the seller's slot, so nobody can squat it.
     mapping(bytes32 id => bool) private _cancelled;
-    /// @dev A household's meter: its device key and the statement its last used window ended with (hour index and
-    ///      the low 32 bits of the counters, enough for deltas below 4.29 GWh a window), in one slot.
-    struct Meter {
-        address key;
-        uint32 hour;
-        uint32 importLo;
-        uint32 exportLo;
-    }
-
     /// @dev One side's meter figure kept while the other side's is missing (cleared when settled).
     struct Evidence {
         bool seller;
@@ -65,7 +56,8 @@ contract Market is MarketBase {
     /// @notice `MeterItem` window index for "this side's statements are not in the call".
     uint32 public constant NO_WINDOW = type(uint32).max;
 
-    mapping(address household => Meter) private _meters;
+    /// @dev A household's meter node's device key (its statements' chain lives in the household's Account slot).
+    mapping(address household => address meter) private _meterKeys;
     mapping(bytes32 id => Evidence) private _evidence;
     /// @dev End of the household's latest provider trade, per direction (key: householdBuys).
     mapping(address household => mapping(bool householdBuys => uint40 busyUntil)) private _providerBusyUntil;
@@ -309,14 +301,15 @@ contract Market is MarketBase {
     function setMeter(address household, address meter) external onlyRole(COMMUNITY_ROLE) {
         if (!_accounts[household].registered) revert NotRegistered(household);
         if (meter == address(0)) revert ZeroAddress();
-        _meters[household] = Meter(meter, 0, 0, 0);
+        _meterKeys[household] = meter;
+        Account storage acc = _accounts[household];
+        (acc.meterHour, acc.importLo, acc.exportLo) = (0, 0, 0);
         emit MeterSet(household, meter);
     }
 
     /// @notice A household's meter key and the end (Unix time) of its latest window used as evidence.
     function meterOf(address household) external view returns (address meter, uint256 usedUntil) {
-        Meter memory mt = _meters[household];
-        return (mt.key, uint256(mt.hour) * 1 hours);
+        return (_meterKeys[household], uint256(_accounts[household].meterHour) * 1 hours);
     }
 
     /// @notice One side's meter figure kept for agreement `id` while the other side's is missing.
@@ -467,32 +460,33 @@ contract Market is MarketBase {
     /// @dev Check a window's statements against the household's meter key, chain it to (or check it after) the
     ///      meter's last used window and mark it used. Returns (export, import) over the window, or the error.
     function _useWindow(MeterWindow calldata w) private returns (uint256 exp, uint256 imp, bytes memory err) {
-        Meter memory m = _meters[w.household];
-        if (m.key == address(0)) return (0, 0, abi.encodeWithSelector(MeterNotSet.selector, w.household));
+        address key = _meterKeys[w.household];
+        Account storage acc = _accounts[w.household];
+        if (key == address(0)) return (0, 0, abi.encodeWithSelector(MeterNotSet.selector, w.household));
         if (w.start % 1 hours != 0 || w.end % 1 hours != 0 || w.start >= w.end || w.end > block.timestamp) {
             return (0, 0, abi.encodeWithSelector(MeterWindowInvalid.selector, w.household, w.start, w.end, block.timestamp));
         }
-        uint256 used = uint256(m.hour) * 1 hours;
+        uint256 used = uint256(acc.meterHour) * 1 hours;
         if (w.start < used) return (0, 0, abi.encodeWithSelector(MeterEvidenceUsed.selector, w.household, w.start, used));
         MeterReading calldata to = w.to;
-        err = _readingError(w.device, w.end, to, m.key);
+        err = _readingError(w.device, w.end, to, key);
         if (err.length != 0) return (0, 0, err);
         MeterReading calldata from = w.from;
         if (from.sig.r == bytes32(0) && from.sig.vs == bytes32(0)) {
             if (w.start != used) return (0, 0, abi.encodeWithSelector(MeterNoStart.selector, w.household, w.start, used));
             unchecked {
-                exp = uint32(uint32(to.exportWh) - m.exportLo);
-                imp = uint32(uint32(to.importWh) - m.importLo);
+                exp = uint32(uint32(to.exportWh) - acc.exportLo);
+                imp = uint32(uint32(to.importWh) - acc.importLo);
             }
         } else {
-            err = _readingError(w.device, w.start, from, m.key);
+            err = _readingError(w.device, w.start, from, key);
             if (err.length != 0) return (0, 0, err);
             if (to.exportWh < from.exportWh || to.importWh < from.importWh) {
                 return (0, 0, abi.encodeWithSelector(MeterCountersBackwards.selector, w.household, w.start, w.end));
             }
             (exp, imp) = (to.exportWh - from.exportWh, to.importWh - from.importWh);
         }
-        _meters[w.household] = Meter(m.key, uint32(w.end / 1 hours), uint32(to.importWh), uint32(to.exportWh));
+        (acc.meterHour, acc.importLo, acc.exportLo) = (uint32(w.end / 1 hours), uint32(to.importWh), uint32(to.exportWh));
     }
 
     function _readingError(bytes32 device, uint40 end, MeterReading calldata r, address key)

@@ -30,6 +30,12 @@ abstract contract MarketBase is IMarket, AccessControl, EIP712, Nonces, Reentran
         /// @dev Some terms naming this account as seller were cancelled: submissions check `_cancelled` then (a
         ///      cold read that the usual seller, who never had terms cancelled, does not pay for).
         bool sellerTermsCancelled;
+        /// @dev The household's meter chain (Market.settleByMeters): the hour index its last used window ended at
+        ///      and the low 32 bits of its counters then (deltas below 4.29 GWh a window). Kept in this slot because
+        ///      the payout that follows writes it anyway.
+        uint32 meterHour;
+        uint32 importLo;
+        uint32 exportLo;
     }
 
     struct Participant {

@@ -83,13 +83,13 @@ def single_operations(c: Community, a: Household, b: Household) -> dict[str, int
     out["cancelTerms"] = _gas(a.sender.transact(m.functions.cancelTerms(t.as_tuple())))
     loan = c.loan(a, b, 2000, 10**18, 6 * HOUR)
     out["submitLoan"] = _gas(
-        c.admin.transact(m.functions.submitLoan(loan.as_tuple(), *c.sign_loan(loan, a, b)))
+        c.admin.transact(c.loans.functions.submitLoan(loan.as_tuple(), *c.sign_loan(loan, a, b)))
     )
     out["reportReturn (first)"] = _gas(
-        a.sender.transact(m.functions.reportReturn(loan.as_tuple(), 2000, 2000))
+        a.sender.transact(c.loans.functions.reportReturn(loan.as_tuple(), 2000, 2000))
     )
     out["reportReturn (second: closes)"] = _gas(
-        b.sender.transact(m.functions.reportReturn(loan.as_tuple(), 2000, 2000))
+        b.sender.transact(c.loans.functions.reportReturn(loan.as_tuple(), 2000, 2000))
     )
     out["anchorReadings"] = _gas(
         a.sender.transact(m.functions.anchorReadings(c.now() // HOUR * HOUR - HOUR, b"\x01" * 32, 3600))
@@ -150,18 +150,33 @@ class Operation:
         return self.fit()[1]
 
 
-def operation(c: Community, hh: list[Household], batch: int, rounds: int, seed: int = 7) -> Operation:
+def operation(
+    c: Community, hh: list[Household], batch: int, rounds: int, seed: int = 7, meters: bool = True
+) -> Operation:
     """Hourly trading as the gateways do it: each seller's slot nonce from its ring (the gateway's
     `NonceRing`), hour h submitted while hour h-1 is still delivering, and settled in one batch
     after its end (when hour h+1's batch goes in), so a seller trading every hour needs 2+ slots.
+
+    `meters` (the live rule): a keeper settles each window with `settleByMeters`, carrying the signed
+    statement of every party's meter at the window's end (and at its start when that meter's last used
+    window did not end there); each meter exports what its household sold and imports what it bought
+    plus some load. Else the parties' signed reports in `settleBatch` (the previous rule).
     """
     import random
 
+    from contracts.harness import NO_WINDOW
     from gateway.trading.nonces import NonceRing
 
     rng = random.Random(seed)
     m = c.market
     rings = {h.address: NonceRing() for h in hh}
+    counters = {h.address: (rng.randint(0, 10**6), rng.randint(0, 10**6)) for h in hh}  # (import, export)
+    last_end: dict[str, int] = {}  # per meter: end of its last window used on chain
+    if meters:
+        for h in hh:
+            if not h.meter_secret:
+                c.set_meter(h)
+        advance_time(c.w3, HOUR - c.now() % HOUR + 5)  # windows are whole hours
     open_batches: list[tuple[list[Any], list[tuple[Household, Household]], int, int]] = []
     per_round: list[float] = []
     new_slots: list[int] = []
@@ -171,11 +186,14 @@ def operation(c: Community, hh: list[Household], batch: int, rounds: int, seed: 
         now = c.now()
         while open_batches and open_batches[0][0][0].deliveryEnd <= now:  # settle what has been delivered
             terms, pairs, submit_gas, new = open_batches.pop(0)
-            items = [
-                c.settle_item(t, s, b, t.quantityWh, t.quantityWh)
-                for t, (s, b) in zip(terms, pairs, strict=True)
-            ]
-            settle_gas = _gas(c.admin.transact(m.functions.settleBatch(items)))
+            if meters:
+                call = _meter_batch(c, terms, pairs, counters, last_end, rng, NO_WINDOW)
+            else:
+                call = m.functions.settleBatch([
+                    c.settle_item(t, s, b, t.quantityWh, t.quantityWh)
+                    for t, (s, b) in zip(terms, pairs, strict=True)
+                ])  # fmt: skip
+            settle_gas = _gas(c.admin.transact(call))
             for t in terms:
                 rings[t.seller].release(t.nonce)
             per_round.append((submit_gas + settle_gas) / len(terms))
@@ -193,11 +211,12 @@ def operation(c: Community, hh: list[Household], batch: int, rounds: int, seed: 
             pairs.append((seller, buyer))
         terms = []
         before = len(slots)
+        end = (now // HOUR + 2) * HOUR if meters else now + 2 * HOUR
         for seller, buyer in pairs:
             nonce = rings[seller.address].allocate((), now)
             slots.add((seller.address, nonce))
             terms.append(c.terms(seller, buyer, quantity_wh=rng.randint(100, 3000), unit_price=2 * 10**17,
-                                 delivery_end=now + 2 * HOUR, expiry=now + HOUR, nonce=nonce))  # fmt: skip
+                                 delivery_end=end, expiry=now + 60, nonce=nonce))  # fmt: skip
         max_ring = max(max_ring, *(len(r.reserved) for r in rings.values()))
         sigs = [c.sign(t, s, b) for t, (s, b) in zip(terms, pairs, strict=True)]
         submit = c.admin.transact(m.functions.submitAgreements(
@@ -205,6 +224,42 @@ def operation(c: Community, hh: list[Household], batch: int, rounds: int, seed: 
         open_batches.append((terms, pairs, _gas(submit), len(slots) - before))
         advance_time(c.w3, HOUR)
     return Operation(per_round, new_slots, agreements, total, len(slots), max_ring)
+
+
+def _meter_batch(
+    c: Community,
+    terms: list[Any],
+    pairs: list[tuple[Household, Household]],
+    counters: dict[str, tuple[int, int]],
+    last_end: dict[str, int],
+    rng: Any,
+    no_window: int,
+) -> Any:
+    """The keeper's `settleByMeters` call for one window: one MeterWindow per party, chained where it can."""
+    start, end = terms[0].deliveryStart, terms[0].deliveryEnd
+    sold: dict[str, int] = {}
+    bought: dict[str, int] = {}
+    for t in terms:
+        sold[t.seller] = sold.get(t.seller, 0) + t.quantityWh
+        bought[t.buyer] = bought.get(t.buyer, 0) + t.quantityWh
+    people = {h.address: h for pair in pairs for h in pair}
+    windows: list[tuple] = []
+    index: dict[str, int] = {}
+    for addr, h in people.items():
+        imp0, exp0 = counters[addr]
+        imp1 = imp0 + bought.get(addr, 0) + rng.randint(0, 500)  # plus the household's own load
+        exp1 = exp0 + sold.get(addr, 0)
+        chained = last_end.get(addr) == start
+        windows.append(c.meter_window(h, start, end, None if chained else (imp0, exp0), (imp1, exp1)))
+        index[addr] = len(windows) - 1
+        counters[addr] = (imp1, exp1)
+        last_end[addr] = end
+    for addr in counters.keys() - people.keys():  # meters of households without trades keep counting
+        imp0, exp0 = counters[addr]
+        counters[addr] = (imp0 + rng.randint(0, 500), exp0)
+    items = [(t.as_tuple(), index[t.seller], index[t.buyer]) for t in terms]
+    assert no_window not in index.values()
+    return c.market.functions.settleByMeters(windows, items)
 
 
 def operation_lines(op: Operation, households: int, batch: int, days: int = 30) -> list[str]:
@@ -222,7 +277,9 @@ def operation_lines(op: Operation, households: int, batch: int, days: int = 30) 
     ]
 
 
-def run(chain: str, households: int, batch: int, worst_case: bool, rounds: int = 0) -> list[str]:
+def run(
+    chain: str, households: int, batch: int, worst_case: bool, rounds: int = 0, settle_by: str = "meters"
+) -> list[str]:
     lines: list[str] = []
     with _chain(chain) as (w3, admin_key):
         c = Community(w3, admin_key)
@@ -266,7 +323,13 @@ def run(chain: str, households: int, batch: int, worst_case: bool, rounds: int =
             )
         if rounds:
             lines.append("")
-            lines.extend(operation_lines(operation(c, hh, batch, rounds), households, batch))
+            op = operation(c, hh, batch, rounds, meters=settle_by == "meters")
+            lines.append(
+                "settled by the keeper from the meters' signed statements (settleByMeters)"
+                if settle_by == "meters"
+                else "settled from the parties' signed reports (settleBatch)"
+            )
+            lines.extend(operation_lines(op, households, batch))
         lines.append("")
         lines.append("target: <= 60,000 gas per agreement in batches of 50 (public designs: ~95,000)")
     return lines
@@ -284,6 +347,10 @@ def main(argv: list[str]) -> int:
         "--operation", type=int, nargs="?", const=12, default=0, metavar="ROUNDS",
         help="also hourly trading among --households with the gateways' nonce rings (default 12 rounds)",
     )  # fmt: skip
+    parser.add_argument(
+        "--settle", choices=("meters", "reports"), default="meters",
+        help="--operation settles from the meters' statements (the live rule) or the parties' reports",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.households < 4 or args.batch < 1:
         print("need --households >= 4 and --batch >= 1", file=sys.stderr)
@@ -291,6 +358,6 @@ def main(argv: list[str]) -> int:
     if args.operation and args.operation < 4:
         print("need --operation ROUNDS >= 4 (the first rounds are warm-up)", file=sys.stderr)
         return 2
-    for line in run(args.chain, args.households, args.batch, args.worst_case, args.operation):
+    for line in run(args.chain, args.households, args.batch, args.worst_case, args.operation, args.settle):
         print(line, flush=True)
     return 0

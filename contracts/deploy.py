@@ -24,7 +24,10 @@ def deploy_all(
 ) -> dict[str, Any]:
     """Deploy token + markets; `community` (default: the deployer) gets admin, minter and community roles.
 
-    Returns {"chainId", "deployer", "community", "token", "markets": {utility: address}}.
+    Each market gets its MarketLoans contract deployed beside it and named in `setLoans` (the loan
+    functions moved there for room; same names and arguments, another address and EIP-712 domain).
+    Returns {"chainId", "deployer", "community", "token", "markets": {utility: address},
+    "loans": {utility: address}}.
     """
     if not utilities:
         raise ValueError("at least one utility is needed")
@@ -35,12 +38,19 @@ def deploy_all(
     token = sender.deploy(load_artifact("UtilityToken"), token_name, token_symbol, owner)
     market_artifact = load_artifact("Market")
     markets = {name: sender.deploy(market_artifact, token, name, owner) for name in utilities}
+    loans_artifact = load_artifact("MarketLoans")
+    loans: dict[str, str] = {}
+    for name, address in markets.items():
+        loans[name] = sender.deploy(loans_artifact, address)
+        market = w3.eth.contract(address=address, abi=market_artifact["abi"])
+        sender.transact(market.functions.setLoans(loans[name]))
     return {
         "chainId": int(w3.eth.chain_id),
         "deployer": sender.address,
         "community": owner,
         "token": token,
         "markets": markets,
+        "loans": loans,
     }
 
 
@@ -49,3 +59,8 @@ def contracts_at(w3: Any, addresses: dict[str, Any], utility: str = "electricity
     token = w3.eth.contract(address=addresses["token"], abi=load_artifact("UtilityToken")["abi"])
     market = w3.eth.contract(address=addresses["markets"][utility], abi=load_artifact("Market")["abi"])
     return token, market
+
+
+def loans_at(w3: Any, addresses: dict[str, Any], utility: str = "electricity") -> Any:
+    """The MarketLoans web3 contract object beside a `deploy_all` market."""
+    return w3.eth.contract(address=addresses["loans"][utility], abi=load_artifact("MarketLoans")["abi"])

@@ -9,13 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import coincurve
 from eth_account import Account
 from eth_utils.crypto import keccak
 from web3.logs import DISCARD
 
 from contracts.chain import Sender
-from contracts.deploy import contracts_at, deploy_all
+from contracts.deploy import contracts_at, deploy_all, loans_at
 from contracts.errors import RevertInfo, decode_revert_data
+from gridpact.core import statement
 from gridpact.core.eip712 import (
     NO_SIG,
     Domain,
@@ -29,6 +31,18 @@ from gridpact.core.eip712 import (
 )
 
 Sig = tuple[bytes, bytes]
+NO_WINDOW = 2**32 - 1  # MeterItem: this side's statements are not in the call
+EMPTY_DIGEST = bytes.fromhex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")  # sha256("")
+
+
+def meter_reading(dev: str, secret: bytes, window_end: int, import_wh: int, export_wh: int) -> tuple:
+    """A MeterReading tuple: the figures of the statement at `window_end` and the device key's signature."""
+    st = statement.Statement(dev, window_end, import_wh, export_wh, 1, EMPTY_DIGEST)
+    r, vs = statement.to_compact(statement.sign(statement.encode(st), secret))
+    return (import_wh, export_wh, 1, EMPTY_DIGEST, (r, vs))
+
+
+NO_READING = (0, 0, 0, bytes(32), NO_SIG)  # MeterWindow.from: chain from the meter's last used window
 
 
 def household_key(index: int, salt: str = "gridpact-household") -> str:
@@ -72,6 +86,8 @@ class Household:
 
     key: str
     sender: Sender
+    meter_secret: bytes = b""  # the meter node's device key (set by Community.set_meter)
+    device: str = ""
 
     @property
     def address(self) -> str:
@@ -92,6 +108,8 @@ class Community:
         self.addresses = deploy_all(self.w3, self.admin_key, (self.utility,))
         self.token, self.market = contracts_at(self.w3, self.addresses, self.utility)
         self.domain = Domain.of(self.w3, self.market.address)
+        self.loans = loans_at(self.w3, self.addresses, self.utility)
+        self.loans_domain = Domain.of(self.w3, self.loans.address)
         self._nonce = 0
 
     # -------------------------------------------------------------- setup
@@ -115,6 +133,33 @@ class Community:
         self.admin.transact(self.token.functions.mint(hh.address, amount))
         hh.sender.transact(self.token.functions.approve(self.market.address, amount))
         hh.sender.transact(self.market.functions.deposit(amount))
+
+    def set_meter(self, hh: Household, salt: str = "gridpact-meter") -> str:
+        """Give the household a meter node with its own device key and register its address on chain."""
+        hh.meter_secret = keccak(text=f"{salt}-{hh.address}")
+        hh.device = f"meter-{hh.address[2:10].lower()}"
+        pub = coincurve.PrivateKey(hh.meter_secret).public_key.format(compressed=False)[1:]
+        meter = statement.address_of(pub)
+        self.admin.transact(self.market.functions.setMeter(hh.address, meter))
+        return meter
+
+    def meter_window(
+        self,
+        hh: Household,
+        start: int,
+        end: int,
+        start_counters: tuple[int, int] | None,
+        end_counters: tuple[int, int],
+    ) -> tuple:
+        """A MeterWindow tuple signed by the household's meter; counters are (import, export) cumulative Wh;
+        `start_counters` None chains from the meter's last used window on chain."""
+        frm = (
+            NO_READING
+            if start_counters is None
+            else meter_reading(hh.device, hh.meter_secret, start, *start_counters)
+        )
+        to = meter_reading(hh.device, hh.meter_secret, end, *end_counters)
+        return (hh.address, statement.device_word(hh.device), start, end, frm, to)
 
     # -------------------------------------------------------------- agreements
 
@@ -180,10 +225,12 @@ class Community:
         )
 
     def sign_loan(self, loan: Loan, lender: Household, borrower: Household) -> tuple[Sig, Sig]:
-        return sign_loan(loan, self.domain, lender.key), sign_loan(loan, self.domain, borrower.key)
+        return sign_loan(loan, self.loans_domain, lender.key), sign_loan(
+            loan, self.loans_domain, borrower.key
+        )
 
     def loan_id(self, loan: Loan) -> bytes:
-        return loan_id(loan, self.domain)
+        return loan_id(loan, self.loans_domain)
 
     # -------------------------------------------------------------- accounting
 

@@ -38,6 +38,10 @@ CREATE TABLE IF NOT EXISTS control_state (
     dev TEXT PRIMARY KEY, online_boot INTEGER NOT NULL, online_n INTEGER NOT NULL, ended INTEGER NOT NULL,
     health_boot INTEGER NOT NULL, health_n INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS statements (
+    dev TEXT NOT NULL, window_end INTEGER NOT NULL, stmt BLOB NOT NULL, sig BLOB NOT NULL,
+    PRIMARY KEY (dev, window_end)
+) WITHOUT ROWID;
 """
 
 
@@ -170,6 +174,21 @@ class ReadingStore:
             (dev, *marks.online, int(marks.ended), *marks.health),
         )
         self._db.commit()
+
+    def add_statement(self, dev: str, window_end: int, raw: bytes, sig: bytes) -> None:
+        """Keep a meter statement the registered device key signed: the evidence settlement sends on chain."""
+        self._join_writer()
+        self._db.execute("INSERT OR IGNORE INTO statements VALUES (?,?,?,?)", (dev, window_end, raw, sig))
+        self._db.commit()
+
+    def statement_at(self, window_end: int, dev: str | None = None) -> tuple[bytes, bytes] | None:
+        """(statement bytes, r || s || v) of the meter's statement for the hour ending at `window_end`."""
+        self._join_writer()
+        row = self._db.execute(
+            "SELECT stmt, sig FROM statements WHERE dev=? AND window_end=?",
+            (dev or self.device_id, window_end),
+        ).fetchone()
+        return None if row is None else (bytes(row[0]), bytes(row[1]))
 
     def prune(self, before_ts: int) -> int:
         """Retention: delete readings older than `before_ts`; the sequence state is kept."""

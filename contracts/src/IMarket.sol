@@ -32,6 +32,35 @@ interface IMarket {
         Sig buyerSig;
     }
 
+    /// @notice One meter statement's figures (docs/wire/statement-v1.md) and the device key's compact signature; the
+    ///         device id and the window end come from the enclosing `MeterWindow`.
+    struct MeterReading {
+        uint64 importWh;
+        uint64 exportWh;
+        uint32 readings;
+        bytes32 readingsDigest;
+        Sig sig;
+    }
+
+    /// @notice A household meter's signed statements at the start and the end of a delivery window. `from` with a zero
+    ///         signature means: start from the statement this meter's previous window ended with (kept on chain).
+    struct MeterWindow {
+        address household;
+        bytes32 device;
+        uint40 start;
+        uint40 end;
+        MeterReading from;
+        MeterReading to;
+    }
+
+    /// @notice One agreement settled from meter evidence: indexes into the call's windows (`NO_WINDOW`: that side's
+    ///         statements are not in this call).
+    struct MeterItem {
+        Terms terms;
+        uint32 sellerWindow;
+        uint32 buyerWindow;
+    }
+
     /// @notice Terms of an energy loan (q now, returned by `returnBy`), signed by lender and borrower.
     struct Loan {
         address lender;
@@ -98,6 +127,12 @@ interface IMarket {
     );
     /// @notice A batch item was skipped; `reason` is the custom error the single call would have reverted with.
     event BatchItemRejected(uint256 indexed index, bytes32 indexed id, bytes reason);
+    event LoansSet(address indexed loans);
+    event MeterSet(address indexed household, address indexed meter);
+    /// @notice Meter evidence of one side was kept for `id` (the other side's is still missing).
+    event MeterEvidenceRecorded(bytes32 indexed id, bool seller, uint64 deliveredWh);
+    /// @notice A window of `settleByMeters` was refused; `reason` is the custom error data. Its items lack that side.
+    event MeterWindowRejected(uint256 indexed index, address indexed household, bytes reason);
     event ProviderLimitsSet(uint64 maxWh, uint32 maxWindow, uint32 maxLead);
     event ReadingsAnchored(
         address indexed gateway,
@@ -132,4 +167,18 @@ interface IMarket {
     error ProviderTradeOutOfBounds(uint64 quantityWh, uint40 deliveryStart, uint40 deliveryEnd, uint256 timestamp);
     error ProviderTradeOverlaps(address household, uint40 deliveryStart, uint40 busyUntil);
     error AnchorNotClosedHour(uint64 hourStart, uint256 timestamp);
+    error MeterNotSet(address household);
+    error NotLoans(address caller);
+    error LoansAlreadySet(address loans);
+    error MeterWindowInvalid(address household, uint40 start, uint40 end, uint256 timestamp);
+    /// @dev The window starts before the end of this meter's evidence already used (each Wh counts once).
+    error MeterEvidenceUsed(address household, uint40 start, uint256 usedUntil);
+    /// @dev No start statement given and the meter's previous window did not end at `start`.
+    error MeterNoStart(address household, uint40 start, uint256 chainedEnd);
+    error MeterCountersBackwards(address household, uint40 start, uint40 end);
+    /// @dev The item's window `index` is not the party's meter over the agreement's delivery window.
+    error MeterWindowMismatch(bytes32 id, uint256 index);
+    error MissingEvidence(bytes32 id);
+    /// @dev Only the household itself or a KEEPER_ROLE / COMMUNITY_ROLE holder carries a household's meter window.
+    error NotKeeper(address caller, address household);
 }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.30;
 
-import {MarketLoans} from "./MarketLoans.sol";
+import {MarketBase} from "./MarketBase.sol";
+import {MeterStatement} from "./MeterStatement.sol";
 
 /// @title Market
 /// @notice One market per utility. Neighbours negotiate off chain, both sign the EIP-712 `Terms`, either (or any
@@ -14,7 +15,7 @@ import {MarketLoans} from "./MarketLoans.sol";
 ///      id, its state and deadline; the terms travel in calldata. A seller that reuses the nonce of a closed
 ///      agreement overwrites a non-zero slot (5,000 gas instead of 22,100). Reuse cannot replay old terms: terms
 ///      must expire before their delivery ends, and an agreement closes only after its delivery ended.
-contract Market is MarketLoans {
+contract Market is MarketBase {
     bytes32 private constant TERMS_TYPEHASH = keccak256(
         "Terms(address seller,address buyer,uint64 quantityWh,uint128 unitPrice,uint40 deliveryStart,uint40 deliveryEnd,uint64 nonce,uint40 expiry)"
     );
@@ -39,13 +40,32 @@ contract Market is MarketLoans {
     mapping(bytes32 id => Reports) private _reports;
     /// @dev Terms withdrawn by a party before submission; never touches the seller's slot, so nobody can squat it.
     mapping(bytes32 id => bool) private _cancelled;
+    /// @dev One side's meter figure kept while the other side's is missing (cleared when settled).
+    struct Evidence {
+        bool seller;
+        bool buyer;
+        uint64 sellerWh;
+        uint64 buyerWh;
+    }
+
+    /// @notice Keepers (granted by the community) may carry any household's meter statements; without the role a
+    ///         caller carries only its own meter's. A keeper that left agreements out of a window's call would leave
+    ///         them without that meter's evidence (it counts once), so keepers are chosen by the community.
+    bytes32 public constant KEEPER_ROLE = keccak256("KEEPER_ROLE");
+
+    /// @notice `MeterItem` window index for "this side's statements are not in the call".
+    uint32 public constant NO_WINDOW = type(uint32).max;
+
+    /// @dev A household's meter node's device key (its statements' chain lives in the household's Account slot).
+    mapping(address household => address meter) private _meterKeys;
+    mapping(bytes32 id => Evidence) private _evidence;
     /// @dev End of the household's latest provider trade, per direction (key: householdBuys).
     mapping(address household => mapping(bool householdBuys => uint40 busyUntil)) private _providerBusyUntil;
 
     /// @param token_ The UtilityToken escrowed here.
     /// @param utility_ What this market trades.
     /// @param community Receives DEFAULT_ADMIN_ROLE and COMMUNITY_ROLE.
-    constructor(address token_, string memory utility_, address community) MarketLoans(token_, utility_, community) {}
+    constructor(address token_, string memory utility_, address community) MarketBase(token_, utility_, community) {}
 
     // ------------------------------------------------------------------ ids, digests and views
 
@@ -274,6 +294,221 @@ contract Market is MarketLoans {
         }
     }
 
+    // ------------------------------------------------------------------ settlement from meter evidence
+
+    /// @notice Register the device key (address) of a household's meter node: its signed statements decide the
+    ///         household's deliveries. A new key starts a new chain of statements.
+    function setMeter(address household, address meter) external onlyRole(COMMUNITY_ROLE) {
+        if (!_accounts[household].registered) revert NotRegistered(household);
+        if (meter == address(0)) revert ZeroAddress();
+        _meterKeys[household] = meter;
+        Account storage acc = _accounts[household];
+        (acc.meterHour, acc.importLo, acc.exportLo) = (0, 0, 0);
+        emit MeterSet(household, meter);
+    }
+
+    /// @notice A household's meter key and the end (Unix time) of its latest window used as evidence.
+    function meterOf(address household) external view returns (address meter, uint256 usedUntil) {
+        return (_meterKeys[household], uint256(_accounts[household].meterHour) * 1 hours);
+    }
+
+    /// @notice One side's meter figure kept for agreement `id` while the other side's is missing.
+    function evidenceOf(bytes32 id)
+        external
+        view
+        returns (bool sellerKnown, bool buyerKnown, uint64 sellerWh, uint64 buyerWh)
+    {
+        Evidence memory e = _evidence[id];
+        return (e.seller, e.buyer, e.sellerWh, e.buyerWh);
+    }
+
+    /// @dev A window's figures within one `settleByMeters` call and the quantities its items claim on them.
+    struct Pool {
+        uint256 exportWh;
+        uint256 importWh;
+        uint256 sold;
+        uint256 bought;
+        bool bad;
+    }
+
+    /// @notice Settle agreements from their parties' meter statements; anyone may call, carrying its own meter's
+    ///         statements, and a keeper anyone's (the statements, signed by the meters' device keys, decide, not the
+    ///         caller). The seller is credited with its meter's export
+    ///         over the delivery window, the buyer with its import, each shared pro rata to the agreed quantities
+    ///         among the call's agreements on that window (never above an agreement's quantity, so order does not
+    ///         matter); delivered is the smaller of the two, paid as in `_pay` (the seller forfeits the penalty on
+    ///         what it did not deliver, to the buyer). The grid provider's side always matches. An item with one
+    ///         side's statements only keeps that side's figure until the other's arrives; after the deadline
+    ///         `reclaim` decides against the side that never came. Every Wh of a meter counts once: a window may not
+    ///         start before the end of that meter's last used one, and an agreement may appear once per call.
+    /// @return settled How many items were settled (recorded one-sided evidence does not count).
+    function settleByMeters(MeterWindow[] calldata windows, MeterItem[] calldata items)
+        external
+        nonReentrant
+        returns (uint256 settled)
+    {
+        Pool[] memory pools = new Pool[](windows.length);
+        bool keeper = hasRole(KEEPER_ROLE, msg.sender) || hasRole(COMMUNITY_ROLE, msg.sender);
+        for (uint256 w; w < windows.length; ++w) {
+            bytes memory err;
+            if (!keeper && windows[w].household != msg.sender) {
+                err = abi.encodeWithSelector(NotKeeper.selector, msg.sender, windows[w].household);
+            } else {
+                (pools[w].exportWh, pools[w].importWh, err) = _useWindow(windows[w]);
+            }
+            if (err.length != 0) {
+                pools[w].bad = true;
+                emit MeterWindowRejected(w, windows[w].household, err);
+            }
+        }
+        // first pass: check every item and add its quantity to the windows it draws on
+        bytes[] memory errs = new bytes[](items.length);
+        bytes32[] memory ids = new bytes32[](items.length);
+        for (uint256 i; i < items.length; ++i) {
+            ids[i] = agreementId(items[i].terms);
+            errs[i] = _claim(windows, pools, items[i], ids[i]);
+        }
+        address prov = _provider.account;
+        for (uint256 i; i < items.length; ++i) {
+            MeterItem calldata it = items[i];
+            Terms calldata t = it.terms;
+            bytes32 id = ids[i];
+            bytes memory err = errs[i];
+            _unmark(id);
+            uint64 q = t.quantityWh;
+            (bool sk, uint64 sw) = t.seller == prov ? (true, q) : _share(pools, it.sellerWindow, q, true);
+            (bool bk, uint64 bw) = t.buyer == prov ? (true, q) : _share(pools, it.buyerWindow, q, false);
+            if (err.length == 0 && !(sk && bk)) {
+                Evidence memory e = _evidence[id];
+                if (!sk && e.seller) (sk, sw) = (true, e.sellerWh);
+                if (!bk && e.buyer) (bk, bw) = (true, e.buyerWh);
+                if (!sk && !bk) {
+                    err = abi.encodeWithSelector(MissingEvidence.selector, id);
+                } else if (!(sk && bk)) {
+                    _evidence[id] = Evidence(sk, bk, sk ? sw : 0, bk ? bw : 0);
+                    emit MeterEvidenceRecorded(id, sk, sk ? sw : bw);
+                    continue;
+                }
+            }
+            if (err.length != 0) {
+                emit BatchItemRejected(i, id, err);
+                continue;
+            }
+            uint64 d = sw < bw ? sw : bw;
+            _pay(id, _slots[t.seller][t.nonce], t, d, d);
+            ++settled;
+        }
+    }
+
+    /// @dev First pass for one item: open, delivered, once in this call (transient mark), windows its parties';
+    ///      then its quantity counts in the share of each window it draws on. Returns the error data, or empty.
+    function _claim(MeterWindow[] calldata windows, Pool[] memory pools, MeterItem calldata it, bytes32 id)
+        private
+        returns (bytes memory err)
+    {
+        Terms calldata t = it.terms;
+        err = _evidenceOpenError(id, _slots[t.seller][t.nonce], t);
+        if (err.length == 0 && !_mark(id)) err = _err(WrongStatus.selector, id, uint8(Status.Active));
+        if (err.length == 0) err = _windowError(windows, it.sellerWindow, t.seller, t, id);
+        if (err.length == 0) err = _windowError(windows, it.buyerWindow, t.buyer, t, id);
+        if (err.length != 0) return err; // a rejected item claims nothing
+        if (it.sellerWindow != NO_WINDOW && !pools[it.sellerWindow].bad) pools[it.sellerWindow].sold += t.quantityWh;
+        if (it.buyerWindow != NO_WINDOW && !pools[it.buyerWindow].bad) pools[it.buyerWindow].bought += t.quantityWh;
+    }
+
+    /// @dev Mark `id` for this call in transient storage; false when it was marked already (a duplicate item).
+    function _mark(bytes32 id) private returns (bool fresh) {
+        assembly ("memory-safe") {
+            fresh := iszero(tload(id))
+            tstore(id, 1)
+        }
+    }
+
+    function _unmark(bytes32 id) private {
+        assembly ("memory-safe") {
+            tstore(id, 0)
+        }
+    }
+
+    /// @dev The error when window `index` is not `party`'s meter over the agreement's delivery window (none for
+    ///      NO_WINDOW).
+    function _windowError(MeterWindow[] calldata windows, uint32 index, address party, Terms calldata t, bytes32 id)
+        private
+        pure
+        returns (bytes memory)
+    {
+        if (index == NO_WINDOW) return "";
+        if (index >= windows.length) return abi.encodeWithSelector(MeterWindowMismatch.selector, id, index);
+        MeterWindow calldata w = windows[index];
+        if (w.household != party || w.start != t.deliveryStart || w.end != t.deliveryEnd) {
+            return abi.encodeWithSelector(MeterWindowMismatch.selector, id, index);
+        }
+        return "";
+    }
+
+    /// @dev An item's pro-rata share of its window's export (seller) or import (buyer): q * min(metered, claimed) /
+    ///      claimed, so the shares never exceed what the meter measured nor any agreement's quantity.
+    function _share(Pool[] memory pools, uint32 index, uint64 q, bool seller) private pure returns (bool, uint64) {
+        if (index == NO_WINDOW || index >= pools.length || pools[index].bad) return (false, 0);
+        Pool memory p = pools[index];
+        (uint256 metered, uint256 claimed) = seller ? (p.exportWh, p.sold) : (p.importWh, p.bought);
+        if (claimed == 0) return (false, 0);
+        uint256 used = metered < claimed ? metered : claimed;
+        return (true, uint64(uint256(q) * used / claimed));
+    }
+
+    /// @dev Check a window's statements against the household's meter key, chain it to (or check it after) the
+    ///      meter's last used window and mark it used. Returns (export, import) over the window, or the error.
+    function _useWindow(MeterWindow calldata w) private returns (uint256 exp, uint256 imp, bytes memory err) {
+        address key = _meterKeys[w.household];
+        Account storage acc = _accounts[w.household];
+        if (key == address(0)) return (0, 0, abi.encodeWithSelector(MeterNotSet.selector, w.household));
+        if (w.start % 1 hours != 0 || w.end % 1 hours != 0 || w.start >= w.end || w.end > block.timestamp) {
+            return (0, 0, abi.encodeWithSelector(MeterWindowInvalid.selector, w.household, w.start, w.end, block.timestamp));
+        }
+        uint256 used = uint256(acc.meterHour) * 1 hours;
+        if (w.start < used) return (0, 0, abi.encodeWithSelector(MeterEvidenceUsed.selector, w.household, w.start, used));
+        MeterReading calldata to = w.to;
+        err = _readingError(w.device, w.end, to, key);
+        if (err.length != 0) return (0, 0, err);
+        MeterReading calldata from = w.from;
+        if (from.sig.r == bytes32(0) && from.sig.vs == bytes32(0)) {
+            if (w.start != used) return (0, 0, abi.encodeWithSelector(MeterNoStart.selector, w.household, w.start, used));
+            unchecked {
+                exp = uint32(uint32(to.exportWh) - acc.exportLo);
+                imp = uint32(uint32(to.importWh) - acc.importLo);
+            }
+        } else {
+            err = _readingError(w.device, w.start, from, key);
+            if (err.length != 0) return (0, 0, err);
+            if (to.exportWh < from.exportWh || to.importWh < from.importWh) {
+                return (0, 0, abi.encodeWithSelector(MeterCountersBackwards.selector, w.household, w.start, w.end));
+            }
+            (exp, imp) = (to.exportWh - from.exportWh, to.importWh - from.importWh);
+        }
+        (acc.meterHour, acc.importLo, acc.exportLo) = (uint32(w.end / 1 hours), uint32(to.importWh), uint32(to.exportWh));
+    }
+
+    function _readingError(bytes32 device, uint40 end, MeterReading calldata r, address key)
+        private
+        pure
+        returns (bytes memory)
+    {
+        bytes32 digest = MeterStatement.digestOf(device, end, r.importWh, r.exportWh, r.readings, r.readingsDigest);
+        return _sigError(digest, r.sig, key);
+    }
+
+    /// @dev Evidence is taken from the end of delivery until the agreement's deadline, while Active or Disputed.
+    function _evidenceOpenError(bytes32 id, Slot storage s, Terms calldata t) private view returns (bytes memory) {
+        Slot memory m = s;
+        if (m.tag != _tag(id) || (m.status != Status.Active && m.status != Status.Disputed)) {
+            return _err(WrongStatus.selector, id, _statusOf(m, id));
+        }
+        if (block.timestamp < t.deliveryEnd) return _err(TooEarly.selector, id, block.timestamp, t.deliveryEnd);
+        if (block.timestamp > m.deadline) return _err(TooLate.selector, id, block.timestamp, m.deadline);
+        return "";
+    }
+
     // ------------------------------------------------------------------ internals
 
     /// @dev Error data of a custom error with (bytes32, uint256[, uint256]) arguments; WrongStatus takes two.
@@ -456,6 +691,14 @@ contract Market is MarketLoans {
         }
         if (block.timestamp <= m.deadline) {
             return _err(TooEarly.selector, id, block.timestamp, uint256(m.deadline) + 1);
+        }
+        Evidence memory e = _evidence[id];
+        if (e.seller || e.buyer) {
+            // meter evidence beats words: the side whose meter statements never came bears it (seller: unpaid;
+            // buyer: charged the seller's metered export)
+            uint64 d = e.seller ? (e.buyer && e.buyerWh < e.sellerWh ? e.buyerWh : e.sellerWh) : 0;
+            _pay(id, s, t, d, d);
+            return "";
         }
         if (m.sellerReported || m.buyerReported) {
             // a silent party takes the other's figure; a dispute keeps both: seller paid the lower, buyer charged

@@ -30,6 +30,12 @@ abstract contract MarketBase is IMarket, AccessControl, EIP712, Nonces, Reentran
         /// @dev Some terms naming this account as seller were cancelled: submissions check `_cancelled` then (a
         ///      cold read that the usual seller, who never had terms cancelled, does not pay for).
         bool sellerTermsCancelled;
+        /// @dev The household's meter chain (Market.settleByMeters): the hour index its last used window ended at
+        ///      and the low 32 bits of its counters then (deltas below 4.29 GWh a window). Kept in this slot because
+        ///      the payout that follows writes it anyway.
+        uint32 meterHour;
+        uint32 importLo;
+        uint32 exportLo;
     }
 
     struct Participant {
@@ -73,6 +79,10 @@ abstract contract MarketBase is IMarket, AccessControl, EIP712, Nonces, Reentran
     mapping(address account => Account) internal _accounts;
     mapping(address gateway => Participant) private _participants;
     mapping(address gateway => mapping(uint64 hourStart => Anchor)) private _anchors;
+    /// @dev Who deployed the market: may name the loans contract (once), as may the community.
+    address private immutable _deployer;
+    /// @dev The MarketLoans contract beside this market, the only caller of `loanTransfer` (set once).
+    address private _loans;
 
     /// @param token_ The UtilityToken escrowed here.
     /// @param utility_ What this market trades ("electricity", "heat", ...).
@@ -81,6 +91,7 @@ abstract contract MarketBase is IMarket, AccessControl, EIP712, Nonces, Reentran
         if (token_ == address(0) || community == address(0)) revert ZeroAddress();
         _token = IERC20(token_);
         _treasury = community;
+        _deployer = msg.sender;
         _limits = ProviderLimits({maxWh: 100_000, maxWindow: 1 days, maxLead: 2 days});
         _utility = utility_;
         _grantRole(DEFAULT_ADMIN_ROLE, community);
@@ -152,6 +163,29 @@ abstract contract MarketBase is IMarket, AccessControl, EIP712, Nonces, Reentran
         }
         _limits = ProviderLimits(maxWh, maxWindow, maxLead);
         emit ProviderLimitsSet(maxWh, maxWindow, maxLead);
+    }
+
+    /// @notice Name the MarketLoans contract deployed beside this market (once; by the deployer or the community).
+    ///         It alone may move balances with `loanTransfer`, so it is fixed for the market's life.
+    function setLoans(address loans_) external {
+        if (msg.sender != _deployer && !hasRole(COMMUNITY_ROLE, msg.sender)) revert NotLoans(msg.sender);
+        if (_loans != address(0)) revert LoansAlreadySet(_loans);
+        if (loans_ == address(0)) revert ZeroAddress();
+        _loans = loans_;
+        emit LoansSet(loans_);
+    }
+
+    /// @notice The MarketLoans contract beside this market (zero until set).
+    function loansContract() external view returns (address) {
+        return _loans;
+    }
+
+    /// @notice Move `amount` of internal balance from `from` to `to`: the loans contract locks a borrower's
+    ///         collateral in its own account here and pays it out on closing. Only that contract may call.
+    function loanTransfer(address from, address to, uint256 amount) external {
+        if (msg.sender != _loans || msg.sender == address(0)) revert NotLoans(msg.sender);
+        _debit(_accounts[from], from, amount);
+        _credit(_accounts[to], amount);
     }
 
     // ------------------------------------------------------------------ internal balances

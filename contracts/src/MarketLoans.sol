@@ -1,7 +1,22 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.30;
 
-import {MarketBase} from "./MarketBase.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {IMarket} from "./IMarket.sol";
+
+/// @notice What the loans contract uses of its Market: registration, roles, parameters and internal balances.
+interface IMarketLedger {
+    function isParticipant(address account) external view returns (bool);
+    function hasRole(bytes32 role, address account) external view returns (bool);
+    function params()
+        external
+        view
+        returns (uint32 reportWindow, uint32 disputeWindow, uint16 toleranceBps, uint16 penaltyBps);
+    function treasury() external view returns (address);
+    function loanTransfer(address from, address to, uint256 amount) external;
+}
 
 /// @title MarketLoans
 /// @notice Energy loans of the residential cooperative model: the lender gives q Wh now, the borrower returns them
@@ -12,7 +27,18 @@ import {MarketBase} from "./MarketBase.sol";
 ///         Diverging reports go to the community; a dispute it leaves unresolved pays each side only what the
 ///         other concedes and the disputed rest to the treasury, so neither a liar nor an idle community rewards
 ///         anyone. A dispute can only be opened once the return is due.
-abstract contract MarketLoans is MarketBase {
+/// @dev Deployed beside its Market (which has no room left): collateral stays in the Market's internal balances,
+///      moved by `Market.loanTransfer` from the borrower to this contract's account and back out, which only this
+///      contract may call. Loan ids are EIP-712 digests under the domain ("gridpact Market", "1", this address).
+contract MarketLoans is IMarket, EIP712, ReentrancyGuardTransient {
+    bytes32 private constant COMMUNITY_ROLE = keccak256("COMMUNITY_ROLE");
+
+    /// @dev The same error as the Market's role checks, so callers decode one name.
+    error AccessControlUnauthorizedAccount(address account, bytes32 neededRole);
+
+    /// @notice The Market whose participants, parameters and balances the loans use.
+    IMarketLedger public immutable market;
+
     bytes32 private constant LOAN_TYPEHASH = keccak256(
         "Loan(address lender,address borrower,uint64 quantityWh,uint128 collateral,uint40 returnBy,uint64 nonce,uint40 expiry)"
     );
@@ -31,7 +57,35 @@ abstract contract MarketLoans is MarketBase {
 
     mapping(bytes32 id => LoanRecord) private _loans;
 
-    constructor(address token_, string memory utility_, address community) MarketBase(token_, utility_, community) {}
+    /// @param market_ The Market this contract serves (it must then name this contract in `setLoans`).
+    constructor(address market_) EIP712("gridpact Market", "1") {
+        if (market_ == address(0)) revert ZeroAddress();
+        market = IMarketLedger(market_);
+    }
+
+    modifier onlyMember() {
+        if (!market.isParticipant(msg.sender) && !market.hasRole(COMMUNITY_ROLE, msg.sender)) {
+            revert NotRegistered(msg.sender);
+        }
+        _;
+    }
+
+    function _window(bool dispute) private view returns (uint32) {
+        (uint32 reportWindow, uint32 disputeWindow,,) = market.params();
+        return dispute ? disputeWindow : reportWindow;
+    }
+
+    function _toleranceBps() private view returns (uint256) {
+        (,, uint16 tol,) = market.params();
+        return tol;
+    }
+
+    function _checkSig(bytes32 digest, Sig calldata sig, address expected) private pure {
+        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, sig.r, sig.vs);
+        if (err != ECDSA.RecoverError.NoError || recovered != expected) {
+            revert BadSignature(digest, expected, recovered);
+        }
+    }
 
     /// @notice The loan id: EIP-712 digest of `l` under this market's domain.
     function loanId(Loan calldata l) public view returns (bytes32) {
@@ -58,17 +112,16 @@ abstract contract MarketLoans is MarketBase {
         if (block.timestamp > l.expiry) revert TermsExpired(l.expiry, block.timestamp);
         if (l.lender == l.borrower) revert InvalidTerms(id, 1);
         if (l.quantityWh == 0) revert InvalidTerms(id, 2);
-        uint256 deadline = uint256(l.returnBy) + _params.reportWindow;
+        uint256 deadline = uint256(l.returnBy) + _window(false);
         if (l.returnBy <= block.timestamp || deadline > type(uint40).max) revert InvalidTerms(id, 3);
         _checkSig(id, lenderSig, l.lender);
         _checkSig(id, borrowerSig, l.borrower);
-        if (!_accounts[l.lender].registered) revert NotRegistered(l.lender);
-        Account storage borrower = _accounts[l.borrower];
-        if (!borrower.registered) revert NotRegistered(l.borrower);
-        _debit(borrower, l.borrower, l.collateral);
+        if (!market.isParticipant(l.lender)) revert NotRegistered(l.lender);
+        if (!market.isParticipant(l.borrower)) revert NotRegistered(l.borrower);
         r.status = LoanStatus.Open;
         r.deadline = uint40(deadline);
         emit LoanOpened(id, l.lender, l.borrower, l.quantityWh, l.collateral, uint40(deadline));
+        if (l.collateral != 0) market.loanTransfer(l.borrower, address(this), l.collateral);
     }
 
     /// @notice Withdraw signed loan terms before anyone submits them (lender or borrower).
@@ -102,7 +155,7 @@ abstract contract MarketLoans is MarketBase {
         _loans[id] = m;
         if (!(m.lenderReported && m.borrowerReported)) return;
         uint64 q = l.quantityWh;
-        uint256 tol = uint256(q) * _params.toleranceBps;
+        uint256 tol = uint256(q) * _toleranceBps();
         if (_gap(m.lenderLentWh, m.borrowerLentWh, q) * 10_000 > tol
                 || _gap(m.lenderReturnedWh, m.borrowerReturnedWh, q) * 10_000 > tol) {
             if (m.status == LoanStatus.Open) _disputeLoan(id, l, m);
@@ -129,8 +182,10 @@ abstract contract MarketLoans is MarketBase {
     function resolveLoan(Loan calldata l, uint64 lentWh, uint64 returnedWh)
         external
         nonReentrant
-        onlyRole(COMMUNITY_ROLE)
     {
+        if (!market.hasRole(COMMUNITY_ROLE, msg.sender)) {
+            revert AccessControlUnauthorizedAccount(msg.sender, COMMUNITY_ROLE);
+        }
         bytes32 id = loanId(l);
         LoanRecord storage r = _loans[id];
         if (r.status != LoanStatus.Disputed) revert WrongStatus(id, uint8(r.status));
@@ -146,7 +201,7 @@ abstract contract MarketLoans is MarketBase {
     ///         each side what the other conceded and the disputed rest to the treasury.
     function expireLoan(Loan calldata l) external nonReentrant {
         bytes32 id = loanId(l);
-        if (msg.sender != l.lender && msg.sender != l.borrower && !hasRole(COMMUNITY_ROLE, msg.sender)) {
+        if (msg.sender != l.lender && msg.sender != l.borrower && !market.hasRole(COMMUNITY_ROLE, msg.sender)) {
             revert NotParty(id, msg.sender);
         }
         LoanRecord memory m = _loans[id];
@@ -188,7 +243,7 @@ abstract contract MarketLoans is MarketBase {
     function _disputeLoan(bytes32 id, Loan calldata l, LoanRecord memory m) private {
         uint256 from = block.timestamp > l.returnBy ? block.timestamp : l.returnBy;
         m.status = LoanStatus.Disputed;
-        m.deadline = uint40(from + _params.disputeWindow);
+        m.deadline = uint40(from + _window(true));
         _loans[id] = m;
         emit LoanDisputed(id, msg.sender, m.deadline);
     }
@@ -200,9 +255,9 @@ abstract contract MarketLoans is MarketBase {
         _loans[id].status = LoanStatus.Closed;
         uint256 toBorrower = l.collateral - lenderCap;
         uint256 toTreasury = lenderCap - toLender;
-        _credit(_accounts[l.borrower], toBorrower);
-        _credit(_accounts[l.lender], toLender);
-        if (toTreasury != 0) _credit(_accounts[_treasury], toTreasury);
         emit LoanClosed(id, lent, ret, toBorrower, toLender, toTreasury);
+        if (toBorrower != 0) market.loanTransfer(address(this), l.borrower, toBorrower);
+        if (toLender != 0) market.loanTransfer(address(this), l.lender, toLender);
+        if (toTreasury != 0) market.loanTransfer(address(this), market.treasury(), toTreasury);
     }
 }

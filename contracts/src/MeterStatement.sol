@@ -29,6 +29,18 @@ library MeterStatement {
         );
     }
 
+    /// @notice The digest of a statement given by its fields (no struct copy: settlement loops call this).
+    function digestOf(
+        bytes32 device,
+        uint64 windowEnd,
+        uint64 importWh,
+        uint64 exportWh,
+        uint32 readings,
+        bytes32 readingsDigest
+    ) internal pure returns (bytes32) {
+        return sha256(abi.encodePacked(MAGIC, device, windowEnd, importWh, exportWh, readings, readingsDigest));
+    }
+
     /// @notice The address of the device key that signed `st` (65 bytes r || s || v); reverts on a malformed one.
     function signer(Statement memory st, bytes memory signature) internal pure returns (address) {
         return ECDSA.recover(digest(st), signature);

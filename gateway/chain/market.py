@@ -130,6 +130,9 @@ class _BoundView:
         return out[0] if len(out) == 1 else list(out)
 
 
+NO_WINDOW = 2**32 - 1  # MeterItem: that side's statements are not in the call
+
+
 class Market:
     """One Market deployment seen through this gateway's sender."""
 
@@ -215,6 +218,19 @@ class Market:
     def report(self, terms: Terms, delivered_wh: int) -> TxRecord:
         fn = self.contract.functions.report(terms.as_tuple(), delivered_wh)
         return self.sender.send(f"report:{self.agreement_id(terms)}", fn)
+
+    def meter_used_until(self, household: str | None = None) -> int:
+        """End of the household's meter's last window used on chain (0: none yet)."""
+        return int(
+            self.sender.call(self.contract.functions.meterOf(to_checksum_address(household or self.me)))[1]
+        )
+
+    def settle_by_meters(self, key: str, window: tuple, agreements: list[tuple[Terms, bool]]) -> TxRecord:
+        """Send this household's meter window with all its agreements on it (`settleByMeters`): each
+        (terms, we are the seller). The window counts once on chain, so they go together."""
+        items = [(t.as_tuple(), *((0, NO_WINDOW) if seller else (NO_WINDOW, 0))) for t, seller in agreements]
+        fn = self.contract.functions.settleByMeters([window], items)
+        return self.sender.send(f"meters:{key}", fn)
 
     def reclaim(self, terms: Terms) -> TxRecord:
         fn = self.contract.functions.reclaim(terms.as_tuple())

@@ -172,6 +172,8 @@ class IngestHandler:
         try:
             if dev in self.statements.meters:
                 st = self.statements.check(dev, payload, now)
+                _, raw, sig = parse_message(payload)
+                self.store.add_statement(dev, st.window_end, raw, sig)  # settlement's evidence
             else:
                 st, raw, sig = parse_message(payload)
                 signer = recover_signer(raw, sig)

@@ -39,7 +39,7 @@ from gateway.trading.ports import (
     ReadingSource,
 )
 from gateway.trading.roster import Roster
-from gateway.trading.settlement import OPEN_STATES, Anchorer, Settler, Timing
+from gateway.trading.settlement import OPEN_STATES, Anchorer, MeterEvidence, Settler, Timing, evidence_for
 from gateway.trading.transport import Transport, community_tls
 from gridpact.core.clock import Clock
 from gridpact.core.eip712 import Domain
@@ -268,7 +268,10 @@ async def settle_once(settler: Settler, journal: Journal, store: ReadingSource, 
     for rec in journal.agreements(*OPEN_STATES):
         now = clock.now()
         measured: int | None = None
+        evidence: MeterEvidence | None = None
         end = int(rec.terms["deliveryEnd"])
+        if rec.state == "submitted" and now >= end:
+            evidence = evidence_for(rec.terms, store.statement_at)
         if rec.state == "submitted" and now >= end + cfg.agent.report_delay_s:
             wh, complete = settler.measured(rec, store.energy_between)
             if complete or now >= end + cfg.agent.report_delay_s + cfg.agent.confirm_wait_s:
@@ -276,7 +279,7 @@ async def settle_once(settler: Settler, journal: Journal, store: ReadingSource, 
                 if not complete:
                     counters.count("report_incomplete_data")
         try:
-            await runner.call(settler.advance, rec, now, measured)
+            await runner.call(settler.advance, rec, now, measured, evidence)
         except Exception as exc:  # one bad agreement must not stop the others (or the service)
             counters.count("settle_error")
             log.warning("event=settle_error id=%s error=%s", rec.id, exc)

@@ -1,8 +1,16 @@
 """Delivery and settlement, driven by the journal and checked against the chain at every step.
 
 For each journaled agreement the settler asks the chain first (so a restart never repeats what
-is done) and then takes the one next step: submit the signed terms, report the metered quantity
-after the window, reclaim the escrow after the deadline, or record the final state. The metered
+is done) and then takes the one next step: submit the signed terms, send the meter's evidence (or
+report the metered quantity) after the window, reclaim the escrow after the deadline, or record
+the final state.
+
+Evidence first: when this household's meter node signed statements bounding the delivery window
+(hour-aligned windows: the node signs once an hour), the settler sends them (`settleByMeters`, its own
+side; the counterparty's gateway or a keeper sends the other) and never reports a figure of its own:
+the meters decide, and a side whose statements never arrive bears it (docs/contracts.md, "The
+rule"). Only without statements (windows shorter than an hour, a meter without a device key) does it
+fall back to the report rules below. The metered
 quantity comes from this gateway's own verified readings (`ReadingStore.energy_between`): export
 for a seller, import for a buyer, shared between agreements of the same window in id order.
 The seller reports first; the buyer confirms the seller's figure when its own meter covers it
@@ -20,6 +28,7 @@ from typing import Any
 from gateway.chain.errors import RevertError
 from gateway.chain.journal import TX_REVERTED, AgreementRecord, Journal
 from gateway.chain.market import FINAL, Market, Status, terms_from_dict
+from gridpact.core.statement import StatementRejected, window_args
 
 log = logging.getLogger("gridpact.gateway.trading")
 
@@ -30,6 +39,25 @@ OPEN_STATES = ("signing", "signed", "submitted", "reported")
 class Timing:
     report_delay_s: float  # after deliveryEnd, before the seller reports (readings arrive)
     confirm_wait_s: float  # how long the buyer waits for the seller's report
+
+
+@dataclass(frozen=True)
+class MeterEvidence:
+    """This household's meter statements at the window's start (None: not kept) and end: (bytes, r||s||v)."""
+
+    first: tuple[bytes, bytes] | None
+    last: tuple[bytes, bytes]
+
+
+def evidence_for(
+    terms: dict[str, Any], statement_at: Callable[[int], tuple[bytes, bytes] | None]
+) -> MeterEvidence | None:
+    """The meter evidence of an hour-aligned delivery window, from the store (loop thread); None without it."""
+    start, end = int(terms["deliveryStart"]), int(terms["deliveryEnd"])
+    if start % 3600 or end % 3600:
+        return None
+    last = statement_at(end)
+    return None if last is None else MeterEvidence(statement_at(start), last)
 
 
 def allocate(total_wh: int, agreements: list[tuple[str, int]], target: str) -> int:
@@ -76,7 +104,9 @@ class Settler:
             same.append((rec.id, int(terms["quantityWh"])))
         return allocate(total, same, rec.id), bool(delta.complete)
 
-    def advance(self, rec: AgreementRecord, now: float, measured: int | None) -> str:
+    def advance(
+        self, rec: AgreementRecord, now: float, measured: int | None, evidence: MeterEvidence | None = None
+    ) -> str:
         """Take the next step for one agreement; returns its journal state afterwards."""
         terms = terms_from_dict(rec.terms)
         view = self.market.agreement(terms)
@@ -101,6 +131,11 @@ class Settler:
             if rec.state == "signed" and rec.peer_sig and submitter:
                 return self._submit(rec, terms)
             return rec.state
+        open_now = view.status in (Status.ACTIVE, Status.DISPUTED) and now <= view.deadline
+        if open_now and rec.state == "submitted" and evidence is not None:
+            sent = self._send_evidence(rec, terms, evidence)
+            if sent is not None:
+                return sent
         if view.status is Status.ACTIVE and rec.state == "submitted":
             if now < terms.deliveryEnd + self.timing.report_delay_s or measured is None:
                 return rec.state
@@ -111,6 +146,44 @@ class Settler:
             # seller whose buyer went quiet is paid without waiting for the buyer or the community
             return self._send_final(rec, "reclaim", lambda: self.market.reclaim(terms))
         return rec.state
+
+    def _send_evidence(self, rec: AgreementRecord, terms: Any, ev: MeterEvidence) -> str | None:
+        """Send this side's meter statements; None when they cannot count (then the report rules apply)."""
+        me = terms.seller if rec.role == "seller" else terms.buyer
+        used_until = self.market.meter_used_until(me)
+        if used_until > terms.deliveryStart:  # a later window of this meter is on chain already
+            self.count("evidence_superseded")
+            return None
+        first = None if used_until == terms.deliveryStart else ev.first
+        if first is None and used_until != terms.deliveryStart:
+            self.count("evidence_no_start")
+            return None
+        try:
+            window = window_args(me, terms.deliveryStart, terms.deliveryEnd, first, ev.last)
+        except StatementRejected as exc:
+            self.count(f"evidence_{exc.reason}")
+            return None
+        # the meter's window counts once on chain: every agreement of ours on it goes in the same call
+        same = [
+            r for r in self.journal.agreements("submitted")
+            if (r.terms["deliveryStart"], r.terms["deliveryEnd"]) == (terms.deliveryStart, terms.deliveryEnd)
+        ]  # fmt: skip
+        if rec.id not in {r.id for r in same}:
+            same.append(rec)
+        batch = [(terms_from_dict(r.terms), r.role == "seller") for r in same]
+        try:
+            record = self.market.settle_by_meters(rec.id, window, batch)
+            receipt = self.market.sender.wait(record.key)
+        except RevertError as exc:
+            return self._after_revert(rec, exc)
+        if receipt.status != 1:
+            return self._recheck(rec)
+        self.count("evidence_sent")
+        log.info("event=meter_evidence_sent id=%s role=%s agreements=%d", rec.id, rec.role, len(same))
+        for r in same:
+            self.journal.set_agreement_state(r.id, "reported", note="meters")
+        after = self.market.agreement(terms_from_dict(rec.terms))
+        return self._close(rec, after.status) if after.status in FINAL else "reported"
 
     def _slot_moved_on(self, rec: AgreementRecord) -> str:
         """On chain before, NONE now: the seller reused the slot after it closed; the events say how."""
@@ -202,7 +275,7 @@ class Settler:
         if view.status is not Status.NONE and rec.state in ("signing", "signed"):
             self.journal.set_agreement_state(rec.id, "submitted")
             return "submitted"
-        for kind in ("submit", "report", "reclaim"):
+        for kind in ("submit", "report", "meters", "reclaim"):
             tx = self.journal.tx(f"{kind}:{rec.id}")
             if tx is not None and tx.state == TX_REVERTED:
                 self.journal.drop_tx(tx.key)  # a reverted attempt may be retried once the state allows

@@ -94,6 +94,53 @@ def recover_signer(raw: bytes, sig: bytes) -> str:
     return address_of(pub.format(compressed=False)[1:])
 
 
+def sign(raw: bytes, secret: bytes) -> bytes:
+    """r || s || v of `raw` under a device key (low-s, RFC 6979): what a node publishes; for host-side
+    meters (simulator, tests). The firmware has its own signer; the vectors pin both to libsecp256k1."""
+    sig = coincurve.PrivateKey(secret).sign_recoverable(digest(raw), hasher=None)
+    return sig[:64] + bytes([27 + sig[64]])
+
+
+def to_compact(sig: bytes) -> tuple[bytes, bytes]:
+    """EIP-2098 (r, vs) of a 65-byte r || s || v signature: the form `Market.settleByMeters` takes."""
+    if len(sig) != SIG_SIZE or sig[64] not in (27, 28):
+        raise StatementRejected("signature", "want 65 bytes r || s || v with v in {27, 28}")
+    vs = int.from_bytes(sig[32:64], "big") | ((sig[64] - 27) << 255)
+    return sig[:32], vs.to_bytes(32, "big")
+
+
+def reading_args(raw: bytes, sig: bytes) -> tuple:
+    """The `MeterReading` tuple of a signed statement: (importWh, exportWh, readings, readingsDigest, (r, vs))."""
+    st = decode(raw)
+    return (st.import_wh, st.export_wh, st.readings, st.readings_digest, to_compact(sig))
+
+
+NO_READING: tuple = (0, 0, 0, bytes(32), (bytes(32), bytes(32)))
+"""`MeterWindow.from` meaning: start from the statement the meter's previous window on chain ended with."""
+
+
+def window_args(
+    household: str, start: int, end: int, first: tuple[bytes, bytes] | None, last: tuple[bytes, bytes]
+) -> tuple:
+    """The `MeterWindow` tuple for `settleByMeters` from signed statements at the window's start (None:
+    chained on chain) and end, each (statement bytes, r || s || v); both must be one device's."""
+    end_st = decode(last[0])
+    if end_st.window_end != end or (first is not None and decode(first[0]).window_end != start):
+        raise StatementRejected("time", "statements do not bound the window")
+    if first is not None and decode(first[0]).dev != end_st.dev:
+        raise StatementRejected("device", "start and end statements of different devices")
+    start_args = NO_READING if first is None else reading_args(*first)
+    return (household, device_word(end_st.dev), start, end, start_args, reading_args(*last))
+
+
+def device_word(dev: str) -> bytes:
+    """The statement's device field: the id in ASCII, zero-padded on the right to 32 bytes."""
+    raw = dev.encode("ascii")
+    if not 0 < len(raw) <= 32:
+        raise ValueError("device id must be 1..32 bytes")
+    return raw.ljust(32, b"\0")
+
+
 def parse_message(payload: bytes) -> tuple[Statement, bytes, bytes]:
     """The MQTT payload on .../statement -> (statement, its bytes, r||s||v); signer not checked yet."""
     if len(payload) > MAX_MESSAGE:

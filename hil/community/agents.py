@@ -71,6 +71,11 @@ class LockedStore:
     def hour_batch(self, hour_start: int) -> list[bytes]:
         return self.gateway.hour_batch(hour_start)
 
+    def statement_at(self, window_end: int, dev: str | None = None) -> tuple[bytes, bytes] | None:
+        """The meter's signed statement for the hour ending at `window_end` (settlement's evidence)."""
+        with self.gateway._lock:
+            return self.gateway.store.statement_at(window_end, dev)
+
 
 def trading_tables(cfg: EngineConfig, host: str, port: int, rpc_url: str, market: str, state: Path,
                    margins: tuple[float, float, float]) -> dict[str, dict[str, Any]]:  # fmt: skip

@@ -1,8 +1,10 @@
 """The community on a real chain: deploy, register, mint, agree and settle through the Market contract.
 
 The simulator acts as the community (COMMUNITY_ROLE) that batches what the households' gateways
-signed: both parties sign each agreement's EIP-712 terms and each delivery report with their own
-keys, so the contract checks every signature exactly as it would for real gateways. The chain's
+signed: both parties sign each agreement's EIP-712 terms with their own keys, and each household's
+meter node signs its hourly statement with its own device key (registered by `setMeter`); the
+community settles each hour as the keeper, from the meters' statements (`settleByMeters`), so the
+contract checks every signature exactly as it would for real gateways and meters. The chain's
 clock is moved to the simulated hour (py-evm `time_travel`, anvil `evm_setNextBlockTimestamp`).
 """
 
@@ -15,6 +17,17 @@ from eth_account import Account
 from eth_utils.crypto import keccak
 
 from hil.services import DEV_PRIVATE_KEYS
+
+_EMPTY = bytes.fromhex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")  # sha256("")
+
+
+def _meter_address(secret: bytes) -> str:
+    """The address the installer registers for a meter node's device key."""
+    import coincurve
+
+    from gridpact.core.statement import address_of
+
+    return address_of(coincurve.PrivateKey(secret).public_key.format(compressed=False)[1:])
 
 
 class ChainLayerError(RuntimeError):
@@ -35,6 +48,7 @@ class ChainTotals:
     gas_used: int
     transactions: int
     anchors: int = 0
+    meter_settled: int = 0  # agreements settled from the meters' signed statements
     notes: list[str] = field(default_factory=list)
 
 
@@ -65,6 +79,11 @@ class CommunityChain:
         self.anchors = 0
         self._terms: dict[int, list[Any]] = {}
         self._rings: dict[str, Any] = {}  # seller -> the gateway's NonceRing: slots reused once closed
+        # each household's meter node: device key, cumulative (import, export) Wh, end of its last window on chain
+        self.meter_keys = [keccak(text=f"gridpact-simulate-meter-{i}") for i in range(len(names))]
+        self.counters = [(0, 0)] * len(names)
+        self.meter_used: list[int | None] = [None] * len(names)
+        self.meter_settled = 0
 
     def _tx(self, sender: Any, call: Any) -> Any:
         receipt = sender.transact(call)
@@ -105,6 +124,8 @@ class CommunityChain:
             self._tx(self.community, self.token.functions.mint(addr, start_tokens))
             self._tx(sender, self.token.functions.approve(self.market.address, start_tokens))
             self._tx(sender, self.market.functions.deposit(start_tokens))
+        for addr, secret in zip(self.addresses, self.meter_keys, strict=True):
+            self._tx(self.community, self.market.functions.setMeter(addr, _meter_address(secret)))
         from gridpact.core.eip712 import Domain
 
         self.domain = Domain.of(self.w3, self.market.address)
@@ -139,26 +160,41 @@ class CommunityChain:
             call = self.market.functions.submitAgreements([x.as_tuple() for x in terms], s_sigs, b_sigs)
             self._tx(self.community, call)
 
-    def settle(self, hour: int, hour_start: int, delivered: list[int]) -> list[tuple[int, int]]:
-        """Each party signs its delivery report (from its meter data); one settleBatch; (paid, refunded)."""
+    def settle(
+        self,
+        hour: int,
+        hour_start: int,
+        delivered: list[int],
+        metered: tuple[list[int], list[int]] | None = None,
+    ) -> list[tuple[int, int]]:
+        """Settle the hour's agreements in one call; (paid, refunded) each. With `metered` (each household's
+        (import, export) Wh in the hour) the community carries the meters' signed statements
+        (`settleByMeters`, the live rule); without, both parties sign `delivered` as reports (`settleBatch`)."""
         from gridpact.core.eip712 import agreement_id, sign_report
 
         terms = self._terms.pop(hour, [])
         if len(terms) != len(delivered):
             raise ChainLayerError(f"hour {hour}: {len(terms)} agreements but {len(delivered)} deliveries")
+        windows = self._meter_windows(hour_start, terms, metered) if metered is not None else None
         if not terms:
             return []
-        items = []
-        for term, d in zip(terms, delivered, strict=True):
-            aid = agreement_id(term, self.domain)
-            seller = self.addresses.index(term.seller)
-            buyer = self.addresses.index(term.buyer)
-            items.append(
-                (term.as_tuple(), d, d, sign_report(aid, d, self.domain, self.keys[seller]),
-                 sign_report(aid, d, self.domain, self.keys[buyer]))
-            )  # fmt: skip
         self.set_time(hour_start + 3600 + 5)
-        receipt = self._tx(self.community, self.market.functions.settleBatch(items))
+        if windows is not None:
+            index = {w[0]: i for i, w in enumerate(windows)}
+            items = [(t.as_tuple(), index[t.seller], index[t.buyer]) for t in terms]
+            receipt = self._tx(self.community, self.market.functions.settleByMeters(windows, items))
+            self.meter_settled += len(terms)
+        else:
+            items = []
+            for term, d in zip(terms, delivered, strict=True):
+                aid = agreement_id(term, self.domain)
+                seller = self.addresses.index(term.seller)
+                buyer = self.addresses.index(term.buyer)
+                items.append(
+                    (term.as_tuple(), d, d, sign_report(aid, d, self.domain, self.keys[seller]),
+                     sign_report(aid, d, self.domain, self.keys[buyer]))
+                )  # fmt: skip
+            receipt = self._tx(self.community, self.market.functions.settleBatch(items))
         events = self.market.events.AgreementSettled().process_receipt(receipt)
         by_id = {bytes(e["args"]["id"]): e["args"] for e in events}
         out = []
@@ -169,6 +205,36 @@ class CommunityChain:
             self._rings[term.seller].release(term.nonce)  # settled: the seller's slot takes new terms
             out.append((int(ev["paidToSeller"]), int(ev["refundedToBuyer"])))
         return out
+
+    def _meter_windows(
+        self, hour_start: int, terms: list[Any], metered: tuple[list[int], list[int]]
+    ) -> list[tuple]:
+        """Advance every meter by its hour and sign the statements of the households that traded (chained to
+        their last window on chain when it ended at this hour's start)."""
+        from gridpact.core import statement
+
+        end = hour_start + 3600
+        imp, exp = metered
+        parties = sorted(
+            {self.addresses.index(t.seller) for t in terms} | {self.addresses.index(t.buyer) for t in terms}
+        )
+        windows = []
+        for i in range(len(self.names)):
+            before = self.counters[i]
+            after = (before[0] + max(0, imp[i]), before[1] + max(0, exp[i]))
+            self.counters[i] = after
+            if i not in parties:
+                continue
+            dev = f"sim-{i}"
+            signed = [
+                (raw, statement.sign(raw, self.meter_keys[i]))
+                for raw in (statement.encode(statement.Statement(dev, ts, c[0], c[1], 1, _EMPTY)) for ts, c in
+                            ((hour_start, before), (end, after)))
+            ]  # fmt: skip
+            first = None if self.meter_used[i] == hour_start else signed[0]
+            windows.append(statement.window_args(self.addresses[i], hour_start, end, first, signed[1]))
+            self.meter_used[i] = end
+        return windows
 
     def anchor(self, household: int, hour_start: int, batch_hash: bytes, count: int) -> None:
         """A household's gateway anchors the hash of its hour of verified readings (once the hour has closed)."""
@@ -193,4 +259,5 @@ class CommunityChain:
             gas_used=self.gas_used,
             transactions=self.transactions,
             anchors=self.anchors,
+            meter_settled=self.meter_settled,
         )

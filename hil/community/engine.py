@@ -15,7 +15,7 @@ import numpy as np
 
 from hil.community.battery import BatteryParams, grid_flows
 from hil.community.households import HouseholdSpec, community_power, make_community
-from hil.community.ledger import Ledger
+from hil.community.ledger import Ledger, meter_delivery
 from hil.community.market import (
     MICRO,
     MarketWindow,
@@ -212,15 +212,10 @@ def run_engine(
             world.agreements(k, trades)
             world.run_hour(k)
             act_imp[:, k], act_exp[:, k] = world.measure(k)
-        # delivery: a seller delivers what its meter exported in the window, up to what it sold
-        by_seller: dict[int, list[int]] = {}
-        for j, t in enumerate(trades):
-            by_seller.setdefault(t.seller, []).append(j)
-        delivered = [0] * len(trades)
-        for s, js in by_seller.items():
-            parts = allocate(round(act_exp[s, k] * 1000), [trades[j].wh for j in js])
-            for j, d in zip(js, parts, strict=True):
-                delivered[j] = d
+        # delivery by the Market's meter rule: the seller's metered export matched to the buyer's metered import
+        delivered = meter_delivery(
+            trades, [round(x * 1000) for x in act_exp[:, k]], [round(x * 1000) for x in act_imp[:, k]]
+        )
         hour_settled = []
         for j, t in enumerate(trades):
             to_seller, refund = ledger.settle(ids[j], delivered[j])

@@ -76,6 +76,7 @@ class FullStackWorld:
         self.devs = [f"node-{s.name}" for s in specs]
         self.state = Path(self._dir.name)
         self.incomplete_windows = 0
+        self.metered: dict[int, tuple[list[int], list[int]]] = {}  # hour -> (import, export) Wh per household
         self.nodes_layer = self._start_nodes(host, port)
 
     def make_broker(self) -> Any:
@@ -204,6 +205,7 @@ class FullStackWorld:
             wh_in, wh_out, complete = g.energy(t0, t0 + 3600)
             imp[i], exp[i] = wh_in / 1000, wh_out / 1000
             self.incomplete_windows += not complete
+        self.metered[k] = ([round(x * 1000) for x in imp], [round(x * 1000) for x in exp])  # the meters' Wh
         return imp, exp
 
     def _trip_a_seller(self, k: int, trades: list[Trade]) -> None:
@@ -234,7 +236,9 @@ class FullStackWorld:
         hour_start = self.cfg.t0 + 3600 * k
         if self.chain is None:
             return
-        on_chain = self.chain.settle(k, hour_start, [s.delivered_wh for s in settled])
+        on_chain = self.chain.settle(
+            k, hour_start, [s.delivered_wh for s in settled], self.metered.pop(k, None)
+        )
         for s, (paid, refunded) in zip(settled, on_chain, strict=True):
             if (paid, refunded) != (s.to_seller, s.refund):
                 self.problems.append(
@@ -309,8 +313,8 @@ class FullStackWorld:
             f"held by the market {totals.market_holds / 10**self.cfg.decimals:g}, nothing in escrow): {conserved}"
         )
         self.checks.append(
-            f"on chain: {totals.settled_events} settlements, {totals.refunded_events} with a refund, "
-            f"{totals.anchors} reading batches anchored, {totals.transactions} transactions, {totals.gas_used} gas"
+            f"on chain: {totals.settled_events} settlements ({totals.meter_settled} from the meters' signed "
+            f"statements), {totals.refunded_events} with a refund, {totals.anchors} reading batches anchored, {totals.transactions} transactions, {totals.gas_used} gas"
         )
         if not same or not conserved:
             self.problems.append("the chain disagrees with the simulation")

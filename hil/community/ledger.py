@@ -12,6 +12,23 @@ from gridpact.core.settlement import DEFAULT_PENALTY_BPS, split
 from hil.community.market import MICRO, Trade
 
 
+def meter_delivery(trades: list[Trade], export_wh: list[int], import_wh: list[int]) -> list[int]:
+    """Delivered Wh per trade by the Market's meter rule (`settleByMeters`): the seller's metered export and the
+    buyer's metered import in the window, each shared pro rata to the quantities of the household's trades of
+    the window (q * min(metered, claimed) // claimed), matched: the smaller of the two."""
+    sold: dict[int, int] = {}
+    bought: dict[int, int] = {}
+    for t in trades:
+        sold[t.seller] = sold.get(t.seller, 0) + t.wh
+        bought[t.buyer] = bought.get(t.buyer, 0) + t.wh
+    out = []
+    for t in trades:
+        s_share = t.wh * min(max(export_wh[t.seller], 0), sold[t.seller]) // sold[t.seller]
+        b_share = t.wh * min(max(import_wh[t.buyer], 0), bought[t.buyer]) // bought[t.buyer]
+        out.append(min(s_share, b_share))
+    return out
+
+
 class LedgerError(RuntimeError):
     """An operation the contract would revert: overspend, double settlement, unknown agreement."""
 

@@ -35,7 +35,7 @@ def names(c: Community, receipt: Any) -> list[tuple[int, str]]:
 
 
 def loan_closed(c: Community, receipt: Any) -> dict:
-    return dict(c.market.events.LoanClosed().process_receipt(receipt, errors=DISCARD)[0]["args"])
+    return dict(c.loans.events.LoanClosed().process_receipt(receipt, errors=DISCARD)[0]["args"])
 
 
 # ------------------------------------------------------------------ item 1: freezing slots by cancelTerms
@@ -247,16 +247,15 @@ def test_attack_borrower_disputes_early_to_keep_the_collateral(community: Commun
     nothing and counts on an idle community to get the collateral back."""
     c = community
     lender, borrower, _ = c.households
-    m = c.market
     loan = c.loan(lender, borrower, 1_000, COLLATERAL, HOUR)
-    c.admin.transact(m.functions.submitLoan(loan.as_tuple(), *c.sign_loan(loan, lender, borrower)))
-    reverts("TooEarly", lambda: borrower.sender.transact(m.functions.openLoanDispute(loan.as_tuple())))
+    c.admin.transact(c.loans.functions.submitLoan(loan.as_tuple(), *c.sign_loan(loan, lender, borrower)))
+    reverts("TooEarly", lambda: borrower.sender.transact(c.loans.functions.openLoanDispute(loan.as_tuple())))
     advance_time(c.w3, HOUR + 10)
-    lender.sender.transact(m.functions.reportReturn(loan.as_tuple(), 1_000, 0))
-    borrower.sender.transact(m.functions.openLoanDispute(loan.as_tuple()))
+    lender.sender.transact(c.loans.functions.reportReturn(loan.as_tuple(), 1_000, 0))
+    borrower.sender.transact(c.loans.functions.openLoanDispute(loan.as_tuple()))
     advance_time(c.w3, 3 * DAY + 10)
     free_l = c.free(lender.address)
-    ev = loan_closed(c, borrower.sender.transact(m.functions.expireLoan(loan.as_tuple())))
+    ev = loan_closed(c, borrower.sender.transact(c.loans.functions.expireLoan(loan.as_tuple())))
     assert (ev["toLender"], ev["toBorrower"]) == (
         COLLATERAL,
         0,
@@ -269,14 +268,13 @@ def test_attack_silent_lender_after_a_full_return(community: Community) -> None:
     though the borrower returned everything and reported so."""
     c = community
     lender, borrower, _ = c.households
-    m = c.market
     free_b = c.free(borrower.address)
     loan = c.loan(lender, borrower, 1_000, COLLATERAL, HOUR)
-    c.admin.transact(m.functions.submitLoan(loan.as_tuple(), *c.sign_loan(loan, lender, borrower)))
+    c.admin.transact(c.loans.functions.submitLoan(loan.as_tuple(), *c.sign_loan(loan, lender, borrower)))
     advance_time(c.w3, HOUR + 10)
-    borrower.sender.transact(m.functions.reportReturn(loan.as_tuple(), 1_000, 1_000))
+    borrower.sender.transact(c.loans.functions.reportReturn(loan.as_tuple(), 1_000, 1_000))
     advance_time(c.w3, DAY)
-    ev = loan_closed(c, borrower.sender.transact(m.functions.expireLoan(loan.as_tuple())))
+    ev = loan_closed(c, borrower.sender.transact(c.loans.functions.expireLoan(loan.as_tuple())))
     assert (ev["toLender"], ev["toBorrower"]) == (0, COLLATERAL)
     assert c.free(borrower.address) == free_b
 
@@ -286,22 +284,21 @@ def test_attack_lender_that_lends_nothing(community: Community) -> None:
     truthfully handed the lender the collateral; a lender claiming it lent is no better off either."""
     c = community
     lender, borrower, _ = c.households
-    m = c.market
     free_b = c.free(borrower.address)
     truthful, lying = (
         c.loan(lender, borrower, 1_000, COLLATERAL, HOUR),
         c.loan(lender, borrower, 1_000, COLLATERAL, HOUR),
     )
     for loan in (truthful, lying):
-        c.admin.transact(m.functions.submitLoan(loan.as_tuple(), *c.sign_loan(loan, lender, borrower)))
+        c.admin.transact(c.loans.functions.submitLoan(loan.as_tuple(), *c.sign_loan(loan, lender, borrower)))
     advance_time(c.w3, HOUR + 10)
-    lender.sender.transact(m.functions.reportReturn(truthful.as_tuple(), 0, 0))
-    ev = loan_closed(c, borrower.sender.transact(m.functions.reportReturn(truthful.as_tuple(), 0, 0)))
+    lender.sender.transact(c.loans.functions.reportReturn(truthful.as_tuple(), 0, 0))
+    ev = loan_closed(c, borrower.sender.transact(c.loans.functions.reportReturn(truthful.as_tuple(), 0, 0)))
     assert (ev["toLender"], ev["toBorrower"]) == (0, COLLATERAL)
-    lender.sender.transact(m.functions.reportReturn(lying.as_tuple(), 1_000, 0))  # claims it lent
-    borrower.sender.transact(m.functions.reportReturn(lying.as_tuple(), 0, 0))
+    lender.sender.transact(c.loans.functions.reportReturn(lying.as_tuple(), 1_000, 0))  # claims it lent
+    borrower.sender.transact(c.loans.functions.reportReturn(lying.as_tuple(), 0, 0))
     advance_time(c.w3, 3 * DAY + DAY)
-    ev = loan_closed(c, borrower.sender.transact(m.functions.expireLoan(lying.as_tuple())))
+    ev = loan_closed(c, borrower.sender.transact(c.loans.functions.expireLoan(lying.as_tuple())))
     assert ev["toLender"] == 0  # the unresolved claim earns the lender nothing
     assert c.free(borrower.address) == free_b - COLLATERAL  # only the disputed collateral, to the treasury
     assert ev["toTreasury"] == COLLATERAL

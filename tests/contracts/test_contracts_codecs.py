@@ -85,7 +85,7 @@ def test_contracts_python_digests_match_contract(community: Community) -> None:
     aid = agreement_id(t, community.domain)
     assert m.functions.reportDigest(aid, 777).call() == report_digest(aid, 777, community.domain)
     loan = community.loan(a, b, 100, 5, 3600)
-    assert m.functions.loanId(loan.as_tuple()).call() == loan_id(loan, community.domain)
+    assert community.loans.functions.loanId(loan.as_tuple()).call() == loan_id(loan, community.loans_domain)
     domain = m.functions.eip712Domain().call()
     assert (domain[1], domain[2], domain[3], domain[4]) == (
         "gridpact Market",

@@ -50,7 +50,7 @@ class Lent:
 
 def make_machine(c: Community) -> type[RuleBasedStateMachine]:
     m, tok, w3 = c.market, c.token, c.w3
-    abi = m.abi + tok.abi
+    abi = m.abi + tok.abi + c.loans.abi
     people = list(c.households)
     treasury = m.functions.treasury().call()  # receives report gaps and unresolved disputed amounts
 
@@ -96,7 +96,7 @@ def make_machine(c: Community) -> type[RuleBasedStateMachine]:
                     assert status in (SETTLED, REFUNDED), f"closed agreement came back as {status}"
                 d.closed = status in (SETTLED, REFUNDED)
             for lent in self.loans:
-                status = m.functions.loans(c.loan_id(lent.loan)).call()[0]
+                status = c.loans.functions.loans(c.loan_id(lent.loan)).call()[0]
                 if lent.closed:
                     assert status == L_CLOSED
                 lent.closed = status == L_CLOSED
@@ -188,7 +188,7 @@ def make_machine(c: Community) -> type[RuleBasedStateMachine]:
             lender, borrower = people[i], people[(i + 1) % 3]
             loan = c.loan(lender, borrower, 1_000, collateral, tau)
             out = self.send(
-                c.admin, m.functions.submitLoan(loan.as_tuple(), *c.sign_loan(loan, lender, borrower))
+                c.admin, c.loans.functions.submitLoan(loan.as_tuple(), *c.sign_loan(loan, lender, borrower))
             )
             if not isinstance(out, RevertInfo):
                 self.loans.append(Lent(loan, lender, borrower))
@@ -199,12 +199,14 @@ def make_machine(c: Community) -> type[RuleBasedStateMachine]:
             if self.loans:
                 lent = self.loans[k % len(self.loans)]
                 who = lent.lender if lender_side else lent.borrower
-                self.send(who.sender, m.functions.reportReturn(lent.loan.as_tuple(), lent_wh, wh))
+                self.send(who.sender, c.loans.functions.reportReturn(lent.loan.as_tuple(), lent_wh, wh))
 
         @rule(k=st.integers(0, 10))
         def loan_expire(self, k: int) -> None:
             if self.loans:
-                self.send(c.admin, m.functions.expireLoan(self.loans[k % len(self.loans)].loan.as_tuple()))
+                self.send(
+                    c.admin, c.loans.functions.expireLoan(self.loans[k % len(self.loans)].loan.as_tuple())
+                )
 
         @rule(i=st.integers(0, 2), amount=st.sampled_from([1, 10**18, 10**21]), burn=st.booleans())
         def withdraw(self, i: int, amount: int, burn: bool) -> None:
@@ -245,7 +247,7 @@ def make_machine(c: Community) -> type[RuleBasedStateMachine]:
                 self.record(c.admin.transact(m.functions.reclaimBatch(open_deals)))
             for lent in self.loans:
                 if not lent.closed:
-                    c.admin.transact(m.functions.expireLoan(lent.loan.as_tuple()))
+                    c.admin.transact(c.loans.functions.expireLoan(lent.loan.as_tuple()))
             for p in [*(p.sender for p in people), c.admin]:
                 free = c.free(p.address)
                 if free:

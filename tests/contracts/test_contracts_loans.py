@@ -16,42 +16,46 @@ OPEN, DISPUTED, CLOSED, CANCELLED = 1, 2, 3, 4
 
 
 def closed(c: Community, receipt: Any) -> dict:
-    return dict(c.market.events.LoanClosed().process_receipt(receipt, errors=DISCARD)[0]["args"])
+    return dict(c.loans.events.LoanClosed().process_receipt(receipt, errors=DISCARD)[0]["args"])
 
 
 def submit(c: Community, loan: Any, lender: Any, borrower: Any) -> Any:
     return c.admin.transact(
-        c.market.functions.submitLoan(loan.as_tuple(), *c.sign_loan(loan, lender, borrower))
+        c.loans.functions.submitLoan(loan.as_tuple(), *c.sign_loan(loan, lender, borrower))
     )
 
 
 def test_contracts_loan_returned_releases_collateral(community: Community, reverts) -> None:
     c = community
     lender, borrower, x = c.households
-    m = c.market
     free_b = c.free(borrower.address)
     loan = c.loan(lender, borrower, 2_000, COLLATERAL, 6 * HOUR)
     rcpt = submit(c, loan, lender, borrower)
-    opened = dict(m.events.LoanOpened().process_receipt(rcpt, errors=DISCARD)[0]["args"])
+    opened = dict(c.loans.events.LoanOpened().process_receipt(rcpt, errors=DISCARD)[0]["args"])
     assert opened["id"] == c.loan_id(loan) and opened["collateral"] == COLLATERAL
     assert c.free(borrower.address) == free_b - COLLATERAL
-    assert m.functions.loans(c.loan_id(loan)).call()[0] == OPEN
+    assert c.loans.functions.loans(c.loan_id(loan)).call()[0] == OPEN
     reverts("WrongStatus", submit, c, loan, lender, borrower)  # replay
-    reverts("NotParty", lambda: x.sender.transact(m.functions.reportReturn(loan.as_tuple(), 2_000, 2_000)))
-    borrower.sender.transact(m.functions.reportReturn(loan.as_tuple(), 2_000, 2_500))
     reverts(
-        "AlreadyReported", lambda: borrower.sender.transact(m.functions.reportReturn(loan.as_tuple(), 1, 1))
+        "NotParty", lambda: x.sender.transact(c.loans.functions.reportReturn(loan.as_tuple(), 2_000, 2_000))
+    )
+    borrower.sender.transact(c.loans.functions.reportReturn(loan.as_tuple(), 2_000, 2_500))
+    reverts(
+        "AlreadyReported",
+        lambda: borrower.sender.transact(c.loans.functions.reportReturn(loan.as_tuple(), 1, 1)),
     )
     rcpt = lender.sender.transact(
-        m.functions.reportReturn(loan.as_tuple(), 2_000, 1_980)
+        c.loans.functions.reportReturn(loan.as_tuple(), 2_000, 1_980)
     )  # within 2 %: pro rata
     ev = closed(c, rcpt)
     assert (ev["lentWh"], ev["returnedWh"], ev["toTreasury"]) == (2_000, 1_980, 0)
     assert ev["toBorrower"] == COLLATERAL * 1_980 // 2_000
     assert ev["toBorrower"] + ev["toLender"] == COLLATERAL
-    assert m.functions.loans(c.loan_id(loan)).call()[0] == CLOSED
-    reverts("WrongStatus", lambda: lender.sender.transact(m.functions.reportReturn(loan.as_tuple(), 1, 1)))
-    reverts("WrongStatus", lambda: lender.sender.transact(m.functions.expireLoan(loan.as_tuple())))
+    assert c.loans.functions.loans(c.loan_id(loan)).call()[0] == CLOSED
+    reverts(
+        "WrongStatus", lambda: lender.sender.transact(c.loans.functions.reportReturn(loan.as_tuple(), 1, 1))
+    )
+    reverts("WrongStatus", lambda: lender.sender.transact(c.loans.functions.expireLoan(loan.as_tuple())))
 
 
 def test_contracts_loan_submit_reverts_and_cancel(community: Community, reverts) -> None:
@@ -63,7 +67,7 @@ def test_contracts_loan_submit_reverts_and_cancel(community: Community, reverts)
 
     def sub(terms: Any, s1: Any = None, s2: Any = None) -> Any:
         a1, a2 = c.sign_loan(terms, lender, borrower)
-        return c.admin.transact(m.functions.submitLoan(terms.as_tuple(), s1 or a1, s2 or a2))
+        return c.admin.transact(c.loans.functions.submitLoan(terms.as_tuple(), s1 or a1, s2 or a2))
 
     reverts("BadSignature", sub, loan, sign_loan(loan, c.domain, x.key))
     reverts("TermsExpired", sub, replace(loan, expiry=c.now() - 1))
@@ -72,11 +76,16 @@ def test_contracts_loan_submit_reverts_and_cancel(community: Community, reverts)
     reverts("InvalidTerms", sub, replace(loan, quantityWh=0))
     reverts("InvalidTerms", sub, replace(loan, returnBy=c.now() - 1))
     reverts("InsufficientBalance", sub, replace(loan, collateral=10**30))
-    reverts("NotParty", lambda: x.sender.transact(m.functions.cancelLoan(loan.as_tuple())))
-    rcpt = borrower.sender.transact(m.functions.cancelLoan(loan.as_tuple()))
-    assert m.events.LoanCancelled().process_receipt(rcpt, errors=DISCARD)[0]["args"]["by"] == borrower.address
-    reverts("WrongStatus", lambda: c.admin.transact(m.functions.submitLoan(loan.as_tuple(), lsig, bsig)))
-    reverts("WrongStatus", lambda: lender.sender.transact(m.functions.cancelLoan(loan.as_tuple())))
+    reverts("NotParty", lambda: x.sender.transact(c.loans.functions.cancelLoan(loan.as_tuple())))
+    rcpt = borrower.sender.transact(c.loans.functions.cancelLoan(loan.as_tuple()))
+    assert (
+        c.loans.events.LoanCancelled().process_receipt(rcpt, errors=DISCARD)[0]["args"]["by"]
+        == borrower.address
+    )
+    reverts(
+        "WrongStatus", lambda: c.admin.transact(c.loans.functions.submitLoan(loan.as_tuple(), lsig, bsig))
+    )
+    reverts("WrongStatus", lambda: lender.sender.transact(c.loans.functions.cancelLoan(loan.as_tuple())))
     c.admin.transact(m.functions.remove(borrower.address))
     reverts("NotRegistered", sub, c.loan(lender, borrower, 10, 1, HOUR))
 
@@ -84,51 +93,59 @@ def test_contracts_loan_submit_reverts_and_cancel(community: Community, reverts)
 def test_contracts_loan_forfeit_dispute_and_expiry(community: Community, reverts) -> None:
     c = community
     lender, borrower, x = c.households
-    m = c.market
     forfeited = c.loan(lender, borrower, 1_000, COLLATERAL, HOUR)
     disputed = c.loan(lender, borrower, 1_000, COLLATERAL, HOUR)
     resolved = c.loan(lender, borrower, 1_000, COLLATERAL, HOUR)
     for loan in (forfeited, disputed, resolved):
         submit(c, loan, lender, borrower)
-    reverts("TooEarly", lambda: lender.sender.transact(m.functions.expireLoan(forfeited.as_tuple())))
+    reverts("TooEarly", lambda: lender.sender.transact(c.loans.functions.expireLoan(forfeited.as_tuple())))
     # diverging reports open a dispute
-    lender.sender.transact(m.functions.reportReturn(resolved.as_tuple(), 1_000, 100))
-    borrower.sender.transact(m.functions.reportReturn(resolved.as_tuple(), 1_000, 1_000))
-    assert m.functions.loans(c.loan_id(resolved)).call()[0] == DISPUTED
+    lender.sender.transact(c.loans.functions.reportReturn(resolved.as_tuple(), 1_000, 100))
+    borrower.sender.transact(c.loans.functions.reportReturn(resolved.as_tuple(), 1_000, 1_000))
+    assert c.loans.functions.loans(c.loan_id(resolved)).call()[0] == DISPUTED
     # a party can escalate only once the return is due
-    reverts("NotParty", lambda: x.sender.transact(m.functions.openLoanDispute(disputed.as_tuple())))
-    reverts("TooEarly", lambda: borrower.sender.transact(m.functions.openLoanDispute(disputed.as_tuple())))
+    reverts("NotParty", lambda: x.sender.transact(c.loans.functions.openLoanDispute(disputed.as_tuple())))
+    reverts(
+        "TooEarly", lambda: borrower.sender.transact(c.loans.functions.openLoanDispute(disputed.as_tuple()))
+    )
     reverts(
         "AccessControlUnauthorizedAccount",
-        lambda: lender.sender.transact(m.functions.resolveLoan(resolved.as_tuple(), 1, 1)),
+        lambda: lender.sender.transact(c.loans.functions.resolveLoan(resolved.as_tuple(), 1, 1)),
     )
-    reverts("WrongStatus", lambda: c.admin.transact(m.functions.resolveLoan(forfeited.as_tuple(), 1, 1)))
-    ev = closed(c, c.admin.transact(m.functions.resolveLoan(resolved.as_tuple(), 1_000, 500)))
+    reverts(
+        "WrongStatus", lambda: c.admin.transact(c.loans.functions.resolveLoan(forfeited.as_tuple(), 1, 1))
+    )
+    ev = closed(c, c.admin.transact(c.loans.functions.resolveLoan(resolved.as_tuple(), 1_000, 500)))
     assert (ev["returnedWh"], ev["toBorrower"], ev["toLender"]) == (500, COLLATERAL // 2, COLLATERAL // 2)
     advance_time(c.w3, HOUR + 10)
-    borrower.sender.transact(m.functions.openLoanDispute(disputed.as_tuple()))
-    reverts("WrongStatus", lambda: borrower.sender.transact(m.functions.openLoanDispute(disputed.as_tuple())))
-    lender.sender.transact(m.functions.reportReturn(disputed.as_tuple(), 1_000, 0))
-    borrower.sender.transact(m.functions.reportReturn(disputed.as_tuple(), 1_000, 1_000))
-    assert m.functions.loans(c.loan_id(disputed)).call()[0] == DISPUTED
+    borrower.sender.transact(c.loans.functions.openLoanDispute(disputed.as_tuple()))
+    reverts(
+        "WrongStatus",
+        lambda: borrower.sender.transact(c.loans.functions.openLoanDispute(disputed.as_tuple())),
+    )
+    lender.sender.transact(c.loans.functions.reportReturn(disputed.as_tuple(), 1_000, 0))
+    borrower.sender.transact(c.loans.functions.reportReturn(disputed.as_tuple(), 1_000, 1_000))
+    assert c.loans.functions.loans(c.loan_id(disputed)).call()[0] == DISPUTED
     lender.sender.transact(
-        m.functions.reportReturn(forfeited.as_tuple(), 1_000, 0)
+        c.loans.functions.reportReturn(forfeited.as_tuple(), 1_000, 0)
     )  # the borrower stays silent
     advance_time(c.w3, 86_400)
-    reverts("TooLate", lambda: lender.sender.transact(m.functions.reportReturn(forfeited.as_tuple(), 1, 1)))
-    reverts("NotParty", lambda: x.sender.transact(m.functions.expireLoan(forfeited.as_tuple())))
+    reverts(
+        "TooLate", lambda: lender.sender.transact(c.loans.functions.reportReturn(forfeited.as_tuple(), 1, 1))
+    )
+    reverts("NotParty", lambda: x.sender.transact(c.loans.functions.expireLoan(forfeited.as_tuple())))
     free_l = c.free(lender.address)
-    ev = closed(c, lender.sender.transact(m.functions.expireLoan(forfeited.as_tuple())))
+    ev = closed(c, lender.sender.transact(c.loans.functions.expireLoan(forfeited.as_tuple())))
     assert (ev["toBorrower"], ev["toLender"]) == (
         0,
         COLLATERAL,
     )  # the silent borrower accepted the lender's figures
     assert c.free(lender.address) == free_l + COLLATERAL
-    reverts("TooEarly", lambda: c.admin.transact(m.functions.expireLoan(disputed.as_tuple())))
+    reverts("TooEarly", lambda: c.admin.transact(c.loans.functions.expireLoan(disputed.as_tuple())))
     advance_time(c.w3, 3 * 86_400)
-    reverts("TooLate", lambda: c.admin.transact(m.functions.resolveLoan(disputed.as_tuple(), 1, 1)))
+    reverts("TooLate", lambda: c.admin.transact(c.loans.functions.resolveLoan(disputed.as_tuple(), 1, 1)))
     free_b = c.free(borrower.address)
-    ev = closed(c, c.admin.transact(m.functions.expireLoan(disputed.as_tuple())))
+    ev = closed(c, c.admin.transact(c.loans.functions.expireLoan(disputed.as_tuple())))
     # unresolved dispute: each side gets what the other conceded (nothing here), the disputed rest to the treasury
     assert (ev["toBorrower"], ev["toLender"], ev["toTreasury"]) == (0, 0, COLLATERAL)
     assert c.free(borrower.address) == free_b

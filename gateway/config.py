@@ -23,7 +23,7 @@ from gateway.errors import ConfigError
 DEVICE_RE = re.compile(r"[a-z0-9-]{1,32}")
 ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 TOPIC_PREFIX_RE = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
-TRADING_TABLES = ("community", "agent", "chain")
+TRADING_TABLES = ("community", "agent", "chain", "loans")
 CURRENCY_RE = re.compile(r"[A-Za-z0-9_]{1,16}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 T = TypeVar("T")

@@ -43,6 +43,7 @@ from gateway.trading.loans import (
     LoanBook,
     LoanRecord,
     Offer,
+    answer,
     battery_state,
     choose_peer,
     context_of,
@@ -355,17 +356,14 @@ class LoanAgent:
         ):
             await self._fail(s, b, "off_grid")
             return False
-        if theirs is not None and b.accepts(theirs):
-            await self.accept(s, b, round_, theirs)
+        action, mine = answer(b, round_, theirs, self.cfg.max_rounds)
+        if action == "accept" and mine is not None:
+            await self.accept(s, b, round_, mine)
+            return False
+        if action != "counter":
+            await self._fail(s, b, action)
             return False
         nxt = round_ + 1
-        mine = b.offer(nxt)
-        if nxt >= self.cfg.max_rounds:
-            await self._fail(s, b, "deadline")
-            return False
-        if mine is None and theirs is None:
-            await self._fail(s, b, "exhausted")
-            return False
         s.round, s.mine = nxt, mine
         o = offer_at(self.grid, mine, s.initiator, s.responder)
         await self.publish("loan_counter", s.peer, {"session": s.id, "round": nxt, "lender": o.lender,

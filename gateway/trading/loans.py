@@ -135,6 +135,22 @@ class Bargainer:
         return float(min(1.0, max(0.0, (best - float(self.space.eu[flat])) / span)))
 
 
+def answer(b: Bargainer, round_: int, theirs: int | None, max_rounds: int) -> tuple[str, int | None]:
+    """One step of Algorithm 1 after the peer's offer (or silence) at `round_`.
+
+    ("accept", theirs), ("counter", ours or None for silence) at round_ + 1, or ("fail", None)
+    with the reason "deadline" or "exhausted" (both sides silent) as the first element.
+    """
+    if theirs is not None and b.accepts(theirs):
+        return "accept", theirs
+    mine = b.offer(round_ + 1)
+    if round_ + 1 >= max_rounds:
+        return "deadline", None
+    if mine is None and theirs is None:
+        return "exhausted", None
+    return "counter", mine
+
+
 def choose_peer(
     peers: list[str], memory: dict[str, dict[int, tuple[float, int]]], ctx: int, cfg: LoansConfig,
     rng: np.random.Generator,

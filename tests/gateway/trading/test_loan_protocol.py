@@ -131,12 +131,12 @@ def test_bargaining_over_the_wire_is_algorithm_1(hour: int, agreed: bool) -> Non
 
 
 def test_config_is_validated() -> None:
-    with pytest.raises(ConfigError, match="loans.strategy"):
+    with pytest.raises(ConfigError, match=r"loans\.strategy"):
         parse_loans({"strategy": "s3"})
     with pytest.raises(ConfigError, match="loans"):
         parse_loans({"lam1": 0.7, "lam2": 0.7})
-    with pytest.raises(ConfigError, match="loans.contract"):
+    with pytest.raises(ConfigError, match=r"loans\.contract"):
         parse_loans({"contract": "nope"})
-    with pytest.raises(ConfigError, match="loans.surprise"):
+    with pytest.raises(ConfigError, match=r"loans\.surprise"):
         parse_loans({"surprise": 1})
     assert parse_loans({"strategy": "s1"}).strategy == "s1"

@@ -52,6 +52,7 @@ from gateway.trading.loans import (
     grid_of,
     loan_terms,
     offer_at,
+    report_figures,
 )
 from gateway.trading.protocol import Envelope, encode
 from gateway.trading.roster import Roster
@@ -175,6 +176,9 @@ class LoanAgent:
                 self.deps.counters.dropped.inc(n - self._dropped[reason], reason=f"loan_{reason}")
                 self._dropped[reason] = n
         if env is None:
+            return
+        if env.type == "loan_evidence":
+            self.on_evidence(env)
             return
         sid = str(env.body["session"])
         if env.type == "loan_propose":
@@ -449,6 +453,18 @@ class LoanAgent:
 
     # ------------------------------------------------------------ chain: submit, report, close
 
+    def on_evidence(self, env: Envelope) -> None:
+        """The peer's own meter bounds of one of our loans with it (kept, first figures win)."""
+        rec = self.book.loan(str(env.body["loan_id"]))
+        if rec is None or rec.peer.lower() != env.sender.lower():
+            self.count("loan_evidence_unknown")
+            return
+        if rec.peer_lent is None:
+            self.book.update(
+                rec.id, peer_lent=int(env.body["lent_wh"]), peer_returned=int(env.body["returned_wh"])
+            )
+            self.count("loan_evidence")
+
     async def settle_loop(self) -> None:
         interval = max(0.2, min(5.0, self.cfg.period_s / 4))
         while True:
@@ -488,13 +504,16 @@ class LoanAgent:
         if rec.state in ("signed", "agreed"):
             self.book.update(rec.id, state="open")
             self.count("loan_open")
-        if (
-            rec.state != "reported"
-            and status is LoanStatus.OPEN
-            and now >= loan.returnBy + self.cfg.report_delay_s
-        ):
-            lent, returned, complete = self.measured(rec)
-            if complete or now >= loan.returnBy + 3 * self.cfg.report_delay_s + 2:
+        if status is LoanStatus.OPEN and now >= loan.returnBy + self.cfg.report_delay_s:
+            own_lent, own_returned, complete = self.measured(rec)
+            late = now >= loan.returnBy + 3 * self.cfg.report_delay_s + 2
+            if complete or late:  # our bounds to the peer until the loan closes (it may have missed them)
+                body = {"loan_id": rec.id, "lent_wh": own_lent, "returned_wh": own_returned}
+                await self.publish("loan_evidence", rec.peer, body)
+            if rec.state != "reported" and (complete or late) and (rec.peer_lent is not None or late):
+                lent, returned = report_figures(
+                    rec.role, own_lent, own_returned, rec.peer_lent, rec.peer_returned
+                )
                 try:
                     await run(self.chain.report, loan, lent, returned)
                     self.book.update(rec.id, state="reported", lent_wh=lent, returned_wh=returned)

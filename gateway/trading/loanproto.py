@@ -36,6 +36,7 @@ LOAN_SCHEMAS: dict[str, dict[str, str]] = {
     "loan_accept": {"session": HEX32, "round": UINT, "loan": LOAN, "sig": SIG},
     "loan_confirm": {"session": HEX32, "loan_id": HEX32, "sig": SIG},
     "loan_reject": {"session": HEX32, "reason": STR},
+    "loan_evidence": {"loan_id": HEX32, "lent_wh": UINT, "returned_wh": UINT},
 }  # fmt: skip
 LOAN_V1 = Family("loan-v1", LOAN_PREFIX, LOAN_SCHEMAS, frozenset(LOAN_SCHEMAS))
 

@@ -151,6 +151,23 @@ def answer(b: Bargainer, round_: int, theirs: int | None, max_rounds: int) -> tu
     return "counter", mine
 
 
+def report_figures(
+    role: str, own_lent: int, own_returned: int, peer_lent: int | None, peer_returned: int | None
+) -> tuple[int, int]:
+    """(lent, returned) this gateway reports, from its own meter's bounds and the peer's.
+
+    Each figure has a claimant, whose own export is the evidence: the lender claims what it lent,
+    the borrower what it returned. A gateway reports its own bound for the figure it claims, and
+    for the other the smaller of the peer's claim and its own bound (its import caps what it can
+    have received). Honest peers so report the same figures; a peer that overstates its claim is
+    capped by our meter, one that understates it only loses, and one that lies on chain differs
+    from us and meets the contract's dispute rules, under which the liar gains nothing.
+    """
+    if role == "lender":
+        return own_lent, own_returned if peer_returned is None else min(own_returned, peer_returned)
+    return own_lent if peer_lent is None else min(own_lent, peer_lent), own_returned
+
+
 def choose_peer(
     peers: list[str], memory: dict[str, dict[int, tuple[float, int]]], ctx: int, cfg: LoansConfig,
     rng: np.random.Generator,
@@ -204,7 +221,7 @@ BOOK_SCHEMA = """
 CREATE TABLE IF NOT EXISTS loans (
     id TEXT PRIMARY KEY, role TEXT NOT NULL, peer TEXT NOT NULL, terms TEXT NOT NULL, period INTEGER NOT NULL,
     tau INTEGER NOT NULL, my_sig TEXT NOT NULL, peer_sig TEXT, submitter INTEGER NOT NULL, state TEXT NOT NULL,
-    lent_wh INTEGER, returned_wh INTEGER, note TEXT, updated REAL NOT NULL
+    lent_wh INTEGER, returned_wh INTEGER, note TEXT, updated REAL NOT NULL, peer_lent INTEGER, peer_returned INTEGER
 );
 CREATE TABLE IF NOT EXISTS loan_peers (
     peer TEXT NOT NULL, ctx INTEGER NOT NULL, total REAL NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (peer, ctx)
@@ -233,6 +250,8 @@ class LoanRecord:
     lent_wh: int | None
     returned_wh: int | None
     note: str | None
+    peer_lent: int | None = None  # the peer's own meter bounds (loan_evidence)
+    peer_returned: int | None = None
 
 
 class LoanBook:
@@ -255,14 +274,15 @@ class LoanBook:
     def put(self, rec: LoanRecord) -> bool:
         with self.db:
             cur = self.db.execute(
-                "INSERT OR IGNORE INTO loans VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR IGNORE INTO loans VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (rec.id, rec.role, rec.peer, json.dumps(rec.terms), rec.period, rec.tau, rec.my_sig, rec.peer_sig,
-                 int(rec.submitter), rec.state, rec.lent_wh, rec.returned_wh, rec.note, time.time()),
+                 int(rec.submitter), rec.state, rec.lent_wh, rec.returned_wh, rec.note, time.time(), rec.peer_lent,
+                 rec.peer_returned),
             )  # fmt: skip
         return cur.rowcount == 1
 
     def update(self, loan_id: str, **values: Any) -> None:
-        allowed = {"peer_sig", "state", "lent_wh", "returned_wh", "note"}
+        allowed = {"peer_sig", "state", "lent_wh", "returned_wh", "note", "peer_lent", "peer_returned"}
         if not values or set(values) - allowed:
             raise ValueError(f"cannot update {sorted(set(values) - allowed)}")
         cols = ", ".join(f"{k} = ?" for k in values)
@@ -289,6 +309,8 @@ class LoanBook:
                 r[10],
                 r[11],
                 r[12],
+                r[14],
+                r[15],
             )
             for r in rows
         ]

@@ -58,12 +58,13 @@ def loan_households(
     tmp_path: Path,
     com: Community,
     broker_port: int,
-    rpc: str,
+    rpc: str | None,
     meters: tuple[str, str],
     forecasts: tuple[str, str],
     loans: tuple[dict[str, Any], dict[str, Any]] = ({}, {}),
 ) -> list[dict[str, Any]]:
     """Node specs of households "a" and "b": meter profiles, forecast profiles, `[loans]` extras."""
+    assert rpc is not None
     t0 = float(int(time.time()))
     specs = []
     for n, name in enumerate(("a", "b")):

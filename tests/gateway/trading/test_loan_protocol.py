@@ -47,6 +47,7 @@ BODIES = [
     ("loan_accept", B, A, {"session": SESSION, "round": 2, "loan": LOAN, "sig": "0x" + "11" * 65}),
     ("loan_confirm", A, B, {"session": SESSION, "loan_id": "0x" + "22" * 32, "sig": "0x" + "33" * 65}),
     ("loan_reject", B, A, {"session": SESSION, "reason": "busy"}),
+    ("loan_evidence", A, B, {"loan_id": "0x" + "22" * 32, "lent_wh": 300, "returned_wh": 0}),
 ]  # fmt: skip
 
 
@@ -75,7 +76,7 @@ def test_golden_vectors() -> None:
 
 def test_families_do_not_mix() -> None:
     """A loan message is not a trading message (unknown type) and a trading-signed loan body fails its signature."""
-    env = message(*BODIES[0][:1], A, B.address, "oak-street", 1767222000, BODIES[0][3])
+    env = message(BODIES[0][0], A, B.address, "oak-street", 1767222000, BODIES[0][3])
     with pytest.raises(ProtocolError) as err:
         decode(encode(env), PEER_V1)
     assert err.value.reason == "malformed"

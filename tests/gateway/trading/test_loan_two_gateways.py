@@ -7,13 +7,19 @@ return period each reports what its own meter saw. The outcome on chain follows 
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
 from loan_helpers import LoanNodes, loan_events, loan_households, square_profile
 from trade_helpers import Community, community_on
 
+from gateway.trading.loanproto import LOAN_V1
+from gateway.trading.protocol import Envelope, decode, signing_payload
+from gateway.trading.transport import inbox_topic
 from hil.services import AnvilNode, MosquittoBroker
 
 DEPOSIT = 10**9
@@ -35,19 +41,74 @@ def opened_by_id(com: Community) -> dict[bytes, dict[str, Any]]:
     return {e["id"]: e for e in loan_events(com, "LoanOpened")}
 
 
+def assert_balances(com: Community) -> None:
+    """Each household's Market balance is its deposit, less the collateral it locked, plus what loans paid it."""
+    time.sleep(2.5)  # a transaction broadcast just before the nodes stopped is mined
+    opened = list(opened_by_id(com).values())
+    closed = loan_events(com, "LoanClosed")
+    terms = opened_by_id(com)
+    for who in com.households:
+        locked = sum(o["collateral"] for o in opened if o["borrower"] == who)
+        paid = sum(e["toLender"] for e in closed if terms[e["id"]]["lender"] == who)
+        paid += sum(e["toBorrower"] for e in closed if terms[e["id"]]["borrower"] == who)
+        assert com.market.functions.balanceOf(who).call() == DEPOSIT - locked + paid, who
+    assert (
+        com.token.functions.balanceOf(com.market.address).call() == 2 * DEPOSIT
+    )  # tokens stay in the market
+
+
+async def attack(port: int, victim: str, peer: str) -> None:
+    """On the victim's loan inbox: replay the peer's first message, forge one in its name, speak as a stranger."""
+    import aiomqtt
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    from gateway.trading.loanproto import message
+    from gateway.trading.protocol import encode
+    from hil.services import DEV_PRIVATE_KEYS
+
+    topic = inbox_topic("gridpact", "test-street", victim, LOAN_V1.level)
+    stranger = Account.from_key(DEV_PRIVATE_KEYS[7])
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        await client.subscribe(topic, qos=1)
+        async for msg in client.messages:
+            captured = bytes(msg.payload) if isinstance(msg.payload, (bytes, bytearray)) else b""
+            if b'"from":"' + peer.encode() in captured:
+                break
+        await client.publish(topic, captured, qos=1)  # replay
+        env = decode(captured, LOAN_V1)
+        unsigned = Envelope(env.type, env.sender, env.to, "ff" * 16, env.ts, env.community, env.body)
+        sig = stranger.sign_message(encode_defunct(primitive=signing_payload(unsigned, LOAN_V1))).signature
+        forged = Envelope(*astuple(unsigned)[:7], sig="0x" + bytes(sig).hex())
+        await client.publish(topic, encode(forged), qos=1)  # someone else's signature in the peer's name
+        own = message("loan_reject", stranger, victim, "test-street", int(time.time()),
+                      {"session": env.body.get("session", "0x" + "00" * 32), "reason": "busy"})  # fmt: skip
+        await client.publish(topic, encode(own), qos=1)  # a stranger, not on the roster
+        await asyncio.sleep(3600)
+
+
 def test_loan_lent_and_returned_releases_the_collateral(
     mosquitto: MosquittoBroker, mined_anvil: AnvilNode, tmp_path: Path
 ) -> None:
+    """Both meters follow the plan; forged, replayed and strangers' loan messages are dropped and counted."""
     com = community_on(mined_anvil, report_window=8)
     a = square_profile(tmp_path / "a.csv", exporting_first=True)
     b = square_profile(tmp_path / "b.csv", exporting_first=False)
     specs = loan_households(tmp_path, com, mosquitto.port, mined_anvil.info.url, (a, b), (a, b))
-    nodes = run(com, specs, tmp_path, closed=2, limit_s=90)
+    nodes = LoanNodes(specs, tmp_path)
+    alice, bob = com.households
+
+    async def main() -> None:
+        async with nodes:
+            attacker = asyncio.create_task(attack(mosquitto.port, alice, bob))
+            await nodes.wait_until(lambda: len(loan_events(com, "LoanClosed")) >= 2, 90, 0.5)
+            attacker.cancel()
+            await asyncio.gather(attacker, return_exceptions=True)
+
+    asyncio.run(main())
     closed = loan_events(com, "LoanClosed")
-    assert closed, metrics_text(nodes)
+    assert len(closed) >= 2, metrics_text(nodes)
     opened = opened_by_id(com)
-    for event in closed:
-        print(event, opened[event["id"]])
     returned = [e for e in closed if e["returnedWh"] == e["lentWh"] == opened[e["id"]]["quantityWh"]]
     assert returned, closed
     for e in returned:  # fully returned: the whole collateral back to the borrower
@@ -56,3 +117,54 @@ def test_loan_lent_and_returned_releases_the_collateral(
     for name in ("a", "b"):  # both learned something about the other, on disk
         with sqlite3.connect(tmp_path / name / "trading.db") as db:
             assert db.execute("SELECT SUM(count) FROM loan_peers").fetchone()[0] >= 1
+    dropped = nodes.metrics["a"].counter("peer_messages_dropped_total", "", ("reason",))
+    assert dropped.get(reason="loan_replay") >= 1, metrics_text(nodes)
+    assert dropped.get(reason="loan_bad_signature") >= 1
+    assert dropped.get(reason="loan_unknown_sender") >= 1
+    assert_balances(com)
+
+
+def test_unreturned_loan_is_forfeited_and_undelivered_loan_pays_nothing(
+    mosquitto: MosquittoBroker, mined_anvil: AnvilNode, tmp_path: Path
+) -> None:
+    """B plans to export half of the time (its forecast) but its meter only ever imports.
+
+    A lends to B while A exports: B never gives it back, so B's collateral goes to A. B lends to A
+    while B's forecast says it exports: B's meter shows nothing lent, so A's collateral comes back
+    whole and B, the lender that did not deliver, gets nothing.
+    """
+    com = community_on(mined_anvil, report_window=8)
+    a = square_profile(tmp_path / "a.csv", exporting_first=True)
+    b_plan = square_profile(tmp_path / "b.csv", exporting_first=False)
+    b_meter = square_profile(tmp_path / "b-meter.csv", exporting_first=False, always="import")
+    specs = loan_households(tmp_path, com, mosquitto.port, mined_anvil.info.url, (a, b_meter), (a, b_plan))
+    alice, bob = com.households
+    nodes = LoanNodes(specs, tmp_path)
+
+    def seen() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        opened = opened_by_id(com)
+        closed = [(e, opened[e["id"]]) for e in loan_events(com, "LoanClosed")]
+        return [e for e, o in closed if o["lender"] == alice], [e for e, o in closed if o["lender"] == bob]
+
+    def done() -> bool:
+        by_alice, by_bob = seen()
+        full = {i for i, o in opened_by_id(com).items() if o["lender"] == alice}
+        return bool(by_bob) and any(e["id"] in full and e["lentWh"] == 600 for e in by_alice)
+
+    nodes.run_until(done, limit_s=120, poll_s=0.5)
+    by_alice, by_bob = seen()
+    assert by_alice and by_bob, (by_alice, by_bob, metrics_text(nodes))
+    opened = opened_by_id(com)
+    for e in by_alice:  # lent, not returned: the collateral to the lender, pro rata to what was lent
+        q, collateral = opened[e["id"]]["quantityWh"], opened[e["id"]]["collateral"]
+        assert e["returnedWh"] == 0 and 0 < e["lentWh"] <= q  # A's export is shared among loans in id order
+        owed = collateral * e["lentWh"] // q
+        assert (e["toLender"], e["toBorrower"], e["toTreasury"]) == (owed, collateral - owed, 0)
+    assert any(
+        e["lentWh"] == opened[e["id"]]["quantityWh"] for e in by_alice
+    )  # one wholly lent: all forfeited
+    for e in by_bob:  # never lent: the lender gets nothing, the borrower its collateral back
+        collateral = opened[e["id"]]["collateral"]
+        assert e["lentWh"] == 0
+        assert (e["toLender"], e["toBorrower"], e["toTreasury"]) == (0, collateral, 0)
+    assert_balances(com)

@@ -141,3 +141,40 @@ def test_config_is_validated() -> None:
     with pytest.raises(ConfigError, match=r"loans\.surprise"):
         parse_loans({"surprise": 1})
     assert parse_loans({"strategy": "s1"}).strategy == "s1"
+
+
+def test_peer_selection_learns_and_survives_a_restart(tmp_path: Path) -> None:
+    """Rewards are kept in the journal's file; epsilon 0 picks the peer with the better record after a reopen."""
+    from gateway.trading.loans import LoanBook, choose_peer, context_of
+
+    cfg = parse_loans({"epsilon": 0.0, "contexts": 4, "period_s": 900})
+    good, bad = A.address.lower(), B.address.lower()
+    t = 1767225600
+    ctx = context_of(t, cfg)
+    book = LoanBook(tmp_path / "trading.db")
+    for _ in range(5):
+        book.remember(bad, ctx, 1.0)  # failed sessions
+        book.remember(good, ctx, 0.1)  # close to its best contract
+    book.close()
+    reopened = LoanBook(tmp_path / "trading.db")
+    memory = reopened.memory()
+    assert memory[good][ctx] == (pytest.approx(0.5), 5)
+    rng = np.random.default_rng(0)
+    assert {choose_peer([bad, good], memory, ctx, cfg, rng) for _ in range(20)} == {good}
+    explore = parse_loans({"epsilon": 1.0})
+    picks = {choose_peer([bad, good], memory, ctx, explore, rng) for _ in range(50)}
+    assert picks == {good, bad}  # epsilon 1 is the paper's random selection
+    assert choose_peer([], memory, ctx, cfg, rng) is None
+    reopened.close()
+
+
+def test_report_figures_cap_each_claim_by_the_other_meter() -> None:
+    """Golden cases: each side's claim is its own export; the other side caps it with its import."""
+    from gateway.trading.loans import report_figures
+
+    # lender exported 600 (claims lent 600), imported 600 in the return period; borrower: 600 in, 0 out
+    assert report_figures("lender", 600, 600, 600, 0) == (600, 0)  # not returned: the borrower's 0 stands
+    assert report_figures("borrower", 600, 0, 600, 600) == (600, 0)
+    assert report_figures("borrower", 600, 600, 0, 600) == (0, 600)  # lender shows nothing lent
+    assert report_figures("lender", 900, 600, None, None) == (900, 600)  # no evidence from the peer: own bounds
+    assert report_figures("borrower", 200, 600, 900, 600) == (200, 600)  # an inflated claim is capped

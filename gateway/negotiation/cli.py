@@ -18,6 +18,7 @@ USAGE = """usage: gridpact negotiate --scenario FILE [--json] [--rule next|curre
        gridpact negotiate evaluate --policy FILE [--episodes N] [--seed S] [--json]
        gridpact negotiate market [--households N] [--hours H] [--seed S] [--json]
        gridpact negotiate cooperative --case 1|2|3 [...]
+       gridpact negotiate cooperative-live [--seeds 0,1,2] [--hours H] [--period-s S] [--json]
        gridpact negotiate forecast-eval [--profile SPEC] [--days D] [--test-days T] [--step S] [--horizon H]"""
 
 
@@ -142,6 +143,9 @@ def main(argv: list[str]) -> int:
     head, rest = argv[0], argv[1:]
     if head == "cooperative":
         module = importlib.import_module("gateway.negotiation.cooperative.cli")
+        return int(module.main(rest) or 0)
+    if head == "cooperative-live":  # two live gateways (needs the dev tools: Mosquitto, anvil)
+        module = importlib.import_module("hil.loans_live")
         return int(module.main(rest) or 0)
     commands = {"train": _train, "evaluate": _evaluate, "market": _market, "forecast-eval": _forecast_eval}
     if head in commands:

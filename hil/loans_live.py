@@ -154,14 +154,16 @@ def run_seed(seed: int, args: argparse.Namespace, broker: MosquittoBroker, work:
     anvil = AnvilNode()
     anvil.start()
     try:
-        w3 = Web3(Web3.HTTPProvider(anvil.info.url))
+        rpc = anvil.info.url
+        assert rpc is not None
+        w3 = Web3(Web3.HTTPProvider(rpc))
         market = community(w3)
         t0 = (int(time.time()) // args.period_s + 2) * args.period_s
         clock = CaseClock(t0, args.period_s, start)
         folders = [work / f"seed{seed}" / a.name for a in agents]
 
         async def main() -> None:
-            specs = [tables(a, anvil.info.url, market, broker.port, args, seed) for a in agents]
+            specs = [tables(a, rpc, market, broker.port, args, seed) for a in agents]
             runs = [run_household(specs[i], a, i, clock, seed, folders[i]) for i, a in enumerate(agents)]
             tasks = [asyncio.create_task(r) for r in runs]
             await asyncio.sleep(max(0.0, t0 + n * args.period_s - args.period_s + 1 - time.time()))

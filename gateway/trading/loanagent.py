@@ -21,6 +21,7 @@ import asyncio
 import logging
 import secrets
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -151,6 +152,14 @@ class LoanAgent:
     def count(self, event: str) -> None:
         self.deps.counters.count(event)
 
+    async def guarded(self, work: Coroutine[Any, Any, None]) -> None:
+        """One session's failure (a bug, a node error) is counted and logged; it never stops the others."""
+        try:
+            await work
+        except (ChainError, ValueError, KeyError, TypeError, OSError) as exc:
+            self.count("loan_session_error")
+            log.warning("event=loan_session_error error=%s", repr(exc)[:300])
+
     # ------------------------------------------------------------ run
 
     async def run(self) -> None:
@@ -186,7 +195,7 @@ class LoanAgent:
                 self.count("loan_duplicate_session")
                 return
             assert self._tg is not None
-            self._tg.create_task(self.respond(env), name=f"trading.loans.session.{sid[:10]}")
+            self._tg.create_task(self.guarded(self.respond(env)), name=f"trading.loans.session.{sid[:10]}")
             return
         session = self.sessions.get(sid)
         if session is None or session.peer.lower() != env.sender.lower():
@@ -211,7 +220,7 @@ class LoanAgent:
             peer = choose_peer(peers, self.book.memory(), context_of(t, self.cfg), self.cfg, self.rng)
             if peer is not None:
                 assert self._tg is not None
-                self._tg.create_task(self.initiate(peer, t), name=f"trading.loans.initiate.{t}")
+                self._tg.create_task(self.guarded(self.initiate(peer, t)), name=f"trading.loans.initiate.{t}")
 
     def forecast_kwh(self, t: int) -> np.ndarray | None:
         """Point forecast of the net demand (kWh per period) over the window from period t."""
@@ -458,6 +467,9 @@ class LoanAgent:
         rec = self.book.loan(str(env.body["loan_id"]))
         if rec is None or rec.peer.lower() != env.sender.lower():
             self.count("loan_evidence_unknown")
+            return
+        if max(int(env.body["lent_wh"]), int(env.body["returned_wh"])) >= 2**63:  # no loan is that large
+            self.count("loan_evidence_malformed")
             return
         if rec.peer_lent is None:
             self.book.update(

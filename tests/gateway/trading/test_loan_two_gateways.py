@@ -168,3 +168,21 @@ def test_unreturned_loan_is_forfeited_and_undelivered_loan_pays_nothing(
         assert e["lentWh"] == 0
         assert (e["toLender"], e["toBorrower"], e["toTreasury"]) == (0, collateral, 0)
     assert_balances(com)
+
+
+def test_s1_household_never_lends(mosquitto: MosquittoBroker, mined_anvil: AnvilNode, tmp_path: Path) -> None:
+    """Strategy is the household's choice: an s1 gateway refuses every proposal, so no loan reaches the chain."""
+    com = community_on(mined_anvil, report_window=8)
+    a = square_profile(tmp_path / "a.csv", exporting_first=True)
+    b = square_profile(tmp_path / "b.csv", exporting_first=False)
+    specs = loan_households(
+        tmp_path, com, mosquitto.port, mined_anvil.info.url, (a, b), (a, b), loans=({}, {"strategy": "s1"})
+    )
+    nodes = LoanNodes(specs, tmp_path)
+    refused = nodes.metrics["b"].counter("trade_events_total", "", ("event",))
+    nodes.run_until(lambda: refused.get(event="loan_refused_not_lending") >= 3, limit_s=40, poll_s=0.5)
+    assert refused.get(event="loan_refused_not_lending") >= 3, metrics_text(nodes)
+    events = nodes.metrics["a"].counter("trade_events_total", "", ("event",))
+    assert events.get(event="loan_rejected_by_peer") >= 3
+    assert events.get(event="loan_agreed") == 0 and refused.get(event="loan_session_started") == 0
+    assert loan_events(com, "LoanOpened") == []

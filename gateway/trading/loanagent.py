@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import sqlite3
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -187,7 +188,11 @@ class LoanAgent:
         if env is None:
             return
         if env.type == "loan_evidence":
-            self.on_evidence(env)
+            try:
+                self.on_evidence(env)
+            except (ValueError, sqlite3.Error) as exc:  # counted; the transport keeps delivering
+                self.count("loan_evidence_error")
+                log.warning("event=loan_evidence_error error=%s", repr(exc)[:200])
             return
         sid = str(env.body["session"])
         if env.type == "loan_propose":

@@ -122,6 +122,17 @@ class LoanNodes(InProcessNodes):
         ]
         return self
 
+    async def restart(self, index: int, down_s: float) -> None:
+        """Stop one household (cancelled like SIGTERM), keep it down `down_s`, start it on the same state."""
+        task = self._tasks[index]
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.sleep(down_s)
+        spec = self.specs[index]
+        self._tasks[index] = asyncio.create_task(
+            run_loan_node(spec, self.tmp_path / spec["name"], self.metrics[spec["name"]])
+        )
+
 
 def loan_events(com: Community, name: str) -> list[dict[str, Any]]:
     return [dict(e["args"]) for e in getattr(com.market.events, name)().get_logs(from_block=0)]

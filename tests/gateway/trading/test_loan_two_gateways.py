@@ -186,3 +186,40 @@ def test_s1_household_never_lends(mosquitto: MosquittoBroker, mined_anvil: Anvil
     assert events.get(event="loan_rejected_by_peer") >= 3
     assert events.get(event="loan_agreed") == 0 and refused.get(event="loan_session_started") == 0
     assert loan_events(com, "LoanOpened") == []
+
+
+def test_a_restarted_borrower_still_settles_and_remembers(
+    mosquitto: MosquittoBroker, mined_anvil: AnvilNode, tmp_path: Path
+) -> None:
+    """B stops while a loan is open and comes back: from its journal it reports and the loan closes; its peer
+    statistics survive the restart."""
+    com = community_on(mined_anvil, report_window=8)
+    a = square_profile(tmp_path / "a.csv", exporting_first=True)
+    b = square_profile(tmp_path / "b.csv", exporting_first=False)
+    specs = loan_households(tmp_path, com, mosquitto.port, mined_anvil.info.url, (a, b), (a, b))
+    nodes = LoanNodes(specs, tmp_path)
+
+    def sessions_of_b() -> int:
+        with sqlite3.connect(tmp_path / "b" / "trading.db") as db:
+            return int(db.execute("SELECT COALESCE(SUM(count), 0) FROM loan_peers").fetchone()[0])
+
+    def state_in_b(loan: bytes) -> str | None:
+        with sqlite3.connect(tmp_path / "b" / "trading.db") as db:
+            row = db.execute("SELECT state FROM loans WHERE id = ?", ("0x" + loan.hex(),)).fetchone()
+        return row[0] if row else None
+
+    async def main() -> tuple[bytes, int]:
+        async with nodes:
+            await nodes.wait_until(lambda: bool(loan_events(com, "LoanOpened")), 60, 0.5)
+            target = loan_events(com, "LoanOpened")[0]["id"]
+            await nodes.restart(1, down_s=2.0)
+            before = sessions_of_b()
+            await nodes.wait_until(lambda: state_in_b(target) == "closed", 60, 0.5)
+            return target, before
+
+    target, before = asyncio.run(main())
+    closed = {e["id"]: e for e in loan_events(com, "LoanClosed")}
+    assert target in closed, metrics_text(nodes)
+    assert closed[target]["toTreasury"] == 0  # both reported the same figures: no dispute
+    assert before >= 1 and sessions_of_b() >= before  # the statistics came back from disk
+    assert state_in_b(target) == "closed"  # and B's journal followed the chain

@@ -59,15 +59,15 @@ def loan_households(
     com: Community,
     broker_port: int,
     rpc: str | None,
-    meters: tuple[str, str],
-    forecasts: tuple[str, str],
-    loans: tuple[dict[str, Any], dict[str, Any]] = ({}, {}),
+    meters: tuple[str, ...],
+    forecasts: tuple[str, ...],
+    loans: tuple[dict[str, Any], ...] = ({}, {}, {}),
 ) -> list[dict[str, Any]]:
-    """Node specs of households "a" and "b": meter profiles, forecast profiles, `[loans]` extras."""
+    """Node specs of households "a", "b" (, "c"): meter profiles, forecast profiles, `[loans]` extras."""
     assert rpc is not None
     t0 = float(int(time.time()))
     specs = []
-    for n, name in enumerate(("a", "b")):
+    for n, name in enumerate(("a", "b", "c")[: len(meters)]):
         pass_file = tmp_path / f"{name}.pass"
         pass_file.write_text("secret\n")
         key_file = tmp_path / f"{name}.json"

@@ -176,13 +176,19 @@ def test_s1_household_never_lends(mosquitto: MosquittoBroker, mined_anvil: Anvil
     a = square_profile(tmp_path / "a.csv", exporting_first=True)
     b = square_profile(tmp_path / "b.csv", exporting_first=False)
     specs = loan_households(
-        tmp_path, com, mosquitto.port, mined_anvil.info.url, (a, b), (a, b), loans=({}, {"strategy": "s1"})
+        tmp_path,
+        com,
+        mosquitto.port,
+        mined_anvil.info.url,
+        (a, b),
+        (a, b),
+        loans=({}, {"strategy": "s1"}, {}),
     )
     nodes = LoanNodes(specs, tmp_path)
     refused = nodes.metrics["b"].counter("trade_events_total", "", ("event",))
-    nodes.run_until(lambda: refused.get(event="loan_refused_not_lending") >= 3, limit_s=40, poll_s=0.5)
-    assert refused.get(event="loan_refused_not_lending") >= 3, metrics_text(nodes)
     events = nodes.metrics["a"].counter("trade_events_total", "", ("event",))
+    nodes.run_until(lambda: events.get(event="loan_rejected_by_peer") >= 3, limit_s=40, poll_s=0.5)
+    assert refused.get(event="loan_refused_not_lending") >= 3, metrics_text(nodes)
     assert events.get(event="loan_rejected_by_peer") >= 3
     assert events.get(event="loan_agreed") == 0 and refused.get(event="loan_session_started") == 0
     assert loan_events(com, "LoanOpened") == []
@@ -223,3 +229,35 @@ def test_a_restarted_borrower_still_settles_and_remembers(
     assert closed[target]["toTreasury"] == 0  # both reported the same figures: no dispute
     assert before >= 1 and sessions_of_b() >= before  # the statistics came back from disk
     assert state_in_b(target) == "closed"  # and B's journal followed the chain
+
+
+def test_learned_peer_selection_avoids_a_neighbour_that_never_lends(
+    mosquitto: MosquittoBroker, mined_anvil: AnvilNode, tmp_path: Path
+) -> None:
+    """Three gateways; C (strategy s1) refuses every loan. A learns from its sessions (epsilon 0.1) and, after
+    C's refusals, proposes to B: most of A's sessions are with B."""
+    from trade_helpers import HOUSEHOLD_KEYS, mine_every_second, setup_community
+    from web3 import Web3
+
+    w3 = Web3(Web3.HTTPProvider(mined_anvil.info.url))
+    com = setup_community(w3, keys=HOUSEHOLD_KEYS[:3])
+    mine_every_second(w3)
+    a = square_profile(tmp_path / "a.csv", exporting_first=True)
+    b = square_profile(tmp_path / "b.csv", exporting_first=False)
+    specs = loan_households(
+        tmp_path, com, mosquitto.port, mined_anvil.info.url, (a, b, b), (a, b, b),
+        loans=({"epsilon": 0.1, "seed": 3}, {"epsilon": 0.1}, {"strategy": "s1"}),
+    )  # fmt: skip
+    nodes = LoanNodes(specs, tmp_path)
+    started = nodes.metrics["a"].counter("trade_events_total", "", ("event",))
+    nodes.run_until(lambda: started.get(event="loan_session_started") >= 10, limit_s=70, poll_s=0.5)
+    assert started.get(event="loan_session_started") >= 10, metrics_text(nodes)
+    _, bob, carol = (x.lower() for x in com.households)
+    with sqlite3.connect(tmp_path / "a" / "trading.db") as db:
+        seen = {peer: (total, count) for peer, total, count in
+                db.execute("SELECT peer, SUM(total), SUM(count) FROM loan_peers GROUP BY peer")}  # fmt: skip
+    print(f"A's sessions: with B {seen[bob][1]} (mean distance {seen[bob][0] / seen[bob][1]:.3f}), "
+          f"with C {seen[carol][1]} (all failed)")  # fmt: skip
+    assert seen[carol][0] == seen[carol][1]  # every session with C failed (distance 1)
+    assert seen[bob][1] >= 2 * seen[carol][1], seen  # random selection would split them evenly
+    assert seen[bob][0] / seen[bob][1] < 1.0  # B's sessions are better than failures

@@ -537,6 +537,10 @@ class LoanAgent:
                     self.count("loan_reported")
                 except RevertError as exc:
                     self.count(f"loan_revert_{exc.name}")
+                    if (
+                        exc.name == "AlreadyReported"
+                    ):  # our key reported already (another run, a backup): once
+                        self.book.update(rec.id, state="reported", note="reported elsewhere")
                 return
         if now > _deadline + 1:
             try:

@@ -124,10 +124,16 @@ class LoanNodes(InProcessNodes):
 
     async def restart(self, index: int, down_s: float) -> None:
         """Stop one household (cancelled like SIGTERM), keep it down `down_s`, start it on the same state."""
+        await self.stop(index)
+        await asyncio.sleep(down_s)
+        self.start(index)
+
+    async def stop(self, index: int) -> None:
         task = self._tasks[index]
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        await asyncio.sleep(down_s)
+
+    def start(self, index: int) -> None:
         spec = self.specs[index]
         self._tasks[index] = asyncio.create_task(
             run_loan_node(spec, self.tmp_path / spec["name"], self.metrics[spec["name"]])

@@ -8,6 +8,7 @@ return period each reports what its own meter saw. The outcome on chain follows 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from dataclasses import astuple
@@ -261,3 +262,65 @@ def test_learned_peer_selection_avoids_a_neighbour_that_never_lends(
     assert seen[carol][0] == seen[carol][1]  # every session with C failed (distance 1)
     assert seen[bob][1] >= 2 * seen[carol][1], seen  # random selection would split them evenly
     assert seen[bob][0] / seen[bob][1] < 1.0  # B's sessions are better than failures
+
+
+def test_a_lender_lying_that_nothing_came_back_gains_nothing(
+    mosquitto: MosquittoBroker, mined_anvil: AnvilNode, tmp_path: Path
+) -> None:
+    """A loan is returned in full (both meters show it), but the lender reports on chain that nothing came back.
+
+    The honest borrower's gateway reports what its meter saw, the figures differ, the loan goes to dispute,
+    and with the community idle the deadline closes it: the liar gets what the borrower conceded (nothing),
+    the disputed collateral goes to the treasury (the contract's rule, docs/contracts.md: "honest loses").
+    """
+    from trade_helpers import HOUSEHOLD_KEYS, mine_every_second, setup_community
+    from web3 import Web3
+
+    from contracts.chain import Sender
+    from gateway.trading.loanproto import loan_from_dict
+
+    w3 = Web3(Web3.HTTPProvider(mined_anvil.info.url))
+    com = setup_community(w3, report_window=8, dispute_window=6)
+    mine_every_second(w3)
+    a = square_profile(tmp_path / "a.csv", exporting_first=True)
+    b = square_profile(tmp_path / "b.csv", exporting_first=False)
+    specs = loan_households(tmp_path, com, mosquitto.port, mined_anvil.info.url, (a, b), (a, b))
+    nodes = LoanNodes(specs, tmp_path)
+    alice = com.households[0]
+
+    def closed_ids() -> set[bytes]:
+        return {e["id"] for e in loan_events(com, "LoanClosed")}
+
+    async def main() -> bytes:
+        async with nodes:
+            await nodes.wait_until(
+                lambda: any(e["lender"] == alice for e in loan_events(com, "LoanOpened")), 60, 0.5
+            )
+            target = next(e for e in loan_events(com, "LoanOpened") if e["lender"] == alice)["id"]
+            await nodes.stop(0)  # the lender's own key lies, so its gateway steps aside while it does
+            with sqlite3.connect(tmp_path / "a" / "trading.db") as db:
+                terms = json.loads(
+                    db.execute("SELECT terms FROM loans WHERE id = ?", ("0x" + target.hex(),)).fetchone()[0]
+                )
+            loan = loan_from_dict(terms)
+            Sender(w3, HOUSEHOLD_KEYS[0]).transact(
+                com.market.functions.reportReturn(loan.as_tuple(), loan.quantityWh, 0)
+            )
+            nodes.start(0)
+            await nodes.wait_until(lambda: target in closed_ids(), 60, 0.5)
+            return target
+
+    target = asyncio.run(main())
+    closed = {e["id"]: e for e in loan_events(com, "LoanClosed")}
+    assert target in closed, metrics_text(nodes)
+    collateral = opened_by_id(com)[target]["collateral"]
+    assert any(e["id"] == target for e in loan_events(com, "LoanDisputed"))
+    assert (closed[target]["toLender"], closed[target]["toBorrower"], closed[target]["toTreasury"]) == (
+        0,
+        0,
+        collateral,
+    )
+    events = nodes.metrics["a"].counter("trade_events_total", "", ("event",))
+    assert (
+        events.get(event="loan_revert_AlreadyReported") >= 1
+    )  # the restarted lender gateway could not report again

@@ -176,5 +176,6 @@ def test_report_figures_cap_each_claim_by_the_other_meter() -> None:
     assert report_figures("lender", 600, 600, 600, 0) == (600, 0)  # not returned: the borrower's 0 stands
     assert report_figures("borrower", 600, 0, 600, 600) == (600, 0)
     assert report_figures("borrower", 600, 600, 0, 600) == (0, 600)  # lender shows nothing lent
-    assert report_figures("lender", 900, 600, None, None) == (900, 600)  # no evidence from the peer: own bounds
+    # no evidence from the peer: its own bounds
+    assert report_figures("lender", 900, 600, None, None) == (900, 600)
     assert report_figures("borrower", 200, 600, 900, 600) == (200, 600)  # an inflated claim is capped

@@ -90,10 +90,53 @@ class ChainConfig:
 
 
 @dataclass(frozen=True)
+class LoansConfig:
+    """`[loans]`: energy loans of the residential cooperative (Chakraborty, Baarslag and Kaisers).
+
+    A period is `period_s` long; a gateway plans over `window` periods, offers contracts (q, tau)
+    on the grid of `n_q` volumes in [-q_max_wh, q_max_wh] and return offsets tau_min..window-1,
+    ranks them by the expected utility of its criteria weights `lam1` (loss in flexibility) and
+    `lam2` (autarky) over `scenarios` forecast scenarios, and accepts above its `quantile`.
+    Strategy s0 (no battery, no loans) and s1 (battery, no loans) never negotiate; s2 does.
+    """
+
+    strategy: str = "s2"
+    period_s: int = 900
+    lead_s: int = 300  # a period's loans are negotiated this long before it starts
+    window: int = 96
+    q_max_wh: int = 700
+    n_q: int = 15
+    tau_min: int = 2
+    scenarios: int = 100
+    risk: float = 1.0
+    lam1: float = 0.5
+    lam2: float = 0.5
+    quantile: float = 0.6
+    capacity_kwh: float = 7.0
+    soc_min: float = 0.2
+    soc_max: float = 0.9
+    soc0: float = 0.5
+    charge_kw: float = 1.3
+    discharge_kw: float = 3.3
+    efficiency: float = 0.9  # round trip, split evenly between charge and discharge
+    degradation: float = 0.0004
+    epsilon: float = 0.1
+    contexts: int = 4
+    max_rounds: int = 400
+    round_timeout_s: float = 2.0
+    collateral_per_kwh: int = 1000  # token base units the borrower locks per kWh borrowed
+    contract: str | None = None  # where the loan functions live (default: chain.market)
+    report_delay_s: float = 60.0  # after the return period ends, before reporting
+    seed: int = 0  # the scenario draws' stream
+    profile: str | None = None  # demos and tests: forecast from a meter_sim profile, not the forecaster
+
+
+@dataclass(frozen=True)
 class TradingConfig:
     community: CommunityConfig
     agent: AgentConfig
     chain: ChainConfig
+    loans: LoansConfig | None = None
 
 
 _get = get
@@ -302,15 +345,84 @@ def parse_chain(table: Mapping[str, Any], base: Path) -> ChainConfig:
     )
 
 
+def parse_loans(table: Mapping[str, Any]) -> LoansConfig:
+    """`[loans]`, checked against the engine's own validation (battery, weights, grid)."""
+    s = "loans"
+    d = LoansConfig()
+    _unknown(s, table, set(LoansConfig.__dataclass_fields__))
+    strategy = _get(table, s, "strategy", str, d.strategy)
+    if strategy not in ("s0", "s1", "s2"):
+        raise ConfigError("loans.strategy", "must be 's0', 's1' or 's2'")
+
+    def num(key: str, allow_zero: bool = False) -> float:
+        return _positive(s, key, float(_get(table, s, key, (int, float), getattr(d, key))), allow_zero)
+
+    def whole(key: str, low: int, high: int) -> int:
+        value = _get(table, s, key, int, getattr(d, key))
+        if not low <= value <= high:
+            raise ConfigError(f"loans.{key}", f"must be {low}..{high}, got {value}")
+        return value
+
+    period_s = whole("period_s", 1, 86400)
+    window = whole("window", 3, 672)
+    values = {
+        "strategy": strategy, "period_s": period_s, "lead_s": whole("lead_s", 1, period_s), "window": window,
+        "q_max_wh": whole("q_max_wh", 1, 10**9), "n_q": whole("n_q", 2, 101),
+        "tau_min": whole("tau_min", 1, window - 1), "scenarios": whole("scenarios", 1, 1000),
+        "risk": num("risk", True), "lam1": num("lam1", True), "lam2": num("lam2", True),
+        "quantile": num("quantile", True), "capacity_kwh": num("capacity_kwh"),
+        "soc_min": num("soc_min", True), "soc_max": num("soc_max"), "soc0": num("soc0", True),
+        "charge_kw": num("charge_kw", True), "discharge_kw": num("discharge_kw", True),
+        "efficiency": num("efficiency"), "degradation": num("degradation", True), "epsilon": num("epsilon", True),
+        "contexts": whole("contexts", 1, 96), "max_rounds": whole("max_rounds", 2, 100_000),
+        "round_timeout_s": num("round_timeout_s"), "collateral_per_kwh": whole("collateral_per_kwh", 0, 10**30),
+        "report_delay_s": num("report_delay_s", True), "seed": whole("seed", 0, 2**63 - 1),
+        "profile": _get(table, s, "profile", str, None), "contract": _get(table, s, "contract", str, None),
+    }  # fmt: skip
+    if values["contract"] is not None and not ADDRESS_RE.match(values["contract"]):
+        raise ConfigError("loans.contract", "not a 0x address")
+    if values["epsilon"] > 1:
+        raise ConfigError("loans.epsilon", "must lie in [0, 1]")
+    cfg = LoansConfig(**values)
+    from gateway.negotiation.cooperative.cases import AgentSpec
+
+    try:
+        AgentSpec("gateway", "", loan_battery(cfg), cfg.lam1, cfg.lam2, cfg.quantile, cfg.soc0)
+    except ValueError as exc:
+        raise ConfigError("loans", str(exc)) from None
+    if cfg.profile is not None:
+        from meter_sim.profiles import parse_profile
+
+        try:
+            parse_profile(cfg.profile)
+        except ValueError as exc:
+            raise ConfigError("loans.profile", str(exc)) from None
+    return cfg
+
+
+def loan_battery(cfg: LoansConfig) -> Any:
+    """The engine's BatterySpec of `[loans]` (raises ValueError when out of range)."""
+    from gateway.negotiation.cooperative.battery import BatterySpec
+
+    return BatterySpec.round_trip(
+        cfg.efficiency, cfg.degradation, capacity_kwh=cfg.capacity_kwh, soc_min=cfg.soc_min,
+        soc_max=cfg.soc_max, charge_kw=cfg.charge_kw, discharge_kw=cfg.discharge_kw, dt_h=cfg.period_s / 3600.0,
+    )  # fmt: skip
+
+
 def parse_trading_config(tables: dict[str, dict], base_dir: Path) -> TradingConfig:
-    """Seam with gateway.config: all three tables are required once any is given."""
+    """Seam with gateway.config: all three tables are required once any is given; `[loans]` is optional."""
     for name in ("community", "agent", "chain"):
         if name not in tables:
             raise ConfigError(name, "missing: trading needs [community], [agent] and [chain]")
         if not isinstance(tables[name], dict):
             raise ConfigError(name, "must be a table")
+    loans = tables.get("loans")
+    if loans is not None and not isinstance(loans, dict):
+        raise ConfigError("loans", "must be a table")
     return TradingConfig(
         community=parse_community(tables["community"], base_dir),
         agent=parse_agent(tables["agent"], base_dir),
         chain=parse_chain(tables["chain"], base_dir),
+        loans=parse_loans(loans) if loans is not None else None,
     )

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gateway.trading.protocol import Envelope, ProtocolError, decode, recover_sender
+from gateway.trading.protocol import PEER_V1, Envelope, Family, ProtocolError, decode, recover_sender
 
 DROP_REASONS = (
     "too_large", "malformed", "wrong_version", "wrong_community", "not_for_us", "stale", "future",
@@ -37,6 +37,7 @@ class Inbox:
     max_ids: int = 100_000
     not_before: float | None = None  # messages signed earlier cannot be proven unseen after a restart
     prune_every: int = 1024
+    family: Family = PEER_V1  # the message family this inbox reads (its schemas and signing prefix)
     dropped: Counter[str] = field(default_factory=Counter)
     accepted: int = 0
     _seen: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -52,7 +53,7 @@ class Inbox:
         return env
 
     def _check(self, raw: bytes, now: float) -> Envelope:
-        env = decode(raw)
+        env = decode(raw, self.family)
         if env.community != self.community:
             raise ProtocolError("wrong_community", env.community)
         if env.sender.lower() == self.me.lower():
@@ -67,7 +68,7 @@ class Inbox:
             raise ProtocolError("before_start", f"ts {env.ts} signed before this gateway started")
         if not self.roster(env.sender):
             raise ProtocolError("unknown_sender", env.sender)
-        if recover_sender(env).lower() != env.sender.lower():
+        if recover_sender(env, self.family).lower() != env.sender.lower():
             raise ProtocolError("bad_signature", "signer is not the sender")
         key = (env.sender.lower(), env.id)
         if key in self._seen:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,8 @@ SIG = "sig"
 SIDE = "side"
 TERMS = "terms"
 NONCE = "nonce"  # uint64: the seller's slot nonce
+LOAN = "loan"  # the Market's EIP-712 `Loan` (the loan family, docs/wire/loan-protocol-v1.md)
+ADDRESS = "address"
 
 # message type -> body member -> kind; every member is required, no others allowed
 BODY_SCHEMAS: dict[str, dict[str, str]] = {
@@ -61,6 +64,25 @@ MAX_UINT = 2**256 - 1
 # the Market's Terms field widths (contracts/INTERFACE.md): terms that do not fit are malformed
 TERMS_BOUNDS = {"quantityWh": 2**64, "unitPrice": 2**128, "deliveryStart": 2**40, "deliveryEnd": 2**40,
                 "nonce": 2**64, "expiry": 2**40}  # fmt: skip
+LOAN_FIELDS = ("lender", "borrower", "quantityWh", "collateral", "returnBy", "nonce", "expiry")
+LOAN_BOUNDS = {"quantityWh": 2**64, "collateral": 2**128, "returnBy": 2**40, "nonce": 2**64, "expiry": 2**40}
+
+
+@dataclass(frozen=True)
+class Family:
+    """One message family on the peer broker: its topic level, signing prefix and body schemas.
+
+    Families share the envelope and its checks; the signing prefix differs, so a message of one
+    family can never be accepted as another's (docs/wire/loan-protocol-v1.md).
+    """
+
+    level: str
+    prefix: bytes
+    schemas: Mapping[str, Mapping[str, str]]
+    direct: frozenset[str]
+
+
+PEER_V1 = Family("v1", DOMAIN_PREFIX, BODY_SCHEMAS, DIRECT_TYPES)
 
 
 class ProtocolError(ValueError):
@@ -94,23 +116,25 @@ def canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
-def signing_payload(env: Envelope) -> bytes:
-    return DOMAIN_PREFIX + canonical(env.unsigned())
+def signing_payload(env: Envelope, family: Family = PEER_V1) -> bytes:
+    return family.prefix + canonical(env.unsigned())
 
 
-def sign_envelope(env: Envelope, account: LocalAccount) -> Envelope:
+def sign_envelope(env: Envelope, account: LocalAccount, family: Family = PEER_V1) -> Envelope:
     """Return the envelope with `sig` set by the account, which must be the sender."""
     if account.address.lower() != env.sender.lower():
         raise ValueError("the signing account is not the envelope's sender")
-    signed = account.sign_message(encode_defunct(primitive=signing_payload(env)))
+    signed = account.sign_message(encode_defunct(primitive=signing_payload(env, family)))
     return Envelope(env.type, env.sender, env.to, env.id, env.ts, env.community, env.body,
                     "0x" + bytes(signed.signature).hex())  # fmt: skip
 
 
-def recover_sender(env: Envelope) -> str:
+def recover_sender(env: Envelope, family: Family = PEER_V1) -> str:
     """The address that signed the envelope (checksummed); raises ProtocolError on a broken signature."""
     try:
-        return Account.recover_message(encode_defunct(primitive=signing_payload(env)), signature=env.sig)
+        return Account.recover_message(
+            encode_defunct(primitive=signing_payload(env, family)), signature=env.sig
+        )
     except Exception as exc:
         raise ProtocolError("bad_signature", f"cannot recover signer: {type(exc).__name__}") from exc
 
@@ -122,7 +146,7 @@ def encode(env: Envelope) -> bytes:
     return canonical(env.unsigned() | {"sig": env.sig})
 
 
-def decode(raw: bytes) -> Envelope:
+def decode(raw: bytes, family: Family = PEER_V1) -> Envelope:
     """Parse and schema-check wire bytes; raises ProtocolError(reason) and never anything else."""
     if len(raw) > MAX_MESSAGE_BYTES:
         raise ProtocolError("too_large", f"{len(raw)} bytes > {MAX_MESSAGE_BYTES}")
@@ -138,11 +162,11 @@ def decode(raw: bytes) -> Envelope:
     if set(obj) != expected:
         raise ProtocolError("malformed", f"members {sorted(set(obj) ^ expected)} wrong")
     kind = obj["type"]
-    if not isinstance(kind, str) or kind not in BODY_SCHEMAS:
+    if not isinstance(kind, str) or kind not in family.schemas:
         raise ProtocolError("malformed", f"unknown type {str(kind)[:32]!r}")
     _need(isinstance(obj["from"], str) and ADDRESS_RE.match(obj["from"]) is not None, "from")
     to = obj["to"]
-    if kind in DIRECT_TYPES:
+    if kind in family.direct:
         _need(isinstance(to, str) and ADDRESS_RE.match(to) is not None, "to")
     else:
         _need(to is None, "to")
@@ -152,7 +176,7 @@ def decode(raw: bytes) -> Envelope:
     _need(isinstance(obj["sig"], str) and SIG_RE.match(obj["sig"]) is not None, "sig")
     body = obj["body"]
     _need(isinstance(body, dict), "body")
-    check_body(kind, body)
+    check_body(kind, body, family)
     return Envelope(kind, obj["from"], to, obj["id"], obj["ts"], obj["community"], body, obj["sig"])
 
 
@@ -165,9 +189,9 @@ def _is_uint(value: Any) -> bool:
     return type(value) is int and 0 <= value <= MAX_UINT
 
 
-def check_body(kind: str, body: dict[str, Any]) -> None:
+def check_body(kind: str, body: dict[str, Any], family: Family = PEER_V1) -> None:
     """Check a body against its schema (exact members, kinds); raises ProtocolError("malformed")."""
-    schema = BODY_SCHEMAS[kind]
+    schema = family.schemas[kind]
     if set(body) != set(schema):
         raise ProtocolError("malformed", f"{kind} body members {sorted(set(body) ^ set(schema))} wrong")
     for name, member_kind in schema.items():
@@ -180,6 +204,8 @@ def check_body(kind: str, body: dict[str, Any]) -> None:
             SIDE: lambda v: v in ("sell", "buy"),
             NONCE: lambda v: _is_uint(v) and v < 2**64,
             TERMS: _valid_terms,
+            LOAN: _valid_loan,
+            ADDRESS: lambda v: isinstance(v, str) and ADDRESS_RE.match(v) is not None,
         }[member_kind](value)
         _need(ok, f"body.{name}")
 
@@ -193,5 +219,18 @@ def _valid_terms(terms: Any) -> bool:
             if not (isinstance(value, str) and ADDRESS_RE.match(value)):
                 return False
         elif not _is_uint(value) or value >= TERMS_BOUNDS[name]:
+            return False
+    return True
+
+
+def _valid_loan(loan: Any) -> bool:
+    if not isinstance(loan, dict) or set(loan) != set(LOAN_FIELDS):
+        return False
+    for name in LOAN_FIELDS:
+        value = loan[name]
+        if name in ("lender", "borrower"):
+            if not (isinstance(value, str) and ADDRESS_RE.match(value)):
+                return False
+        elif not _is_uint(value) or value >= LOAN_BOUNDS[name]:
             return False
     return True

@@ -220,6 +220,12 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
                 roster_loop(roster, runner, clock, cfg.community.roster_refresh_s), name="trading.roster"
             )
             tg.create_task(balance_loop(), name="trading.balance")
+            if cfg.loans is not None:  # energy loans (gateway/trading/loanagent.py)
+                from gateway.trading.loanagent import LoanDeps, run_loans
+
+                loan_deps = LoanDeps(cfg, account, w3, sender, runner, roster, deps.store, deps.forecaster, clock,
+                                     Path(deps.state_dir), counters)  # fmt: skip
+                tg.create_task(run_loans(loan_deps), name="trading.loans")
             if cfg.chain.anchor:
                 tg.create_task(anchor_loop(anchorer, journal, deps.store, runner, clock, cfg.chain.anchor_delay_s),
                                name="trading.anchor")  # fmt: skip

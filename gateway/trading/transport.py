@@ -34,12 +34,12 @@ def community_tls(cfg: CommunityConfig) -> aiomqtt.TLSParameters | None:
     )
 
 
-def market_topic(prefix: str, community: str) -> str:
-    return f"{prefix}/{community}/v1/market"
+def market_topic(prefix: str, community: str, level: str = "v1") -> str:
+    return f"{prefix}/{community}/{level}/market"
 
 
-def inbox_topic(prefix: str, community: str, address: str) -> str:
-    return f"{prefix}/{community}/v1/gw/{address.lower()}"
+def inbox_topic(prefix: str, community: str, address: str, level: str = "v1") -> str:
+    return f"{prefix}/{community}/{level}/gw/{address.lower()}"
 
 
 def community_filter(prefix: str, community: str) -> str:
@@ -64,7 +64,9 @@ class Transport:
         username: str | None = None,
         password_file: Path | None = None,
         tls: aiomqtt.TLSParameters | None = None,
+        level: str = "v1",
     ) -> None:
+        self.level = level  # the family's topic level: "v1" (trading), "loan-v1" (energy loans)
         self.host, self.port = host, port
         self.tls = tls
         self.prefix, self.community, self.me = prefix, community, me
@@ -76,9 +78,9 @@ class Transport:
 
     def topic_for(self, to: str | None) -> str:
         return (
-            market_topic(self.prefix, self.community)
+            market_topic(self.prefix, self.community, self.level)
             if to is None
-            else inbox_topic(self.prefix, self.community, to)
+            else inbox_topic(self.prefix, self.community, to, self.level)
         )
 
     async def publish(self, to: str | None, payload: bytes) -> bool:
@@ -112,8 +114,10 @@ class Transport:
                 ) as client:  # fmt: skip
                     raise_if_cancel_was_swallowed()
                     self._client = client
-                    await client.subscribe(market_topic(self.prefix, self.community), qos=1)
-                    await client.subscribe(inbox_topic(self.prefix, self.community, self.me), qos=1)
+                    await client.subscribe(market_topic(self.prefix, self.community, self.level), qos=1)
+                    await client.subscribe(
+                        inbox_topic(self.prefix, self.community, self.me, self.level), qos=1
+                    )
                     raise_if_cancel_was_swallowed()
                     self.connected.set()
                     backoff = 0.5

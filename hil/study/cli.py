@@ -43,6 +43,10 @@ def main(argv: list[str]) -> int:
         from hil.study import coop
 
         return coop.main(argv[1:])
+    if argv[:1] == ["cooperative-live"]:  # the cooperative claim with live gateways (Mosquitto, anvil)
+        from hil import loans_live
+
+        return loans_live.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         study = grid.load(args.file)

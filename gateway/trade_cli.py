@@ -58,7 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     deposit = trade.add_parser("deposit", help="approve and deposit tokens into the Market")
     deposit.add_argument("--config", type=Path, required=True)
     deposit.add_argument("amount", type=int, help="token base units")
-    trade.add_parser("export-abi", help="refresh gateway/chain/market_abi.json from contracts/artifacts")
+    trade.add_parser(
+        "export-abi",
+        help="refresh the Market and MarketLoans ABIs in gateway/chain/ from contracts/artifacts",
+    )
     return p
 
 
@@ -157,8 +160,9 @@ def _deposit(args: argparse.Namespace) -> int:
 
 def _export_abi() -> int:
     from contracts.build import load_artifact
-    from gateway.chain.market import SHIPPED_ABI
+    from gateway.chain.market import SHIPPED_ABIS
 
-    SHIPPED_ABI.write_text(json.dumps(load_artifact("Market")["abi"], indent=0))
-    print(f"wrote {SHIPPED_ABI}")
+    for name, path in SHIPPED_ABIS.items():
+        path.write_text(json.dumps(load_artifact(name)["abi"], indent=0))
+        print(f"wrote {path}")
     return 0

@@ -26,6 +26,8 @@ from gridpact.core import settlement
 from gridpact.core.eip712 import TERMS_FIELDS, Domain, Terms, agreement_id, compact, typed_data
 
 SHIPPED_ABI = Path(__file__).with_name("market_abi.json")
+SHIPPED_LOANS_ABI = Path(__file__).with_name("loans_abi.json")
+SHIPPED_ABIS = {"Market": SHIPPED_ABI, "MarketLoans": SHIPPED_LOANS_ABI}
 
 
 class Status(IntEnum):
@@ -52,17 +54,18 @@ class AgreementView:
     buyer_wh: int
 
 
-def market_abi() -> list[dict]:
-    """The Market ABI: the built artifact when present (dev checkouts), else the copy shipped here."""
+def market_abi(name: str = "Market") -> list[dict]:
+    """A contract's ABI (`Market` or `MarketLoans`): the built artifact when present (dev checkouts),
+    else the copy shipped here."""
     try:
         from contracts.build import ARTIFACTS
 
-        built = ARTIFACTS / "Market.json"
+        built = ARTIFACTS / f"{name}.json"
         if built.exists():
             return json.loads(built.read_text())["abi"]
     except ImportError:
         pass
-    return json.loads(SHIPPED_ABI.read_text())
+    return json.loads(SHIPPED_ABIS[name].read_text())
 
 
 def terms_from_dict(d: dict[str, Any]) -> Terms:

@@ -141,7 +141,7 @@ class LoanAgent:
         self.transport = Transport(community.host, community.port, community.topic_prefix, community.id, self.me,
                                    community.username, community.password_file, community_tls(community),
                                    level=LOAN_V1.level)  # fmt: skip
-        self.chain = LoanChain(deps.w3, self.cfg.contract or deps.cfg.chain.market, deps.sender)
+        self.chain = LoanChain(deps.w3, self.cfg.contract, deps.sender, market=deps.cfg.chain.market)
         self.book = LoanBook(Path(deps.state_dir) / "trading.db")
         self.sessions: dict[str, Session] = {}
         self.busy: dict[int, str] = {}

@@ -1,10 +1,10 @@
 """The loan functions on chain (MarketLoans) as the gateway uses them: typed views and journaled sends.
 
-The loans may live in the Market or in a contract of their own deployed beside it, with the same
-external functions: the address is `[loans] contract` (default: the Market's), and the ABI is
-taken from the Market's by function name, so either deployment works unchanged. Loan ids are the
-EIP-712 digest under the loans contract's domain, read from the chain (`eip712Domain()`) and
-checked against the domain this gateway signs for.
+The loans live in their own contract (`MarketLoans`) deployed beside the Market, which names it once
+(`Market.loansContract()`, set by `setLoans` and never changed): the address is `[loans] contract`
+when given, else the one the Market names. Loan ids are the EIP-712 digest under the loans
+contract's domain, read from the chain (`eip712Domain()`) and checked against the domain this
+gateway signs for.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from web3 import Web3
 
 from gateway.chain.errors import ChainError
 from gateway.chain.journal import TxRecord
-from gateway.chain.market import to_compact
+from gateway.chain.market import market_abi, to_compact
 from gateway.chain.sender import TxSender
 from gridpact.core.eip712 import DOMAIN_NAME, DOMAIN_VERSION, Domain, Loan, loan_id
 
@@ -59,12 +59,38 @@ def loans_abi(abi: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class LoanChain:
     """One loans deployment seen through this gateway's sender (blocking: call in the chain thread)."""
 
-    def __init__(self, w3: Web3, address: str, sender: TxSender) -> None:
+    def __init__(self, w3: Web3, address: str | None, sender: TxSender, market: str | None = None) -> None:
+        """`address`: the loans contract; None: the one `market` names, looked up on first use (in the
+        chain thread, so a chain that is down at start delays loans instead of stopping the gateway)."""
+        if address is None and market is None:
+            raise ValueError("LoanChain needs the loans contract's address or the Market's")
         self.w3 = w3
-        self.address = to_checksum_address(address)
         self.sender = sender
-        self.contract = w3.eth.contract(address=self.address, abi=loans_abi(sender.abi))
+        self._address = to_checksum_address(address) if address else None
+        self._market = market
+        self._contract: Any = None
         self._domain: Domain | None = None
+
+    @property
+    def contract(self) -> Any:
+        if self._contract is None:
+            if self._address is None:
+                assert self._market is not None
+                named = self.w3.eth.contract(address=to_checksum_address(self._market), abi=market_abi())
+                found = str(self.sender.call(named.functions.loansContract()))
+                if int(found, 16) == 0:
+                    raise ChainError(
+                        f"the Market at {self._market} names no loans contract (setLoans never called)"
+                    )
+                self._address = to_checksum_address(found)
+            self._contract = self.w3.eth.contract(
+                address=self._address, abi=loans_abi(market_abi("MarketLoans"))
+            )
+        return self._contract
+
+    @property
+    def address(self) -> str:
+        return str(self.contract.address)
 
     @property
     def domain(self) -> Domain:
@@ -72,7 +98,9 @@ class LoanChain:
         if self._domain is None:
             raw = self.sender.call(self.contract.functions.eip712Domain())
             name, version, chain_id, verifying = raw[1], raw[2], int(raw[3]), to_checksum_address(raw[4])
-            if (name, version) != (DOMAIN_NAME, DOMAIN_VERSION) or verifying != self.address:
+            if (name, version) != (DOMAIN_NAME, DOMAIN_VERSION) or verifying != to_checksum_address(
+                self.address
+            ):
                 raise ChainError(
                     f"loans contract {self.address} signs under ({name!r}, {version!r}, {verifying}); "
                     f"this gateway signs loans under ({DOMAIN_NAME!r}, {DOMAIN_VERSION!r}, the contract)"

@@ -140,5 +140,13 @@ class LoanNodes(InProcessNodes):
         )
 
 
+def loans_contract(com: Community) -> Any:
+    """The MarketLoans contract the Market names (`loansContract()`), deployed beside it."""
+    from contracts.build import load_artifact
+
+    address = com.market.functions.loansContract().call()
+    return com.w3.eth.contract(address=address, abi=load_artifact("MarketLoans")["abi"])
+
+
 def loan_events(com: Community, name: str) -> list[dict[str, Any]]:
-    return [dict(e["args"]) for e in getattr(com.market.events, name)().get_logs(from_block=0)]
+    return [dict(e["args"]) for e in getattr(loans_contract(com).events, name)().get_logs(from_block=0)]

@@ -12,7 +12,7 @@ from web3 import Web3
 
 from gateway.chain.errors import ChainError
 from gateway.chain.journal import Journal
-from gateway.chain.market import SHIPPED_ABI
+from gateway.chain.market import SHIPPED_ABI, SHIPPED_LOANS_ABI
 from gateway.chain.sender import TxSender
 from gateway.trading.loanagent import loan_signer, sign_loan_hex
 from gateway.trading.loanchain import LoanChain, LoanStatus, loans_abi
@@ -23,10 +23,16 @@ def test_loan_ids_signatures_and_status_match_the_contract(web3: Web3, tmp_path:
     com = setup_community(web3)
     lender, borrower = (Account.from_key(k) for k in HOUSEHOLD_KEYS[:2])
     sender = TxSender(web3, lender, Journal(tmp_path / "trading.db"), json.loads(SHIPPED_ABI.read_text()))
-    chain = LoanChain(web3, com.market.address, sender)  # the loans contract defaults to the Market
+    chain = LoanChain(web3, None, sender, market=com.market.address)  # the loans contract the Market names
+    from contracts.build import load_artifact
+
+    loans = web3.eth.contract(
+        address=com.market.functions.loansContract().call(), abi=load_artifact("MarketLoans")["abi"]
+    )
+    assert chain.address == loans.address
     now = int(web3.eth.get_block("latest").get("timestamp", 0))
     loan = Loan(lender.address, borrower.address, 300, 300, now + 3600, 7, now + 600)
-    assert chain.loan_id(loan) == "0x" + bytes(com.market.functions.loanId(loan.as_tuple()).call()).hex()
+    assert chain.loan_id(loan) == "0x" + bytes(loans.functions.loanId(loan.as_tuple()).call()).hex()
     sig_l, sig_b = sign_loan_hex(loan, chain.domain, lender), sign_loan_hex(loan, chain.domain, borrower)
     assert (
         loan_signer(loan, chain.domain, sig_b) == borrower.address
@@ -48,7 +54,7 @@ def test_a_contract_with_another_domain_is_refused(web3: Web3, tmp_path: Path) -
 
 
 def test_the_adapter_needs_only_the_loan_functions_by_name() -> None:
-    abi = loans_abi(json.loads(SHIPPED_ABI.read_text()))
+    abi = loans_abi(json.loads(SHIPPED_LOANS_ABI.read_text()))
     names = {e["name"] for e in abi if e["type"] == "function"}
     assert names == {"submitLoan", "reportReturn", "expireLoan", "cancelLoan", "openLoanDispute", "loans", "loanId",
                      "eip712Domain"}  # fmt: skip

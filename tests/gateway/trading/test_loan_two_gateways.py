@@ -15,7 +15,7 @@ from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
-from loan_helpers import LoanNodes, loan_events, loan_households, square_profile
+from loan_helpers import LoanNodes, loan_events, loan_households, loans_contract, square_profile
 from trade_helpers import Community, community_on
 
 from gateway.trading.loanproto import LOAN_V1
@@ -304,7 +304,7 @@ def test_a_lender_lying_that_nothing_came_back_gains_nothing(
                 )
             loan = loan_from_dict(terms)
             Sender(w3, HOUSEHOLD_KEYS[0]).transact(
-                com.market.functions.reportReturn(loan.as_tuple(), loan.quantityWh, 0)
+                loans_contract(com).functions.reportReturn(loan.as_tuple(), loan.quantityWh, 0)
             )
             nodes.start(0)
             await nodes.wait_until(lambda: target in closed_ids(), 60, 0.5)

@@ -76,3 +76,11 @@ def test_shipped_abi_matches_the_built_contract() -> None:
     assert json.loads(SHIPPED_ABI.read_text()) == load_artifact("Market")["abi"], (
         "gateway/chain/market_abi.json is stale: copy the Market ABI from contracts/artifacts"
     )
+
+
+def test_shipped_loans_abi_matches_the_built_contract() -> None:
+    from gateway.chain.market import SHIPPED_LOANS_ABI
+
+    assert json.loads(SHIPPED_LOANS_ABI.read_text()) == load_artifact("MarketLoans")["abi"], (
+        "gateway/chain/loans_abi.json is stale: `gridpact gateway trade export-abi` refreshes it"
+    )

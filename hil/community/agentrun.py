@@ -14,6 +14,7 @@ from hil.community.engine import EngineConfig, EngineResult, run_engine
 from hil.community.fullstack import FullStackOptions
 from hil.community.households import make_community
 from hil.community.ledger import Ledger
+from hil.community.virtualworld import VirtualWorld
 
 
 def journal_windows(state: Path) -> tuple[dict[bytes, int], dict[str, int]]:
@@ -128,17 +129,20 @@ def run_agents(
     started = time.perf_counter()
     anvil = None
     url = opts.chain_url
-    if url is None:  # the gateways reach their chain over JSON-RPC, as a Pi does
+    virtual = opts.clock == "virtual"
+    if virtual:
+        url = "in-process"
+    elif url is None:  # the gateways reach their chain over JSON-RPC, as a Pi does
         anvil = AnvilNode()
         url = anvil.start().url
     assert url is not None
     try:
-        w3, chain_where = connect_chain(url)
+        w3, chain_where = connect_chain(None if virtual else url)
         cfg.t0 = summer_start_after(int(w3.eth.get_block("latest")["timestamp"])) + 3600 * start_hour
         cfg.decimals = 18
         specs = make_community(cfg.households, cfg.seed)
         with quiet_amqtt():
-            world = AgentWorld(cfg, specs, opts, w3, url)
+            world = VirtualWorld(cfg, specs, opts, w3) if virtual else AgentWorld(cfg, specs, opts, w3, url)
             try:
                 world.start_agents()
                 result = run_engine(
@@ -156,6 +160,8 @@ def run_agents(
             anvil.close()
     result.wall_s = time.perf_counter() - started
     where = f"anvil {url} (started for this run)" if anvil is not None else chain_where
+    if virtual:
+        where = "in-process py-evm (eth-tester), called inline, block time = the simulated minute"
     layers = {
         "meters": f"ran: {len(specs)} meter_sim SDM120 meters (battery inside the meter model)",
         "boards": world.nodes_layer,

@@ -116,10 +116,12 @@ def run_agents(
     opts: FullStackOptions,
     progress: Callable[[int, int, Ledger], None] | None = None,
     start_hour: int = 0,
+    cpu_out: dict[str, float] | None = None,
 ) -> tuple[EngineResult, dict[str, Any]]:
     """The community with every household's gateway trading on its own; (result, report summary).
 
-    `start_hour` starts the day later (tests: a few sunny hours instead of the night).
+    `start_hour` starts the day later (tests: a few sunny hours instead of the night). Under
+    `--clock virtual`, `cpu_out` receives the loop's CPU seconds by layer (benches; never in the summary).
     """
     from hil.community.summary import summarize
     from hil.services import AnvilNode
@@ -155,6 +157,8 @@ def run_agents(
                 throughput = work_done(world)
             finally:
                 world.close()
+                if cpu_out is not None and isinstance(world, VirtualWorld):
+                    cpu_out.update(world.loop.cpu)
     finally:
         if anvil is not None:
             anvil.close()

@@ -138,12 +138,54 @@ class SimSelector(selectors.DefaultSelector):
         return []
 
 
+def layer_of_task(name: str) -> str:
+    """The layer a task's CPU time is booked to, by its name (a child task inherits its parent's)."""
+    head = name.split("-", 1)[0]
+    return {"board": "firmware", "ingest": "ingest", "trading": "trading", "chain": "chain"}.get(
+        head, "broker"
+    )
+
+
 class SimLoop(asyncio.SelectorEventLoop):
-    """An event loop on simulated time; executor work runs inline (see the module docstring)."""
+    """An event loop on simulated time; executor work runs inline (see the module docstring).
+
+    It also books CPU time (time.thread_time) per layer for `gridpact bench simulate`: each task
+    step by its task's name (tasks created without a name inside a named task take its name, so
+    the firmware's and aiomqtt's own tasks count for their household's board or gateway), inline
+    executor work as "chain"; socket callbacks and amqtt's unnamed tasks as "broker" (the rest).
+    """
 
     def __init__(self, start: float) -> None:
         self.sim = SimTime(start)
         super().__init__(SimSelector(self.sim))
+        self.cpu: dict[str, float] = {}
+        self._inline = 0.0
+
+    def create_task(self, coro: Any, *, name: str | None = None, context: Any = None) -> asyncio.Task[Any]:
+        if name is None:
+            parent = asyncio.current_task(self)
+            if parent is not None and layer_of_task(parent.get_name()) != "broker":
+                name = parent.get_name()
+        return super().create_task(coro, name=name, context=context)
+
+    def _metered(self, callback: Callable[..., Any]) -> Callable[..., Any]:
+        owner = getattr(callback, "__self__", None)
+        if not isinstance(owner, asyncio.Task):
+            return callback
+        layer = layer_of_task(owner.get_name())
+        cpu = self.cpu
+
+        def step(*args: Any) -> None:
+            t, inline = time.thread_time(), self._inline
+            try:
+                callback(*args)
+            finally:
+                cpu[layer] = cpu.get(layer, 0.0) + time.thread_time() - t - (self._inline - inline)
+
+        return step
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> asyncio.Handle:
+        return super().call_soon(self._metered(callback), *args, context=context)
 
     def time(self) -> float:
         return self.sim.now
@@ -156,12 +198,17 @@ class SimLoop(asyncio.SelectorEventLoop):
         self, executor: Executor | None, func: Callable[..., T], *args: Any
     ) -> asyncio.Future[T]:
         fut: asyncio.Future[T] = self.create_future()
+        t = time.thread_time()
         try:
             fut.set_result(func(*args))
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # delivered to the awaiting task, as an executor would
             fut.set_exception(exc)
+        finally:
+            dt = time.thread_time() - t
+            self._inline += dt
+            self.cpu["chain"] = self.cpu.get("chain", 0.0) + dt
         return fut
 
 

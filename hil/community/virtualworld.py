@@ -50,7 +50,9 @@ class LoopBroker:
         from amqtt.broker import Broker
 
         config = {
-            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}", "max_connections": 5000}},
+            "listeners": {
+                "default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}", "max_connections": 5000}
+            },
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
         }
         self._broker = Broker(config, loop=self.loop)
@@ -205,8 +207,10 @@ class LoopGateway:
 class VirtualWorld(AgentWorld):
     """The gateways' own agents, the real firmware, amqtt and py-evm on one simulated clock."""
 
-    def __init__(self, cfg: EngineConfig, specs: list[HouseholdSpec], opts: FullStackOptions, w3: Any) -> None:
-        self.loop = SimLoop(float(cfg.t0))
+    def __init__(
+        self, cfg: EngineConfig, specs: list[HouseholdSpec], opts: FullStackOptions, w3: Any
+    ) -> None:
+        self.loop = SimLoop(float(cfg.t0) - 1.0)  # the gateways subscribe in the second before t0
         asyncio.set_event_loop(self.loop)
         self.seed = cfg.seed
         self.tasks: list[asyncio.Task[Any]] = []
@@ -215,6 +219,15 @@ class VirtualWorld(AgentWorld):
 
     def make_broker(self) -> Any:
         return LoopBroker(self.loop)
+
+    @property
+    def broker_where(self) -> str:
+        """The report's line (no port: the kernel picks it, and summary.json must not depend on it)."""
+        return "embedded amqtt on the simulation's loop (loopback TCP)"
+
+    @broker_where.setter
+    def broker_where(self, value: str) -> None:
+        """FullStackWorld sets its own line; this world's stays as above."""
 
     def _start_nodes(self, host: str, port: int) -> str:
         from meter_sim.clock import SimClock
@@ -230,7 +243,7 @@ class VirtualWorld(AgentWorld):
             LoopGateway(self.loop, s.name, d, k, self.state, host, port, self.seed)
             for s, d, k in zip(self.specs, self.devs, self.keys, strict=True)
         ]
-        self.run_until(self.cfg.t0 + 1)  # the gateways subscribe before the boards boot
+        self.run_until(self.cfg.t0)  # the gateways subscribe before the boards boot
         self.nodes = [
             LoopBoard(self.loop, SyncedUart(m, self.clock, self.loop), d, k, host, port,
                       self.state / f"flash-{d}", self.opts.poll_s, meter_prefix(s.name))
@@ -267,7 +280,9 @@ class VirtualWorld(AgentWorld):
             try:
                 self.chain.set_time(int(self.loop.unix()))
             except Exception as exc:  # noted in the report; the next minute moves it
-                self.events.append({"t": int(self.loop.unix()), "event": "chain time", "detail": str(exc)[:120]})
+                self.events.append(
+                    {"t": int(self.loop.unix()), "event": "chain time", "detail": str(exc)[:120]}
+                )
 
     def start_agents(self) -> None:
         from eth_account import Account

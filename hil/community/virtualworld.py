@@ -30,6 +30,31 @@ def meter_prefix(household: str) -> str:
     return f"gridpact/{household}"
 
 
+TIMED_METHODS = frozenset({"eth_sendRawTransaction", "eth_sendTransaction", "eth_call", "eth_estimateGas"})
+
+
+def chain_time_middleware(chain: Any, loop: SimLoop) -> Any:
+    """A web3 middleware: before a transaction or a call, the chain's block time is moved to the
+    simulated minute (one empty block at most per simulated minute with chain activity). A block
+    per minute regardless made eth-tester's get_logs, which walks every block, the run's cost."""
+    from web3.middleware import Web3Middleware
+
+    last = [0]
+
+    class SimulatedTime(Web3Middleware):
+        def wrap_make_request(self, make_request: Any) -> Any:
+            def middleware(method: Any, params: Any) -> Any:
+                now = int(loop.unix())
+                if method in TIMED_METHODS and now - last[0] >= 60:
+                    last[0] = now
+                    chain.set_time(now)
+                return make_request(method, params)
+
+            return middleware
+
+    return SimulatedTime
+
+
 class LoopBroker:
     """amqtt on the SimLoop (the embedded broker, in the simulation's own thread and clock)."""
 
@@ -272,18 +297,6 @@ class VirtualWorld(AgentWorld):
         if crashed:
             raise RuntimeError(f"{crashed[0].get_name()} stopped: {crashed[0].exception()!r}")
 
-    async def _chain_minutes(self) -> None:
-        """The chain's block time follows the simulated minute (py-evm mines on every transaction)."""
-        assert self.chain is not None
-        while True:
-            await asyncio.sleep(60 - self.loop.unix() % 60)
-            try:
-                self.chain.set_time(int(self.loop.unix()))
-            except Exception as exc:  # noted in the report; the next minute moves it
-                self.events.append(
-                    {"t": int(self.loop.unix()), "event": "chain time", "detail": str(exc)[:120]}
-                )
-
     def start_agents(self) -> None:
         from eth_account import Account
 
@@ -295,7 +308,7 @@ class VirtualWorld(AgentWorld):
         if self.chain is None:
             raise RuntimeError(f"the virtual clock needs the chain layer: {self.chain_error}")
         self.tasks += [g.task for g in self.gateways] + [n.task for n in self.nodes]
-        self.tasks.append(self.loop.create_task(self._chain_minutes(), name="chain-minutes"))
+        self.chain.w3.middleware_onion.add(chain_time_middleware(self.chain, self.loop), "simulated-time")
         sell_m, buy_m, cr = agent_params(len(self.specs), self.cfg.seed)
         t_end = self.cfg.t0 + 3600 * self.cfg.hours
         clock = LoopClock(self.loop)

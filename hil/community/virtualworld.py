@@ -14,7 +14,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from hil.community.agents import AgentWorld, ProfileForecaster, trading_tables
+from hil.community.agents import TAIL_H, AgentWorld, ProfileForecaster, trading_tables
 from hil.community.engine import EngineConfig
 from hil.community.fullstack import FullStackOptions
 from hil.community.households import HouseholdSpec
@@ -169,43 +169,75 @@ class LoopBoard:
         self.task.cancel()
 
 
+def metric_values(metrics: Any, name: str) -> dict[str, int]:
+    """One counter of a gateway's Metrics by its labels' values (from the exposition text)."""
+    out: dict[str, int] = {}
+    for line in metrics.render().splitlines():
+        if line.startswith(f"gridpact_{name}{{"):
+            labels = line[line.index("{") + 1 : line.index("}")]
+            key = ",".join(part.split("=", 1)[1].strip('"') for part in labels.split(","))
+            out[key] = out.get(key, 0) + int(float(line.rsplit(" ", 1)[1]))
+    return out
+
+
 class LoopGateway:
-    """One household's gateway ingest, as the Pi runs it: `run_ingest` with the gateway's handler."""
+    """One household's gateway, assembled as the Pi's service does it: its TOML tables through
+    `gateway.config.parse_config`, `gateway.service.build_runtime(cfg, clock)`, and the Pi's own
+    `run_ingest` task on the simulation's loop; only the clock and the broker differ."""
 
     def __init__(self, loop: SimLoop, name: str, dev: str, key: bytes, state_dir: Path, host: str, port: int,
-                 seed: int) -> None:  # fmt: skip
-        from gateway.config import BrokerParams
-        from gateway.ingest.mqtt import IngestHandler, run_ingest
-        from gateway.ingest.verifier import ReadingVerifier
-        from gateway.ops.logs import ErrorLatch
-        from gateway.ops.metrics import Metrics
-        from gateway.storage import ReadingStore
+                 seed: int, trading: dict[str, dict[str, Any]]) -> None:  # fmt: skip
+        from gateway.config import parse_config
+        from gateway.ingest.mqtt import run_ingest
+        from gateway.service import build_runtime
 
         self.name, self.dev = name, dev
-        self.store = ReadingStore(state_dir / f"{name}.sqlite3", dev)
-        self.verifier = ReadingVerifier({dev: key}, self.store.last_seqs())
-        self.metrics = Metrics()
-        self.outcomes: dict[str, int] = {}
-        self.seqs: list[int] = []
-        gw = self
-
-        class CountingHandler(IngestHandler):
-            """The gateway's handler; the simulator counts each outcome for its checks."""
-
-            def handle(self, topic: str, payload: bytes) -> str:
-                outcome = super().handle(topic, payload)
-                gw.outcomes[outcome] = gw.outcomes.get(outcome, 0) + 1
-                if outcome == "accepted" and topic.endswith("/reading"):
-                    gw.seqs.append(gw.verifier.last_seq[dev])
-                return outcome
-
-        self.handler = CountingHandler(meter_prefix(name), self.store, self.verifier, self.metrics, loop.unix)
-        params = BrokerParams(host, port, identifier=f"gridpact-gw-{name}")
+        home = state_dir / f"gateway-{name}"
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "meter-hmac.key").write_text(key.hex())
+        doc: dict[str, Any] = {
+            "gateway": {"id": name, "state_dir": str(home)},
+            "meter": {
+                "device_id": dev,
+                "topic_prefix": meter_prefix(name),
+                "hmac_key_file": "meter-hmac.key",
+            },
+            "meter_broker": {"host": host, "port": port},
+            "metrics": {"enabled": False},
+        } | trading
+        self.cfg = parse_config(doc, home, env={})
+        self.rt = build_runtime(self.cfg, LoopClock(loop), env={})
+        self.store, self.handler, self.metrics = self.rt.store, self.rt.handler, self.rt.metrics
+        self.span: tuple[int, int] = (0, 0)  # the hours whose readings `seqs` reads back (set by the world)
         self.task = loop.create_task(
-            run_ingest(params, self.handler, self.metrics, ErrorLatch(), random.Random(f"{seed}-{name}")),
+            run_ingest(
+                self.rt.broker, self.handler, self.metrics, self.rt.latch, random.Random(f"{seed}-{name}")
+            ),
             name=f"ingest-{name}",
         )
         self.subscribed = True
+
+    @property
+    def outcomes(self) -> dict[str, int]:
+        """Readings accepted, and every rejection by its reason (the gateway's own counters)."""
+        out = {"accepted": metric_values(self.metrics, "ingest_accepted_total").get("reading", 0)}
+        for labels, n in metric_values(self.metrics, "ingest_rejected_total").items():
+            kind, reason = labels.split(",", 1)
+            if kind == "reading" and n:
+                out[reason] = out.get(reason, 0) + n
+        return out
+
+    @property
+    def seqs(self) -> list[int]:
+        """The sequence numbers of the verified readings in the gateway's store (over `span`)."""
+        from gridpact.core.wire import parse_body
+
+        self.handler.flush()
+        return [
+            parse_body(p).seq
+            for hour in range(self.span[0], self.span[1], 3600)
+            for p in self.store.hour_batch(hour)
+        ]
 
     def wait_subscribed(self, timeout: float) -> None:
         """Nothing to wait for in wall time: the loop connects it before the first poll."""
@@ -214,10 +246,6 @@ class LoopGateway:
         self.handler.flush()
         d = self.store.energy_between(t0, t1)
         return d.import_wh, d.export_wh, d.complete
-
-    def energy_between(self, t0: int, t1: int) -> Any:
-        self.handler.flush()
-        return self.store.energy_between(t0, t1)
 
     def hour_batch(self, hour_start: int) -> list[bytes]:
         self.handler.flush()
@@ -245,6 +273,18 @@ class VirtualWorld(AgentWorld):
     def make_broker(self) -> Any:
         return LoopBroker(self.loop)
 
+    def _trading(self, i: int, host: str, port: int) -> dict[str, dict[str, Any]]:
+        """Household i's [community]/[agent]/[chain] tables (the chain's URL is never used: the
+        simulator injects the in-process Web3 and the household's key)."""
+        from hil.community.engine import agent_params
+
+        sell_m, buy_m, cr = agent_params(len(self.specs), self.cfg.seed)
+        market = self.chain.market.address if self.chain is not None else "0x" + "00" * 20
+        state = self.state / f"trading-{self.specs[i].name}"
+        state.mkdir(parents=True, exist_ok=True)
+        return trading_tables(self.cfg, host, port, "http://127.0.0.1:1", market, state,
+                              (float(sell_m[i]), float(buy_m[i]), float(cr[i])))  # fmt: skip
+
     @property
     def broker_where(self) -> str:
         """The report's line (no port: the kernel picks it, and summary.json must not depend on it)."""
@@ -265,9 +305,14 @@ class VirtualWorld(AgentWorld):
             for p, s in zip(self.profiles(), self.specs, strict=True)
         ]
         self.gateways = [
-            LoopGateway(self.loop, s.name, d, k, self.state, host, port, self.seed)
-            for s, d, k in zip(self.specs, self.devs, self.keys, strict=True)
+            LoopGateway(
+                self.loop, s.name, d, k, self.state, host, port, self.seed, self._trading(i, host, port)
+            )
+            for i, (s, d, k) in enumerate(zip(self.specs, self.devs, self.keys, strict=True))
         ]
+        span = (self.cfg.t0 - 3600, self.cfg.t0 + 3600 * (self.cfg.hours + TAIL_H + 1))
+        for g in self.gateways:
+            g.span = span
         self.run_until(self.cfg.t0)  # the gateways subscribe before the boards boot
         self.nodes = [
             LoopBoard(self.loop, SyncedUart(m, self.clock, self.loop), d, k, host, port,
@@ -300,29 +345,20 @@ class VirtualWorld(AgentWorld):
     def start_agents(self) -> None:
         from eth_account import Account
 
-        from gateway.trading.config import parse_trading_config
         from gateway.trading.service import TradingDeps, run_trading
-        from hil.community.engine import agent_params
         from meter_sim.profiles import parse_profile
 
         if self.chain is None:
             raise RuntimeError(f"the virtual clock needs the chain layer: {self.chain_error}")
         self.tasks += [g.task for g in self.gateways] + [n.task for n in self.nodes]
         self.chain.w3.middleware_onion.add(chain_time_middleware(self.chain, self.loop), "simulated-time")
-        sell_m, buy_m, cr = agent_params(len(self.specs), self.cfg.seed)
         t_end = self.cfg.t0 + 3600 * self.cfg.hours
         clock = LoopClock(self.loop)
         for i, (spec, gw) in enumerate(zip(self.specs, self.gateways, strict=True)):
-            state = self.state / f"trading-{spec.name}"
-            state.mkdir(parents=True, exist_ok=True)
-            tables = trading_tables(self.cfg, self.broker_host, self.broker_port, "http://127.0.0.1:1",
-                                    self.chain.market.address, state,
-                                    (float(sell_m[i]), float(buy_m[i]), float(cr[i])))  # fmt: skip
-            trading = parse_trading_config(tables, state)
             forecaster = ProfileForecaster(parse_profile(spec.profile_spec), self.cfg.t0, t_end)
-            deps = TradingDeps(gw, forecaster, gw.metrics, spec.name, state, clock,
-                               web3=self.chain.w3, account=Account.from_key(self.chain.keys[i]))  # fmt: skip
-            task = self.loop.create_task(run_trading(trading, deps), name=f"trading-{spec.name}")
+            deps = TradingDeps(gw.store, forecaster, gw.metrics, spec.name, self.state / f"trading-{spec.name}",
+                               clock, web3=self.chain.w3, account=Account.from_key(self.chain.keys[i]))  # fmt: skip
+            task = self.loop.create_task(run_trading(gw.cfg.trading, deps), name=f"trading-{spec.name}")
             task.add_done_callback(self._task_done)
             self.tasks.append(task)
 
@@ -346,7 +382,6 @@ class VirtualWorld(AgentWorld):
     def finish(self) -> int:
         """Run on by simulated minutes until no agreement is open (or TAIL_H hours); returns open ones."""
         from hil.community.agentledger import open_agreements
-        from hil.community.agents import TAIL_H
 
         assert self.chain is not None
         t_start = t = self.cfg.t0 + 3600 * self.cfg.hours

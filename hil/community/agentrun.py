@@ -132,14 +132,12 @@ def run_agents(
     anvil = None
     url = opts.chain_url
     virtual = opts.clock == "virtual"
-    if virtual:
-        url = "in-process"
-    elif url is None:  # the gateways reach their chain over JSON-RPC, as a Pi does
+    if url is None:  # the gateways reach their chain over JSON-RPC, as a Pi does
         anvil = AnvilNode()
         url = anvil.start().url
     assert url is not None
     try:
-        w3, chain_where = connect_chain(None if virtual else url)
+        w3, chain_where = connect_chain(url)
         cfg.t0 = summer_start_after(int(w3.eth.get_block("latest")["timestamp"])) + 3600 * start_hour
         cfg.decimals = 18
         specs = make_community(cfg.households, cfg.seed)
@@ -165,7 +163,10 @@ def run_agents(
     result.wall_s = time.perf_counter() - started
     where = f"anvil {url} (started for this run)" if anvil is not None else chain_where
     if virtual:
-        where = "in-process py-evm (eth-tester), called inline, block time = the simulated minute"
+        where = (
+            "anvil started for this run, called inline over JSON-RPC from the simulation's loop; "
+            "block time = the simulated time"
+        )
     layers = {
         "meters": f"ran: {len(specs)} meter_sim SDM120 meters (battery inside the meter model)",
         "boards": world.nodes_layer,

@@ -31,23 +31,36 @@ def meter_prefix(household: str) -> str:
 
 
 TIMED_METHODS = frozenset({"eth_sendRawTransaction", "eth_sendTransaction", "eth_call", "eth_estimateGas"})
+SENDS = frozenset({"eth_sendRawTransaction", "eth_sendTransaction"})
 
 
 def chain_time_middleware(chain: Any, loop: SimLoop) -> Any:
-    """A web3 middleware: before a transaction or a call, the chain's block time is moved to the
-    simulated minute (one empty block at most per simulated minute with chain activity). A block
-    per minute regardless made eth-tester's get_logs, which walks every block, the run's cost."""
+    """A web3 middleware that keeps the chain's block time on the simulated clock.
+
+    Before a transaction, a call or a gas estimate, if the chain is a minute or more behind, one
+    empty block is mined at the simulated time (at most one per simulated minute with chain
+    activity: a block every minute regardless made eth-tester's get_logs, which walks every
+    block, the run's largest cost). On a dev node (anvil) every transaction's block also gets
+    the simulated time (`evm_setNextBlockTimestamp`, one second past the last block at least),
+    so no block time comes from the host's clock.
+    """
     from web3.middleware import Web3Middleware
 
-    last = [0]
+    tester = getattr(chain.w3.provider, "ethereum_tester", None) is not None
+    state = {"moved": 0, "block_t": 0}
 
     class SimulatedTime(Web3Middleware):
         def wrap_make_request(self, make_request: Any) -> Any:
             def middleware(method: Any, params: Any) -> Any:
                 now = int(loop.unix())
-                if method in TIMED_METHODS and now - last[0] >= 60:
-                    last[0] = now
+                if method in TIMED_METHODS and now - state["moved"] >= 60:
+                    state["moved"] = now
                     chain.set_time(now)
+                    state["block_t"] = max(state["block_t"], now)
+                if method in SENDS and not tester:
+                    ts = max(now, state["block_t"] + 1)
+                    make_request("evm_setNextBlockTimestamp", [ts])
+                    state["block_t"] = ts
                 return make_request(method, params)
 
             return middleware

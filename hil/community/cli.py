@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--clock", choices=("wall", "virtual"), default="wall",
         help="wall (threads paced in wall time; default) | virtual (every part on one discrete-event "
-        "loop: deterministic under --seed; gateway agents, firmware nodes, embedded amqtt and py-evm only)",
+        "loop: deterministic under --seed; gateway agents, firmware nodes, embedded amqtt, anvil)",
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument(
@@ -348,7 +348,7 @@ def run(args: argparse.Namespace, cfg: EngineConfig, progress: Progress) -> int:
     ):  # fmt: skip
         print(
             "gridpact simulate: --clock virtual runs the gateway agents and firmware nodes on the embedded "
-            "broker and py-evm (no --engine-only, --faults, --broker, --chain, --agents engine, --nodes standin)",
+            "broker and an anvil of its own (no --engine-only, --faults, --broker, --chain, --agents engine, --nodes standin)",
             file=sys.stderr,
         )
         return 2

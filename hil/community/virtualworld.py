@@ -1,9 +1,9 @@
 """`--clock virtual`: the whole community as tasks of one SimLoop (hil/community/simloop.py).
 
 The firmware's boards, the amqtt broker, every gateway's ingest (`gateway.ingest.mqtt.run_ingest`)
-and trading (`gateway.trading.service.run_trading`) and the community's minute tick all run on one
-loop in the main thread, whose clock is the simulated clock. The chain is the in-process EVM
-(eth-tester on py-evm), called inline, its block time moved to the simulated minute. The engine's
+and trading (`gateway.trading.service.run_trading`) all run on one loop in the main thread, whose
+clock is the simulated clock. The chain (an anvil started for the run; py-evm is handled too) is
+called inline, its block time kept on the simulated clock by a web3 middleware. The engine's
 hour loop drives it by running the loop up to the end of each hour; nothing waits in wall time.
 """
 
@@ -271,7 +271,7 @@ class LoopGateway:
 
 
 class VirtualWorld(AgentWorld):
-    """The gateways' own agents, the real firmware, amqtt and py-evm on one simulated clock."""
+    """The gateways' own agents, the real firmware, amqtt and the chain on one simulated clock."""
 
     def __init__(
         self, cfg: EngineConfig, specs: list[HouseholdSpec], opts: FullStackOptions, w3: Any

@@ -2,7 +2,7 @@
 
 The loop's own rules (jumps only when idle, executor work inline, bytes between two sockets
 block a jump) with small scenarios, then the full stack twice with the same seed: the real
-firmware, amqtt, the gateways' own ingest and trading, py-evm; summary.json must be the same
+firmware, amqtt, the gateways' own ingest and trading, anvil; summary.json must be the same
 byte for byte apart from wall times.
 """
 

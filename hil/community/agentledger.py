@@ -8,6 +8,7 @@ then show that the chain and the rule agree, and the ledger's sums check conserv
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +37,19 @@ class ChainAgreement:
     reports: tuple[int, ...] = ()  # the delivery reports on chain (one per party that reported)
 
 
+_SEEN: weakref.WeakKeyDictionary[Any, dict[str, tuple[int, list[Any]]]] = weakref.WeakKeyDictionary()
+
+
 def _logs(market: Any, name: str) -> list[Any]:
-    return list(getattr(market.events, name)().get_logs(from_block=0))
+    """Every `name` event of the Market so far. Read incrementally (a dev chain never reorganises):
+    eth-tester's get_logs walks every block, and the run asks after every simulated hour."""
+    seen = _SEEN.setdefault(market, {})
+    last, logs = seen.get(name, (-1, []))
+    latest = int(market.w3.eth.block_number)
+    if latest > last:
+        logs = logs + list(getattr(market.events, name)().get_logs(from_block=last + 1, to_block=latest))
+        seen[name] = (latest, logs)
+    return logs
 
 
 def open_agreements(market: Any) -> int:

@@ -14,6 +14,7 @@ from hil.community.engine import EngineConfig, EngineResult, run_engine
 from hil.community.fullstack import FullStackOptions
 from hil.community.households import make_community
 from hil.community.ledger import Ledger
+from hil.community.virtualworld import VirtualWorld
 
 
 def journal_windows(state: Path) -> tuple[dict[bytes, int], dict[str, int]]:
@@ -115,10 +116,12 @@ def run_agents(
     opts: FullStackOptions,
     progress: Callable[[int, int, Ledger], None] | None = None,
     start_hour: int = 0,
+    cpu_out: dict[str, float] | None = None,
 ) -> tuple[EngineResult, dict[str, Any]]:
     """The community with every household's gateway trading on its own; (result, report summary).
 
-    `start_hour` starts the day later (tests: a few sunny hours instead of the night).
+    `start_hour` starts the day later (tests: a few sunny hours instead of the night). Under
+    `--clock virtual`, `cpu_out` receives the loop's CPU seconds by layer (benches; never in the summary).
     """
     from hil.community.summary import summarize
     from hil.services import AnvilNode
@@ -128,6 +131,7 @@ def run_agents(
     started = time.perf_counter()
     anvil = None
     url = opts.chain_url
+    virtual = opts.clock == "virtual"
     if url is None:  # the gateways reach their chain over JSON-RPC, as a Pi does
         anvil = AnvilNode()
         url = anvil.start().url
@@ -138,7 +142,7 @@ def run_agents(
         cfg.decimals = 18
         specs = make_community(cfg.households, cfg.seed)
         with quiet_amqtt():
-            world = AgentWorld(cfg, specs, opts, w3, url)
+            world = VirtualWorld(cfg, specs, opts, w3) if virtual else AgentWorld(cfg, specs, opts, w3, url)
             try:
                 world.start_agents()
                 result = run_engine(
@@ -151,11 +155,18 @@ def run_agents(
                 throughput = work_done(world)
             finally:
                 world.close()
+                if cpu_out is not None and isinstance(world, VirtualWorld):
+                    cpu_out.update(world.loop.cpu)
     finally:
         if anvil is not None:
             anvil.close()
     result.wall_s = time.perf_counter() - started
     where = f"anvil {url} (started for this run)" if anvil is not None else chain_where
+    if virtual:
+        where = (
+            "anvil started for this run, called inline over JSON-RPC from the simulation's loop; "
+            "block time = the simulated time"
+        )
     layers = {
         "meters": f"ran: {len(specs)} meter_sim SDM120 meters (battery inside the meter model)",
         "boards": world.nodes_layer,

@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--nodes", choices=("standin", "firmware"), default="firmware",
         help="meter nodes: firmware (the real firmware on a virtual-time board; default) | standin (reference encoder)",
     )  # fmt: skip
+    p.add_argument(
+        "--clock", choices=("wall", "virtual"), default="wall",
+        help="wall (threads paced in wall time; default) | virtual (every part on one discrete-event "
+        "loop: deterministic under --seed; gateway agents, firmware nodes, embedded amqtt, anvil)",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument(
         "--verbose",
@@ -337,6 +342,16 @@ def run(args: argparse.Namespace, cfg: EngineConfig, progress: Progress) -> int:
     if args.engine_only and args.agents == "gateway":
         print("gridpact simulate: --agents gateway needs the full stack (not --engine-only)", file=sys.stderr)
         return 2
+    if args.clock == "virtual" and (
+        args.engine_only or args.faults or args.broker or args.chain or args.agents != "gateway"
+        or args.nodes != "firmware"
+    ):  # fmt: skip
+        print(
+            "gridpact simulate: --clock virtual runs the gateway agents and firmware nodes on the embedded "
+            "broker and an anvil of its own (no --engine-only, --faults, --broker, --chain, --agents engine, --nodes standin)",
+            file=sys.stderr,
+        )
+        return 2
     if args.engine_only:
         from hil.community.engine import run_engine
         from hil.community.summary import summarize
@@ -353,7 +368,11 @@ def run(args: argparse.Namespace, cfg: EngineConfig, progress: Progress) -> int:
         mosquitto = MosquittoBroker() if args.broker == "mosquitto" else None
         broker_url = mosquitto.start().url if mosquitto is not None else args.broker
         opts = FullStackOptions(
-            broker_url=broker_url, chain_url=args.chain, faults=args.faults, nodes=args.nodes
+            broker_url=broker_url,
+            chain_url=args.chain,
+            faults=args.faults,
+            nodes=args.nodes,
+            clock=args.clock,
         )
         try:
             if args.agents == "gateway":

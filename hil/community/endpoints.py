@@ -57,8 +57,14 @@ def connect_chain(url: str | None) -> tuple[Any, str]:
     if url is None:
         return in_process_web3(), "in-process py-evm"
     from web3 import Web3
+    from web3.types import RPCEndpoint
 
-    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))
+    # the chain id never changes, and web3 asks for it before every call it validates
+    provider = Web3.HTTPProvider(
+        url, request_kwargs={"timeout": 30}, cache_allowed_requests=True,
+        cacheable_requests={RPCEndpoint("eth_chainId")},
+    )  # fmt: skip
+    w3 = Web3(provider)
     if not w3.is_connected():
         raise ValueError(f"no Ethereum node answers at {url}")
     return w3, url

@@ -42,6 +42,7 @@ class FullStackOptions:
     anchor: bool = True
     poll_s: int = POLL_S
     nodes: str = "standin"  # or "firmware": the real firmware on virtual boards in virtual time
+    clock: str = "wall"  # or "virtual": every part on one discrete-event loop (hil/community/virtualworld.py)
 
 
 class FullStackWorld:

@@ -1,0 +1,425 @@
+"""`--clock virtual`: the whole community as tasks of one SimLoop (hil/community/simloop.py).
+
+The firmware's boards, the amqtt broker, every gateway's ingest (`gateway.ingest.mqtt.run_ingest`)
+and trading (`gateway.trading.service.run_trading`) all run on one loop in the main thread, whose
+clock is the simulated clock. The chain (an anvil started for the run; py-evm is handled too) is
+called inline, its block time kept on the simulated clock by a web3 middleware. The engine's
+hour loop drives it by running the loop up to the end of each hour; nothing waits in wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+from typing import Any
+
+from hil.community.agents import TAIL_H, AgentWorld, ProfileForecaster, trading_tables
+from hil.community.engine import EngineConfig
+from hil.community.fullstack import FullStackOptions
+from hil.community.households import HouseholdSpec
+from hil.community.nodes import MeterUart, firmware_config
+from hil.community.simloop import BoardClock, LoopClock, SimLoop
+
+SETTLE_S = 2.0  # simulated seconds past a poll that carry its reading to the gateway
+
+
+def meter_prefix(household: str) -> str:
+    """Each household's meter topics (`<prefix>/meter/<dev>/...`): on a Pi the meter broker is the
+    household's own; here one broker carries every household, so each gets its own namespace."""
+    return f"gridpact/{household}"
+
+
+TIMED_METHODS = frozenset({"eth_sendRawTransaction", "eth_sendTransaction", "eth_call", "eth_estimateGas"})
+SENDS = frozenset({"eth_sendRawTransaction", "eth_sendTransaction"})
+
+
+def chain_time_middleware(chain: Any, loop: SimLoop) -> Any:
+    """A web3 middleware that keeps the chain's block time on the simulated clock.
+
+    Before a transaction, a call or a gas estimate, if the chain is a minute or more behind, one
+    empty block is mined at the simulated time (at most one per simulated minute with chain
+    activity: a block every minute regardless made eth-tester's get_logs, which walks every
+    block, the run's largest cost). On a dev node (anvil) every transaction's block also gets
+    the simulated time (`evm_setNextBlockTimestamp`, one second past the last block at least),
+    so no block time comes from the host's clock.
+    """
+    from web3.middleware import Web3Middleware
+
+    tester = getattr(chain.w3.provider, "ethereum_tester", None) is not None
+    state = {"moved": 0, "block_t": 0}
+
+    class SimulatedTime(Web3Middleware):
+        def wrap_make_request(self, make_request: Any) -> Any:
+            def middleware(method: Any, params: Any) -> Any:
+                now = int(loop.unix())
+                if method in TIMED_METHODS and now - state["moved"] >= 60:
+                    state["moved"] = now
+                    chain.set_time(now)
+                    state["block_t"] = max(state["block_t"], now)
+                if method in SENDS and not tester:
+                    ts = max(now, state["block_t"] + 1)
+                    make_request("evm_setNextBlockTimestamp", [ts])
+                    state["block_t"] = ts
+                return make_request(method, params)
+
+            return middleware
+
+    return SimulatedTime
+
+
+class LoopBroker:
+    """amqtt on the SimLoop (the embedded broker, in the simulation's own thread and clock)."""
+
+    def __init__(self, loop: SimLoop) -> None:
+        from hil.services import free_port
+
+        self.loop = loop
+        self.port = free_port()
+        self._broker: Any = None
+
+    @property
+    def info(self) -> Any:
+        from hil.services import BrokerInfo
+
+        return BrokerInfo("amqtt", "127.0.0.1", self.port)
+
+    def start(self) -> Any:
+        from amqtt.broker import Broker
+
+        config = {
+            "listeners": {
+                "default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}", "max_connections": 5000}
+            },
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+        self._broker = Broker(config, loop=self.loop)
+        self.loop.run_until_complete(self._broker.start())
+        return self.info
+
+    def close(self) -> None:
+        if self._broker is not None and not self.loop.is_closed():
+            self.loop.run_until_complete(self._broker.shutdown())
+            self._broker = None
+
+
+class SyncedUart(MeterUart):
+    """The meter's RS-485 end; the meter's own clock is brought up to the loop's before each request."""
+
+    def __init__(self, meter: Any, sim_clock: Any, loop: SimLoop) -> None:
+        super().__init__(meter, loop.unix)
+        self.sim_clock, self.loop = sim_clock, loop
+
+    def write(self, data: bytes, /) -> int:
+        lag = self.loop.unix() - self.sim_clock.now()
+        if lag > 0:
+            self.sim_clock.advance(lag)
+        return super().write(data)
+
+
+class LoopBoard:
+    """The real firmware (firmware/device, unmodified) as a task of the SimLoop; the node interface
+    of hil.community.nodes (seq, connected, buffer, replayed, poll, flush, close)."""
+
+    def __init__(self, loop: SimLoop, uart: SyncedUart, dev: str, key: bytes, host: str, port: int,
+                 flash: Path, poll_s: int, prefix: str) -> None:  # fmt: skip
+        import json
+
+        from firmware.host.devload import DEVICE_DIR, DeviceNamespace
+        from firmware.host.shims import PWRON_RESET, BoardState, make_all
+
+        self.dev, self.loop = dev, loop
+        flash.mkdir(parents=True, exist_ok=True)
+        cfg = firmware_config(dev, key, host, port, poll_s) | {"prefix": prefix}
+        (flash / "config.json").write_text(json.dumps(cfg))
+        self.state = BoardState(
+            clock=BoardClock(loop), platform="esp32", uart_device=uart, uid=(dev.encode() + b"\0" * 6)[:6],
+            reset_cause=PWRON_RESET, wifi_available=True, ntp_available=True,
+        )  # fmt: skip
+        ns = DeviceNamespace(make_all(self.state), DEVICE_DIR, print_fn=self._print)
+        self.app = ns.load("app").make(str(flash) + "/")
+        if self.app is None:
+            raise RuntimeError(f"{dev}: the firmware refused its config: {self.state.console[-5:]}")
+        self.replayed = 0
+        self.backlog = -1
+        self.task = loop.create_task(self.app.main(), name=f"board-{dev}")
+        inner = self.app.publish_rec
+
+        async def publish_rec(buf: Any, h: Any, replayed: bool) -> bool:
+            ok = await inner(buf, h, replayed)
+            if ok and replayed and h[0] > self.backlog >= 0:
+                self.replayed += 1
+            return ok
+
+        self.app.publish_rec = publish_rec
+
+    def _print(self, *args: Any, sep: str = " ", end: str = "\n", **_kw: Any) -> None:
+        self.state.log(sep.join(str(a) for a in args))
+
+    @property
+    def seq(self) -> int:
+        return int(self.app.seq.next) - 1
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.app.client.up)
+
+    @property
+    def buffer(self) -> range:
+        return range(self.app.ring.count + self.app.ram_n)
+
+    def wait_connected(self, timeout: float) -> None:
+        if self.backlog < 0:
+            self.backlog = self.seq
+
+    def poll(self, now: float) -> None:
+        """Nothing: the firmware polls on its own timer, on the loop's clock."""
+
+    def flush(self) -> None:
+        """Nothing: replays go out as the loop runs."""
+
+    def close(self) -> None:
+        self.task.cancel()
+
+
+def metric_values(metrics: Any, name: str) -> dict[str, int]:
+    """One counter of a gateway's Metrics by its labels' values (from the exposition text)."""
+    out: dict[str, int] = {}
+    for line in metrics.render().splitlines():
+        if line.startswith(f"gridpact_{name}{{"):
+            labels = line[line.index("{") + 1 : line.index("}")]
+            key = ",".join(part.split("=", 1)[1].strip('"') for part in labels.split(","))
+            out[key] = out.get(key, 0) + int(float(line.rsplit(" ", 1)[1]))
+    return out
+
+
+class LoopGateway:
+    """One household's gateway, assembled as the Pi's service does it: its TOML tables through
+    `gateway.config.parse_config`, `gateway.service.build_runtime(cfg, clock)`, and the Pi's own
+    `run_ingest` task on the simulation's loop; only the clock and the broker differ."""
+
+    def __init__(self, loop: SimLoop, name: str, dev: str, key: bytes, state_dir: Path, host: str, port: int,
+                 seed: int, trading: dict[str, dict[str, Any]]) -> None:  # fmt: skip
+        from gateway.config import parse_config
+        from gateway.ingest.mqtt import run_ingest
+        from gateway.service import build_runtime
+
+        self.name, self.dev = name, dev
+        home = state_dir / f"gateway-{name}"
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "meter-hmac.key").write_text(key.hex())
+        doc: dict[str, Any] = {
+            "gateway": {"id": name, "state_dir": str(home)},
+            "meter": {
+                "device_id": dev,
+                "topic_prefix": meter_prefix(name),
+                "hmac_key_file": "meter-hmac.key",
+            },
+            "meter_broker": {"host": host, "port": port},
+            "metrics": {"enabled": False},
+        } | trading
+        self.cfg = parse_config(doc, home, env={})
+        self.rt = build_runtime(self.cfg, LoopClock(loop), env={})
+        self.store, self.handler, self.metrics = self.rt.store, self.rt.handler, self.rt.metrics
+        self.span: tuple[int, int] = (0, 0)  # the hours whose readings `seqs` reads back (set by the world)
+        self.task = loop.create_task(
+            run_ingest(
+                self.rt.broker, self.handler, self.metrics, self.rt.latch, random.Random(f"{seed}-{name}")
+            ),
+            name=f"ingest-{name}",
+        )
+        self.subscribed = True
+
+    @property
+    def outcomes(self) -> dict[str, int]:
+        """Readings accepted, and every rejection by its reason (the gateway's own counters)."""
+        out = {"accepted": metric_values(self.metrics, "ingest_accepted_total").get("reading", 0)}
+        for labels, n in metric_values(self.metrics, "ingest_rejected_total").items():
+            kind, reason = labels.split(",", 1)
+            if kind == "reading" and n:
+                out[reason] = out.get(reason, 0) + n
+        return out
+
+    @property
+    def seqs(self) -> list[int]:
+        """The sequence numbers of the verified readings in the gateway's store (over `span`)."""
+        from gridpact.core.wire import parse_body
+
+        self.handler.flush()
+        return [
+            parse_body(p).seq
+            for hour in range(self.span[0], self.span[1], 3600)
+            for p in self.store.hour_batch(hour)
+        ]
+
+    def wait_subscribed(self, timeout: float) -> None:
+        """Nothing to wait for in wall time: the loop connects it before the first poll."""
+
+    def energy(self, t0: int, t1: int) -> tuple[int, int, bool]:
+        self.handler.flush()
+        d = self.store.energy_between(t0, t1)
+        return d.import_wh, d.export_wh, d.complete
+
+    def hour_batch(self, hour_start: int) -> list[bytes]:
+        self.handler.flush()
+        return self.store.hour_batch(hour_start)
+
+    def close(self) -> None:
+        self.task.cancel()
+        self.handler.flush()
+        self.store.close()
+
+
+class VirtualWorld(AgentWorld):
+    """The gateways' own agents, the real firmware, amqtt and the chain on one simulated clock."""
+
+    def __init__(
+        self, cfg: EngineConfig, specs: list[HouseholdSpec], opts: FullStackOptions, w3: Any
+    ) -> None:
+        self.loop = SimLoop(float(cfg.t0) - 1.0)  # the gateways subscribe in the second before t0
+        asyncio.set_event_loop(self.loop)
+        self.seed = cfg.seed
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.agent_errors: list[str] = []
+        super().__init__(cfg, specs, opts, w3, "in-process")
+
+    def make_broker(self) -> Any:
+        return LoopBroker(self.loop)
+
+    def _trading(self, i: int, host: str, port: int) -> dict[str, dict[str, Any]]:
+        """Household i's [community]/[agent]/[chain] tables (the chain's URL is never used: the
+        simulator injects the in-process Web3 and the household's key)."""
+        from hil.community.engine import agent_params
+
+        sell_m, buy_m, cr = agent_params(len(self.specs), self.cfg.seed)
+        market = self.chain.market.address if self.chain is not None else "0x" + "00" * 20
+        state = self.state / f"trading-{self.specs[i].name}"
+        state.mkdir(parents=True, exist_ok=True)
+        return trading_tables(self.cfg, host, port, "http://127.0.0.1:1", market, state,
+                              (float(sell_m[i]), float(buy_m[i]), float(cr[i])))  # fmt: skip
+
+    @property
+    def broker_where(self) -> str:
+        """The report's line (no port: the kernel picks it, and summary.json must not depend on it)."""
+        return "embedded amqtt on the simulation's loop (loopback TCP)"
+
+    @broker_where.setter
+    def broker_where(self, value: str) -> None:
+        """FullStackWorld sets its own line; this world's stays as above."""
+
+    def _start_nodes(self, host: str, port: int) -> str:
+        from meter_sim.clock import SimClock
+        from meter_sim.farm import MeterFarm
+
+        self.clock = SimClock(start=float(self.cfg.t0))
+        self.farm = MeterFarm(self.clock, seed=self.cfg.seed)
+        self.meters = [
+            self.farm.add_meter("sdm120", 1, p, name=s.name, tick_s=10.0)
+            for p, s in zip(self.profiles(), self.specs, strict=True)
+        ]
+        self.gateways = [
+            LoopGateway(
+                self.loop, s.name, d, k, self.state, host, port, self.seed, self._trading(i, host, port)
+            )
+            for i, (s, d, k) in enumerate(zip(self.specs, self.devs, self.keys, strict=True))
+        ]
+        span = (self.cfg.t0 - 3600, self.cfg.t0 + 3600 * (self.cfg.hours + TAIL_H + 1))
+        for g in self.gateways:
+            g.span = span
+        self.run_until(self.cfg.t0)  # the gateways subscribe before the boards boot
+        self.nodes = [
+            LoopBoard(self.loop, SyncedUart(m, self.clock, self.loop), d, k, host, port,
+                      self.state / f"flash-{d}", self.opts.poll_s, meter_prefix(s.name))
+            for s, m, d, k in zip(self.specs, self.meters, self.devs, self.keys, strict=True)
+        ]  # fmt: skip
+        self.run_until(self.cfg.t0 + SETTLE_S)
+        for node in self.nodes:
+            node.wait_connected(0)
+        return (
+            "ran: the real firmware (firmware/device, unmodified) per household as a task of one "
+            "discrete-event loop (hil/community/simloop.py), polling its meter over in-process Modbus "
+            f"RTU every {self.opts.poll_s} simulated s"
+        )
+
+    # ------------------------------------------------------------ simulated time
+
+    def run_until(self, t_unix: float) -> None:
+        """Run every task of the community until the simulated clock reads `t_unix`."""
+        self.loop.run_until_complete(asyncio.sleep(max(0.0, t_unix - self.loop.unix())))
+        lag = self.loop.unix() - self.clock.now()
+        if lag > 0:
+            self.clock.advance(lag)
+        if self.agent_errors:
+            raise RuntimeError(f"a gateway's trading stopped: {self.agent_errors[0]}")
+        crashed = [t for t in self.tasks if t.done() and not t.cancelled() and t.exception() is not None]
+        if crashed:
+            raise RuntimeError(f"{crashed[0].get_name()} stopped: {crashed[0].exception()!r}")
+
+    def start_agents(self) -> None:
+        from eth_account import Account
+
+        from gateway.trading.service import TradingDeps, run_trading
+        from meter_sim.profiles import parse_profile
+
+        if self.chain is None:
+            raise RuntimeError(f"the virtual clock needs the chain layer: {self.chain_error}")
+        self.tasks += [g.task for g in self.gateways] + [n.task for n in self.nodes]
+        self.chain.w3.middleware_onion.add(chain_time_middleware(self.chain, self.loop), "simulated-time")
+        t_end = self.cfg.t0 + 3600 * self.cfg.hours
+        clock = LoopClock(self.loop)
+        for i, (spec, gw) in enumerate(zip(self.specs, self.gateways, strict=True)):
+            forecaster = ProfileForecaster(parse_profile(spec.profile_spec), self.cfg.t0, t_end)
+            deps = TradingDeps(gw.store, forecaster, gw.metrics, spec.name, self.state / f"trading-{spec.name}",
+                               clock, web3=self.chain.w3, account=Account.from_key(self.chain.keys[i]))  # fmt: skip
+            task = self.loop.create_task(run_trading(gw.cfg.trading, deps), name=f"trading-{spec.name}")
+            task.add_done_callback(self._task_done)
+            self.tasks.append(task)
+
+    def stop_agents(self) -> None:
+        if self.loop.is_closed():
+            return
+        for task in self.tasks:
+            task.cancel()
+        if self.tasks:
+            self.loop.run_until_complete(asyncio.gather(*self.tasks, return_exceptions=True))
+        self.tasks = []
+
+    def run_minute(self, t_min: int) -> None:
+        self.run_until(t_min + 60 + SETTLE_S)
+
+    def run_hour(self, k: int) -> None:
+        self.run_until(self.cfg.t0 + 3600 * (k + 1) + SETTLE_S)
+        self.resolve()
+        self.hourly_balances.append(list(self.replay_chain().balance))
+
+    def finish(self) -> int:
+        """Run on by simulated minutes until no agreement is open (or TAIL_H hours); returns open ones."""
+        from hil.community.agentledger import open_agreements
+
+        assert self.chain is not None
+        t_start = t = self.cfg.t0 + 3600 * self.cfg.hours
+        for _ in range(TAIL_H * 6):
+            t += 600
+            self.run_until(t + SETTLE_S)
+            self.resolve()
+            if open_agreements(self.chain.market) == 0:
+                break
+        self.tail_note = f"{(t - t_start) / 60:.0f} simulated minutes more"
+        return open_agreements(self.chain.market)
+
+    def _drain(self, timeout: float) -> None:
+        """Readings reach their gateway within SETTLE_S simulated seconds of their poll."""
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if not self.loop.is_closed():
+                pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+                for t in pending:
+                    t.cancel()
+                if pending:
+                    self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+                self.loop.close()
+            asyncio.set_event_loop(None)

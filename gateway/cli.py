@@ -67,10 +67,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _dashboard_user(args: argparse.Namespace) -> int:
-    import getpass
-
     from gateway.config import load_config
-    from gateway.dashboard.auth import AccountStore
+    from gateway.dashboard.auth import AccountStore, list_or_remove, read_new_password
 
     cfg = load_config(args.config)
     if cfg.dashboard is None:
@@ -78,23 +76,12 @@ def _dashboard_user(args: argparse.Namespace) -> int:
         return 2
     store = AccountStore(cfg.dashboard.accounts_path)
     try:
-        if args.action == "list":
-            for account in store.names():
-                print(f"{account.name}\t{account.role}\t{account.household}")
-            return 0
-        if args.action == "remove":
-            if not store.remove(args.name):
-                print(f"no account {args.name!r}", file=sys.stderr)
-                return 1
-            print(f"removed {args.name}")
-            return 0
-        if args.password_stdin:
-            password = sys.stdin.readline().rstrip("\n")
-        else:
-            password = getpass.getpass(f"password for {args.name}: ")
-            if getpass.getpass("again: ") != password:
-                print("the passwords differ", file=sys.stderr)
-                return 2
+        done = list_or_remove(store, args.action, args.name if args.action != "list" else "")
+        if done is not None:
+            return done
+        password = read_new_password(args.name, args.password_stdin)
+        if password is None:
+            return 2
         account = store.add(args.name, args.role, args.household or cfg.gateway.id, password)
         print(f"account {account.name} ({account.role}, household {account.household}) saved")
         return 0

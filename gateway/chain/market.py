@@ -23,7 +23,7 @@ from web3 import Web3
 from gateway.chain.journal import TxRecord
 from gateway.chain.sender import TxSender
 from gridpact.core import settlement
-from gridpact.core.eip712 import TERMS_FIELDS, Domain, Terms, agreement_id, compact, typed_data
+from gridpact.core.eip712 import TERMS_NAMES, Domain, Terms, agreement_id, compact, typed_data
 
 SHIPPED_ABI = Path(__file__).with_name("market_abi.json")
 SHIPPED_LOANS_ABI = Path(__file__).with_name("loans_abi.json")
@@ -256,7 +256,7 @@ class Market:
                 continue
             raw = decoded["args"]["terms"]
             terms = terms_from_dict(dict(raw) if not isinstance(raw, (tuple, list)) else
-                                    dict(zip([f[0] for f in TERMS_FIELDS], raw, strict=True)))  # fmt: skip
+                                    dict(zip(TERMS_NAMES, raw, strict=True)))  # fmt: skip
             out.append(("0x" + bytes(decoded["args"]["id"]).hex(), terms))
         return out
 

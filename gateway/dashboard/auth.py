@@ -8,10 +8,12 @@ is logged. The rate limiter is pure (time passed in) so it is tested without sle
 
 from __future__ import annotations
 
+import getpass
 import hmac
 import re
 import secrets
 import sqlite3
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,6 +144,32 @@ class SessionCodec:
         if not (isinstance(data, list) and len(data) == 4 and all(isinstance(x, str) for x in data)):
             return None
         return Session(Account(data[0], data[1], data[2]), data[3])
+
+
+def list_or_remove(store: AccountStore, action: str, name: str) -> int | None:
+    """`list` or `remove NAME`, as both dashboards' user commands do: the exit status; None for `add`."""
+    if action == "list":
+        for a in store.names():
+            print(f"{a.name}\t{a.role}\t{a.household}")
+        return 0
+    if action == "remove":
+        if not store.remove(name):
+            print(f"no account {name!r}", file=sys.stderr)
+            return 1
+        print(f"removed {name}")
+        return 0
+    return None
+
+
+def read_new_password(name: str, from_stdin: bool) -> str | None:
+    """The new account's password: one line of stdin, or typed twice (None when they differ)."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass(f"password for {name}: ")
+    if getpass.getpass("again: ") != password:
+        print("the passwords differ", file=sys.stderr)
+        return None
+    return password
 
 
 def csrf_ok(session: Session | None, token: str | None) -> bool:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import getpass
 import json
 import logging
 import signal
@@ -417,33 +416,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _user(args: argparse.Namespace) -> int:
-    from gateway.dashboard.auth import AccountStore
+    from gateway.dashboard.auth import AccountStore, list_or_remove, read_new_password
     from gateway.dashboard.operator import ADDRESS_RE
 
     cfg = load_dashboard_config(args.config)
     store = AccountStore(cfg.dashboard.accounts_path)
     try:
-        if args.action == "list":
-            for a in store.names():
-                print(f"{a.name}\t{a.role}\t{a.household}")
-            return 0
-        if args.action == "remove":
-            if not store.remove(args.name):
-                print(f"no account {args.name!r}", file=sys.stderr)
-                return 1
-            print(f"removed {args.name}")
-            return 0
+        done = list_or_remove(store, args.action, args.name if args.action != "list" else "")
+        if done is not None:
+            return done
         household = args.household or ""
         if args.role == "household" and not ADDRESS_RE.match(household):
             print("a household account needs --household 0x<its gateway address>", file=sys.stderr)
             return 2
-        if args.password_stdin:
-            password = sys.stdin.readline().rstrip("\n")
-        else:
-            password = getpass.getpass(f"password for {args.name}: ")
-            if getpass.getpass("again: ") != password:
-                print("the passwords differ", file=sys.stderr)
-                return 2
+        password = read_new_password(args.name, args.password_stdin)
+        if password is None:
+            return 2
         try:
             account = store.add(args.name, args.role, household.lower() or "-", password)
         except ValueError as exc:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from eth_utils.address import to_checksum_address
 
 from gateway.dashboard.abi import AbiDecoder, Decoded
-from gridpact.core.eip712 import TERMS_FIELDS, Domain, Terms, agreement_id
+from gridpact.core.eip712 import TERMS_NAMES, Domain, Terms, agreement_id
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS terms (id TEXT NOT NULL, block INTEGER NOT NULL, tx T
 CREATE INDEX IF NOT EXISTS terms_block ON terms(block);
 """
 BLOCK_TABLES = ("recent", "blocks", "txs", "events", "terms")
-TERMS_KEYS = tuple(name for name, _ in TERMS_FIELDS)
+TERMS_KEYS = TERMS_NAMES
 REJECTION_EVENTS = frozenset({"BatchItemRejected"})
 
 

@@ -20,6 +20,8 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from gridpact.core.eip712 import TERMS_NAMES
+
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 BYTES32_RE = re.compile(r"^0x[0-9a-fA-F]{64}$")
 CONFIRM_MAX_AGE_S = 300
@@ -80,19 +82,7 @@ def parse_action(kind: str, form: dict[str, str], terms_of: dict[str, dict[str, 
         if terms is None:
             raise ActionError("agreement: not an agreement waiting for a ruling")
         delivered = _uint(form, "delivered_wh", "uint64")
-        t = tuple(
-            terms[k]
-            for k in (
-                "seller",
-                "buyer",
-                "quantityWh",
-                "unitPrice",
-                "deliveryStart",
-                "deliveryEnd",
-                "nonce",
-                "expiry",
-            )
-        )
+        t = tuple(terms[k] for k in TERMS_NAMES)
         capped = min(delivered, int(terms["quantityWh"]))
         return Action(kind, "resolveDispute", (t, delivered),
                       (f"Rule agreement {aid}: {capped} Wh delivered of {terms['quantityWh']} Wh contracted.",

@@ -19,6 +19,8 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
+from gridpact.core.eip712 import TERMS_NAMES
+
 VERSION = 1
 DOMAIN_PREFIX = b"gridpact-peer-v1\n"
 MAX_MESSAGE_BYTES = 8192
@@ -50,16 +52,6 @@ BODY_SCHEMAS: dict[str, dict[str, str]] = {
     "reject": {"session": HEX32, "reason": STR},
 }  # fmt: skip
 DIRECT_TYPES = frozenset({"propose", "counter", "accept", "confirm", "reject"})
-TERMS_FIELDS = (
-    "seller",
-    "buyer",
-    "quantityWh",
-    "unitPrice",
-    "deliveryStart",
-    "deliveryEnd",
-    "nonce",
-    "expiry",
-)
 MAX_UINT = 2**256 - 1
 # the Market's Terms field widths (contracts/INTERFACE.md): terms that do not fit are malformed
 TERMS_BOUNDS = {"quantityWh": 2**64, "unitPrice": 2**128, "deliveryStart": 2**40, "deliveryEnd": 2**40,
@@ -211,9 +203,9 @@ def check_body(kind: str, body: dict[str, Any], family: Family = PEER_V1) -> Non
 
 
 def _valid_terms(terms: Any) -> bool:
-    if not isinstance(terms, dict) or set(terms) != set(TERMS_FIELDS):
+    if not isinstance(terms, dict) or set(terms) != set(TERMS_NAMES):
         return False
-    for name in TERMS_FIELDS:
+    for name in TERMS_NAMES:
         value = terms[name]
         if name in ("seller", "buyer"):
             if not (isinstance(value, str) and ADDRESS_RE.match(value)):

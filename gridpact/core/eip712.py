@@ -33,6 +33,7 @@ TERMS_FIELDS: tuple[tuple[str, str], ...] = (
     ("seller", "address"), ("buyer", "address"), ("quantityWh", "uint64"), ("unitPrice", "uint128"),
     ("deliveryStart", "uint40"), ("deliveryEnd", "uint40"), ("nonce", "uint64"), ("expiry", "uint40"),
 )  # fmt: skip
+TERMS_NAMES: tuple[str, ...] = tuple(name for name, _ in TERMS_FIELDS)  # the wire and JSON order
 LOAN_FIELDS: tuple[tuple[str, str], ...] = (
     ("lender", "address"), ("borrower", "address"), ("quantityWh", "uint64"), ("collateral", "uint128"),
     ("returnBy", "uint40"), ("nonce", "uint64"), ("expiry", "uint40"),

@@ -22,8 +22,9 @@ from pathlib import Path
 
 from gateway.negotiation.cooperative.cases import START, case3
 from gateway.negotiation.cooperative.simulation import Result, Settings, run
+from gridpact.core.signals import sigterm_interrupts
 from hil.study import grid
-from hil.study.cluster import Cluster, connect, sigterm_interrupts
+from hil.study.cluster import Cluster, connect
 from hil.study.runner import run_study
 
 

@@ -18,14 +18,13 @@ import signal
 import subprocess
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from contracts.build import REPO_ROOT
+from gridpact.core.signals import sigterm_interrupts
 
 SLITHER = REPO_ROOT / ".venv-slither" / "bin" / "slither"
 SHIM = REPO_ROOT / "contracts" / "tools" / "solc-shim"
@@ -154,20 +153,6 @@ def format_verdict(v: Verdict) -> str:
     return "\n".join(lines)
 
 
-@contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so the runner below stops slither's process group."""
-
-    def handler(_sig: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
 def run_slither(
     target: str = "contracts/src",
     cwd: Path = REPO_ROOT,
@@ -191,7 +176,7 @@ def run_slither(
             cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
-            with _sigterm_unwinds():
+            with sigterm_interrupts():
                 log, _ = proc.communicate(timeout=timeout_s)
         except BaseException:
             os.killpg(proc.pid, signal.SIGKILL)  # slither's own group: the shim and node with it

@@ -27,12 +27,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
+from gridpact.core.signals import sigterm_interrupts
 from hil.services import REPO_ROOT, MosquittoBroker, free_port, spawn
 
 GATEWAY_ID = "home-1"
@@ -645,20 +645,6 @@ def _python_version(python: Path) -> str:
     return out.stdout.strip() or "?"
 
 
-@contextlib.contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so the clean-up above stops every child."""
-
-    def handler(_sig: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ha_check", description="Check gridpact against a real Home Assistant.")
     p.add_argument("--ha-python", type=Path, default=REPO_ROOT / ".venv-ha" / "bin" / "python",
@@ -670,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     try:
-        with _stop_on_sigterm():
+        with sigterm_interrupts():
             return run(args.ha_python, args.keep)
     except KeyboardInterrupt:
         print("ha-check: interrupted", file=sys.stderr)

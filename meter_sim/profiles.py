@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from meter_sim.battery import (
+from gridpact.core.battery import (
     HOME_ROUND_TRIP,
     HOME_SOC_MAX,
     HOME_SOC_MIN,
@@ -267,7 +267,7 @@ def parse_profile(spec: str) -> Profile:
 
 
 class Battery:
-    """A home battery run for self-consumption: meter_sim.battery's model with the home battery's parameters."""
+    """A home battery run for self-consumption: gridpact.core.battery's model with the home battery's parameters."""
 
     def __init__(self, capacity_kwh: float, power_w: float, soc_kwh: float | None = None) -> None:
         self.capacity_kwh, self.power_w = capacity_kwh, power_w

@@ -128,7 +128,6 @@ class LoansConfig:
     contract: str | None = None  # where the loan functions live (default: chain.market)
     report_delay_s: float = 60.0  # after the return period ends, before reporting
     seed: int = 0  # the scenario draws' stream
-    profile: str | None = None  # demos and tests: forecast from a meter_sim profile, not the forecaster
 
 
 @dataclass(frozen=True)
@@ -377,26 +376,19 @@ def parse_loans(table: Mapping[str, Any]) -> LoansConfig:
         "contexts": whole("contexts", 1, 96), "max_rounds": whole("max_rounds", 2, 100_000),
         "round_timeout_s": num("round_timeout_s"), "collateral_per_kwh": whole("collateral_per_kwh", 0, 10**30),
         "report_delay_s": num("report_delay_s", True), "seed": whole("seed", 0, 2**63 - 1),
-        "profile": _get(table, s, "profile", str, None), "contract": _get(table, s, "contract", str, None),
+        "contract": _get(table, s, "contract", str, None),
     }  # fmt: skip
     if values["contract"] is not None and not ADDRESS_RE.match(values["contract"]):
         raise ConfigError("loans.contract", "not a 0x address")
     if values["epsilon"] > 1:
         raise ConfigError("loans.epsilon", "must lie in [0, 1]")
     cfg = LoansConfig(**values)
-    from gateway.negotiation.cooperative.cases import AgentSpec
+    from gateway.negotiation.cooperative.agent import AgentSpec
 
     try:
         AgentSpec("gateway", "", loan_battery(cfg), cfg.lam1, cfg.lam2, cfg.quantile, cfg.soc0)
     except ValueError as exc:
         raise ConfigError("loans", str(exc)) from None
-    if cfg.profile is not None:
-        from meter_sim.profiles import parse_profile
-
-        try:
-            parse_profile(cfg.profile)
-        except ValueError as exc:
-            raise ConfigError("loans.profile", str(exc)) from None
     return cfg
 
 

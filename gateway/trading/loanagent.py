@@ -230,10 +230,6 @@ class LoanAgent:
     def forecast_kwh(self, t: int) -> np.ndarray | None:
         """Point forecast of the net demand (kWh per period) over the window from period t."""
         w, ps = self.cfg.window, self.cfg.period_s
-        if self.cfg.profile is not None:
-            from gateway.negotiation.cooperative.cases import net_demand_kwh
-
-            return net_demand_kwh(self.cfg.profile, float(t), w, float(ps))
         try:
             watts = np.asarray(self.deps.forecaster.net_demand(t, w, ps), dtype=np.float64)
         except (ValueError, ArithmeticError, LookupError, AttributeError):

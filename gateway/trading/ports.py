@@ -17,11 +17,13 @@ from gridpact.core.tariff import Tariff
 
 
 class ReadingSource(Protocol):
-    """The two reads trading makes of the household's verified readings (gateway.storage.ReadingStore)."""
+    """The reads trading makes of the household's verified readings (gateway.storage.ReadingStore)."""
 
     def energy_between(self, t0: int, t1: int) -> EnergyDelta: ...
 
     def hour_batch(self, hour_start: int) -> list[bytes]: ...
+
+    def statement_at(self, window_end: int, dev: str | None = None) -> tuple[bytes, bytes] | None: ...
 
 
 class NetDemandForecaster(Protocol):

@@ -1,4 +1,4 @@
-"""Individual battery control: greedy self-consumption, vectorised over households (meter_sim.battery's model).
+"""Individual battery control: greedy self-consumption, vectorised over households (gridpact.core.battery's model).
 
 The battery acts on its own household's net power only; peer-to-peer trades are virtual
 (settled on metered energy), so the physical flows are the same with or without the market.
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from meter_sim.battery import (
+from gridpact.core.battery import (
     HOME_ROUND_TRIP,
     HOME_SOC_MAX,
     HOME_SOC_MIN,
@@ -26,7 +26,7 @@ from meter_sim.battery import (
 class BatteryParams:
     """Per-household arrays: capacity (kWh), power limit (kW); one-way efficiency, SoC limits and start (None: the floor).
 
-    `home(capacity)` gives the software meters' home battery (meter_sim.battery), so the engine-only
+    `home(capacity)` gives the software meters' home battery (gridpact.core.battery), so the engine-only
     and the full-stack simulations run the same batteries."""
 
     capacity_kwh: np.ndarray

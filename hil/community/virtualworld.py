@@ -368,6 +368,7 @@ class VirtualWorld(AgentWorld):
         t_end = self.cfg.t0 + 3600 * self.cfg.hours
         clock = LoopClock(self.loop)
         for i, (spec, gw) in enumerate(zip(self.specs, self.gateways, strict=True)):
+            assert gw.cfg.trading is not None  # every household's config has [agent] (built above)
             forecaster = ProfileForecaster(parse_profile(spec.profile_spec), self.cfg.t0, t_end)
             deps = TradingDeps(gw.store, forecaster, gw.metrics, spec.name, self.state / f"trading-{spec.name}",
                                clock, web3=self.chain.w3, account=Account.from_key(self.chain.keys[i]))  # fmt: skip

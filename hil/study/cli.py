@@ -67,7 +67,8 @@ def main(argv: list[str]) -> int:
         return 0
     if args.marks is not None:
         args.marks.mkdir(parents=True, exist_ok=True)
-    from hil.study.cluster import connect, sigterm_interrupts
+    from gridpact.core.signals import sigterm_interrupts
+    from hil.study.cluster import connect
     from hil.study.runner import run_study
     from hil.study.summary import write_summary
 

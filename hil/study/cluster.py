@@ -21,7 +21,6 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
 from distributed import Client, LocalCluster
@@ -42,20 +41,6 @@ class Cluster:
     def executor(self) -> Executor:
         """A concurrent.futures view of the cluster, for code written against process pools."""
         return self.client.get_executor()
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-@contextlib.contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM stops the study like Ctrl-C: the same unwinding, the same clean-up."""
-    old = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def _die_with_parent() -> None:

@@ -16,7 +16,8 @@ from dataclasses import replace
 
 from gateway.negotiation.cooperative import cli as coop
 from gateway.negotiation.cooperative.backends import BackendError
-from hil.study.cluster import connect, sigterm_interrupts
+from gridpact.core.signals import sigterm_interrupts
+from hil.study.cluster import connect
 
 
 def main(argv: list[str]) -> int:

@@ -1,10 +1,10 @@
-"""meter_sim.battery: the one battery model; its float step agrees with its array step, and every user steps it."""
+"""gridpact.core.battery: the one battery model; its float step agrees with its array step, and every user steps it."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from meter_sim.battery import BatteryArrays, BatterySpec, step, step1
+from gridpact.core.battery import BatteryArrays, BatterySpec, step, step1
 from meter_sim.profiles import Battery
 
 

@@ -1,6 +1,6 @@
 """Battery criteria of Chakraborty, Baarslag and Kaisers (Eq. 7, 8 and 16) over the greedy dispatch of Eq. 1-2.
 
-The model itself (BatterySpec, step, simulate) is meter_sim.battery, the one every simulation runs;
+The model itself (BatterySpec, step, simulate) is gridpact.core.battery, the one every simulation runs;
 it is re-exported here for the study's modules.
 
 All energies are kWh per period (Δt = 15 min by default). The demand `d` a battery sees is the
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from meter_sim.battery import (
+from gridpact.core.battery import (
     BatteryArrays,
     BatterySpec,
     FloatArray,

@@ -44,14 +44,27 @@ def square_profile(path: Path, exporting_first: bool, always: str | None = None)
     return f"csv:{path}"
 
 
-def loan_table(profile: str, **extra: Any) -> dict[str, Any]:
+def loan_table(**extra: Any) -> dict[str, Any]:
     """`[loans]` of a test household: 4 s periods, a window of 8, autarky only, a negligible battery."""
     return {
         "strategy": "s2", "period_s": PERIOD_S, "lead_s": 2, "window": 8, "q_max_wh": 600, "n_q": 7,
         "tau_min": 2, "scenarios": 20, "lam1": 0.0, "lam2": 1.0, "quantile": 0.5, "capacity_kwh": 0.01,
         "epsilon": 0.0, "max_rounds": 200, "round_timeout_s": 1.0, "collateral_per_kwh": 1000,
-        "report_delay_s": 1.0, "profile": profile,
+        "report_delay_s": 1.0,
     } | extra  # fmt: skip
+
+
+class ProfileForecaster:
+    """The gateway's forecaster for a test household: the net power of a known meter_sim profile."""
+
+    def __init__(self, profile: str) -> None:
+        self.profile = profile
+
+    def net_demand(self, start: int, steps: int, step_s: int) -> list[float]:
+        from gateway.negotiation.cooperative.cases import net_demand_kwh
+
+        kwh = net_demand_kwh(self.profile, float(start), steps, float(step_s))
+        return [float(e) * 3.6e6 / step_s for e in kwh]
 
 
 def loan_households(
@@ -73,7 +86,8 @@ def loan_households(
         key_file = tmp_path / f"{name}.json"
         create_keystore(key_file, "secret", private_key=HOUSEHOLD_KEYS[n], kdf="pbkdf2", work=1000)
         spec = node_spec(name, key_file, pass_file, rpc, com.market.address, broker_port, meters[n], 0, t0)
-        spec["tables"]["loans"] = loan_table(forecasts[n], **loans[n])
+        spec["tables"]["loans"] = loan_table(**loans[n])
+        spec["forecast"] = forecasts[n]
         specs.append(spec)
     return specs
 
@@ -103,7 +117,8 @@ async def run_loan_node(spec: dict[str, Any], state_dir: Path, metrics: Metrics 
     state_dir.mkdir(parents=True, exist_ok=True)
     trading = parse_trading_config(spec["tables"], state_dir)
     store = ReadingStore(state_dir / "readings.db", "meter-" + spec["name"])
-    deps = TradingDeps(store, None, metrics or Metrics(), spec["name"], state_dir, SystemClock())
+    forecaster = ProfileForecaster(spec["forecast"])
+    deps = TradingDeps(store, forecaster, metrics or Metrics(), spec["name"], state_dir, SystemClock())
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(meter_feed(store, spec["meter"]["profile"], spec["meter"]["t0"]))

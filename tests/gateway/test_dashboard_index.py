@@ -11,9 +11,7 @@ here, stopped by its own id; a missing PostgreSQL fails, it never skips).
 from __future__ import annotations
 
 import json
-import os
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,6 +26,7 @@ from gateway.dashboard.operator import ActionError, Confirmations, parse_action
 from hil.services import DEV_PRIVATE_KEYS, PostgresServer, in_process_web3
 
 HOUR = 3600
+Where = Callable[[str], "Path | str"]  # the `where` fixture (tests/gateway/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -36,38 +35,6 @@ def community() -> Community:
     for i in range(2):
         c.add_household(household_key(i), deposit=10**21)
     return c
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    server.start()
-    pid = server.pid
-    assert pid is not None
-    try:
-        yield server
-    finally:
-        server.close()
-        assert not os.path.exists(f"/proc/{pid}"), "postgres outlived its test"
-
-
-Where = Callable[[str], "Path | str"]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> Where:
-    """A new index location by name: a SQLite file, or a fresh database on the test's PostgreSQL."""
-    if request.param == "sqlite":
-        return lambda name: tmp_path / f"{name}.sqlite3"
-    server: PostgresServer = request.getfixturevalue("postgres")
-    databases: dict[str, str] = {}
-
-    def database(name: str) -> str:
-        if name not in databases:
-            databases[name] = server.create_database(f"{name}_{uuid.uuid4().hex[:12]}")
-        return databases[name]
-
-    return database
 
 
 def _abis() -> dict[str, list[dict]]:

@@ -11,6 +11,7 @@ here, stopped by its own id; a missing PostgreSQL fails, it never skips).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -249,3 +250,32 @@ def test_dashboard_config_errors_name_the_key(tmp_path: Path) -> None:
     )
     path.write_text('[index]\ndatabase = "postgresql://gridpact@127.0.0.1/index"\n' + chain)
     assert load_dashboard_config(path).index.database == "postgresql://gridpact@127.0.0.1/index"
+
+
+def test_postgres_index_recovers_when_the_server_restarts(community: Community) -> None:
+    """The server goes away under a running index: that step fails, a later one reconnects and goes on."""
+    import psycopg
+
+    c = community
+    snap = chain_snapshot(c.w3)
+    server = PostgresServer()
+    try:
+        server.start()
+        index = _index(c, server.create_database("restart"))
+        _run(index)
+        before = len(_events(index))
+        server.restart()  # same port; the index's connection is now broken
+        advance_time(c.w3, 5)
+        a, b = c.households
+        t = c.terms(a, b)
+        c.admin.transact(c.market.functions.submitAgreement(t.as_tuple(), *c.sign(t, a, b)))
+        with pytest.raises(psycopg.OperationalError):
+            index.step()
+        _run(index)  # the next step opens a new connection
+        assert len(_events(index)) == before + 1
+        index.close()
+    finally:
+        pid = server.pid
+        server.close()
+        assert pid is None or not os.path.exists(f"/proc/{pid}")
+        chain_revert(c.w3, snap)

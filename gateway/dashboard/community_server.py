@@ -345,9 +345,12 @@ async def serve_community(
     deploy = listen.from_block
     if deploy is None:
         deploy = find_deploy_block(w3.eth, market_address, int(w3.eth.block_number))
-    db = open_index_db(listen.index_database or listen.state_dir / "index.sqlite3")
+    # a PostgreSQL server may take its connect timeout to answer: off the loop, so a signal still stops us
+    db = await asyncio.to_thread(open_index_db, listen.index_database or listen.state_dir / "index.sqlite3")
     try:
-        index = ChainIndex(db, w3.eth, contracts, abis, domain, deploy, listen.reorg_depth)
+        index = await asyncio.to_thread(
+            ChainIndex, db, w3.eth, contracts, abis, domain, deploy, listen.reorg_depth
+        )
     except BaseException:
         db.close()
         raise

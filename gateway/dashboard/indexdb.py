@@ -17,8 +17,11 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, LiteralString, Protocol, cast
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from psycopg import Connection
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -91,9 +94,13 @@ class SqliteIndexDb:
         self.db.close()
 
 
-def _pg_sql(sql: str) -> str:
-    """`?` placeholders as psycopg's `%s` (a literal `%` doubled); the index's SQL has no `?` in strings."""
-    return sql.replace("%", "%%").replace("?", "%s")
+def _pg_sql(sql: str) -> LiteralString:
+    """`?` placeholders as psycopg's `%s` (a literal `%` doubled); the index's SQL has no `?` in strings.
+
+    The statements are the index's own (table names from code, values always as parameters), so
+    the text is trusted as a literal query.
+    """
+    return cast(LiteralString, sql.replace("%", "%%").replace("?", "%s"))
 
 
 class PostgresIndexDb:
@@ -104,20 +111,19 @@ class PostgresIndexDb:
     """
 
     def __init__(self, url: str, connect_timeout_s: int = 10) -> None:
-        import psycopg
-
         self.url = url
         self.name = redact(url)
         self._timeout = connect_timeout_s
-        self._psycopg = psycopg
         self._lock = threading.RLock()
         self._in_tx = False
         self.conn = self._connect()
 
-    def _connect(self) -> Any:
-        return self._psycopg.connect(self.url, autocommit=True, connect_timeout=self._timeout)
+    def _connect(self) -> Connection[tuple[Any, ...]]:
+        import psycopg  # only a PostgreSQL index needs the driver
 
-    def _live(self) -> Any:
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=self._timeout)
+
+    def _live(self) -> Connection[tuple[Any, ...]]:
         if (self.conn.closed or self.conn.broken) and not self._in_tx:  # never half a transaction
             self.conn = self._connect()
         return self.conn

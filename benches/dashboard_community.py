@@ -106,12 +106,23 @@ async def _measure(base: str, c: Community, viewers: int, changes: int) -> dict[
     }
 
 
-def community_bench(viewers: int, changes: int, agreements: int) -> int:
-    with tempfile.TemporaryDirectory(prefix="gridpact-bench-community-") as tmp:
+def community_bench(viewers: int, changes: int, agreements: int, backend: str = "sqlite") -> int:
+    with (
+        tempfile.TemporaryDirectory(prefix="gridpact-bench-community-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
         d = Path(tmp)
         node = AnvilNode()
         node.start()
         proc: subprocess.Popen[bytes] | None = None
+        database = ""
+        if backend == "postgresql":  # a throwaway local cluster, stopped with the bench
+            from hil.services import PostgresServer
+
+            server = PostgresServer()
+            stack.callback(server.close)
+            server.start()
+            database = f'database = "{server.create_database("bench")}"\n'
         try:
             w3 = Web3(Web3.HTTPProvider(node.info.url, request_kwargs={"timeout": 30}))
             c = Community(w3, DEV_PRIVATE_KEYS[0])
@@ -124,7 +135,7 @@ def community_bench(viewers: int, changes: int, agreements: int) -> int:
             (d / "pass").write_text("bench-operator-pass\n")
             port = free_port()
             config = d / "dashboard.toml"
-            config.write_text(f'[index]\nstate_dir = "state"\n[dashboard]\nlisten = "127.0.0.1:{port}"\n'
+            config.write_text(f'[index]\nstate_dir = "state"\n{database}[dashboard]\nlisten = "127.0.0.1:{port}"\n'
                               f'secure_cookies = false\nmax_viewers = 250\n[chain]\nrpc_url = "{node.info.url}"\n'
                               f'market = "{c.market.address}"\nkeystore = "operator.json"\npassphrase_file = "pass"\n')  # fmt: skip
             accounts = AccountStore(d / "state" / "dashboard.sqlite3")
@@ -168,7 +179,7 @@ def community_bench(viewers: int, changes: int, agreements: int) -> int:
                 proc.wait(5)
             node.close()
     print(
-        f"gridpact bench dashboard --view community (`gridpact dashboard run`, real anvil, {agreements} agreements, loopback)"
+        f"gridpact bench dashboard --view community (`gridpact dashboard run`, real anvil, {agreements} agreements, {backend} index, loopback)"
     )
     print(f"  seeding the chain             {seed_s:8.2f} s   ({head} blocks)")
     print(f"  start to indexed to the head  {indexed_s:8.2f} s   (from the deployment block, no scan from 0)")

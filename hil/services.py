@@ -553,9 +553,9 @@ def running(service: MosquittoBroker | EmbeddedBroker | AnvilNode) -> Iterator[o
 # ---------------------------------------------------------------- PostgreSQL
 
 
-def find_postgres_bin() -> Path:
+def find_postgres_bin(root: Path = Path("/usr/lib/postgresql")) -> Path:
     """The newest Debian PostgreSQL's bin folder (initdb, postgres); a loud failure when none is installed."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    found = sorted(root.glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
     if not found:
         raise ServiceUnavailable("PostgreSQL is not installed: apt-get install -y postgresql")
     return found[-1].parent

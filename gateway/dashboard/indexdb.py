@@ -7,7 +7,7 @@ PostgreSQL adapter turns them into psycopg's `%s`. So the two adapters differ on
 connect, run a transaction and spell a placeholder.
 
 SQLite suits a community of some households on one small machine (no server to run); PostgreSQL
-suits a large community whose operator already runs one, or several dashboards sharing an index.
+suits a large community whose operator already runs one (one dashboard writes a database).
 """
 
 from __future__ import annotations

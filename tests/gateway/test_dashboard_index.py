@@ -167,6 +167,14 @@ def test_index_refuses_another_markets_file(community: Community, where: Where) 
         db.close()
 
 
+def test_missing_postgres_fails_loudly(tmp_path: Path) -> None:
+    from hil.services import ServiceUnavailable, find_postgres_bin
+
+    with pytest.raises(ServiceUnavailable, match="apt-get install -y postgresql"):
+        find_postgres_bin(tmp_path)  # no versions installed under it: an error, never a skip
+    assert (find_postgres_bin() / "postgres").exists()
+
+
 def test_postgres_url_redacted() -> None:
     assert redact("postgresql://u:s3cret@127.0.0.1:5432/db") == "postgresql://u:***@127.0.0.1:5432/db"
     assert redact("postgresql://u@h/db") == "postgresql://u@h/db"

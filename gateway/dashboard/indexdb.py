@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 if TYPE_CHECKING:
     from psycopg import Connection
 
+WRITER_LOCK = 0x67726964  # the advisory lock key of the one process writing an index database ("grid")
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -107,7 +108,9 @@ class PostgresIndexDb:
     """A PostgreSQL database through psycopg 3, autocommit outside `transaction()`.
 
     A connection the server dropped is opened again on the next call, so the index loop (which
-    logs a failed step once and retries) recovers when the server comes back.
+    logs a failed step once and retries) recovers when the server comes back. Each connection
+    holds a session advisory lock on the database: a second dashboard indexing into it (whose
+    rollbacks would race this one's steps) is refused at start.
     """
 
     def __init__(self, url: str, connect_timeout_s: int = 10) -> None:
@@ -121,7 +124,12 @@ class PostgresIndexDb:
     def _connect(self) -> Connection[tuple[Any, ...]]:
         import psycopg  # only a PostgreSQL index needs the driver
 
-        return psycopg.connect(self.url, autocommit=True, connect_timeout=self._timeout)
+        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=self._timeout)
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (WRITER_LOCK,)).fetchone()
+        if not row or not row[0]:
+            conn.close()
+            raise ValueError(f"another dashboard is indexing into {self.name}: one writer per index database")
+        return conn
 
     def _live(self) -> Connection[tuple[Any, ...]]:
         if (self.conn.closed or self.conn.broken) and not self._in_tx:  # never half a transaction

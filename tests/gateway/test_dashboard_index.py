@@ -167,6 +167,16 @@ def test_index_refuses_another_markets_file(community: Community, where: Where) 
         db.close()
 
 
+def test_postgres_index_has_one_writer(postgres: PostgresServer) -> None:
+    url = postgres.create_database("writer")
+    first = open_index_db(url)
+    with pytest.raises(ValueError, match="another dashboard is indexing") as info:
+        open_index_db(url)
+    assert PostgresServer.PASSWORD not in str(info.value)
+    first.close()
+    open_index_db(url).close()  # free again once the first has gone
+
+
 def test_missing_postgres_fails_loudly(tmp_path: Path) -> None:
     from hil.services import ServiceUnavailable, find_postgres_bin
 

@@ -131,6 +131,8 @@ def main(argv: list[str]) -> int:
     p.add_argument(
         "--agreements", type=int, default=100, help="agreements on chain before the community view opens"
     )
+    p.add_argument("--index", choices=("sqlite", "postgresql"), default="sqlite",
+                   help="the community index's database (postgresql: a throwaway local cluster)")  # fmt: skip
     args = p.parse_args(argv)
     if not 1 <= args.viewers <= 200 or not 1 <= args.readings <= 1000 or not 0 <= args.agreements <= 100_000:
         print("--viewers must be 1..200, --readings 1..1000 and --agreements 0..100000", file=sys.stderr)
@@ -139,13 +141,13 @@ def main(argv: list[str]) -> int:
     if args.view == "fold":
         from benches.dashboard_community import fold_bench
 
-        return fold_bench(args.agreements)
+        return fold_bench(args.agreements, args.index)
     if args.view in ("household", "both"):
         code = _household(args)
     if args.view in ("community", "both") and code == 0:
         from benches.dashboard_community import community_bench
 
-        code = community_bench(args.viewers, args.readings, args.agreements)
+        code = community_bench(args.viewers, args.readings, args.agreements, args.index)
     return code
 
 

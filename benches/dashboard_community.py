@@ -10,6 +10,7 @@ viewer's event, reads the process's VmRSS and stops it with SIGTERM (timed).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import statistics
@@ -105,12 +106,23 @@ async def _measure(base: str, c: Community, viewers: int, changes: int) -> dict[
     }
 
 
-def community_bench(viewers: int, changes: int, agreements: int) -> int:
-    with tempfile.TemporaryDirectory(prefix="gridpact-bench-community-") as tmp:
+def community_bench(viewers: int, changes: int, agreements: int, backend: str = "sqlite") -> int:
+    with (
+        tempfile.TemporaryDirectory(prefix="gridpact-bench-community-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
         d = Path(tmp)
         node = AnvilNode()
         node.start()
         proc: subprocess.Popen[bytes] | None = None
+        database = ""
+        if backend == "postgresql":  # a throwaway local cluster, stopped with the bench
+            from hil.services import PostgresServer
+
+            server = PostgresServer()
+            stack.callback(server.close)
+            server.start()
+            database = f'database = "{server.create_database("bench")}"\n'
         try:
             w3 = Web3(Web3.HTTPProvider(node.info.url, request_kwargs={"timeout": 30}))
             c = Community(w3, DEV_PRIVATE_KEYS[0])
@@ -123,7 +135,7 @@ def community_bench(viewers: int, changes: int, agreements: int) -> int:
             (d / "pass").write_text("bench-operator-pass\n")
             port = free_port()
             config = d / "dashboard.toml"
-            config.write_text(f'[index]\nstate_dir = "state"\n[dashboard]\nlisten = "127.0.0.1:{port}"\n'
+            config.write_text(f'[index]\nstate_dir = "state"\n{database}[dashboard]\nlisten = "127.0.0.1:{port}"\n'
                               f'secure_cookies = false\nmax_viewers = 250\n[chain]\nrpc_url = "{node.info.url}"\n'
                               f'market = "{c.market.address}"\nkeystore = "operator.json"\npassphrase_file = "pass"\n')  # fmt: skip
             accounts = AccountStore(d / "state" / "dashboard.sqlite3")
@@ -167,7 +179,7 @@ def community_bench(viewers: int, changes: int, agreements: int) -> int:
                 proc.wait(5)
             node.close()
     print(
-        f"gridpact bench dashboard --view community (`gridpact dashboard run`, real anvil, {agreements} agreements, loopback)"
+        f"gridpact bench dashboard --view community (`gridpact dashboard run`, real anvil, {agreements} agreements, {backend} index, loopback)"
     )
     print(f"  seeding the chain             {seed_s:8.2f} s   ({head} blocks)")
     print(f"  start to indexed to the head  {indexed_s:8.2f} s   (from the deployment block, no scan from 0)")
@@ -183,47 +195,66 @@ def community_bench(viewers: int, changes: int, agreements: int) -> int:
     return 0
 
 
-def fold_bench(agreements: int) -> int:
+def fold_bench(agreements: int, backend: str = "sqlite") -> int:
     """The community view's rebuild (after each new block) on a synthetic index of `agreements` settled ones.
 
     No chain: rows shaped as the indexer writes them, so the figure is the fold and the queries alone.
+    `backend` "postgresql" puts the index in a throwaway local PostgreSQL cluster (hil.services).
     """
-    import json
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="gridpact-bench-fold-"))
+        location: str | Path = Path(tmp) / "index.sqlite3"
+        if backend == "postgresql":
+            from hil.services import PostgresServer
 
-    from gateway.dashboard.community_site import CommunitySite
-    from gateway.dashboard.index import ChainIndex
-    from gridpact.core.eip712 import Domain
-
-    seller, buyer, market = "0x" + "22" * 20, "0x" + "33" * 20, "0x" + "11" * 20
-    with tempfile.TemporaryDirectory(prefix="gridpact-bench-fold-") as tmp:
-        index = ChainIndex(Path(tmp) / "index.sqlite3", None, {"Market": market}, {"Market": []},  # type: ignore[arg-type]
-                           Domain(1, market), 0)  # fmt: skip
-        events, terms, blocks = [], [], []
-        for i in range(agreements):
-            aid, tx, blk = f"0x{i:064x}", f"0x{i + 10**9:064x}", 2 * i
-            t = {"seller": seller, "buyer": buyer, "quantityWh": 1000, "unitPrice": 100 + i % 50,
-                 "deliveryStart": 1_700_000_000 + 3600 * i, "deliveryEnd": 1_700_003_600 + 3600 * i, "nonce": i,
-                 "expiry": 0}  # fmt: skip
-            terms.append((aid, blk, tx, "submitAgreement", json.dumps(t), None, None, "{}"))
-            events.append((blk, 0, tx, market, "Market", "AgreementSubmitted", json.dumps({"id": aid, "seller": seller,
-                           "buyer": buyer, "quantityWh": 1000, "unitPrice": t["unitPrice"]}), aid, ""))  # fmt: skip
-            events.append((blk + 1, 0, tx, market, "Market", "AgreementSettled", json.dumps({"id": aid,
-                           "deliveredWh": 990, "paidToSeller": 99, "refundedToBuyer": 1}), aid, ""))  # fmt: skip
-            blocks += [(blk, "0x", 1_700_000_000 + blk), (blk + 1, "0x", 1_700_000_001 + blk)]
-        index.db.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", events)
-        index.db.executemany("INSERT INTO terms VALUES (?,?,?,?,?,?,?,?)", terms)
-        index.db.executemany("INSERT INTO blocks VALUES (?,?,?)", blocks)
-        site = CommunitySite(index)
-        times = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            site.rebuild()
-            times.append(time.perf_counter() - t0)
-        size = len(json.dumps(site.snapshot))
-        index.close()
-    print(f"gridpact bench dashboard --view fold ({agreements} settled agreements, synthetic SQLite index)")
+            server = PostgresServer()
+            stack.callback(server.close)
+            server.start()
+            location = server.create_database("fold")
+        times, size = _fold(agreements, location)
+    print(
+        f"gridpact bench dashboard --view fold ({agreements} settled agreements, synthetic {backend} index)"
+    )
     print(
         f"  rebuild after a block         p50 {statistics.median(times) * 1000:8.1f} ms   max {max(times) * 1000:.1f} ms"
     )
     print(f"  snapshot pushed to viewers    {size / 1024:8.1f} kB")
     return 0
+
+
+def _fold(agreements: int, location: str | Path) -> tuple[list[float], int]:
+    import json
+
+    from gateway.dashboard.community_site import CommunitySite
+    from gateway.dashboard.index import ChainIndex, upsert_sql
+    from gateway.dashboard.indexdb import open_index_db
+    from gridpact.core.eip712 import Domain
+
+    seller, buyer, market = "0x" + "22" * 20, "0x" + "33" * 20, "0x" + "11" * 20
+    index = ChainIndex(open_index_db(location), None, {"Market": market}, {"Market": []},  # type: ignore[arg-type]
+                       Domain(1, market), 0)  # fmt: skip
+    events, terms, blocks = [], [], []
+    for i in range(agreements):
+        aid, tx, blk = f"0x{i:064x}", f"0x{i + 10**9:064x}", 2 * i
+        t = {"seller": seller, "buyer": buyer, "quantityWh": 1000, "unitPrice": 100 + i % 50,
+             "deliveryStart": 1_700_000_000 + 3600 * i, "deliveryEnd": 1_700_003_600 + 3600 * i, "nonce": i,
+             "expiry": 0}  # fmt: skip
+        terms.append((aid, blk, tx, "submitAgreement", json.dumps(t), None, None, "{}"))
+        events.append((blk, 0, tx, market, "Market", "AgreementSubmitted", json.dumps({"id": aid, "seller": seller,
+                       "buyer": buyer, "quantityWh": 1000, "unitPrice": t["unitPrice"]}), aid, ""))  # fmt: skip
+        events.append((blk + 1, 0, tx, market, "Market", "AgreementSettled", json.dumps({"id": aid,
+                       "deliveredWh": 990, "paidToSeller": 99, "refundedToBuyer": 1}), aid, ""))  # fmt: skip
+        blocks += [(blk, "0x", 1_700_000_000 + blk), (blk + 1, "0x", 1_700_000_001 + blk)]
+    with index.db.transaction():
+        index.db.executemany(upsert_sql("events"), events)
+        index.db.executemany(upsert_sql("terms"), terms)
+        index.db.executemany(upsert_sql("blocks"), blocks)
+    site = CommunitySite(index)
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        site.rebuild()
+        times.append(time.perf_counter() - t0)
+    size = len(json.dumps(site.snapshot))
+    index.close()
+    return times, size

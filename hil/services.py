@@ -548,3 +548,114 @@ def running(service: MosquittoBroker | EmbeddedBroker | AnvilNode) -> Iterator[o
         yield service.start()
     finally:
         service.close()
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+def find_postgres_bin(root: Path = Path("/usr/lib/postgresql")) -> Path:
+    """The newest Debian PostgreSQL's bin folder (initdb, postgres); a loud failure when none is installed."""
+    found = sorted(root.glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    if not found:
+        raise ServiceUnavailable("PostgreSQL is not installed: apt-get install -y postgresql")
+    return found[-1].parent
+
+
+class PostgresServer(_ProcessService):
+    """A throwaway PostgreSQL cluster on a free loopback port, in a temporary folder.
+
+    `initdb` and `postgres` refuse to run as root: as root they run as the unprivileged `postgres`
+    user Debian's package creates (the process is still our child, so it dies with us and is
+    stopped by its own id). Password authentication (SCRAM) even on loopback, as a real deployment.
+    """
+
+    USER = "gridpact"
+    PASSWORD = "index-test-secret"
+
+    def __init__(self, port: int | None = None) -> None:
+        self.bin = find_postgres_bin()
+        self.port = port or free_port()
+        self._dir = Path(tempfile.mkdtemp(prefix="gridpact-postgres-"))
+        self._run_as: str | None = None
+        if os.geteuid() == 0:
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                raise ServiceUnavailable(
+                    "running as root and no `postgres` user to run PostgreSQL as"
+                ) from None
+            self._run_as = "postgres"
+            shutil.chown(self._dir, "postgres")
+        self._data = self._dir / "data"
+        pwfile = self._dir / "pw"
+        pwfile.write_text(self.PASSWORD + "\n")
+        if self._run_as:
+            shutil.chown(pwfile, "postgres")
+        done = subprocess.run(
+            [str(self.bin / "initdb"), "-D", str(self._data), "-U", self.USER, f"--pwfile={pwfile}",
+             "--auth=scram-sha-256", "--encoding=UTF8", "--no-sync"],
+            user=self._run_as, capture_output=True, text=True, timeout=120, cwd=self._dir,
+        )  # fmt: skip
+        pwfile.unlink()
+        if done.returncode != 0:
+            raise ServiceUnavailable(f"initdb failed ({done.returncode}): {done.stderr[-2000:]}")
+        self._proc: subprocess.Popen | None = None
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{self.USER}:{self.PASSWORD}@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> str:
+        log = open(self._dir / "postgres.log", "ab")  # noqa: SIM115 - owned by the process
+        if self._run_as:
+            shutil.chown(self._dir / "postgres.log", "postgres")
+        args = [str(self.bin / "postgres"), "-D", str(self._data), "-h", "127.0.0.1", "-p", str(self.port),
+                "-k", str(self._dir), "-c", "fsync=off", "-c", "shared_buffers=16MB", "-c", "max_connections=20"]  # fmt: skip
+        self._proc = spawn(args, stdout=log, stderr=log, user=self._run_as, cwd=self._dir)
+        try:
+            wait_for_port("127.0.0.1", self.port, 30, self._proc)
+            self._wait_ready()
+        except ServiceUnavailable as exc:
+            self.stop()
+            raise ServiceUnavailable(f"postgres failed to start: {exc}; log: {self.log()}") from exc
+        return self.url()
+
+    def _wait_ready(self) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                psycopg.connect(self.url(), connect_timeout=2).close()
+                return
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline or (self._proc is not None and self._proc.poll() is not None):
+                    raise ServiceUnavailable(f"postgres does not accept connections: {exc}") from exc
+                time.sleep(0.1)
+
+    def create_database(self, name: str) -> str:
+        """A new empty database; its URL."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.url(name)
+
+    def stop(self) -> None:
+        """A fast shutdown (SIGINT: clients disconnected, no wait for them), then a kill after 10 s."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGINT)
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
+        self._proc = None
+
+    def log(self) -> str:
+        path = self._dir / "postgres.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)

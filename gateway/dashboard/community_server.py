@@ -35,6 +35,8 @@ EXAMPLE = """\
 state_dir = "/var/lib/gridpact-dashboard"   # the index, the accounts and the operator's tx journal
 # from_block = 0                   # the Market's deployment block (default: found by a binary search)
 reorg_depth = 64                   # block hashes kept to notice a reorg
+# database = "postgresql://gridpact@127.0.0.1/gridpact_index"  # default: index.sqlite3 in state_dir;
+#                                  # the password from ~/.pgpass or PGPASSFILE, not this file
 
 [dashboard]
 listen = "127.0.0.1:8090"          # loopback or a private LAN address only
@@ -59,6 +61,7 @@ class IndexSection:
     state_dir: Path
     from_block: int | None
     reorg_depth: int
+    database: str | None = None  # a postgresql:// URL; None: index.sqlite3 in state_dir
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class CommunityDashboardConfig:
 def load_dashboard_config(path: Path) -> CommunityDashboardConfig:
     """Read and check the file; ConfigError naming the key on anything wrong."""
     from gateway.config import parse_dashboard
+    from gateway.dashboard.indexdb import is_postgres
     from gateway.trading.config import parse_chain, parse_community
 
     try:
@@ -87,7 +91,7 @@ def load_dashboard_config(path: Path) -> CommunityDashboardConfig:
     table = doc.get("index", {})
     if not isinstance(table, dict):
         raise ConfigError("index", "must be a table")
-    extra = sorted(set(table) - {"state_dir", "from_block", "reorg_depth"})
+    extra = sorted(set(table) - {"state_dir", "from_block", "reorg_depth", "database"})
     if extra:
         raise ConfigError(f"index.{extra[0]}", "unknown key")
     state = Path(str(table.get("state_dir", "state")))
@@ -100,6 +104,9 @@ def load_dashboard_config(path: Path) -> CommunityDashboardConfig:
     depth = table.get("reorg_depth", 64)
     if not isinstance(depth, int) or isinstance(depth, bool) or not 2 <= depth <= 10_000:
         raise ConfigError("index.reorg_depth", "must be between 2 and 10000")
+    database = table.get("database")
+    if database is not None and (not isinstance(database, str) or not is_postgres(database)):
+        raise ConfigError("index.database", "must be a postgresql:// URL (leave it out for SQLite)")
     dashboard = parse_dashboard({"dashboard": doc.get("dashboard", {})}, state)
     if "chain" not in doc or not isinstance(doc["chain"], dict):
         raise ConfigError("chain", "missing: the dashboard reads the Market through [chain]")
@@ -109,7 +116,9 @@ def load_dashboard_config(path: Path) -> CommunityDashboardConfig:
         if not isinstance(doc["community"], dict):
             raise ConfigError("community", "must be a table")
         community = parse_community(doc["community"], base)
-    return CommunityDashboardConfig(IndexSection(state, from_block, depth), dashboard, chain, community)
+    return CommunityDashboardConfig(
+        IndexSection(state, from_block, depth, database), dashboard, chain, community
+    )
 
 
 def artifact_abis() -> dict[str, list[dict[str, Any]]]:
@@ -295,6 +304,7 @@ class Listen:
     max_viewers: int = 64
     from_block: int | None = None
     reorg_depth: int = 64
+    index_database: str | None = None  # a postgresql:// URL; None: index.sqlite3 in state_dir
 
 
 async def serve_community(
@@ -318,6 +328,7 @@ async def serve_community(
     from gateway.dashboard.community_app import CommunityApp, create_community_app
     from gateway.dashboard.community_site import CommunitySite
     from gateway.dashboard.index import ChainIndex, find_deploy_block
+    from gateway.dashboard.indexdb import open_index_db
     from gateway.dashboard.live import LiveHub
     from gateway.dashboard.serving import serve_app
     from gridpact.core.eip712 import Domain
@@ -333,9 +344,15 @@ async def serve_community(
     deploy = listen.from_block
     if deploy is None:
         deploy = find_deploy_block(w3.eth, market_address, int(w3.eth.block_number))
-    index = ChainIndex(
-        listen.state_dir / "index.sqlite3", w3.eth, contracts, abis, domain, deploy, listen.reorg_depth
-    )
+    # a PostgreSQL server may take its connect timeout to answer: off the loop, so a signal still stops us
+    db = await asyncio.to_thread(open_index_db, listen.index_database or listen.state_dir / "index.sqlite3")
+    try:
+        index = await asyncio.to_thread(
+            ChainIndex, db, w3.eth, contracts, abis, domain, deploy, listen.reorg_depth
+        )
+    except BaseException:
+        db.close()
+        raise
     accounts = AccountStore(listen.accounts_path)
     hub = LiveHub(listen.max_viewers, snapshots=frozenset({"summary", "chain", "message"}))
     site = CommunitySite(index, community.id if community is not None else "")
@@ -344,8 +361,8 @@ async def serve_community(
         journal = listen.state_dir / "operator-journal.db"
         operator = _operator(operator_account, policy, journal, w3, market_address, abis["Market"])
     app = create_community_app(CommunityApp(site, hub, accounts, operator, listen.secure_cookies))
-    log.info("event=dashboard_start listen=%s:%d market=%s from_block=%d operator=%s", listen.host, listen.port,
-             market_address, deploy, operator.address if operator else None)  # fmt: skip
+    log.info("event=dashboard_start listen=%s:%d market=%s from_block=%d index=%s operator=%s", listen.host,
+             listen.port, market_address, deploy, db.name, operator.address if operator else None)  # fmt: skip
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(_index_loop(index, site, hub, w3, market), name="dashboard-index")
@@ -376,7 +393,7 @@ async def run_community_dashboard(
                           max_fee_wei=int(c.max_fee_gwei * 10**9), receipt_timeout_s=c.receipt_timeout_s)  # fmt: skip
     d = cfg.dashboard
     listen = Listen(d.host, d.port, cfg.index.state_dir, d.accounts_path, d.secure_cookies, d.max_viewers,
-                    cfg.index.from_block, cfg.index.reorg_depth)  # fmt: skip
+                    cfg.index.from_block, cfg.index.reorg_depth, cfg.index.database)  # fmt: skip
     await serve_community(w3, c.market, listen, account, policy, cfg.community, started)
 
 

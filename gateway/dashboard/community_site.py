@@ -63,7 +63,9 @@ class CommunitySite:
     def rebuild(self) -> dict[str, Any]:
         q = self.index.query
         terms = {}
-        for aid, terms_json in q("SELECT id, terms FROM terms ORDER BY block, rowid"):
+        for aid, terms_json in q(
+            "SELECT t.id, t.terms FROM terms t LEFT JOIN txs x ON x.hash = t.tx ORDER BY t.block, x.idx"
+        ):
             terms.setdefault(aid, json.loads(terms_json))
         rows = q(
             "SELECT block, log_index, tx, name, args, agreement FROM events WHERE agreement IS NOT NULL ORDER BY block, log_index"

@@ -1,4 +1,4 @@
-"""The community's chain index: Market (and token) calls and events, in SQLite, incremental and reorg-safe.
+"""The community's chain index: Market (and token) calls and events, incremental and reorg-safe.
 
 Indexing starts at the Market's deployment block (from the config, or found by a binary search
 on the contract's code: O(log n) node calls, never a scan from block 0) and goes on from the
@@ -11,41 +11,68 @@ Calls and events are decoded by `AbiDecoder` from the ABI artifacts; agreements 
 generically: any decoded argument shaped like the EIP-712 Terms is hashed to its agreement id,
 so the calls that carried an agreement's terms, signatures and signed reports are found for its
 page whatever the function is called.
+
+The index lives in SQLite (a file, the default) or PostgreSQL (a large community): this module
+holds the logic and sends portable SQL through the `IndexDb` seam (`indexdb.py`), so the two
+share every step and rollback.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from eth_utils.address import to_checksum_address
 
 from gateway.dashboard.abi import AbiDecoder, Decoded
+from gateway.dashboard.indexdb import IndexDb
 from gridpact.core.eip712 import TERMS_NAMES, Domain, Terms, agreement_id
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS recent (number INTEGER PRIMARY KEY, hash TEXT NOT NULL, ts INTEGER NOT NULL,
-    txs INTEGER NOT NULL, gas_used INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS blocks (number INTEGER PRIMARY KEY, hash TEXT NOT NULL, ts INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS txs (hash TEXT PRIMARY KEY, block INTEGER NOT NULL, idx INTEGER NOT NULL,
-    sender TEXT NOT NULL, target TEXT NOT NULL, contract TEXT, fn TEXT, args TEXT, status INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS txs_block ON txs(block);
-CREATE INDEX IF NOT EXISTS txs_sender ON txs(sender);
-CREATE TABLE IF NOT EXISTS events (block INTEGER NOT NULL, log_index INTEGER NOT NULL, tx TEXT NOT NULL,
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS recent (number BIGINT PRIMARY KEY, hash TEXT NOT NULL, ts BIGINT NOT NULL,
+    txs BIGINT NOT NULL, gas_used BIGINT NOT NULL)""",
+    "CREATE TABLE IF NOT EXISTS blocks (number BIGINT PRIMARY KEY, hash TEXT NOT NULL, ts BIGINT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS txs (hash TEXT PRIMARY KEY, block BIGINT NOT NULL, idx BIGINT NOT NULL,
+    sender TEXT NOT NULL, target TEXT NOT NULL, contract TEXT, fn TEXT, args TEXT, status BIGINT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS txs_block ON txs(block)",
+    "CREATE INDEX IF NOT EXISTS txs_sender ON txs(sender)",
+    """CREATE TABLE IF NOT EXISTS events (block BIGINT NOT NULL, log_index BIGINT NOT NULL, tx TEXT NOT NULL,
     address TEXT NOT NULL, contract TEXT, name TEXT, args TEXT, agreement TEXT, parties TEXT,
-    PRIMARY KEY (block, log_index));
-CREATE INDEX IF NOT EXISTS events_agreement ON events(agreement);
-CREATE INDEX IF NOT EXISTS events_name ON events(name);
-CREATE TABLE IF NOT EXISTS terms (id TEXT NOT NULL, block INTEGER NOT NULL, tx TEXT NOT NULL, fn TEXT NOT NULL,
-    terms TEXT NOT NULL, seller_sig TEXT, buyer_sig TEXT, item TEXT NOT NULL, PRIMARY KEY (id, tx));
-CREATE INDEX IF NOT EXISTS terms_block ON terms(block);
-"""
+    PRIMARY KEY (block, log_index))""",
+    "CREATE INDEX IF NOT EXISTS events_agreement ON events(agreement)",
+    "CREATE INDEX IF NOT EXISTS events_name ON events(name)",
+    """CREATE TABLE IF NOT EXISTS terms (id TEXT NOT NULL, block BIGINT NOT NULL, tx TEXT NOT NULL, fn TEXT NOT NULL,
+    terms TEXT NOT NULL, seller_sig TEXT, buyer_sig TEXT, item TEXT NOT NULL, PRIMARY KEY (id, tx))""",
+    "CREATE INDEX IF NOT EXISTS terms_block ON terms(block)",
+)
+# Each table's columns and key, for the upserts (portable: ON CONFLICT ... DO UPDATE)
+COLUMNS = {
+    "recent": (("number", "hash", "ts", "txs", "gas_used"), ("number",)),
+    "blocks": (("number", "hash", "ts"), ("number",)),
+    "txs": (("hash", "block", "idx", "sender", "target", "contract", "fn", "args", "status"), ("hash",)),
+    "events": (
+        ("block", "log_index", "tx", "address", "contract", "name", "args", "agreement", "parties"),
+        ("block", "log_index"),
+    ),
+    "terms": (("id", "block", "tx", "fn", "terms", "seller_sig", "buyer_sig", "item"), ("id", "tx")),
+    "meta": (("key", "value"), ("key",)),
+}
+
+
+def upsert_sql(table: str) -> str:
+    """INSERT that replaces the row with the same key: the SQL both SQLite and PostgreSQL take."""
+    columns, key = COLUMNS[table]
+    updates = ", ".join(f"{c}=excluded.{c}" for c in columns if c not in key)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    )
+
+
 BLOCK_TABLES = ("recent", "blocks", "txs", "events", "terms")
 TERMS_KEYS = TERMS_NAMES
 REJECTION_EVENTS = frozenset({"BatchItemRejected"})
@@ -155,11 +182,11 @@ def terms_of(d: dict[str, Any]) -> Terms:
 
 
 class ChainIndex:
-    """The SQLite index and the step that extends it; reads are safe from other threads (one lock)."""
+    """The index and the step that extends it, on an `IndexDb`; reads are safe from other threads (one lock)."""
 
     def __init__(
         self,
-        path: Path | str,
+        db: IndexDb,
         eth: ChainReader,
         contracts: dict[str, str],
         abis: dict[str, list[dict[str, Any]]],
@@ -176,14 +203,15 @@ class ChainIndex:
         self.keep = keep
         self.chunk = chunk
         self.lock = threading.Lock()
-        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self.db.executescript(SCHEMA)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db = db
+        with self.lock, db.transaction():
+            for statement in SCHEMA:
+                db.execute(statement)
         stored = self.meta("market")
         market = to_checksum_address(domain.market)
         if stored is not None and stored != f"{domain.chain_id}:{market}":
             raise ValueError(
-                f"index {path} belongs to {stored}, not {domain.chain_id}:{market}: use another file"
+                f"index {db.name} belongs to {stored}, not {domain.chain_id}:{market}: use another file"
             )
         self.set_meta("market", f"{domain.chain_id}:{market}")
 
@@ -194,13 +222,11 @@ class ChainIndex:
     # ------------------------------------------------------------------ state
 
     def meta(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+        rows = self.db.query("SELECT value FROM meta WHERE key=?", (key,))
+        return str(rows[0][0]) if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
-        self.db.execute(
-            "INSERT INTO meta VALUES (?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value)
-        )
+        self.db.execute(upsert_sql("meta"), (key, value))
 
     @property
     def next_block(self) -> int:
@@ -209,13 +235,14 @@ class ChainIndex:
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self.lock:
-            return self.db.execute(sql, params).fetchall()
+            return self.db.query(sql, params)
 
     # ------------------------------------------------------------------ reorgs
 
     def _fork_point(self) -> int | None:
         """None when the newest kept block still matches the node; else the newest block both agree on."""
-        rows = self.db.execute("SELECT number, hash FROM recent ORDER BY number DESC").fetchall()
+        with self.lock:
+            rows = self.db.query("SELECT number, hash FROM recent ORDER BY number DESC")
         if not rows:
             return None
         number, stored = rows[0]
@@ -228,13 +255,11 @@ class ChainIndex:
 
     def rollback(self, to_block: int) -> None:
         """Forget everything above `to_block` (inclusive below)."""
-        with self.lock:
-            self.db.execute("BEGIN")
+        with self.lock, self.db.transaction():
             for table in BLOCK_TABLES:
                 column = "number" if table in ("recent", "blocks") else "block"
                 self.db.execute(f"DELETE FROM {table} WHERE {column} > ?", (to_block,))
             self.set_meta("next_block", str(to_block + 1))
-            self.db.execute("COMMIT")
 
     # ------------------------------------------------------------------ the step
 
@@ -303,20 +328,15 @@ class ChainIndex:
         # skipped (BatchItemRejected) or terms merely quoted in some call are not evidence of anything.
         accepted = {(row[7], row[2]) for row in event_rows if row[7] and row[5] not in REJECTION_EVENTS}
         terms_rows = [row for row in terms_rows if (row[0], row[2]) in accepted]
-        with self.lock:
-            self.db.execute("BEGIN")
-            self.db.executemany(
-                "INSERT OR REPLACE INTO blocks VALUES (?,?,?)",
-                [(n, h, t) for n, (h, t) in block_rows.items()],
-            )
-            self.db.executemany("INSERT OR REPLACE INTO recent VALUES (?,?,?,?,?)", recent_rows)
+        with self.lock, self.db.transaction():
+            self.db.executemany(upsert_sql("blocks"), [(n, h, t) for n, (h, t) in block_rows.items()])
+            self.db.executemany(upsert_sql("recent"), recent_rows)
             self.db.execute("DELETE FROM recent WHERE number <= ?", (last - self.keep,))
-            self.db.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?,?,?,?,?,?)", event_rows)
-            self.db.executemany("INSERT OR REPLACE INTO txs VALUES (?,?,?,?,?,?,?,?,?)", tx_rows)
-            self.db.executemany("INSERT OR REPLACE INTO terms VALUES (?,?,?,?,?,?,?,?)", terms_rows)
+            self.db.executemany(upsert_sql("events"), event_rows)
+            self.db.executemany(upsert_sql("txs"), tx_rows)
+            self.db.executemany(upsert_sql("terms"), terms_rows)
             self.set_meta("next_block", str(last + 1))
             self.set_meta("head", str(head))
-            self.db.execute("COMMIT")
         return StepResult(first, last, len(event_rows), len(tx_rows), rolled)
 
     def _event_row(

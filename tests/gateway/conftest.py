@@ -8,13 +8,14 @@ import os
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hil.services import free_port
+from hil.services import PostgresServer, free_port
 
 # This folder is named like the package: with only tests/ on sys.path, `import gateway` would find
 # it as a namespace package and `gateway.trading` would resolve to tests/gateway/trading. The repo
@@ -176,3 +177,36 @@ def gw_gateway() -> Iterator[Callable[..., GatewayThread]]:
     yield start
     for gw in started:
         gw.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster for the session; gone (by its own pid) after it."""
+    server = PostgresServer()
+    server.start()
+    pid = server.pid
+    assert pid is not None
+    try:
+        yield server
+    finally:
+        server.close()
+        assert not os.path.exists(f"/proc/{pid}"), "postgres outlived its test"
+
+
+Where = Callable[[str], "Path | str"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Where:
+    """A new index location by name: a SQLite file, or a fresh database on the test's PostgreSQL."""
+    if request.param == "sqlite":
+        return lambda name: tmp_path / f"{name}.sqlite3"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    databases: dict[str, str] = {}
+
+    def database(name: str) -> str:
+        if name not in databases:
+            databases[name] = server.create_database(f"{name}_{uuid.uuid4().hex[:12]}")
+        return databases[name]
+
+    return database

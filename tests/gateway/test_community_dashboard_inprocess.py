@@ -1,7 +1,7 @@
 """The community dashboard's seam for a caller holding its own chain (`serve_community`), on py-evm.
 
 What `gridpact simulate --dashboard` would use: the app and its indexer in the caller's event loop,
-on the in-process EVM, with the operator's LocalAccount. Over real HTTP (httpx against uvicorn):
+on the in-process EVM, with the operator's LocalAccount, its index in SQLite and in a real PostgreSQL. Over real HTTP (httpx against uvicorn):
 an agreement is indexed and shown, a dispute is ruled through the two CSRF-checked POSTs, a
 replayed confirmation sends nothing new, a call the chain would refuse is flagged by the dry run.
 """
@@ -31,16 +31,16 @@ async def _until(predicate: Callable[[], Awaitable[bool]], within_s: float = 10.
         await asyncio.sleep(0.05)
 
 
-def test_serve_community_on_the_in_process_evm(tmp_path: Path) -> None:
+def test_serve_community_on_the_in_process_evm(tmp_path: Path, where: Callable[[str], Path | str]) -> None:
     c = Community(in_process_web3(), DEV_PRIVATE_KEYS[0])
     a, b = (c.add_household(household_key(i), deposit=10**21) for i in range(2))
     store = AccountStore(tmp_path / "accounts.sqlite3")
     store.add("op", "operator", "-", PASSWORD)
     store.close()
     port = free_port()
-    listen = Listen(
-        "127.0.0.1", port, tmp_path / "state", tmp_path / "accounts.sqlite3", secure_cookies=False
-    )
+    location = where("index")  # SQLite (the default: index.sqlite3 in the state folder) or PostgreSQL
+    listen = Listen("127.0.0.1", port, tmp_path / "state", tmp_path / "accounts.sqlite3", secure_cookies=False,
+                    index_database=location if isinstance(location, str) else None)  # fmt: skip
 
     async def scenario() -> None:
         started = asyncio.Event()

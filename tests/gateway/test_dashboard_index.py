@@ -3,12 +3,16 @@
 On the in-process EVM (py-evm) with the real contracts: calls and events decoded from the ABI
 artifacts, agreements found by their terms' EIP-712 id, a reorg (a chain snapshot reverted and
 a different history mined) rolled back and re-indexed, a reorg deeper than the kept hashes
-re-indexed from the deployment block, which a binary search finds without a scan.
+re-indexed from the deployment block, which a binary search finds without a scan. The index
+tests run on both backends: a SQLite file and a real PostgreSQL (a throwaway cluster started
+here, stopped by its own id; a missing PostgreSQL fails, it never skips).
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,10 +22,12 @@ from contracts.harness import Community, advance_time, chain_revert, chain_snaps
 from gateway.dashboard.abi import AbiDecoder
 from gateway.dashboard.community import fold_agreements, volumes
 from gateway.dashboard.index import ChainIndex, find_deploy_block
+from gateway.dashboard.indexdb import open_index_db, redact
 from gateway.dashboard.operator import ActionError, Confirmations, parse_action
-from hil.services import DEV_PRIVATE_KEYS, in_process_web3
+from hil.services import DEV_PRIVATE_KEYS, PostgresServer, in_process_web3
 
 HOUR = 3600
+Where = Callable[[str], "Path | str"]  # the `where` fixture (tests/gateway/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +42,9 @@ def _abis() -> dict[str, list[dict]]:
     return {name: load_artifact(name)["abi"] for name in ("Market", "UtilityToken")}
 
 
-def _index(c: Community, path: Path, keep: int = 16) -> ChainIndex:
+def _index(c: Community, location: Path | str, keep: int = 16) -> ChainIndex:
     contracts = {"Market": c.market.address, "UtilityToken": c.token.address}
-    return ChainIndex(path, c.w3.eth, contracts, _abis(), c.domain, 0, keep=keep)
+    return ChainIndex(open_index_db(location), c.w3.eth, contracts, _abis(), c.domain, 0, keep=keep)
 
 
 def _run(index: ChainIndex) -> None:
@@ -65,7 +71,7 @@ def test_abi_decoder_calls_and_bad_input(community: Community) -> None:
     assert AbiDecoder(_abis()).event([], b"") is None
 
 
-def test_index_decodes_agreements_and_follows_a_reorg(community: Community, tmp_path: Path) -> None:
+def test_index_decodes_agreements_and_follows_a_reorg(community: Community, where: Where) -> None:
     c = community
     a, b = c.households
     snap0 = chain_snapshot(c.w3)
@@ -73,7 +79,7 @@ def test_index_decodes_agreements_and_follows_a_reorg(community: Community, tmp_
         t = c.terms(a, b)
         aid = "0x" + c.agreement_id(t).hex()
         c.admin.transact(c.market.functions.submitAgreement(t.as_tuple(), *c.sign(t, a, b)))
-        index = _index(c, tmp_path / "index.sqlite3", keep=3)
+        index = _index(c, where("index"), keep=3)
         _run(index)
         submitted = index.query("SELECT fn, seller_sig, buyer_sig FROM terms WHERE id=?", (aid,))
         assert submitted and submitted[0][0] == "submitAgreement" and submitted[0][1] and submitted[0][2]
@@ -123,10 +129,16 @@ def test_index_decodes_agreements_and_follows_a_reorg(community: Community, tmp_
             advance_time(c.w3, 7)
         assert index.step().rolled_back_to == index.deploy_block - 1
         _run(index)
-        fresh = _index(c, tmp_path / "fresh.sqlite3")
+        fresh = _index(c, where("fresh"))
         _run(fresh)
         assert _events(index) == _events(fresh)
+        for table in ("txs", "terms", "blocks"):
+            assert index.query(f"SELECT * FROM {table} ORDER BY 1, 2") == fresh.query(
+                f"SELECT * FROM {table} ORDER BY 1, 2"
+            ), table
         assert [e[2] for e in _events(index) if e[4] == aid] == ["AgreementSubmitted", "BatchItemRejected"]
+        fresh.close()
+        index.close()
     finally:
         chain_revert(c.w3, snap0)
 
@@ -142,13 +154,40 @@ def test_deploy_block_found_by_binary_search(community: Community) -> None:
         find_deploy_block(c.w3.eth, "0x" + "12" * 20, head)
 
 
-def test_index_refuses_another_markets_file(community: Community, tmp_path: Path) -> None:
+def test_index_refuses_another_markets_file(community: Community, where: Where) -> None:
     c = community
-    _index(c, tmp_path / "i.sqlite3").close()
-    other = ChainIndex.__new__(ChainIndex)
-    with pytest.raises(ValueError, match="belongs to"):
-        ChainIndex.__init__(other, tmp_path / "i.sqlite3", c.w3.eth, {"Market": c.token.address}, _abis(),
-                            type(c.domain)(c.domain.chain_id, c.token.address), 0)  # fmt: skip
+    _index(c, where("i")).close()
+    db = open_index_db(where("i"))
+    try:
+        with pytest.raises(ValueError, match="belongs to") as info:
+            ChainIndex(db, c.w3.eth, {"Market": c.token.address}, _abis(),
+                       type(c.domain)(c.domain.chain_id, c.token.address), 0)  # fmt: skip
+        assert PostgresServer.PASSWORD not in str(info.value)  # never a password in a message
+    finally:
+        db.close()
+
+
+def test_postgres_index_has_one_writer(postgres: PostgresServer) -> None:
+    url = postgres.create_database("writer")
+    first = open_index_db(url)
+    with pytest.raises(ValueError, match="another dashboard is indexing") as info:
+        open_index_db(url)
+    assert PostgresServer.PASSWORD not in str(info.value)
+    first.close()
+    open_index_db(url).close()  # free again once the first has gone
+
+
+def test_missing_postgres_fails_loudly(tmp_path: Path) -> None:
+    from hil.services import ServiceUnavailable, find_postgres_bin
+
+    with pytest.raises(ServiceUnavailable, match="apt-get install -y postgresql"):
+        find_postgres_bin(tmp_path)  # no versions installed under it: an error, never a skip
+    assert (find_postgres_bin() / "postgres").exists()
+
+
+def test_postgres_url_redacted() -> None:
+    assert redact("postgresql://u:s3cret@127.0.0.1:5432/db") == "postgresql://u:***@127.0.0.1:5432/db"
+    assert redact("postgresql://u@h/db") == "postgresql://u@h/db"
 
 
 def test_operator_forms_are_checked() -> None:
@@ -208,6 +247,7 @@ def test_dashboard_config_errors_name_the_key(tmp_path: Path) -> None:
         ("[index]\nfrom_block = -1\n" + chain, "index.from_block"),
         ("[index]\nreorg_depth = 1\n" + chain, "index.reorg_depth"),
         ("[index]\nspeed = 1\n" + chain, "index.speed"),
+        ('[index]\ndatabase = "mysql://x"\n' + chain, "index.database"),
         ('[dashboard]\nlisten = "0.0.0.0:80"\n' + chain, "dashboard.listen"),
         ("[index]\n", "chain"),
         (chain.replace("http://", "ftp://"), "chain.rpc_url"),
@@ -224,4 +264,36 @@ def test_dashboard_config_errors_name_the_key(tmp_path: Path) -> None:
     assert (
         cfg.index.state_dir == tmp_path / "s"
         and cfg.dashboard.accounts_path == tmp_path / "s" / "dashboard.sqlite3"
+        and cfg.index.database is None
     )
+    path.write_text('[index]\ndatabase = "postgresql://gridpact@127.0.0.1/index"\n' + chain)
+    assert load_dashboard_config(path).index.database == "postgresql://gridpact@127.0.0.1/index"
+
+
+def test_postgres_index_recovers_when_the_server_restarts(community: Community) -> None:
+    """The server goes away under a running index: that step fails, a later one reconnects and goes on."""
+    import psycopg
+
+    c = community
+    snap = chain_snapshot(c.w3)
+    server = PostgresServer()
+    try:
+        server.start()
+        index = _index(c, server.create_database("restart"))
+        _run(index)
+        before = len(_events(index))
+        server.restart()  # same port; the index's connection is now broken
+        advance_time(c.w3, 5)
+        a, b = c.households
+        t = c.terms(a, b)
+        c.admin.transact(c.market.functions.submitAgreement(t.as_tuple(), *c.sign(t, a, b)))
+        with pytest.raises(psycopg.OperationalError):
+            index.step()
+        _run(index)  # the next step opens a new connection
+        assert len(_events(index)) == before + 1
+        index.close()
+    finally:
+        pid = server.pid
+        server.close()
+        assert pid is None or not os.path.exists(f"/proc/{pid}")
+        chain_revert(c.w3, snap)

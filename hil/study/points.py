@@ -68,10 +68,10 @@ def run_point(point: Point, marks: str | None = None, store: str | None = None) 
     row["token_conservation"] = bool(community["token_conservation"])
     row["sim_s"] = round(sim_s, 4)
     row["point_s"] = round(time.perf_counter() - started, 4)
+    if path is not None:  # the row before the mark: a worker killed between them never counts a point twice
+        store_row(path, row)
     if marks is not None:
         Path(marks, f"{point.key}.{os.getpid()}.{uuid.uuid4().hex[:8]}").write_text("done\n")
-    if path is not None:
-        store_row(path, row)
     return row
 
 

@@ -270,7 +270,7 @@ def test_a_lender_lying_that_nothing_came_back_gains_nothing(
     """A loan is returned in full (both meters show it), but the lender reports on chain that nothing came back.
 
     The honest borrower's gateway reports what its meter saw, the figures differ, the loan goes to dispute,
-    and with the community idle the deadline closes it: the liar gets what the borrower conceded (nothing),
+    and with the community idle the deadline closes it: the liar gets what the borrower conceded (nothing for a whole return),
     the disputed collateral goes to the treasury (the contract's rule, docs/contracts.md: "honest loses").
     """
     from trade_helpers import HOUSEHOLD_KEYS, mine_every_second, setup_community
@@ -315,10 +315,18 @@ def test_a_lender_lying_that_nothing_came_back_gains_nothing(
     assert target in closed, metrics_text(nodes)
     collateral = opened_by_id(com)[target]["collateral"]
     assert any(e["id"] == target for e in loan_events(com, "LoanDisputed"))
+    # The liar gets what the honest borrower's own report concedes (nothing when its meter saw the whole
+    # return; a loaded machine can leave a period's return short), never more; the rest goes to the treasury.
+    bob = com.households[1]
+    told = [e for e in loan_events(com, "ReturnReported") if e["id"] == target and e["reporter"] == bob]
+    assert len(told) == 1, told
+    q = opened_by_id(com)[target]["quantityWh"]
+    lent, ret = min(told[0]["lentWh"], q), min(told[0]["returnedWh"], q)
+    conceded = collateral * (lent - ret) // q if lent > ret else 0
     assert (closed[target]["toLender"], closed[target]["toBorrower"], closed[target]["toTreasury"]) == (
+        conceded,
         0,
-        0,
-        collateral,
+        collateral - conceded,
     )
     events = nodes.metrics["a"].counter("trade_events_total", "", ("event",))
     assert (

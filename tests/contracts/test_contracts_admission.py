@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from eth_account import Account
 from eth_utils.crypto import keccak
 from web3.logs import DISCARD
 
 from contracts.chain import Sender
-from contracts.deploy import AdmissionRules
-from contracts.harness import Community, Household, advance_time
+from contracts.deploy import AdmissionRules, contracts_at, deploy_all
+from contracts.harness import Community, Household, advance_time, chain_revert, chain_snapshot
 
 RULES = AdmissionRules()  # what deploy_all used: quorum 50 %, 3 days to vote, 7 days to execute
 VOTING, PASSED, DEFEATED, EXPIRED, EXECUTED, CANCELLED = 1, 2, 3, 4, 5, 6
@@ -157,3 +158,53 @@ def test_contracts_admission_attacks(community: Community, reverts) -> None:
         reverts("InvalidRules", lambda bad=bad: c.admin.transact(adm.functions.setRules(*bad)))
     c.admin.transact(adm.functions.setRules(10_000, 600, 600))
     assert c.admission.functions.proposal(pid2).call()[6] == 5_000  # a running vote keeps its quorum
+
+
+def test_contracts_admission_cli_on_anvil(anvil: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """`gridpact contracts admission ...` end to end on a real node: refused, then admitted, with status."""
+    from web3 import Web3
+
+    from contracts import cli
+    from hil.services import DEV_PRIVATE_KEYS
+
+    w3 = Web3(Web3.HTTPProvider(anvil.info.url, request_kwargs={"timeout": 30}))
+    snapshot = chain_snapshot(w3)
+    try:
+        addresses = deploy_all(w3, DEV_PRIVATE_KEYS[0], admission=AdmissionRules(6_000, 600, 600))
+        _, market = contracts_at(w3, addresses)
+        admin = Sender(w3, DEV_PRIVATE_KEYS[0])
+        members = [Account.from_key(DEV_PRIVATE_KEYS[i]).address for i in (1, 2, 3)]
+        for who in members:
+            admin.transact(market.functions.register(who, keccak(text=who), bytes(32)))
+        candidate = Account.from_key(DEV_PRIVATE_KEYS[4]).address
+        common = ["--rpc", anvil.info.url, "--admission", addresses["admission"]["electricity"]]
+
+        def gp(*argv: str) -> tuple[int, str]:
+            rc = cli.main(["admission", argv[0], *common, *argv[1:]])
+            out = capsys.readouterr()
+            return rc, out.out + out.err
+
+        assert gp("sync", *members, "--dev-key", "5")[0] == 0
+        rc, out = gp("propose", candidate, "--meter-id", "meter-7", "--dev-key", "4")
+        assert rc == 1 and "NotMember" in out  # the candidate cannot propose itself
+        rc, out = gp("propose", candidate, "--meter-id", "meter-7", "--dev-key", "1")
+        assert rc == 0 and out.startswith("proposal 1:")
+        assert gp("vote", "1", "yes", "--dev-key", "1")[0] == 0
+        assert gp("vote", "1", "yes", "--dev-key", "2")[0] == 0  # 2 of 3 members: 66.7 % >= 60 %
+        rc, out = gp("vote", "1", "no", "--dev-key", "2")
+        assert rc == 1 and "AlreadyVoted(1" in out
+        rc, out = gp("vote", "1", "yes", "--dev-key", "4")
+        assert rc == 1 and "SelfVote(1" in out
+        rc, out = gp("execute", "1", "--dev-key", "5")
+        assert rc == 1 and "WrongState(1, 1)" in out  # the vote is still open
+        rc, out = gp("status", "1")
+        assert rc == 0 and "proposal 1: voting" in out and "yes 2  no 0  of 3 members  (quorum 60 %)" in out
+        advance_time(w3, 600)
+        assert gp("execute", "1", "--dev-key", "5")[0] == 0
+        rc, out = gp("status", "1")
+        assert "proposal 1: executed" in out
+        assert market.functions.participantInfo(candidate).call()[0] == keccak(text="meter-7")
+        rc, out = gp("grant", "--dev-key", "1")
+        assert rc == 1 and "AccessControlUnauthorizedAccount" in out  # only the community grants the role
+    finally:
+        chain_revert(w3, snapshot)

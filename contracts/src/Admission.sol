@@ -218,7 +218,7 @@ contract Admission {
     }
 
     /// @notice Yes and no votes on proposal `id` of voters registered now, and the members on the roll.
-    function tally(uint256 id) external view returns (uint256 yes, uint256 no, uint256 onRoll) {
+    function tally(uint256 id) external view returns (uint256 yes, uint256 no, uint256 rollSize) {
         Proposal storage p = _proposal(id);
         (yes, no) = _countLive(id, p);
         return (yes, no, members);

@@ -208,3 +208,25 @@ def test_contracts_admission_cli_on_anvil(anvil: Any, capsys: pytest.CaptureFixt
         assert rc == 1 and "AccessControlUnauthorizedAccount" in out  # only the community grants the role
     finally:
         chain_revert(w3, snapshot)
+
+
+def test_contracts_admission_roll_sync_restores_the_quorum(community: Community, reverts) -> None:
+    """The attacker proposes while members registered directly by the community are not on the roll, so its
+    lone yes would be 100 % of the roll; an opponent syncing the roll during the vote restores the real bar."""
+    c = community
+    a, b, h = c.households
+    adm = c.admission
+    n = newcomer(c)
+    pid = propose(c, a, n)
+    vote(c, a, pid, True)
+    assert adm.functions.members().call() == 1  # only the proposer, enrolled by acting
+    h.sender.transact(adm.functions.sync([b.address, h.address]))  # silence would have let it pass
+    advance_time(c.w3, RULES.voting_period)
+    assert state(c, pid) == DEFEATED
+    assert reverts("NotApproved", lambda: a.sender.transact(adm.functions.execute(pid))) == (
+        pid,
+        1,
+        0,
+        3,
+        5_000,
+    )

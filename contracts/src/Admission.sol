@@ -135,6 +135,14 @@ contract Admission {
         emit ProposalCancelled(id, msg.sender);
     }
 
+    /// @notice Register a household directly, as the community may on the Market, keeping the roll in step
+    ///         (the Market's community only; registering on the Market itself leaves the roll to `sync`).
+    function admit(address gateway, bytes32 meterId, bytes32 metadataHash) external {
+        if (!market.hasRole(COMMUNITY_ROLE, msg.sender)) revert NotCommunity(msg.sender);
+        _enrol(gateway);
+        market.register(gateway, meterId, metadataHash);
+    }
+
     // ------------------------------------------------------------------ roll
 
     /// @notice Bring the roll in line with the Market for `accounts` (anyone may: it only copies the Market).

@@ -230,3 +230,8 @@ def test_contracts_admission_roll_sync_restores_the_quorum(community: Community,
         3,
         5_000,
     )
+    # the community's own path that keeps the roll in step: register through Admission.admit
+    reverts("NotCommunity", lambda: a.sender.transact(adm.functions.admit(n.address, METER, META)))
+    c.admin.transact(adm.functions.admit(n.address, METER, META))
+    assert c.market.functions.isParticipant(n.address).call() and adm.functions.members().call() == 4
+    reverts("AlreadyRegistered", lambda: c.admin.transact(adm.functions.admit(n.address, METER, META)))

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from eth_account import Account
+
 from contracts.harness import Community, Household, advance_time, household_key
 
 TOKENS = 10**24
@@ -277,6 +279,26 @@ def operation_lines(op: Operation, households: int, batch: int, days: int = 30) 
     ]
 
 
+def admission_lines(c: Community, hh: list[Household]) -> list[str]:
+    """Gas of admission by vote (Admission.sol): every household a member, all vote yes, one executes."""
+    adm = c.admission
+    lines = ["", f"admission by vote, {len(hh)} members (gas per transaction):"]
+    lines.append(
+        f"  {'sync ' + str(len(hh)) + ' members':<40} {_gas(hh[0].sender.transact(adm.functions.sync([h.address for h in hh]))):>9,}"
+    )
+    candidate = Account.from_key(household_key(0, "bench-candidate")).address
+    rcpt = hh[0].sender.transact(adm.functions.propose(candidate, bytes(32), bytes(32)))
+    pid = int(adm.functions.proposalCount().call())
+    lines.append(f"  {'propose':<40} {_gas(rcpt):>9,}")
+    votes = [_gas(h.sender.transact(adm.functions.vote(pid, True))) for h in hh]
+    lines.append(f"  {'vote (first of a proposal)':<40} {votes[0]:>9,}")
+    lines.append(f"  {'vote (later)':<40} {votes[-1]:>9,}")
+    advance_time(c.w3, int(adm.functions.votingPeriod().call()))
+    rcpt = hh[-1].sender.transact(adm.functions.execute(pid))
+    lines.append(f"  {'execute, ' + str(len(hh)) + ' voters (register included)':<40} {_gas(rcpt):>9,}")
+    return lines
+
+
 def run(
     chain: str, households: int, batch: int, worst_case: bool, rounds: int = 0, settle_by: str = "meters"
 ) -> list[str]:
@@ -330,6 +352,7 @@ def run(
                 else "settled from the parties' signed reports (settleBatch)"
             )
             lines.extend(operation_lines(op, households, batch))
+        lines.extend(admission_lines(c, hh))
         lines.append("")
         lines.append("target: <= 60,000 gas per agreement in batches of 50 (public designs: ~95,000)")
     return lines

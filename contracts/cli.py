@@ -9,10 +9,22 @@ import os
 import sys
 from pathlib import Path
 
+from contracts import admission_cli
 from contracts.build import ARTIFACTS, CompileError, build
 from contracts.deploy import DEFAULT_UTILITIES, deploy_all
 
 PASSWORD_ENV = "GRIDPACT_KEYSTORE_PASSWORD"
+
+
+def _add_key(parser: argparse.ArgumentParser, required: bool) -> None:
+    """--keystore FILE | --dev-key N: the key that signs."""
+    key = parser.add_mutually_exclusive_group(required=required)
+    key.add_argument(
+        "--keystore", type=Path, help=f"encrypted JSON keystore (password from ${PASSWORD_ENV} or prompt)"
+    )
+    key.add_argument(
+        "--dev-key", type=int, metavar="N", help="anvil's well-known dev key N (local chains only)"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,13 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="recompile even if the cache is current")
     d = sub.add_parser("deploy", help="deploy the token and one market per utility")
     d.add_argument("--rpc", required=True, help="JSON-RPC URL, or 'inprocess' for a throwaway in-process EVM")
-    key = d.add_mutually_exclusive_group(required=True)
-    key.add_argument(
-        "--keystore", type=Path, help=f"encrypted JSON keystore (password from ${PASSWORD_ENV} or prompt)"
-    )
-    key.add_argument(
-        "--dev-key", type=int, metavar="N", help="anvil's well-known dev key N (local chains only)"
-    )
+    _add_key(d, True)
     d.add_argument("--utility", action="append", help="utility name (repeatable; default: electricity)")
     d.add_argument(
         "--community", help="address that gets the admin/minter/community roles (default: deployer)"
@@ -42,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--triage", type=Path, help="triage file (default: contracts/slither-triage.json)")
     s.add_argument("--report", type=Path, help="also write slither's JSON report here")
     s.add_argument("--all", action="store_true", help="also list the low and informational findings")
+    admission_cli.add_parser(sub, _add_key)
     return parser
 
 
@@ -100,6 +107,14 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.command == "slither":
         return _slither(args)
+    if args.command == "admission":
+        try:
+            w3 = _web3(args.rpc)
+            key = _private_key(args) if args.action != "status" else None
+        except (ValueError, ConnectionError, OSError) as exc:
+            print(f"gridpact contracts admission: {exc}", file=sys.stderr)
+            return 1
+        return admission_cli.run(args, w3, key)
     if args.command == "build":
         try:
             folder = build(force=args.force)
@@ -123,4 +138,6 @@ def main(argv: list[str]) -> int:
         print(f"token   {result['token']}")
         for name, address in result["markets"].items():
             print(f"market  {address}  ({name})")
+        for name, address in result["admission"].items():
+            print(f"admission {address}  ({name})")
     return 0

@@ -6,12 +6,32 @@ EVM and on any standard JSON-RPC node, because it only sends locally signed tran
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+from eth_utils.crypto import keccak
 
 from contracts.build import load_artifact
 from contracts.chain import Sender
 
 DEFAULT_UTILITIES: tuple[str, ...] = ("electricity",)
+COMMUNITY_ROLE = keccak(text="COMMUNITY_ROLE")
+
+
+@dataclass(frozen=True)
+class AdmissionRules:
+    """Admission by vote: share of members whose yes votes are needed, voting and execution periods (s)."""
+
+    quorum_bps: int = 5_000
+    voting_period: int = 3 * 86_400
+    execution_window: int = 7 * 86_400
+
+    def __post_init__(self) -> None:
+        if not 0 < self.quorum_bps <= 10_000:
+            raise ValueError(f"quorum_bps must be 1..10000, not {self.quorum_bps}")
+        for name in ("voting_period", "execution_window"):
+            if not 0 < getattr(self, name) <= 90 * 86_400:
+                raise ValueError(f"{name} must be 1 s..90 days, not {getattr(self, name)}")
 
 
 def deploy_all(
@@ -21,14 +41,19 @@ def deploy_all(
     community: str | None = None,
     token_name: str = "gridpact Community Token",
     token_symbol: str = "GPC",
+    admission: AdmissionRules | None = None,
 ) -> dict[str, Any]:
     """Deploy token + markets; `community` (default: the deployer) gets admin, minter and community roles.
 
     Each market gets its MarketLoans contract deployed beside it and named in `setLoans` (the loan
     functions moved there for room; same names and arguments, another address and EIP-712 domain).
+    Each market also gets an Admission contract (households admitted by a vote of the members,
+    `admission` rules) holding the market's COMMUNITY_ROLE, granted here when the deployer is the
+    community; otherwise the community grants it (`gridpact contracts admission grant`).
     Returns {"chainId", "deployer", "community", "token", "markets": {utility: address},
-    "loans": {utility: address}}.
+    "loans": {utility: address}, "admission": {utility: address}}.
     """
+    rules = admission or AdmissionRules()
     if not utilities:
         raise ValueError("at least one utility is needed")
     if len(set(utilities)) != len(utilities):
@@ -44,6 +69,15 @@ def deploy_all(
         loans[name] = sender.deploy(loans_artifact, address)
         market = w3.eth.contract(address=address, abi=market_artifact["abi"])
         sender.transact(market.functions.setLoans(loans[name]))
+    admission_artifact = load_artifact("Admission")
+    admissions: dict[str, str] = {}
+    for name, address in markets.items():
+        admissions[name] = sender.deploy(
+            admission_artifact, address, rules.quorum_bps, rules.voting_period, rules.execution_window
+        )
+        if owner.lower() == sender.address.lower():
+            market = w3.eth.contract(address=address, abi=market_artifact["abi"])
+            sender.transact(market.functions.grantRole(COMMUNITY_ROLE, admissions[name]))
     return {
         "chainId": int(w3.eth.chain_id),
         "deployer": sender.address,
@@ -51,6 +85,7 @@ def deploy_all(
         "token": token,
         "markets": markets,
         "loans": loans,
+        "admission": admissions,
     }
 
 
@@ -64,3 +99,8 @@ def contracts_at(w3: Any, addresses: dict[str, Any], utility: str = "electricity
 def loans_at(w3: Any, addresses: dict[str, Any], utility: str = "electricity") -> Any:
     """The MarketLoans web3 contract object beside a `deploy_all` market."""
     return w3.eth.contract(address=addresses["loans"][utility], abi=load_artifact("MarketLoans")["abi"])
+
+
+def admission_at(w3: Any, addresses: dict[str, Any], utility: str = "electricity") -> Any:
+    """The Admission web3 contract object beside a `deploy_all` market."""
+    return w3.eth.contract(address=addresses["admission"][utility], abi=load_artifact("Admission")["abi"])

@@ -15,7 +15,7 @@ from eth_utils.crypto import keccak
 from web3.logs import DISCARD
 
 from contracts.chain import Sender
-from contracts.deploy import contracts_at, deploy_all, loans_at
+from contracts.deploy import admission_at, contracts_at, deploy_all, loans_at
 from contracts.errors import RevertInfo, decode_revert_data
 from gridpact.core import statement
 from gridpact.core.eip712 import (
@@ -110,6 +110,7 @@ class Community:
         self.domain = Domain.of(self.w3, self.market.address)
         self.loans = loans_at(self.w3, self.addresses, self.utility)
         self.loans_domain = Domain.of(self.w3, self.loans.address)
+        self.admission = admission_at(self.w3, self.addresses, self.utility)
         self._nonce = 0
 
     # -------------------------------------------------------------- setup
@@ -211,7 +212,7 @@ class Community:
         ]
 
     def status(self, t: Terms) -> int:
-        return int(self.market.functions.agreements(self.agreement_id(t)).call()[0])
+        return int(self.market.functions.agreementOf(t.as_tuple()).call()[0])
 
     # -------------------------------------------------------------- loans
 

@@ -54,7 +54,7 @@ def reverts(community: Community) -> Callable[..., Any]:
     """`reverts(name, fn, *args)`: call fn, require a revert with the custom error `name`; returns its args."""
 
     def check(name: str, fn: Callable[..., Any], *args: Any) -> tuple:
-        abi = community.market.abi + community.token.abi + community.loans.abi
+        abi = community.market.abi + community.token.abi + community.loans.abi + community.admission.abi
         try:
             fn(*args)
         except Exception as exc:  # web3 and eth-tester raise different types: decode_revert handles both

@@ -14,7 +14,7 @@ from eth_account import Account
 
 from contracts import build
 from contracts.cli import main as cli_main
-from contracts.deploy import contracts_at, deploy_all
+from contracts.deploy import AdmissionRules, contracts_at, deploy_all
 from hil.services import DEV_PRIVATE_KEYS, AnvilNode, in_process_web3
 
 REPO = Path(__file__).resolve().parents[2]
@@ -130,6 +130,11 @@ def test_contracts_deploy_all_roles_and_validation() -> None:
     assert market.functions.hasRole(market.functions.COMMUNITY_ROLE().call(), community).call()
     assert not market.functions.hasRole(market.functions.COMMUNITY_ROLE().call(), deployer).call()
     assert not token.functions.hasRole(token.functions.MINTER_ROLE().call(), deployer).call()
+    # a deployer that is not the community cannot grant the Admission contract its role: the community does
+    admission = result["admission"]["gas"]
+    assert not market.functions.hasRole(market.functions.COMMUNITY_ROLE().call(), admission).call()
+    with pytest.raises(ValueError, match="quorum_bps"):
+        AdmissionRules(quorum_bps=0)
     with pytest.raises(ValueError, match="duplicate"):
         deploy_all(w3, DEV_PRIVATE_KEYS[0], ("heat", "heat"))
     with pytest.raises(ValueError, match="at least one"):

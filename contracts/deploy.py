@@ -47,9 +47,11 @@ def deploy_all(
 
     Each market gets its MarketLoans contract deployed beside it and named in `setLoans` (the loan
     functions moved there for room; same names and arguments, another address and EIP-712 domain).
-    Each market also gets an Admission contract (households admitted by a vote of the members,
-    `admission` rules) holding the market's COMMUNITY_ROLE, granted here when the deployer is the
-    community; otherwise the community grants it (`gridpact contracts admission grant`).
+    Each market also gets an Admission contract (households admitted by a vote of the members).
+    It can register households only once it holds the market's COMMUNITY_ROLE: granted here when
+    `admission` rules are given and the deployer is the community, otherwise by the community when
+    it opts in (`gridpact contracts admission grant`). Opt-in, because Admission's member list must be
+    in step with the Market's registrations (docs/contracts.md, "Admission by vote").
     Returns {"chainId", "deployer", "community", "token", "markets": {utility: address},
     "loans": {utility: address}, "admission": {utility: address}}.
     """
@@ -75,7 +77,7 @@ def deploy_all(
         admissions[name] = sender.deploy(
             admission_artifact, address, rules.quorum_bps, rules.voting_period, rules.execution_window
         )
-        if owner.lower() == sender.address.lower():
+        if admission is not None and owner.lower() == sender.address.lower():
             market = w3.eth.contract(address=address, abi=market_artifact["abi"])
             sender.transact(market.functions.grantRole(COMMUNITY_ROLE, admissions[name]))
     return {

@@ -15,7 +15,7 @@ from eth_utils.crypto import keccak
 from web3.logs import DISCARD
 
 from contracts.chain import Sender
-from contracts.deploy import admission_at, contracts_at, deploy_all, loans_at
+from contracts.deploy import AdmissionRules, admission_at, contracts_at, deploy_all, loans_at
 from contracts.errors import RevertInfo, decode_revert_data
 from gridpact.core import statement
 from gridpact.core.eip712 import (
@@ -105,7 +105,7 @@ class Community:
 
     def __post_init__(self) -> None:
         self.admin = Sender(self.w3, self.admin_key)
-        self.addresses = deploy_all(self.w3, self.admin_key, (self.utility,))
+        self.addresses = deploy_all(self.w3, self.admin_key, (self.utility,), admission=AdmissionRules())
         self.token, self.market = contracts_at(self.w3, self.addresses, self.utility)
         self.domain = Domain.of(self.w3, self.market.address)
         self.loans = loans_at(self.w3, self.addresses, self.utility)

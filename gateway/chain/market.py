@@ -242,7 +242,9 @@ class Market:
 
     def evidence_of(self, terms: Terms) -> tuple[bool, bool]:
         """(seller's, buyer's) meter figure recorded on chain for an agreement still waiting for the other."""
-        raw = self.sender.call(self.contract.functions.evidenceOf(bytes.fromhex(self.agreement_id(terms)[2:])))
+        raw = self.sender.call(
+            self.contract.functions.evidenceOf(bytes.fromhex(self.agreement_id(terms)[2:]))
+        )
         return bool(raw[0]), bool(raw[1])
 
     def reclaim(self, terms: Terms) -> TxRecord:

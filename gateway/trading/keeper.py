@@ -155,7 +155,9 @@ class KeeperBook:
 
     def due(self, now: int, delay_s: float) -> list[int]:
         """Window ends with agreements, past their delay and not settled by this keeper yet."""
-        return sorted(e for e, a in self.agreements.items() if a and e + delay_s <= now and e not in self.done)
+        return sorted(
+            e for e, a in self.agreements.items() if a and e + delay_s <= now and e not in self.done
+        )
 
     def plan(
         self, end: int, used_until: Callable[[str], int], provider: str, open_: Callable[[Terms], bool]

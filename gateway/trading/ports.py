@@ -23,6 +23,8 @@ class ReadingSource(Protocol):
 
     def hour_batch(self, hour_start: int) -> list[bytes]: ...
 
+    def statement_at(self, window_end: int) -> tuple[bytes, bytes] | None: ...
+
 
 class NetDemandForecaster(Protocol):
     """gateway.forecast's model: mean net power (W, + = from the grid) per step from `start`."""

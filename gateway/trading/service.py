@@ -28,7 +28,7 @@ from gateway.chain.market import Market, market_abi
 from gateway.chain.sender import GWEI, SenderPolicy, TxSender
 from gateway.trading.agent import Agent
 from gateway.trading.chainrun import ChainRunner
-from gateway.trading.config import TradingConfig
+from gateway.trading.config import CommunityConfig, TradingConfig
 from gateway.trading.inbox import Inbox
 from gateway.trading.keeper import Keeper, KeeperBook, encode_publication, meters_filter, meters_topic
 from gateway.trading.observer import TradeObserver
@@ -226,11 +226,18 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
                 roster_loop(roster, runner, clock, cfg.community.roster_refresh_s), name="trading.roster"
             )
             tg.create_task(balance_loop(), name="trading.balance")
-            tg.create_task(publish_statements(journal, deps.store, transport, clock, cfg, account.address),
+            tg.create_task(publish_statements(journal, deps.store, transport, clock,
+                                              meters_topic(cfg.community.topic_prefix, cfg.community.id, account.address),
+                                              max(0.2, min(5.0, cfg.agent.window_s / 10)), account.address),
                            name="trading.statements")  # fmt: skip
             if cfg.keeper is not None:  # this gateway holds KEEPER_ROLE: it batches every household's window
                 keeper = Keeper(market, KeeperBook(), counters.count)
-                tg.create_task(run_keeper(keeper, runner, clock, cfg, account.address), name="trading.keeper")
+                tg.create_task(
+                    run_keeper(
+                        keeper, runner, clock, cfg.community, cfg.keeper.settle_delay_s, account.address
+                    ),
+                    name="trading.keeper",
+                )
             if cfg.loans is not None:  # energy loans (gateway/trading/loanagent.py)
                 from gateway.trading.loanagent import LoanDeps, run_loans
 
@@ -352,11 +359,17 @@ async def anchor_loop(anchorer: Anchorer, journal: Journal, store: ReadingSource
         await clock.sleep(min(60.0, max(1.0, next_hour + HOUR + delay_s - clock.now())))
 
 
-async def publish_statements(journal: Journal, store: ReadingSource, transport: Transport, clock: Clock,
-                             cfg: TradingConfig, me: str) -> None:  # fmt: skip
+async def publish_statements(
+    journal: Journal,
+    store: ReadingSource,
+    transport: Transport,
+    clock: Clock,
+    topic: str,
+    every_s: float,
+    me: str,
+) -> None:
     """Publish our meter's signed statement of each finished hour with our open agreements on it (retained),
     for the community keeper (gateway/trading/keeper.py); once per window end, then again after a restart."""
-    topic = meters_topic(cfg.community.topic_prefix, cfg.community.id, me)
     published: set[int] = set()
     while True:
         now = clock.now()
@@ -372,19 +385,18 @@ async def publish_statements(journal: Journal, store: ReadingSource, transport: 
             payload = encode_publication(me, evidence.last, evidence.first, terms)
             if await transport.publish_to(topic, payload, retain=True):
                 published.add(end)
-        await clock.sleep(max(0.2, min(5.0, cfg.agent.window_s / 10)))
+        await clock.sleep(every_s)
 
 
-async def run_keeper(keeper: Keeper, runner: ChainRunner, clock: Clock, cfg: TradingConfig, me: str) -> None:
+async def run_keeper(
+    keeper: Keeper, runner: ChainRunner, clock: Clock, c: CommunityConfig, delay: float, me: str
+) -> None:
     """Collect every household's publication from the community broker, settle each window once."""
-    c = cfg.community
     password = (
         read_secret(SecretRef("community.password_file", c.password_file)).decode()
         if c.password_file
         else None
     )
-    assert cfg.keeper is not None
-    delay = cfg.keeper.settle_delay_s
     backoff = 0.5
     while True:
         try:

@@ -139,6 +139,7 @@ class KeeperConfig:
     """`[keeper]`: this gateway (its account holds KEEPER_ROLE) settles every household's window in one call."""
 
     settle_delay_s: float = 30.0  # after a window ends, how long statements may arrive before the call
+    group_windows: int = 1  # consecutive windows settled in one call (cheaper; gateways' grace must cover it)
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,10 @@ def parse_keeper(table: Mapping[str, Any]) -> KeeperConfig:
     delay = _positive(
         s, "settle_delay_s", float(_get(table, s, "settle_delay_s", (int, float), d.settle_delay_s)), True
     )
-    return KeeperConfig(settle_delay_s=delay)
+    group = _get(table, s, "group_windows", int, d.group_windows)
+    if not 1 <= group <= 24:
+        raise ConfigError("keeper.group_windows", f"must be 1..24, got {group}")
+    return KeeperConfig(settle_delay_s=delay, group_windows=group)
 
 
 _get = get

@@ -153,51 +153,61 @@ class KeeperBook:
                 book[(t.seller.lower(), t.nonce)] = t
         return None
 
-    def due(self, now: int, delay_s: float) -> list[int]:
-        """Window ends with agreements, past their delay and not settled by this keeper yet."""
-        return sorted(
+    def due(self, now: int, delay_s: float, group: int = 1) -> list[int]:
+        """Window ends to settle now, in one call: those with agreements, past their delay and not settled
+        yet, once `group` of them are waiting or the oldest has waited `group - 1` more hours."""
+        ready = sorted(
             e for e, a in self.agreements.items() if a and e + delay_s <= now and e not in self.done
         )
+        if not ready:
+            return []
+        if len(ready) >= group or ready[0] + (group - 1) * WINDOW_S + delay_s <= now:
+            return ready[:group]
+        return []
 
     def plan(
-        self, end: int, used_until: Callable[[str], int], provider: str, open_: Callable[[Terms], bool]
+        self, ends: list[int], used_until: Callable[[str], int], provider: str, open_: Callable[[Terms], bool]
     ) -> tuple[list[tuple], list[tuple]]:
-        """(windows, items) of the window ending at `end`: one MeterWindow per household with a usable
-        statement (chained when its meter's last used window ends at the start), then every open
-        agreement with its parties' window indices (NO_WINDOW for the provider or a missing one)."""
-        start = end - WINDOW_S
-        terms = [t for t in self.agreements.get(end, {}).values() if open_(t)]
-        people = sorted({p.lower() for t in terms for p in (t.seller, t.buyer)} - {provider.lower()})
+        """(windows, items) of the windows ending at `ends` (ascending): one MeterWindow per household with a
+        usable statement per window (chained when its meter's last used window, on chain or earlier in this
+        call, ends at the start), then every open agreement with its parties' window indices (NO_WINDOW for
+        the provider or a missing one)."""
         windows: list[tuple] = []
-        index: dict[str, int] = {}
-        for who in people:
-            last = self.statements.get((who, end))
-            if last is None:
-                continue
-            used = used_until(who)
-            if used > start:
-                continue  # this window (or a later one) counted already
-            first = None if used == start else self.statements.get((who, start))
-            if used != start and first is None:
-                self.reject("no_start")
-                continue
-            index[who] = len(windows)
-            windows.append(
-                (
-                    _checksum(who),
-                    device_word(decode(last[0]).dev),
-                    start,
-                    end,
-                    _NO_READING if first is None else reading_args(*first),
-                    reading_args(*last),
+        items: list[tuple] = []
+        used: dict[str, int] = {}
+        for end in ends:
+            start = end - WINDOW_S
+            terms = [t for t in self.agreements.get(end, {}).values() if open_(t)]
+            people = sorted({p.lower() for t in terms for p in (t.seller, t.buyer)} - {provider.lower()})
+            index: dict[str, int] = {}
+            for who in people:
+                last = self.statements.get((who, end))
+                if last is None:
+                    continue
+                if who not in used:
+                    used[who] = used_until(who)
+                if used[who] > start:
+                    continue  # this window (or a later one) counted already
+                first = None if used[who] == start else self.statements.get((who, start))
+                if used[who] != start and first is None:
+                    self.reject("no_start")
+                    continue
+                index[who] = len(windows)
+                used[who] = end
+                windows.append(
+                    (
+                        _checksum(who),
+                        device_word(decode(last[0]).dev),
+                        start,
+                        end,
+                        _NO_READING if first is None else reading_args(*first),
+                        reading_args(*last),
+                    )
                 )
-            )
-        items = []
-        for t in sorted(terms, key=lambda t: (t.seller.lower(), t.nonce)):
-            s, b = index.get(t.seller.lower(), NO_WINDOW), index.get(t.buyer.lower(), NO_WINDOW)
-            if s == NO_WINDOW and b == NO_WINDOW:
-                continue
-            items.append((t.as_tuple(), s, b))
+            for t in sorted(terms, key=lambda t: (t.seller.lower(), t.nonce)):
+                s, b = index.get(t.seller.lower(), NO_WINDOW), index.get(t.buyer.lower(), NO_WINDOW)
+                if s != NO_WINDOW or b != NO_WINDOW:
+                    items.append((t.as_tuple(), s, b))
         return windows, items
 
 
@@ -226,21 +236,22 @@ class Keeper:
             return self.book.reject(exc.reason)
         return self.book.add(pub, self.meter_key(pub.household), now)
 
-    def settle(self, end: int) -> int:
-        """One `settleByMeters` for the window ending at `end`; the number of agreements it carried."""
+    def settle(self, ends: list[int]) -> int:
+        """One `settleByMeters` for the windows ending at `ends`; the number of agreements it carried."""
         provider = str(self.market.contract.functions.provider().call()[0])
 
         def open_(t: Terms) -> bool:
             return self.market.agreement(t).status in (Status.ACTIVE, Status.DISPUTED)
 
-        windows, items = self.book.plan(end, self.market.meter_used_until, provider, open_)
-        self.book.done.add(end)
-        self.book.agreements.pop(end, None)
+        windows, items = self.book.plan(ends, self.market.meter_used_until, provider, open_)
+        for end in ends:
+            self.book.done.add(end)
+            self.book.agreements.pop(end, None)
         if not items:
             return 0
-        record = self.market.settle_windows(f"keeper:{end}", windows, items)
+        record = self.market.settle_windows(f"keeper:{ends[0]}:{ends[-1]}", windows, items)
         receipt = self.market.sender.wait(record.key)
         self.count("keeper_settled" if receipt.status == 1 else "keeper_failed")
-        log.info("event=keeper_settled end=%d windows=%d items=%d gas=%d", end, len(windows), len(items),
+        log.info("event=keeper_settled end=%d windows=%d items=%d gas=%d", ends[-1], len(windows), len(items),
                  receipt.gas_used)  # fmt: skip
         return len(items)

@@ -389,7 +389,13 @@ async def publish_statements(
 
 
 async def run_keeper(
-    keeper: Keeper, runner: ChainRunner, clock: Clock, c: CommunityConfig, delay: float, me: str
+    keeper: Keeper,
+    runner: ChainRunner,
+    clock: Clock,
+    c: CommunityConfig,
+    delay: float,
+    me: str,
+    group: int = 1,
 ) -> None:
     """Collect every household's publication from the community broker, settle each window once."""
     password = (
@@ -420,12 +426,13 @@ async def run_keeper(
                         while not inbox.empty():
                             reason = await runner.call(keeper.accept, inbox.get_nowait(), int(clock.now()))
                             keeper.count(f"keeper_rejected_{reason}" if reason else "keeper_statement")
-                        for end in keeper.book.due(int(clock.now()), delay):
+                        ends = keeper.book.due(int(clock.now()), delay, group)
+                        if ends:
                             try:
-                                await runner.call(keeper.settle, end)
+                                await runner.call(keeper.settle, ends)
                             except ChainError as exc:
                                 keeper.count("keeper_failed")
-                                log.warning("event=keeper_failed end=%d error=%s", end, exc)
+                                log.warning("event=keeper_failed end=%d error=%s", ends[-1], exc)
                         await clock.sleep(0.5)
         except aiomqtt.MqttError as exc:
             log.warning("event=keeper_disconnected error=%s retry_s=%.1f", exc, backoff)

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import aiomqtt
+import coincurve
 from eth_account import Account
 
 from contracts.harness import Community, Household, advance_time, household_key
@@ -213,3 +214,38 @@ def test_a_silent_keeper_leaves_the_gateways_fallback_to_settle(tmp_path: Path) 
     assert [e["args"]["deliveredWh"] for e in settled] == [700]
     for store in stores.values():
         store.close()
+
+
+def test_grouped_windows_chain_each_meter_to_one_statement_an_hour() -> None:
+    """Pure: two hours in one call; each meter's second window starts from its first (no start statement)."""
+    from gridpact.core.eip712 import Terms as T
+
+    secrets = {a: bytes([i + 1]) * 32 for i, a in enumerate(("0x" + "aa" * 20, "0x" + "bb" * 20))}
+    seller, buyer = secrets
+    h0 = 1_800_000_000 // HOUR * HOUR
+    book = KeeperBook()
+    for end in (h0 + HOUR, h0 + 2 * HOUR):
+        t = T(seller, buyer, 500, 10**17, end - HOUR, end, end // HOUR % 7, end - HOUR)
+        for who, secret in secrets.items():
+            raw = statement.encode(
+                statement.Statement(f"m{who[2:6]}", end, end // 100, end // 100, 1, DIGEST)
+            )
+            first = None
+            if end == h0 + HOUR:  # the start of the first window: the meters' chains on chain are older
+                raw0 = statement.encode(statement.Statement(f"m{who[2:6]}", h0, 1, 1, 1, DIGEST))
+                first = (raw0, statement.sign(raw0, secret))
+            pub = parse_publication(
+                encode_publication(who, (raw, statement.sign(raw, secret)), first, [t.as_dict()])
+            )
+            key = statement.address_of(
+                __import__("coincurve").PrivateKey(secret).public_key.format(False)[1:]
+            )
+            assert book.add(pub, key, h0 + 3 * HOUR) is None
+    assert book.due(h0 + HOUR + 30, 30.0, group=2) == []  # waits for the second hour
+    assert book.due(h0 + 2 * HOUR + 30, 30.0, group=2) == [h0 + HOUR, h0 + 2 * HOUR]
+    assert book.due(h0 + HOUR + 30, 30.0, group=1) == [h0 + HOUR]
+    windows, items = book.plan([h0 + HOUR, h0 + 2 * HOUR], lambda _who: 0, "0x" + "00" * 20, lambda _t: True)
+    assert [(w[2], w[4] == statement.NO_READING) for w in windows] == [
+        (h0, False), (h0, False), (h0 + HOUR, True), (h0 + HOUR, True)
+    ]  # fmt: skip
+    assert [(s, b) for _, s, b in items] == [(0, 1), (2, 3)]

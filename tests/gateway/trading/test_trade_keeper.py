@@ -237,9 +237,7 @@ def test_grouped_windows_chain_each_meter_to_one_statement_an_hour() -> None:
             pub = parse_publication(
                 encode_publication(who, (raw, statement.sign(raw, secret)), first, [t.as_dict()])
             )
-            key = statement.address_of(
-                __import__("coincurve").PrivateKey(secret).public_key.format(False)[1:]
-            )
+            key = statement.address_of(coincurve.PrivateKey(secret).public_key.format(False)[1:])
             assert book.add(pub, key, h0 + 3 * HOUR) is None
     assert book.due(h0 + HOUR + 30, 30.0, group=2) == []  # waits for the second hour
     assert book.due(h0 + 2 * HOUR + 30, 30.0, group=2) == [h0 + HOUR, h0 + 2 * HOUR]

@@ -247,3 +247,29 @@ def test_grouped_windows_chain_each_meter_to_one_statement_an_hour() -> None:
         (h0, False), (h0, False), (h0 + HOUR, True), (h0 + HOUR, True)
     ]  # fmt: skip
     assert [(s, b) for _, s, b in items] == [(0, 1), (2, 3)]
+
+
+def test_a_window_the_keeper_carried_is_not_sent_again(tmp_path: Path) -> None:
+    """Only the seller published: the keeper records the seller's side; the seller's gateway sees its window
+    used with this agreement's figure on chain and marks it reported instead of sending (or reporting)."""
+    c, seller, _buyer, keeper_hh, terms, stores, start = setup(tmp_path)
+    end = start + HOUR
+    k_journal = Journal(tmp_path / "keeper.db")
+    k_market = Market(
+        c.w3, c.market.address, TxSender(c.w3, Account.from_key(keeper_hh.key), k_journal, market_abi())
+    )
+    keeper = Keeper(k_market, KeeperBook(), lambda _name: None)
+    ev = evidence_for(terms[0].as_dict(), stores[seller.address].statement_at)
+    assert ev is not None
+    payload = encode_publication(seller.address, ev.last, ev.first, [t.as_dict() for t in terms])
+    assert keeper.accept(payload, end + 5) is None
+    assert keeper.settle([end]) == 2
+    journal, market = gateway_journal(c, seller, "seller", terms[:1], tmp_path)
+    events: list[str] = []
+    settler = Settler(market, journal, Timing(1.0, 1.0, keeper_grace_s=600.0), events.append)
+    rec = journal.agreement(market.agreement_id(terms[0]))
+    assert rec is not None and settler.advance(rec, end + 700, 999, ev) == "reported"
+    assert events == ["evidence_by_keeper"]
+    assert c.market.functions.evidenceOf(c.agreement_id(terms[0])).call() == [True, False, 500, 0]
+    for store in stores.values():
+        store.close()

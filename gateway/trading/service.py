@@ -424,13 +424,19 @@ async def run_keeper(
                     tg.create_task(receive(), name="trading.keeper.receive")
                     while True:
                         while not inbox.empty():
-                            reason = await runner.call(keeper.accept, inbox.get_nowait(), int(clock.now()))
+                            try:
+                                reason = await runner.call(
+                                    keeper.accept, inbox.get_nowait(), int(clock.now())
+                                )
+                            except Exception as exc:  # an odd node answer: drop this message, keep the keeper
+                                reason = "error"
+                                log.warning("event=keeper_accept_error error=%s", str(exc)[:200])
                             keeper.count(f"keeper_rejected_{reason}" if reason else "keeper_statement")
                         ends = keeper.book.due(int(clock.now()), delay, group)
                         if ends:
                             try:
                                 await runner.call(keeper.settle, ends)
-                            except ChainError as exc:
+                            except Exception as exc:  # the gateways' fallback settles what this missed
                                 keeper.count("keeper_failed")
                                 log.warning("event=keeper_failed end=%d error=%s", ends[-1], exc)
                         await clock.sleep(0.5)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import aiomqtt
 import coincurve
+import pytest
 from eth_account import Account
 
 from contracts.harness import Community, Household, advance_time, household_key
@@ -23,7 +24,7 @@ from gateway.chain.market import Market, Status, Terms, market_abi
 from gateway.chain.sender import TxSender
 from gateway.storage import ReadingStore
 from gateway.trading.chainrun import ChainRunner
-from gateway.trading.config import CommunityConfig
+from gateway.trading.config import CommunityConfig, KeeperConfig, parse_agent, parse_keeper
 from gateway.trading.keeper import (
     Keeper,
     KeeperBook,
@@ -35,6 +36,8 @@ from gateway.trading.service import publish_statements, run_keeper
 from gateway.trading.settlement import Settler, Timing, evidence_for
 from gateway.trading.transport import Transport
 from gridpact.core import statement
+from gridpact.core.config import ConfigError
+from gridpact.core.eip712 import Terms as T
 from hil.services import DEV_PRIVATE_KEYS, MosquittoBroker, in_process_web3
 
 HOUR = 3600
@@ -218,8 +221,6 @@ def test_a_silent_keeper_leaves_the_gateways_fallback_to_settle(tmp_path: Path) 
 
 def test_grouped_windows_chain_each_meter_to_one_statement_an_hour() -> None:
     """Pure: two hours in one call; each meter's second window starts from its first (no start statement)."""
-    from gridpact.core.eip712 import Terms as T
-
     secrets = {a: bytes([i + 1]) * 32 for i, a in enumerate(("0x" + "aa" * 20, "0x" + "bb" * 20))}
     seller, buyer = secrets
     h0 = 1_800_000_000 // HOUR * HOUR
@@ -273,3 +274,12 @@ def test_a_window_the_keeper_carried_is_not_sent_again(tmp_path: Path) -> None:
     assert c.market.functions.evidenceOf(c.agreement_id(terms[0])).call() == [True, False, 500, 0]
     for store in stores.values():
         store.close()
+
+
+def test_keeper_config_is_checked_at_start() -> None:
+    assert parse_keeper({}) == KeeperConfig(30.0, 1)
+    assert parse_keeper({"settle_delay_s": 5, "group_windows": 2}) == KeeperConfig(5.0, 2)
+    assert parse_agent({"keeper_grace_s": 900}).keeper_grace_s == 900.0
+    for bad in ({"group_windows": 0}, {"group_windows": 25}, {"settle_delay_s": -1}, {"nope": 1}):
+        with pytest.raises(ConfigError):
+            parse_keeper(bad)

@@ -153,7 +153,13 @@ class Operation:
 
 
 def operation(
-    c: Community, hh: list[Household], batch: int, rounds: int, seed: int = 7, meters: bool = True
+    c: Community,
+    hh: list[Household],
+    batch: int,
+    rounds: int,
+    seed: int = 7,
+    meters: bool = True,
+    group: int = 1,
 ) -> Operation:
     """Hourly trading as the gateways do it: each seller's slot nonce from its ring (the gateway's
     `NonceRing`), hour h submitted while hour h-1 is still delivering, and settled in one batch
@@ -163,6 +169,11 @@ def operation(
     statement of every party's meter at the window's end (and at its start when that meter's last used
     window did not end there); each meter exports what its household sold and imports what it bought
     plus some load. Else the parties' signed reports in `settleBatch` (the previous rule).
+
+    `group` (meters only): the keeper settles that many consecutive windows in one call (gateway keeper's
+    `[keeper] group_windows`); a meter's later window in the call chains to its earlier one, so it needs
+    one statement per hour, and the call's base cost is shared. Each hour's gas per agreement is its
+    submit plus its share (by agreements) of the call that settled it.
     """
     import random
 
@@ -186,10 +197,33 @@ def operation(
     total = agreements = max_ring = 0
     while True:
         now = c.now()
-        while open_batches and open_batches[0][0][0].deliveryEnd <= now:  # settle what has been delivered
+        delivered = [b for b in open_batches if b[0][0].deliveryEnd <= now]
+        finishing = len(per_round) + len(open_batches) >= rounds
+        if meters and group > 1 and delivered and (len(delivered) >= group or finishing):
+            del open_batches[: len(delivered)]
+            windows: list[tuple] = []
+            items: list[tuple] = []
+            for terms, pairs, _, _ in delivered:
+                w, it = _meter_batch(c, terms, pairs, counters, last_end, rng, NO_WINDOW)
+                items += [(t, s_ + len(windows), b_ + len(windows)) for t, s_, b_ in it]
+                windows += w
+            settle_gas = _gas(c.admin.transact(m.functions.settleByMeters(windows, items)))
+            n_all = sum(len(b[0]) for b in delivered)
+            for terms, _, submit_gas, new in delivered:
+                for t in terms:
+                    rings[t.seller].release(t.nonce)
+                share = settle_gas * len(terms) / n_all
+                per_round.append((submit_gas + share) / len(terms))
+                new_slots.append(new)
+                total += submit_gas
+                agreements += len(terms)
+            total += settle_gas
+            delivered = []
+        while (group == 1 or not meters) and open_batches and open_batches[0][0][0].deliveryEnd <= now:
             terms, pairs, submit_gas, new = open_batches.pop(0)
             if meters:
-                call = _meter_batch(c, terms, pairs, counters, last_end, rng, NO_WINDOW)
+                windows, items = _meter_batch(c, terms, pairs, counters, last_end, rng, NO_WINDOW)
+                call = m.functions.settleByMeters(windows, items)
             else:
                 call = m.functions.settleBatch([
                     c.settle_item(t, s, b, t.quantityWh, t.quantityWh)
@@ -236,7 +270,7 @@ def _meter_batch(
     last_end: dict[str, int],
     rng: Any,
     no_window: int,
-) -> Any:
+) -> tuple[list[tuple], list[tuple]]:
     """The keeper's `settleByMeters` call for one window: one MeterWindow per party, chained where it can."""
     start, end = terms[0].deliveryStart, terms[0].deliveryEnd
     sold: dict[str, int] = {}
@@ -261,7 +295,7 @@ def _meter_batch(
         counters[addr] = (imp0 + rng.randint(0, 500), exp0)
     items = [(t.as_tuple(), index[t.seller], index[t.buyer]) for t in terms]
     assert no_window not in index.values()
-    return c.market.functions.settleByMeters(windows, items)
+    return windows, items
 
 
 def operation_lines(op: Operation, households: int, batch: int, days: int = 30) -> list[str]:
@@ -300,7 +334,13 @@ def admission_lines(c: Community, hh: list[Household]) -> list[str]:
 
 
 def run(
-    chain: str, households: int, batch: int, worst_case: bool, rounds: int = 0, settle_by: str = "meters"
+    chain: str,
+    households: int,
+    batch: int,
+    worst_case: bool,
+    rounds: int = 0,
+    settle_by: str = "meters",
+    group: int = 1,
 ) -> list[str]:
     lines: list[str] = []
     with _chain(chain) as (w3, admin_key):
@@ -345,9 +385,9 @@ def run(
             )
         if rounds:
             lines.append("")
-            op = operation(c, hh, batch, rounds, meters=settle_by == "meters")
+            op = operation(c, hh, batch, rounds, meters=settle_by == "meters", group=group)
             lines.append(
-                "settled by the keeper from the meters' signed statements (settleByMeters)"
+                f"settled by the keeper from the meters' signed statements (settleByMeters, {group} window(s) a call)"
                 if settle_by == "meters"
                 else "settled from the parties' signed reports (settleBatch)"
             )
@@ -374,6 +414,10 @@ def main(argv: list[str]) -> int:
         "--settle", choices=("meters", "reports"), default="meters",
         help="--operation settles from the meters' statements (the live rule) or the parties' reports",
     )  # fmt: skip
+    parser.add_argument(
+        "--group", type=int, default=1, metavar="WINDOWS",
+        help="--operation with meters: the keeper settles this many consecutive windows per call",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.households < 4 or args.batch < 1:
         print("need --households >= 4 and --batch >= 1", file=sys.stderr)
@@ -381,6 +425,10 @@ def main(argv: list[str]) -> int:
     if args.operation and args.operation < 4:
         print("need --operation ROUNDS >= 4 (the first rounds are warm-up)", file=sys.stderr)
         return 2
-    for line in run(args.chain, args.households, args.batch, args.worst_case, args.operation, args.settle):
+    if args.group < 1:
+        print("need --group >= 1", file=sys.stderr)
+        return 2
+    for line in run(args.chain, args.households, args.batch, args.worst_case, args.operation, args.settle,
+                    args.group):  # fmt: skip
         print(line, flush=True)
     return 0

@@ -235,6 +235,18 @@ class Market:
         fn = self.contract.functions.settleByMeters([window], items)
         return self.sender.send(f"meters:{key}", fn)
 
+    def settle_windows(self, key: str, windows: list[tuple], items: list[tuple]) -> TxRecord:
+        """A keeper's `settleByMeters`: every household's window of one delivery window and every agreement
+        on it, each item (terms, seller's window index, buyer's window index)."""
+        return self.sender.send(key, self.contract.functions.settleByMeters(windows, items))
+
+    def evidence_of(self, terms: Terms) -> tuple[bool, bool]:
+        """(seller's, buyer's) meter figure recorded on chain for an agreement still waiting for the other."""
+        raw = self.sender.call(
+            self.contract.functions.evidenceOf(bytes.fromhex(self.agreement_id(terms)[2:]))
+        )
+        return bool(raw[0]), bool(raw[1])
+
     def reclaim(self, terms: Terms) -> TxRecord:
         fn = self.contract.functions.reclaim(terms.as_tuple())
         return self.sender.send(f"reclaim:{self.agreement_id(terms)}", fn)

@@ -60,6 +60,9 @@ class AgentConfig:
     provider_fallback: str = "grid"  # "grid": import/export at the tariff; "contract": tradeWithProvider
     report_delay_s: float = 60.0  # after a window ends, before the seller reports
     confirm_wait_s: float = 60.0  # how long the buyer waits for the seller's report before reporting alone
+    keeper_grace_s: float = (
+        0.0  # a community keeper batches windows: send our own only this long after the end
+    )
     fixed_net_wh: int | None = None  # demos and tests: a fixed net demand per window (negative = surplus)
     strategy: str = "fixed"  # "fixed": seller/buyer tables; "learned": the policy file learned as in Kröhling et al. decides per window
     policy: Path | None = None  # the learned policy (default: the shipped eip_policy.json)
@@ -131,11 +134,33 @@ class LoansConfig:
 
 
 @dataclass(frozen=True)
+class KeeperConfig:
+    """`[keeper]`: this gateway (its account holds KEEPER_ROLE) settles every household's window in one call."""
+
+    settle_delay_s: float = 30.0  # after a window ends, how long statements may arrive before the call
+    group_windows: int = 1  # consecutive windows settled in one call (cheaper; gateways' grace must cover it)
+
+
+@dataclass(frozen=True)
 class TradingConfig:
     community: CommunityConfig
     agent: AgentConfig
     chain: ChainConfig
     loans: LoansConfig | None = None
+    keeper: KeeperConfig | None = None
+
+
+def parse_keeper(table: Mapping[str, Any]) -> KeeperConfig:
+    s = "keeper"
+    _unknown(s, table, set(KeeperConfig.__dataclass_fields__))
+    d = KeeperConfig()
+    delay = _positive(
+        s, "settle_delay_s", float(_get(table, s, "settle_delay_s", (int, float), d.settle_delay_s)), True
+    )
+    group = _get(table, s, "group_windows", int, d.group_windows)
+    if not 1 <= group <= 24:
+        raise ConfigError("keeper.group_windows", f"must be 1..24, got {group}")
+    return KeeperConfig(settle_delay_s=delay, group_windows=group)
 
 
 _get = get
@@ -266,6 +291,7 @@ def parse_agent(table: Mapping[str, Any], base: Path | None = None) -> AgentConf
         provider_fallback=fallback,
         report_delay_s=_positive(s, "report_delay_s", float(_get(table, s, "report_delay_s", (int, float), d.report_delay_s)), True),
         confirm_wait_s=_positive(s, "confirm_wait_s", float(_get(table, s, "confirm_wait_s", (int, float), d.confirm_wait_s)), True),
+        keeper_grace_s=_positive(s, "keeper_grace_s", float(_get(table, s, "keeper_grace_s", (int, float), d.keeper_grace_s)), True),
         fixed_net_wh=fixed,
         strategy=strategy,
         policy=policy,
@@ -409,12 +435,14 @@ def parse_trading_config(tables: dict[str, dict], base_dir: Path) -> TradingConf
             raise ConfigError(name, "missing: trading needs [community], [agent] and [chain]")
         if not isinstance(tables[name], dict):
             raise ConfigError(name, "must be a table")
-    loans = tables.get("loans")
-    if loans is not None and not isinstance(loans, dict):
-        raise ConfigError("loans", "must be a table")
+    loans, keeper = tables.get("loans"), tables.get("keeper")
+    for name, value in (("loans", loans), ("keeper", keeper)):
+        if value is not None and not isinstance(value, dict):
+            raise ConfigError(name, "must be a table")
     return TradingConfig(
         community=parse_community(tables["community"], base_dir),
         agent=parse_agent(tables["agent"], base_dir),
         chain=parse_chain(tables["chain"], base_dir),
         loans=parse_loans(loans) if loans is not None else None,
+        keeper=parse_keeper(keeper) if keeper is not None else None,
     )

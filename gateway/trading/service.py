@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
@@ -27,8 +28,9 @@ from gateway.chain.market import Market, market_abi
 from gateway.chain.sender import GWEI, SenderPolicy, TxSender
 from gateway.trading.agent import Agent
 from gateway.trading.chainrun import ChainRunner
-from gateway.trading.config import TradingConfig
+from gateway.trading.config import CommunityConfig, TradingConfig
 from gateway.trading.inbox import Inbox
+from gateway.trading.keeper import Keeper, KeeperBook, encode_publication, meters_filter, meters_topic
 from gateway.trading.observer import TradeObserver
 from gateway.trading.ports import (
     AgentEvents,
@@ -42,6 +44,7 @@ from gateway.trading.roster import Roster
 from gateway.trading.settlement import OPEN_STATES, Anchorer, MeterEvidence, Settler, Timing, evidence_for
 from gateway.trading.transport import Transport, community_tls
 from gridpact.core.clock import Clock
+from gridpact.core.config import SecretRef, read_secret
 from gridpact.core.eip712 import Domain
 from gridpact.core.tariff import Tariff
 
@@ -137,7 +140,10 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
                           account.address, cfg.community.username, cfg.community.password_file,
                           community_tls(cfg.community))  # fmt: skip
     settler = Settler(
-        market, journal, Timing(cfg.agent.report_delay_s, cfg.agent.confirm_wait_s), counters.count
+        market,
+        journal,
+        Timing(cfg.agent.report_delay_s, cfg.agent.confirm_wait_s, cfg.agent.keeper_grace_s),
+        counters.count,
     )
     anchorer = Anchorer(market, journal, counters.count)
     wake = asyncio.Event()
@@ -220,6 +226,18 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
                 roster_loop(roster, runner, clock, cfg.community.roster_refresh_s), name="trading.roster"
             )
             tg.create_task(balance_loop(), name="trading.balance")
+            tg.create_task(publish_statements(journal, deps.store, transport, clock,
+                                              meters_topic(cfg.community.topic_prefix, cfg.community.id, account.address),
+                                              max(0.2, min(5.0, cfg.agent.window_s / 10)), account.address),
+                           name="trading.statements")  # fmt: skip
+            if cfg.keeper is not None:  # this gateway holds KEEPER_ROLE: it batches every household's window
+                keeper = Keeper(market, KeeperBook(), counters.count)
+                tg.create_task(
+                    run_keeper(
+                        keeper, runner, clock, cfg.community, cfg.keeper.settle_delay_s, account.address
+                    ),
+                    name="trading.keeper",
+                )
             if cfg.loans is not None:  # energy loans (gateway/trading/loanagent.py)
                 from gateway.trading.loanagent import LoanDeps, run_loans
 
@@ -339,3 +357,90 @@ async def anchor_loop(anchorer: Anchorer, journal: Journal, store: ReadingSource
             next_hour += HOUR
             journal.set("anchor_next", str(next_hour))
         await clock.sleep(min(60.0, max(1.0, next_hour + HOUR + delay_s - clock.now())))
+
+
+async def publish_statements(
+    journal: Journal,
+    store: ReadingSource,
+    transport: Transport,
+    clock: Clock,
+    topic: str,
+    every_s: float,
+    me: str,
+) -> None:
+    """Publish our meter's signed statement of each finished hour with our open agreements on it (retained),
+    for the community keeper (gateway/trading/keeper.py); once per window end, then again after a restart."""
+    published: set[int] = set()
+    while True:
+        now = clock.now()
+        by_end: dict[int, list[dict[str, Any]]] = {}
+        for rec in journal.agreements("submitted"):
+            start, end = int(rec.terms["deliveryStart"]), int(rec.terms["deliveryEnd"])
+            if end <= now and end not in published and not start % HOUR and end - start == HOUR:
+                by_end.setdefault(end, []).append(dict(rec.terms))
+        for end, terms in sorted(by_end.items()):
+            evidence = evidence_for(terms[0], store.statement_at)
+            if evidence is None:
+                continue  # the node's statement has not arrived yet: next pass
+            payload = encode_publication(me, evidence.last, evidence.first, terms)
+            if await transport.publish_to(topic, payload, retain=True):
+                published.add(end)
+        await clock.sleep(every_s)
+
+
+async def run_keeper(
+    keeper: Keeper,
+    runner: ChainRunner,
+    clock: Clock,
+    c: CommunityConfig,
+    delay: float,
+    me: str,
+    group: int = 1,
+) -> None:
+    """Collect every household's publication from the community broker, settle each window once."""
+    password = (
+        read_secret(SecretRef("community.password_file", c.password_file)).decode()
+        if c.password_file
+        else None
+    )
+    backoff = 0.5
+    while True:
+        try:
+            async with aiomqtt.Client(c.host, c.port, username=c.username, password=password,
+                                      identifier=f"gridpact-keeper-{me.lower()[2:14]}", keepalive=30,
+                                      tls_params=community_tls(c)) as client:  # fmt: skip
+                await client.subscribe(meters_filter(c.topic_prefix, c.id), qos=1)
+                backoff = 0.5
+                log.info("event=keeper_connected")
+                inbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
+
+                async def receive(inbox: asyncio.Queue[bytes] = inbox) -> None:
+                    async for message in client.messages:
+                        payload = message.payload
+                        if isinstance(payload, (bytes, bytearray)) and not inbox.full():
+                            inbox.put_nowait(bytes(payload))
+
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(receive(), name="trading.keeper.receive")
+                    while True:
+                        while not inbox.empty():
+                            try:
+                                reason = await runner.call(
+                                    keeper.accept, inbox.get_nowait(), int(clock.now())
+                                )
+                            except Exception as exc:  # an odd node answer: drop this message, keep the keeper
+                                reason = "error"
+                                log.warning("event=keeper_accept_error error=%s", str(exc)[:200])
+                            keeper.count(f"keeper_rejected_{reason}" if reason else "keeper_statement")
+                        ends = keeper.book.due(int(clock.now()), delay, group)
+                        if ends:
+                            try:
+                                await runner.call(keeper.settle, ends)
+                            except Exception as exc:  # the gateways' fallback settles what this missed
+                                keeper.count("keeper_failed")
+                                log.warning("event=keeper_failed end=%d error=%s", ends[-1], exc)
+                        await clock.sleep(0.5)
+        except aiomqtt.MqttError as exc:
+            log.warning("event=keeper_disconnected error=%s retry_s=%.1f", exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)

@@ -95,6 +95,18 @@ class Transport:
         raise_if_cancel_was_swallowed()
         return True
 
+    async def publish_to(self, topic: str, payload: bytes, retain: bool = False) -> bool:
+        """Best effort on a topic of its own (the meters' statements, retained for a restarting keeper)."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            return False
+        try:
+            await client.publish(topic, payload, qos=1, retain=retain)
+        except aiomqtt.MqttError:
+            return False
+        raise_if_cancel_was_swallowed()
+        return True
+
     async def run(
         self, deliver: Callable[[bytes], Awaitable[None]], rng: random.Random | None = None
     ) -> None:

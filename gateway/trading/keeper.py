@@ -1,0 +1,257 @@
+"""The community keeper: one `settleByMeters` call per delivery window, for every household in it.
+
+Each gateway publishes its meter node's device-signed hourly statement, with the terms of its open
+agreements on that window, to `PREFIX/COMMUNITY/v1/meters/<household>` (retained, so a keeper that
+restarts gets every household's latest). The statement authenticates itself: the keeper checks its
+signer against the meter key the community registered on chain (`meterOf`) and drops, and counts,
+anything else. The agreement terms are only a list of what to settle: the contract checks each one
+(open, delivered, the window its parties'), so a gateway that lies about them only gets its own
+items rejected. After a window ends (plus a short delay for the statements to arrive) the keeper
+sends one call with every household's window and every agreement on it, chained to the meter's
+previous window where it can (one statement per meter per hour). Gateways keep their own fallback:
+after `agent.keeper_grace_s` they send their own window themselves, so a silent keeper never stalls
+money (docs/keeper.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.chain.market import NO_WINDOW, Market, Status, Terms, terms_from_dict
+from gridpact.core.statement import (
+    FUTURE_SLACK_S,
+    WINDOW_S,
+    StatementRejected,
+    decode,
+    device_word,
+    reading_args,
+    recover_signer,
+)
+from gridpact.core.statement import NO_READING as _NO_READING
+
+log = logging.getLogger("gridpact.gateway.trading")
+
+MAX_PUBLICATION = 64 * 1024
+MAX_TERMS = 64
+
+
+def meters_topic(prefix: str, community: str, household: str) -> str:
+    return f"{prefix}/{community}/v1/meters/{household.lower()}"
+
+
+def meters_filter(prefix: str, community: str) -> str:
+    return f"{prefix}/{community}/v1/meters/+"
+
+
+@dataclass(frozen=True)
+class Publication:
+    """One household's signed statement at `end` (and the one at the window's start, when it has it)
+    with the terms of its agreements on the window that ends there."""
+
+    household: str
+    last: tuple[bytes, bytes]
+    first: tuple[bytes, bytes] | None
+    terms: tuple[Terms, ...]
+
+    @property
+    def end(self) -> int:
+        return decode(self.last[0]).window_end
+
+
+def encode_publication(
+    household: str, last: tuple[bytes, bytes], first: tuple[bytes, bytes] | None, terms: list[dict[str, Any]]
+) -> bytes:
+    """The JSON a gateway publishes (terms as the journal keeps them)."""
+
+    def pair(p: tuple[bytes, bytes] | None) -> dict[str, str] | None:
+        return None if p is None else {"stmt": p[0].hex(), "sig": p[1].hex()}
+
+    body = {"v": 1, "household": household.lower(), "last": pair(last), "first": pair(first), "terms": terms}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def parse_publication(payload: bytes) -> Publication:
+    """A publication's fields, shape-checked; signatures are checked against the chain later."""
+    if len(payload) > MAX_PUBLICATION:
+        raise StatementRejected("size", f"{len(payload)} bytes")
+    try:
+        obj = json.loads(payload)
+    except ValueError:
+        raise StatementRejected("json", "not JSON") from None
+    if not isinstance(obj, dict) or obj.get("v") != 1:
+        raise StatementRejected("version", "want an object with v=1")
+    household, terms = obj.get("household"), obj.get("terms")
+    if not isinstance(household, str) or not household.startswith("0x") or len(household) != 42:
+        raise StatementRejected("json", "household must be a 0x address")
+    if not isinstance(terms, list) or len(terms) > MAX_TERMS:
+        raise StatementRejected("json", f"terms must be a list of at most {MAX_TERMS}")
+    try:
+        last = _pair(obj.get("last"))
+        first = None if obj.get("first") is None else _pair(obj.get("first"))
+        parsed = tuple(terms_from_dict(t) for t in terms)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StatementRejected("json", str(exc)[:80]) from None
+    if last is None:
+        raise StatementRejected("json", "no statement")
+    return Publication(household.lower(), last, first, parsed)
+
+
+def _pair(value: Any) -> tuple[bytes, bytes]:
+    if not isinstance(value, dict):
+        raise StatementRejected("json", "statement must be an object")
+    raw, sig = bytes.fromhex(str(value["stmt"])), bytes.fromhex(str(value["sig"]))
+    decode(raw)
+    return raw, sig
+
+
+@dataclass
+class KeeperBook:
+    """What the keeper knows: per (household, window end) the verified statement, per end the agreements.
+
+    Pure: the meter key comes from the caller (the chain's `meterOf`). A statement not signed by the
+    household's registered meter, or dated off the hour or in the future, is counted and dropped."""
+
+    statements: dict[tuple[str, int], tuple[bytes, bytes]] = field(default_factory=dict)
+    agreements: dict[int, dict[tuple[str, int], Terms]] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    done: set[int] = field(default_factory=set)
+
+    def reject(self, reason: str) -> str:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        return reason
+
+    def add(self, pub: Publication, meter_key: str | None, now: int) -> str | None:
+        """Keep a publication's statements and terms; returns the rejection reason, or None."""
+        if not meter_key or int(meter_key, 16) == 0:
+            return self.reject("no_meter")
+        pairs = [p for p in (pub.first, pub.last) if p is not None]
+        for raw, sig in pairs:
+            try:
+                signer = recover_signer(raw, sig)
+            except StatementRejected as exc:
+                return self.reject(exc.reason)
+            if signer.lower() != meter_key.lower():
+                return self.reject("signer")
+            end = decode(raw).window_end
+            if end % WINDOW_S or end > now + FUTURE_SLACK_S:
+                return self.reject("time")
+        if pub.first is not None and decode(pub.first[0]).dev != decode(pub.last[0]).dev:
+            return self.reject("device")
+        for raw, sig in pairs:
+            self.statements[(pub.household, decode(raw).window_end)] = (raw, sig)
+        end = pub.end
+        if end in self.done:
+            return None
+        mine = [t for t in pub.terms if pub.household in (t.seller.lower(), t.buyer.lower())]
+        book = self.agreements.setdefault(end, {})
+        for t in mine:
+            if t.deliveryEnd == end and t.deliveryStart == end - WINDOW_S:
+                book[(t.seller.lower(), t.nonce)] = t
+        return None
+
+    def due(self, now: int, delay_s: float, group: int = 1) -> list[int]:
+        """Window ends to settle now, in one call: those with agreements, past their delay and not settled
+        yet, once `group` of them are waiting or the oldest has waited `group - 1` more hours."""
+        ready = sorted(
+            e for e, a in self.agreements.items() if a and e + delay_s <= now and e not in self.done
+        )
+        if not ready:
+            return []
+        if len(ready) >= group or ready[0] + (group - 1) * WINDOW_S + delay_s <= now:
+            return ready[:group]
+        return []
+
+    def plan(
+        self, ends: list[int], used_until: Callable[[str], int], provider: str, open_: Callable[[Terms], bool]
+    ) -> tuple[list[tuple], list[tuple]]:
+        """(windows, items) of the windows ending at `ends` (ascending): one MeterWindow per household with a
+        usable statement per window (chained when its meter's last used window, on chain or earlier in this
+        call, ends at the start), then every open agreement with its parties' window indices (NO_WINDOW for
+        the provider or a missing one)."""
+        windows: list[tuple] = []
+        items: list[tuple] = []
+        used: dict[str, int] = {}
+        for end in ends:
+            start = end - WINDOW_S
+            terms = [t for t in self.agreements.get(end, {}).values() if open_(t)]
+            people = sorted({p.lower() for t in terms for p in (t.seller, t.buyer)} - {provider.lower()})
+            index: dict[str, int] = {}
+            for who in people:
+                last = self.statements.get((who, end))
+                if last is None:
+                    continue
+                if who not in used:
+                    used[who] = used_until(who)
+                if used[who] > start:
+                    continue  # this window (or a later one) counted already
+                first = None if used[who] == start else self.statements.get((who, start))
+                if used[who] != start and first is None:
+                    self.reject("no_start")
+                    continue
+                index[who] = len(windows)
+                used[who] = end
+                windows.append(
+                    (
+                        _checksum(who),
+                        device_word(decode(last[0]).dev),
+                        start,
+                        end,
+                        _NO_READING if first is None else reading_args(*first),
+                        reading_args(*last),
+                    )
+                )
+            for t in sorted(terms, key=lambda t: (t.seller.lower(), t.nonce)):
+                s, b = index.get(t.seller.lower(), NO_WINDOW), index.get(t.buyer.lower(), NO_WINDOW)
+                if s != NO_WINDOW or b != NO_WINDOW:
+                    items.append((t.as_tuple(), s, b))
+        return windows, items
+
+
+def _checksum(address: str) -> str:
+    from eth_utils.address import to_checksum_address
+
+    return to_checksum_address(address)
+
+
+class Keeper:
+    """The chain side of the keeper; every method runs in the chain thread (blocking calls)."""
+
+    def __init__(self, market: Market, book: KeeperBook, count: Callable[[str], None]) -> None:
+        self.market = market
+        self.book = book
+        self.count = count
+
+    def meter_key(self, household: str) -> str | None:
+        return str(self.market.sender.call(self.market.contract.functions.meterOf(_checksum(household)))[0])
+
+    def accept(self, payload: bytes, now: int) -> str | None:
+        """Parse, verify against the on-chain meter key and keep; the rejection reason, or None."""
+        try:
+            pub = parse_publication(payload)
+        except StatementRejected as exc:
+            return self.book.reject(exc.reason)
+        return self.book.add(pub, self.meter_key(pub.household), now)
+
+    def settle(self, ends: list[int]) -> int:
+        """One `settleByMeters` for the windows ending at `ends`; the number of agreements it carried."""
+        provider = str(self.market.contract.functions.provider().call()[0])
+
+        def open_(t: Terms) -> bool:
+            return self.market.agreement(t).status in (Status.ACTIVE, Status.DISPUTED)
+
+        windows, items = self.book.plan(ends, self.market.meter_used_until, provider, open_)
+        for end in ends:
+            self.book.done.add(end)
+            self.book.agreements.pop(end, None)
+        if not items:
+            return 0
+        record = self.market.settle_windows(f"keeper:{ends[0]}:{ends[-1]}", windows, items)
+        receipt = self.market.sender.wait(record.key)
+        self.count("keeper_settled" if receipt.status == 1 else "keeper_failed")
+        log.info("event=keeper_settled end=%d windows=%d items=%d gas=%d", ends[-1], len(windows), len(items),
+                 receipt.gas_used)  # fmt: skip
+        return len(items)

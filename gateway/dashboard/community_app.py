@@ -169,30 +169,34 @@ def create_community_app(c: CommunityApp) -> Starlette:
     async def address(request: Request) -> Response:
         return await household(request)
 
+    def refused(request: Request, session: Session, exc: ActionError) -> Response:
+        """The confirmation page saying why the action cannot go ahead (nothing was signed)."""
+        return page(
+            request, session, "confirm.html", action=None, error=str(exc), token="", refusal=None, status=400
+        )
+
+    def operator_refusal(session: Session) -> Response | None:
+        """Why this session may not act on the Market, or None when it may."""
+        if not _is_operator(session):
+            return forbidden("only the community operator acts on the Market")
+        if c.operator is None:
+            return PlainTextResponse("409: this dashboard has no operator key configured", 409)
+        return None
+
     async def action(request: Request) -> Response:
         checked = await web.csrf_form(request)
         if isinstance(checked, Response):
             return checked
         session, form = checked
-        if not _is_operator(session):
-            return forbidden("only the community operator acts on the Market")
-        if c.operator is None:
-            return PlainTextResponse("409: this dashboard has no operator key configured", 409)
+        if (no := operator_refusal(session)) is not None:
+            return no
+        assert c.operator is not None  # operator_refusal answered a dashboard without one
         kind = str(request.path_params["kind"])
         fields = {k: str(v) for k, v in form.items()}
         try:
             act = parse_action(kind, fields, c.site.disputed_terms())
         except ActionError as exc:
-            return page(
-                request,
-                session,
-                "confirm.html",
-                action=None,
-                error=str(exc),
-                token="",
-                refusal=None,
-                status=400,
-            )
+            return refused(request, session, exc)
         evidence = c.site.agreement(fields.get("agreement", "").lower()) if kind == "resolve" else None
         refusal = await asyncio.to_thread(c.operator.dry_run, act.function, act.args)
         token = confirmations.issue(act, session.csrf)
@@ -213,24 +217,14 @@ def create_community_app(c: CommunityApp) -> Starlette:
         if isinstance(checked, Response):
             return checked
         session, form = checked
-        if not _is_operator(session):
-            return forbidden("only the community operator acts on the Market")
-        if c.operator is None:
-            return PlainTextResponse("409: this dashboard has no operator key configured", 409)
+        if (no := operator_refusal(session)) is not None:
+            return no
+        assert c.operator is not None  # operator_refusal answered a dashboard without one
         try:
             kind, fields, token_id = confirmations.read(str(form.get("token", "")), session.csrf)
             act = parse_action(kind, fields, c.site.disputed_terms())
         except ActionError as exc:
-            return page(
-                request,
-                session,
-                "confirm.html",
-                action=None,
-                error=str(exc),
-                token="",
-                refusal=None,
-                status=400,
-            )
+            return refused(request, session, exc)
         outcome = await asyncio.to_thread(
             c.operator.send, f"operator:{kind}:{token_id}", act.function, act.args
         )

@@ -28,6 +28,8 @@ from gridpact.core.statement import (
     StatementRejected,
     decode,
     device_word,
+    json_object,
+    parse_pair,
     reading_args,
     recover_signer,
 )
@@ -76,14 +78,7 @@ def encode_publication(
 
 def parse_publication(payload: bytes) -> Publication:
     """A publication's fields, shape-checked; signatures are checked against the chain later."""
-    if len(payload) > MAX_PUBLICATION:
-        raise StatementRejected("size", f"{len(payload)} bytes")
-    try:
-        obj = json.loads(payload)
-    except ValueError:
-        raise StatementRejected("json", "not JSON") from None
-    if not isinstance(obj, dict) or obj.get("v") != 1:
-        raise StatementRejected("version", "want an object with v=1")
+    obj = json_object(payload, MAX_PUBLICATION)
     household, terms = obj.get("household"), obj.get("terms")
     if not isinstance(household, str) or not household.startswith("0x") or len(household) != 42:
         raise StatementRejected("json", "household must be a 0x address")
@@ -100,11 +95,8 @@ def parse_publication(payload: bytes) -> Publication:
     return Publication(household.lower(), last, first, parsed)
 
 
-def _pair(value: Any) -> tuple[bytes, bytes]:
-    if not isinstance(value, dict):
-        raise StatementRejected("json", "statement must be an object")
-    raw, sig = bytes.fromhex(str(value["stmt"])), bytes.fromhex(str(value["sig"]))
-    decode(raw)
+def _pair(value: object) -> tuple[bytes, bytes]:
+    _, raw, sig = parse_pair(value)
     return raw, sig
 
 

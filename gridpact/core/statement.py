@@ -141,9 +141,9 @@ def device_word(dev: str) -> bytes:
     return raw.ljust(32, b"\0")
 
 
-def parse_message(payload: bytes) -> tuple[Statement, bytes, bytes]:
-    """The MQTT payload on .../statement -> (statement, its bytes, r||s||v); signer not checked yet."""
-    if len(payload) > MAX_MESSAGE:
+def json_object(payload: bytes, limit: int) -> dict:
+    """A versioned JSON object (`v` = 1) of at most `limit` bytes, or StatementRejected."""
+    if len(payload) > limit:
         raise StatementRejected("size", f"message of {len(payload)} bytes")
     try:
         obj = json.loads(payload)
@@ -151,6 +151,13 @@ def parse_message(payload: bytes) -> tuple[Statement, bytes, bytes]:
         raise StatementRejected("json", "not JSON") from None
     if not isinstance(obj, dict) or obj.get("v") != 1:
         raise StatementRejected("version", "want an object with v=1")
+    return obj
+
+
+def parse_pair(obj: object) -> tuple[Statement, bytes, bytes]:
+    """`{"stmt": hex, "sig": hex}` -> (statement, its bytes, r||s||v); signer not checked yet."""
+    if not isinstance(obj, dict):
+        raise StatementRejected("json", "statement must be an object")
     raw_hex, sig_hex = obj.get("stmt"), obj.get("sig")
     if not isinstance(raw_hex, str) or not isinstance(sig_hex, str):
         raise StatementRejected("json", "stmt and sig must be hex strings")
@@ -160,6 +167,11 @@ def parse_message(payload: bytes) -> tuple[Statement, bytes, bytes]:
         raise StatementRejected("json", "odd-length hex")
     raw, sig = bytes.fromhex(raw_hex), bytes.fromhex(sig_hex)
     return decode(raw), raw, sig
+
+
+def parse_message(payload: bytes) -> tuple[Statement, bytes, bytes]:
+    """The MQTT payload on .../statement -> (statement, its bytes, r||s||v); signer not checked yet."""
+    return parse_pair(json_object(payload, MAX_MESSAGE))
 
 
 def verify_message(payload: bytes, meter_address: str) -> Statement:

@@ -25,16 +25,23 @@ def test_sim_layers_stat_line_with_spaces_and_parens_in_the_name() -> None:
 
 
 def test_sim_layers_a_busy_named_thread_is_booked_to_its_layer() -> None:
+    spun = threading.Event()
+    release = threading.Event()
+
     def spin() -> None:
-        end = time.process_time() + 0.3
-        while time.process_time() < end:
+        end = time.thread_time() + 0.3
+        while time.thread_time() < end:
             pass
+        spun.set()
+        release.wait(10)  # alive until sampled: a loaded machine may not run the sampler while it spins
 
     with LayerCpu(every_s=0.05) as cpu:
         t = threading.Thread(target=spin, name="gridpact-agents")
         t.start()
+        assert spun.wait(30)
+        cpu.sample()
+        release.set()
         t.join()
-        time.sleep(0.1)
     secs = cpu.seconds()
     assert secs["trading"] >= 0.1, secs
     assert secs["firmware"] == 0.0, secs

@@ -228,11 +228,14 @@ async def _watch_broker(cfg: Any, site: Any, hub: Any) -> None:
             async with aiomqtt.Client(cfg.host, cfg.port, username=cfg.username, password=password,
                                       identifier=f"gridpact-dashboard-{int(time.time() * 1000) % 10**9}",
                                       keepalive=30, tls_params=community_tls(cfg)) as client:  # fmt: skip
-                await client.subscribe(f"{cfg.topic_prefix}/{cfg.id}/v1/#", qos=0)
+                wanted = f"{cfg.topic_prefix}/{cfg.id}/v1/#"
+                await client.subscribe(wanted, qos=0)
                 backoff = 0.5
                 async for message in client.messages:
                     payload = message.payload
-                    if not isinstance(payload, (bytes, bytearray)):
+                    # amqtt hands a new subscriber retained messages of other topics (the meters'
+                    # status): not a peer message, so neither shown nor counted as refused
+                    if not isinstance(payload, (bytes, bytearray)) or not message.topic.matches(wanted):
                         continue
                     members = {m.lower() for m in site.snapshot.get("participants", [])}
                     try:

@@ -53,6 +53,10 @@ class ProfileForecaster:
     def net_demand(self, start: int, steps: int, step_s: int) -> np.ndarray:
         if start < self.t0 or start + steps * step_s > self.t_end:
             raise ValueError("outside the simulated span")
+        return self.profile_net(start, steps, step_s)
+
+    def profile_net(self, start: int, steps: int, step_s: int) -> np.ndarray:
+        """The same figures without the span check (the dashboard draws the next 24 h, past the run's end)."""
         t = start + step_s * (np.arange(steps) + 0.5)
         load, pv = self.profile.at_times(t)
         return np.asarray(load, dtype=np.float64) - np.asarray(pv, dtype=np.float64)

@@ -56,7 +56,7 @@ class GatewaySource:
             return [float(v) for v in self.gateway.store.net_power(start, steps, step_s)]
 
     def forecast(self, start: int, steps: int, step_s: int) -> list[float]:
-        return [float(v) for v in self.forecaster.net_demand(start, steps, step_s)]
+        return [float(v) for v in self.forecaster.profile_net(start, steps, step_s)]
 
 
 def _say(line: str) -> None:

@@ -130,17 +130,16 @@ class SimDashboard:
             self._ready.set()
 
     async def _serve(self, world: AgentWorld, rpc_url: str, accounts_path: Path) -> None:
-        from web3 import Web3
-
         from gateway.dashboard.auth import AccountStore
         from gateway.dashboard.community_server import Listen, serve_community
+        from gateway.dashboard.rpc import RpcChain
         from gateway.dashboard.server import serve_households
         from gateway.trading.config import parse_community
 
         assert world.chain is not None
         self._loop = asyncio.get_running_loop()
         self._main = asyncio.current_task()
-        w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+        chain = RpcChain(rpc_url, 30.0)  # the read path `gridpact dashboard run` takes
         state = accounts_path.parent
         community = parse_community(
             {"id": "simulate", "host": world.broker_host, "port": world.broker_port}, state
@@ -168,7 +167,7 @@ class SimDashboard:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(
                     serve_community(
-                        w3, world.chain.market.address, listen, community=community, started=up[0]
+                        chain, world.chain.market.address, listen, community=community, started=up[0]
                     )
                 )
                 households_app = serve_households(

@@ -8,10 +8,8 @@ transaction instead of a new one. Terms are signed as EIP-712 typed data with th
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from enum import IntEnum
-from pathlib import Path
 from typing import Any
 
 from eth_account import Account
@@ -20,14 +18,14 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from web3 import Web3
 
+from gateway.chain.abis import SHIPPED_ABI as SHIPPED_ABI  # re-exported: the ABIs live apart from web3
+from gateway.chain.abis import SHIPPED_ABIS as SHIPPED_ABIS
+from gateway.chain.abis import SHIPPED_LOANS_ABI as SHIPPED_LOANS_ABI
+from gateway.chain.abis import market_abi as market_abi
 from gateway.chain.journal import TxRecord
 from gateway.chain.sender import TxSender
 from gridpact.core import settlement
 from gridpact.core.eip712 import TERMS_NAMES, Domain, Terms, agreement_id, compact, typed_data
-
-SHIPPED_ABI = Path(__file__).with_name("market_abi.json")
-SHIPPED_LOANS_ABI = Path(__file__).with_name("loans_abi.json")
-SHIPPED_ABIS = {"Market": SHIPPED_ABI, "MarketLoans": SHIPPED_LOANS_ABI}
 
 
 class Status(IntEnum):
@@ -52,20 +50,6 @@ class AgreementView:
     buyer_reported: bool
     seller_wh: int
     buyer_wh: int
-
-
-def market_abi(name: str = "Market") -> list[dict]:
-    """A contract's ABI (`Market` or `MarketLoans`): the built artifact when present (dev checkouts),
-    else the copy shipped here."""
-    try:
-        from contracts.build import ARTIFACTS
-
-        built = ARTIFACTS / f"{name}.json"
-        if built.exists():
-            return json.loads(built.read_text())["abi"]
-    except ImportError:
-        pass
-    return json.loads(SHIPPED_ABIS[name].read_text())
 
 
 def terms_from_dict(d: dict[str, Any]) -> Terms:

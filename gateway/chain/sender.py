@@ -30,22 +30,12 @@ from gateway.chain.errors import (
     revert_data_of,
 )
 from gateway.chain.journal import TX_MINED, TX_PENDING, TX_REVERTED, Journal, TxRecord
+from gateway.chain.policy import GWEI, SenderPolicy
 
 log = logging.getLogger("gridpact.gateway.chain")
 
-GWEI = 10**9
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class SenderPolicy:
-    """Gas and fee policy: estimate x margin, EIP-1559 fees capped so a spike cannot drain the key."""
-
-    gas_margin: float = 1.25
-    priority_fee_wei: int = 1 * GWEI
-    max_fee_wei: int = 200 * GWEI
-    receipt_timeout_s: float = 60.0
-    poll_s: float = 0.1
+__all__ = ["GWEI", "Receipt", "SenderPolicy", "TxSender"]
 
 
 @dataclass(frozen=True)

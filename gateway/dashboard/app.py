@@ -2,12 +2,14 @@
 
 Sign-in, sessions, CSRF and the security headers come from `gateway.dashboard.web` (shared with
 the community view). A household account may open only its own household's pages (403).
+One app serves one household (a gateway) or several (`gridpact simulate --dashboard` mounts every
+household of the run on one server; the operator role sees the list of them at `/households`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from gateway.dashboard.auth import AccountStore, Session
+from gateway.dashboard.auth import Account, AccountStore, Session
 from gateway.dashboard.live import LiveHub
 from gateway.dashboard.web import COOKIE, SECURITY_HEADERS, WebAuth, sse, vendor_dir
 
@@ -35,23 +37,45 @@ class HouseholdSite:
     now: Callable[[], float] = time.time
 
 
-def create_app(site: HouseholdSite) -> Starlette:
-    web = WebAuth(site.accounts, lambda account: f"/household/{account.household}", site.secure_cookies)
+def create_app(site: HouseholdSite | Sequence[HouseholdSite]) -> Starlette:
+    """The app of one household's site, or of several on one server (all sharing one account store)."""
+    sites = {s.gateway_id: s for s in ([site] if isinstance(site, HouseholdSite) else site)}
+    first = next(iter(sites.values()))
 
-    def authorise(request: Request) -> tuple[Session | None, Response | None]:
+    def landing(account: Account) -> str:
+        if account.role == "operator" and account.household not in sites:
+            return "/households"
+        return f"/household/{account.household}"
+
+    web = WebAuth(first.accounts, landing, first.secure_cookies)
+
+    def authorise(request: Request) -> tuple[Session | None, HouseholdSite | None, Response | None]:
         session = web.session_of(request)
         if session is None:
-            return None, RedirectResponse("/login", 303)
+            return None, None, RedirectResponse("/login", 303)
         household = request.path_params["household"]
         if not session.account.may_see(household):
-            return session, PlainTextResponse("403: this household's pages are private", 403)
-        if household != site.gateway_id:
-            return session, PlainTextResponse("404: no such household on this gateway", 404)
-        return session, None
+            return session, None, PlainTextResponse("403: this household's pages are private", 403)
+        found = sites.get(household)
+        if found is None:
+            return session, None, PlainTextResponse("404: no such household on this gateway", 404)
+        return session, found, None
+
+    async def households_page(request: Request) -> Response:
+        session = web.session_of(request)
+        if session is None:
+            return RedirectResponse("/login", 303)
+        if session.account.role != "operator":
+            return PlainTextResponse("403: the list of households is the operator's", 403)
+        return web.page(
+            request,
+            "households.html",
+            {"session": session, "account": session.account, "households": sorted(sites)},
+        )
 
     async def household_page(request: Request) -> Response:
-        session, refused = authorise(request)
-        if refused is not None or session is None:
+        session, site, refused = authorise(request)
+        if refused is not None or session is None or site is None:
             return refused or RedirectResponse("/login", 303)
         data = site.snapshot(site.now())
         return web.page(
@@ -59,19 +83,20 @@ def create_app(site: HouseholdSite) -> Starlette:
         )
 
     async def household_json(request: Request) -> Response:
-        session, refused = authorise(request)
-        if refused is not None or session is None:
+        session, site, refused = authorise(request)
+        if refused is not None or session is None or site is None:
             return refused or RedirectResponse("/login", 303)
         return JSONResponse(site.snapshot(site.now()))
 
     async def household_events(request: Request) -> Response:
-        _, refused = authorise(request)
-        if refused is not None:
-            return refused
+        _, site, refused = authorise(request)
+        if refused is not None or site is None:
+            return refused or RedirectResponse("/login", 303)
         return sse(site.hub)
 
     routes = [
         *web.routes(),
+        Route("/households", households_page),
         Route("/household/{household}", household_page),
         Route("/household/{household}/data.json", household_json),
         Route("/household/{household}/events", household_events),

@@ -18,6 +18,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 import time
 import tomllib
 from collections.abc import Callable
@@ -123,7 +124,7 @@ def load_dashboard_config(path: Path) -> CommunityDashboardConfig:
 
 def artifact_abis() -> dict[str, list[dict[str, Any]]]:
     """Every built contract's ABI (contracts/artifacts), else the Market ABI the gateway ships."""
-    from gateway.chain.market import market_abi
+    from gateway.chain.abis import market_abi
 
     abis: dict[str, list[dict[str, Any]]] = {}
     try:
@@ -138,20 +139,55 @@ def artifact_abis() -> dict[str, list[dict[str, Any]]]:
     return abis
 
 
+def sending_web3(chain: Any) -> Any:
+    """The web3.Web3 an operator's action is sent with: the caller's own, or one made for an RpcChain."""
+    from gateway.dashboard.rpc import RpcChain
+
+    return chain.web3() if isinstance(chain, RpcChain) else chain
+
+
+class _LazySender:
+    """The TxSender and Market contract, made on the first action (web3 loads only when someone acts)."""
+
+    def __init__(
+        self,
+        chain: Any,
+        account: Any,
+        policy: Any,
+        journal: Path,
+        market_address: str,
+        abi: list[dict[str, Any]],
+    ) -> None:
+        self.args = (chain, account, policy, journal, market_address, abi)
+        self.lock = threading.Lock()
+        self.made: tuple[Any, Any] | None = None
+
+    def get(self) -> tuple[Any, Any]:
+        """(TxSender, the Market contract); both made once, under a lock (actions run in worker threads)."""
+        from gateway.chain.journal import Journal
+        from gateway.chain.sender import TxSender
+
+        with self.lock:
+            if self.made is None:
+                chain, account, policy, journal, market_address, abi = self.args
+                w3 = sending_web3(chain)
+                sender = TxSender(w3, account, Journal(journal), abi, policy)
+                self.made = (sender, w3.eth.contract(address=market_address, abi=abi))
+            return self.made
+
+
 def _operator(
-    account: Any, policy: Any, journal: Path, w3: Any, market_address: str, abi: list[dict[str, Any]]
+    account: Any, policy: Any, journal: Path, chain: Any, market_address: str, abi: list[dict[str, Any]]
 ) -> Any:
     """The operator's sender: dry runs and journaled, idempotent sends through the gateway's TxSender."""
     from gateway.chain.errors import ChainError, RevertError
-    from gateway.chain.journal import Journal
-    from gateway.chain.sender import TxSender
     from gateway.dashboard.community_app import OperatorSend
 
-    sender = TxSender(w3, account, Journal(journal), abi, policy)
-    contract = w3.eth.contract(address=market_address, abi=abi)
+    lazy = _LazySender(chain, account, policy, journal, market_address, abi)
 
     def dry_run(function: str, args: tuple[Any, ...]) -> str | None:
         try:
+            sender, contract = lazy.get()
             sender.call(contract.functions[function](*args))
         except RevertError as exc:
             return str(exc)
@@ -161,6 +197,7 @@ def _operator(
 
     def send(key: str, function: str, args: tuple[Any, ...]) -> dict[str, Any]:
         try:
+            sender, contract = lazy.get()
             record = sender.send(key, contract.functions[function](*args))
             receipt = sender.wait(key)
         except RevertError as exc:
@@ -228,11 +265,14 @@ async def _watch_broker(cfg: Any, site: Any, hub: Any) -> None:
             async with aiomqtt.Client(cfg.host, cfg.port, username=cfg.username, password=password,
                                       identifier=f"gridpact-dashboard-{int(time.time() * 1000) % 10**9}",
                                       keepalive=30, tls_params=community_tls(cfg)) as client:  # fmt: skip
-                await client.subscribe(f"{cfg.topic_prefix}/{cfg.id}/v1/#", qos=0)
+                wanted = f"{cfg.topic_prefix}/{cfg.id}/v1/#"
+                await client.subscribe(wanted, qos=0)
                 backoff = 0.5
                 async for message in client.messages:
                     payload = message.payload
-                    if not isinstance(payload, (bytes, bytearray)):
+                    # amqtt hands a new subscriber retained messages of other topics (the meters'
+                    # status): not a peer message, so neither shown nor counted as refused
+                    if not isinstance(payload, (bytes, bytearray)) or not message.topic.matches(wanted):
                         continue
                     members = {m.lower() for m in site.snapshot.get("participants", [])}
                     try:
@@ -253,16 +293,39 @@ async def _watch_broker(cfg: Any, site: Any, hub: Any) -> None:
             backoff = min(backoff * 2, 30)
 
 
-def _facts(w3: Any, market: Any) -> Any:
+def read_view(eth: Any, address: str, abi: list[dict[str, Any]], name: str) -> tuple[Any, ...]:
+    """A view function without arguments, called with eth_call and decoded with eth-abi (no web3 needed)."""
+    from eth_abi.abi import decode
+    from eth_utils.abi import function_abi_to_4byte_selector
+    from eth_utils.address import to_checksum_address
+
+    from gateway.dashboard.abi import abi_type
+
+    entry = next(
+        e for e in abi if e.get("type") == "function" and e.get("name") == name and not e.get("inputs")
+    )
+    selector = bytes(function_abi_to_4byte_selector(entry))  # type: ignore[arg-type]
+    raw = eth.call({"to": address, "data": "0x" + selector.hex()})
+    values = decode([abi_type(o) for o in entry["outputs"]], bytes(raw))
+    # addresses checksummed, as web3's contract calls give them
+    return tuple(
+        to_checksum_address(v) if o["type"] == "address" else v
+        for o, v in zip(entry["outputs"], values, strict=True)
+    )
+
+
+def _facts(eth: Any, market: str, abi: list[dict[str, Any]]) -> Any:
     from gateway.dashboard.community_site import ChainFacts
 
-    provider, buy, sell = market.functions.provider().call()
-    params = tuple(int(x) for x in market.functions.params().call())
+    provider, buy, sell = read_view(eth, market, abi, "provider")
+    params = tuple(int(x) for x in read_view(eth, market, abi, "params"))
     zero = int(provider, 16) == 0
     return ChainFacts(None if zero else provider, int(buy), int(sell), params)  # type: ignore[arg-type]
 
 
-async def _index_loop(index: Any, site: Any, hub: Any, w3: Any, market: Any) -> None:
+async def _index_loop(
+    index: Any, site: Any, hub: Any, eth: Any, market: str, abi: list[dict[str, Any]]
+) -> None:
     """Extend the index as blocks come; after a change, rebuild the snapshot and push it."""
     failing = False
     while True:
@@ -275,7 +338,7 @@ async def _index_loop(index: Any, site: Any, hub: Any, w3: Any, market: Any) -> 
                 or result.last >= result.first
             )
             if changed:
-                site.facts = await asyncio.to_thread(_facts, w3, market)
+                site.facts = await asyncio.to_thread(_facts, eth, market, abi)
                 snapshot = await asyncio.to_thread(site.rebuild)
                 hub.publish(site.aggregates(), "summary")
                 hub.publish(snapshot, "chain")
@@ -316,7 +379,8 @@ async def serve_community(
     community: Any = None,
     started: asyncio.Event | None = None,
 ) -> None:
-    """The dashboard on a Web3 the caller holds (an RPC node, or the simulator's own chain), until cancelled.
+    """The dashboard on a chain the caller holds, until cancelled: `w3` is a web3.Web3 (the simulator's,
+    an in-process EVM) or a `gateway.dashboard.rpc.RpcChain` (`gridpact dashboard run`: reads without web3).
 
     `operator_account` (an eth-account LocalAccount holding COMMUNITY_ROLE) signs the operator's
     actions; None serves the views without actions. `community` is a CommunityConfig to watch the
@@ -336,11 +400,13 @@ async def serve_community(
     listen.state_dir.mkdir(parents=True, exist_ok=True)
     abis = artifact_abis()
     market_address = to_checksum_address(market_address)
-    market = w3.eth.contract(address=market_address, abi=abis["Market"])
+    market_abi = abis["Market"]
     domain = Domain(int(w3.eth.chain_id), market_address)
     contracts: dict[str, str] = {"Market": market_address}
     with contextlib.suppress(Exception):
-        contracts["UtilityToken"] = to_checksum_address(market.functions.token().call())
+        contracts["UtilityToken"] = to_checksum_address(
+            read_view(w3.eth, market_address, market_abi, "token")[0]
+        )
     deploy = listen.from_block
     if deploy is None:
         deploy = find_deploy_block(w3.eth, market_address, int(w3.eth.block_number))
@@ -365,7 +431,9 @@ async def serve_community(
              listen.port, market_address, deploy, db.name, operator.address if operator else None)  # fmt: skip
     try:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(_index_loop(index, site, hub, w3, market), name="dashboard-index")
+            tg.create_task(
+                _index_loop(index, site, hub, w3.eth, market_address, market_abi), name="dashboard-index"
+            )
             if community is not None:
                 tg.create_task(_watch_broker(community, site, hub), name="dashboard-broker")
             tg.create_task(
@@ -380,14 +448,13 @@ async def serve_community(
 async def run_community_dashboard(
     cfg: CommunityDashboardConfig, started: asyncio.Event | None = None
 ) -> None:
-    """`gridpact dashboard run`: the node from [chain], the operator key from its keystore."""
-    from web3 import Web3
-
+    """`gridpact dashboard run`: the node from [chain] (read without web3), the operator key from its keystore."""
     from gateway.chain.keystore import PassphraseSource, load_account
-    from gateway.chain.sender import SenderPolicy
+    from gateway.chain.policy import SenderPolicy
+    from gateway.dashboard.rpc import RpcChain
 
     c = cfg.chain
-    w3 = Web3(Web3.HTTPProvider(c.rpc_url, request_kwargs={"timeout": c.rpc_timeout_s}))
+    w3 = RpcChain(c.rpc_url, c.rpc_timeout_s)
     account = load_account(c.keystore, PassphraseSource(c.passphrase_credential, c.passphrase_file).read())
     policy = SenderPolicy(gas_margin=c.gas_margin, priority_fee_wei=int(c.priority_fee_gwei * 10**9),
                           max_fee_wei=int(c.max_fee_gwei * 10**9), receipt_timeout_s=c.receipt_timeout_s)  # fmt: skip

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +53,7 @@ class RuntimeSource:
         return [float(v) for v in self.rt.forecaster.net_demand(start, steps, step_s)]
 
 
-async def watch_readings(source: ReadingSource, hub: LiveHub, now: Any) -> None:
+async def watch_readings(source: ReadingSource, hub: LiveHub, now: Callable[[], float]) -> None:
     """Publish each new verified reading to the hub (one server-side check per WATCH_S for all viewers)."""
     last: Reading | None = None
     while True:
@@ -62,7 +64,7 @@ async def watch_readings(source: ReadingSource, hub: LiveHub, now: Any) -> None:
         await asyncio.sleep(WATCH_S)
 
 
-async def watch_trading(data: HouseholdData, hub: LiveHub, now: Any) -> None:
+async def watch_trading(data: HouseholdData, hub: LiveHub, now: Callable[[], float]) -> None:
     """Publish the agent's sessions (`trade`) when they change and the schedule and tokens (`ledger`)
     when the journal's view of them changes; the journal is read only while a viewer is connected."""
     seen_version = -1
@@ -88,11 +90,46 @@ async def watch_trading(data: HouseholdData, hub: LiveHub, now: Any) -> None:
         await asyncio.sleep(WATCH_S)
 
 
+async def serve_households(
+    households: Sequence[HouseholdData],
+    accounts: AccountStore,
+    host: str,
+    port: int,
+    now: Callable[[], float],
+    secure_cookies: bool = True,
+    max_viewers: int = 64,
+    started: asyncio.Event | None = None,
+) -> None:
+    """The household view of each of `households` on one server (a hub and two watchers each), until
+    cancelled. A gateway serves its own; `gridpact simulate --dashboard` serves every household's."""
+    hubs = [LiveHub(max_viewers, snapshots=frozenset({"trade", "ledger"})) for _ in households]
+    sites = [
+        HouseholdSite(data.gateway_id, partial(snapshot, data), hub, accounts, secure_cookies, now)
+        for data, hub in zip(households, hubs, strict=True)
+    ]
+
+    def close_all() -> None:
+        for hub in hubs:
+            hub.close()
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for data, hub in zip(households, hubs, strict=True):
+                tg.create_task(
+                    watch_readings(data.source, hub, now), name=f"dashboard-watch-{data.gateway_id}"
+                )
+                tg.create_task(watch_trading(data, hub, now), name=f"dashboard-trading-{data.gateway_id}")
+            tg.create_task(
+                serve_app(create_app(sites), host, port, started, close_all), name="dashboard-http"
+            )
+    finally:
+        close_all()
+
+
 async def run_household_dashboard(rt: Any, started: asyncio.Event | None = None) -> None:
     """The gateway's `dashboard` task: the app on the configured loopback/LAN address, and its watcher."""
     cfg = rt.cfg.dashboard
     accounts = AccountStore(Path(cfg.accounts_path))
-    hub = LiveHub(cfg.max_viewers, snapshots=frozenset({"trade", "ledger"}))
     source = RuntimeSource(rt)
     journal = Path(rt.cfg.gateway.state_dir) / "trading.db"
     agent = rt.cfg.trading.agent if rt.cfg.trading is not None else None
@@ -101,21 +138,9 @@ async def run_household_dashboard(rt: Any, started: asyncio.Event | None = None)
         tariff = (agent.import_tariff, agent.export_tariff)
     trades = rt.trades if rt.cfg.trading is not None else None
     data = HouseholdData(source, journal, rt.cfg.gateway.id, trades, tariff)
-    site = HouseholdSite(
-        rt.cfg.gateway.id,
-        lambda now: snapshot(data, now),
-        hub,
-        accounts,
-        secure_cookies=cfg.secure_cookies,
-        now=rt.clock.now,
-    )
     try:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(watch_readings(source, hub, rt.clock.now), name="dashboard-watch")
-            tg.create_task(watch_trading(data, hub, rt.clock.now), name="dashboard-trading")
-            tg.create_task(
-                serve_app(create_app(site), cfg.host, cfg.port, started, hub.close), name="dashboard-http"
-            )
+        await serve_households(
+            [data], accounts, cfg.host, cfg.port, rt.clock.now, cfg.secure_cookies, cfg.max_viewers, started
+        )
     finally:
-        hub.close()
         accounts.close()

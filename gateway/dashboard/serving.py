@@ -32,7 +32,7 @@ async def serve_app(
 ) -> None:
     """Serve `app` until cancelled; `on_stop` runs first on the way out (ends open streams)."""
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", lifespan="off", access_log=False,
+        app, host=host, port=port, log_config=None, log_level="warning", lifespan="off", access_log=False,
         timeout_graceful_shutdown=1, server_header=False, ws="none",
     )  # fmt: skip
     server = _EmbeddedServer(config)

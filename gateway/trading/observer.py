@@ -10,6 +10,7 @@ sessions and the last few finished ones, each with its offers and the own conces
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -120,7 +121,11 @@ class _Log:
 
 
 class TradeFeed:
-    """Open sessions and the last `keep` finished ones; `version` moves on every event."""
+    """Open sessions and the last `keep` finished ones; `version` moves on every event.
+
+    Events and views take a lock: the simulator's dashboard reads the feed from its own thread while
+    the agent writes it on the trading loop (in a gateway both run on one loop; the lock is then free).
+    """
 
     MAX_MESSAGES = 64  # a session has at most max_rounds x 2 messages; a bound against a chatty peer
 
@@ -128,8 +133,13 @@ class TradeFeed:
         self.keep = keep
         self.version = 0
         self._logs: OrderedDict[str, _Log] = OrderedDict()
+        self._lock = threading.Lock()
 
     def trade_event(self, event: TradeEvent) -> None:
+        with self._lock:
+            self._record(event)
+
+    def _record(self, event: TradeEvent) -> None:
         if isinstance(event, SessionOpened):
             self._logs[event.session] = _Log(event)
         else:
@@ -150,6 +160,10 @@ class TradeFeed:
 
     def view(self) -> FeedView:
         """JSON-able: the agent's state (waiting or negotiating with whom) and every kept session."""
+        with self._lock:
+            return self._view()
+
+    def _view(self) -> FeedView:
         sessions: list[SessionView] = []
         for log in reversed(self._logs.values()):
             o = log.opened

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from hil.community.engine import EngineConfig, EngineResult, run_engine
 from hil.community.fullstack import FullStackOptions
 from hil.community.households import make_community
 from hil.community.ledger import Ledger
+from hil.community.simdash import SimDashboard
 from hil.community.virtualworld import VirtualWorld
 
 
@@ -117,11 +119,15 @@ def run_agents(
     progress: Callable[[int, int, Ledger], None] | None = None,
     start_hour: int = 0,
     cpu_out: dict[str, float] | None = None,
+    dashboard: SimDashboard | None = None,
+    keep: contextlib.ExitStack | None = None,
 ) -> tuple[EngineResult, dict[str, Any]]:
     """The community with every household's gateway trading on its own; (result, report summary).
 
     `start_hour` starts the day later (tests: a few sunny hours instead of the night). Under
     `--clock virtual`, `cpu_out` receives the loop's CPU seconds by layer (benches; never in the summary).
+    `dashboard` serves the run live once its gateways trade; with `keep`, the run's services, gateways
+    and dashboard are handed to that stack instead of being stopped on return (closed on any error).
     """
     from hil.community.summary import summarize
     from hil.services import AnvilNode
@@ -132,34 +138,35 @@ def run_agents(
     anvil = None
     url = opts.chain_url
     virtual = opts.clock == "virtual"
-    if url is None:  # the gateways reach their chain over JSON-RPC, as a Pi does
-        anvil = AnvilNode()
-        url = anvil.start().url
-    assert url is not None
-    try:
+    if dashboard is not None and virtual:
+        raise ValueError("--dashboard serves the wall-clock run (--clock wall), not --clock virtual")
+    with contextlib.ExitStack() as stack:  # closes in reverse: dashboard, world, anvil
+        if url is None:  # the gateways reach their chain over JSON-RPC, as a Pi does
+            anvil = AnvilNode()
+            stack.callback(anvil.close)
+            url = anvil.start().url
+        assert url is not None
         w3, chain_where = connect_chain(url)
         cfg.t0 = summer_start_after(int(w3.eth.get_block("latest")["timestamp"])) + 3600 * start_hour
         cfg.decimals = 18
         specs = make_community(cfg.households, cfg.seed)
         with quiet_amqtt():
             world = VirtualWorld(cfg, specs, opts, w3) if virtual else AgentWorld(cfg, specs, opts, w3, url)
-            try:
-                world.start_agents()
-                result = run_engine(
-                    cfg, no_engine_trades, progress=live_progress(world, progress), world=world
-                )
-                still_open = world.finish()
-                world.verify_readings()
-                check_chain(world, result, still_open)
-                events = gateway_events(world)
-                throughput = work_done(world)
-            finally:
-                world.close()
-                if cpu_out is not None and isinstance(world, VirtualWorld):
-                    cpu_out.update(world.loop.cpu)
-    finally:
-        if anvil is not None:
-            anvil.close()
+            if cpu_out is not None and isinstance(world, VirtualWorld):
+                stack.callback(cpu_out.update, world.loop.cpu)  # after the world's close
+            stack.callback(world.close)
+            world.start_agents()
+            if dashboard is not None:
+                stack.callback(dashboard.stop)
+                dashboard.start(world, url)
+            result = run_engine(cfg, no_engine_trades, progress=live_progress(world, progress), world=world)
+            still_open = world.finish()
+            world.verify_readings()
+            check_chain(world, result, still_open)
+            events = gateway_events(world)
+            throughput = work_done(world)
+        if keep is not None:  # the caller keeps the run's parts up (the dashboard after the report)
+            keep.push(stack.pop_all())
     result.wall_s = time.perf_counter() - started
     where = f"anvil {url} (started for this run)" if anvil is not None else chain_where
     if virtual:
@@ -186,4 +193,6 @@ def run_agents(
     summary["community"]["token_conservation"] = bool(
         summary["community"]["token_conservation"] and not world.problems
     )
+    if dashboard is not None and dashboard.urls is not None:
+        summary["dashboard"] = dashboard.urls.as_dict()
     return result, summary

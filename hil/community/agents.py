@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from gateway.trading.observer import TradeFeed
 from hil.community.agentclock import SteppedAsyncClock
 from hil.community.engine import EngineConfig
 from hil.community.fullstack import FullStackOptions, FullStackWorld
@@ -52,6 +53,10 @@ class ProfileForecaster:
     def net_demand(self, start: int, steps: int, step_s: int) -> np.ndarray:
         if start < self.t0 or start + steps * step_s > self.t_end:
             raise ValueError("outside the simulated span")
+        return self.profile_net(start, steps, step_s)
+
+    def profile_net(self, start: int, steps: int, step_s: int) -> np.ndarray:
+        """The same figures without the span check (the dashboard draws the next 24 h, past the run's end)."""
         t = start + step_s * (np.arange(steps) + 0.5)
         load, pv = self.profile.at_times(t)
         return np.asarray(load, dtype=np.float64) - np.asarray(pv, dtype=np.float64)
@@ -124,6 +129,8 @@ class AgentWorld(FullStackWorld):
         self._agreed_seen = 0
         self.live_ledger: Any = None  # the chain's events replayed after each hour (progress line)
         self.hourly_balances: list[list[int]] = []
+        self.feeds = [TradeFeed() for _ in specs]  # each agent's sessions, for `--dashboard`
+        self.forecasters: list[ProfileForecaster] = []
 
     # ------------------------------------------------------------ the gateways' trading tasks
 
@@ -163,8 +170,10 @@ class AgentWorld(FullStackWorld):
             trading = parse_trading_config(tables, state)
             w3 = Web3(Web3.HTTPProvider(self.rpc_url, request_kwargs={"timeout": 30}))
             forecaster = ProfileForecaster(parse_profile(spec.profile_spec), self.cfg.t0, t_end)
+            self.forecasters.append(forecaster)
             deps = TradingDeps(LockedStore(gw), forecaster, gw.metrics, spec.name, state, self.aclock,
-                               web3=w3, account=Account.from_key(self.chain.keys[i]))  # fmt: skip
+                               web3=w3, account=Account.from_key(self.chain.keys[i]),
+                               observer=self.feeds[i])  # fmt: skip
             task = asyncio.create_task(run_trading(trading, deps), name=f"trading-{spec.name}")
             task.add_done_callback(self._task_done)
             tasks.append(task)

@@ -8,6 +8,7 @@ households' gateway ingest and the market contract, each layer reported as it ra
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import logging
@@ -64,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--clock", choices=("wall", "virtual"), default="wall",
         help="wall (threads paced in wall time; default) | virtual (every part on one discrete-event "
         "loop: deterministic under --seed; gateway agents, firmware nodes, embedded amqtt, anvil)",
+    )  # fmt: skip
+    p.add_argument(
+        "--dashboard", action="store_true",
+        help="serve the community view and every household's view live on loopback while the run goes "
+        "(and after it, until Ctrl-C); the addresses and a one-time sign-in are printed at start",
+    )  # fmt: skip
+    p.add_argument(
+        "--dashboard-port", type=int, default=None, metavar="PORT",
+        help="with --dashboard: the community view on PORT, the households' on PORT+1 (default: free ports)",
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument(
@@ -298,11 +308,18 @@ def main(argv: list[str]) -> int:
 
     guard = StopGuard(write_partial)
     stopped = False
+    held = False
+    code = 1
     try:
         guard.install()
-        with run_logging(args.out, args.verbose) as log_path:
-            code = run(args, cfg, progress)
+        with run_logging(args.out, args.verbose) as log_path, contextlib.ExitStack() as keep:
+            code = run(args, cfg, progress, keep)
             guard.report_written = True  # a signal from here on must not replace it by a partial one
+            if not args.quiet:
+                print(f"logs: {log_path}" + ("" if args.verbose else " (--verbose shows them)"))
+            if args.dashboard and code in (0, 1, 3):
+                held = True
+                hold_dashboard()
     except KeyboardInterrupt:  # Stopped, or a library's own KeyboardInterrupt after our SIGINT
         guard.signum = guard.signum or signal.SIGINT
         guard.finish()
@@ -310,17 +327,32 @@ def main(argv: list[str]) -> int:
     if stopped:
         # Everything this run started is stopped and the partial report written. Interpreter
         # shutdown would still join library worker threads (seconds on a loaded machine, past
-        # the 2 s promise, and beyond the watchdog's reach): leave now instead.
+        # the 2 s promise, and beyond the watchdog's reach): leave now instead. A run whose report
+        # was written and whose dashboard was then stopped ends with the run's own status.
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(128 + guard.signum)
-    if not args.quiet:
-        print(f"logs: {log_path}" + ("" if args.verbose else " (--verbose shows them)"))
+        os._exit(code if held else 128 + guard.signum)
     return code
 
 
-def run(args: argparse.Namespace, cfg: EngineConfig, progress: Progress) -> int:
-    """The run itself, once the config is valid: returns the command's exit status."""
+def hold_dashboard() -> None:
+    """After the report: keep the finished run's dashboard up until SIGINT/SIGTERM (which raise Stopped)."""
+    print(
+        "dashboard: the run is over; its final state stays served until Ctrl-C (or SIGTERM)",
+        flush=True,
+    )
+    while True:
+        time.sleep(3600)
+
+
+def run(
+    args: argparse.Namespace, cfg: EngineConfig, progress: Progress, keep: contextlib.ExitStack | None = None
+) -> int:
+    """The run itself, once the config is valid: returns the command's exit status.
+
+    With --dashboard the run's services and dashboard are left on `keep` (the caller holds them up
+    after the report and stops them on a signal).
+    """
     from hil.community.report import write_report
     from hil.community.strategies import pick
 
@@ -352,6 +384,16 @@ def run(args: argparse.Namespace, cfg: EngineConfig, progress: Progress) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.dashboard and (args.engine_only or args.agents != "gateway" or args.clock != "wall"):
+        print(
+            "gridpact simulate: --dashboard serves the full stack's own gateways and chain: it needs "
+            "--agents gateway and --clock wall (no --engine-only, --faults, --agents engine, --clock virtual)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.dashboard_port is not None and not 1024 <= args.dashboard_port < 65535:
+        print("gridpact simulate: --dashboard-port must be 1024..65534", file=sys.stderr)
+        return 2
     if args.engine_only:
         from hil.community.engine import run_engine
         from hil.community.summary import summarize
@@ -367,6 +409,10 @@ def run(args: argparse.Namespace, cfg: EngineConfig, progress: Progress) -> int:
 
         mosquitto = MosquittoBroker() if args.broker == "mosquitto" else None
         broker_url = mosquitto.start().url if mosquitto is not None else args.broker
+        held = args.dashboard and keep is not None  # the dashboard reads the broker until the hold ends
+        if mosquitto is not None and held:
+            assert keep is not None
+            keep.callback(mosquitto.close)
         opts = FullStackOptions(
             broker_url=broker_url,
             chain_url=args.chain,
@@ -377,16 +423,21 @@ def run(args: argparse.Namespace, cfg: EngineConfig, progress: Progress) -> int:
         try:
             if args.agents == "gateway":
                 from hil.community.agentrun import run_agents
+                from hil.community.simdash import SimDashboard
 
                 cfg.strategy_name = "gateway agents"
-                result, summary = run_agents(cfg, opts, progress=progress)
+                dashboard = None
+                if args.dashboard:
+                    port = args.dashboard_port
+                    dashboard = SimDashboard((port, port + 1) if port is not None else None)
+                result, summary = run_agents(cfg, opts, progress=progress, dashboard=dashboard, keep=keep)
             else:
                 result, summary = run_fullstack(cfg, opts, strategy, progress=progress)
         except ValueError as exc:
             print(f"gridpact simulate: {exc}", file=sys.stderr)
             return 2
         finally:
-            if mosquitto is not None:
+            if mosquitto is not None and not held:
                 mosquitto.close()
     paths = write_report(result, summary, args.out)
     if args.json:

@@ -172,6 +172,22 @@ def _figure(p: Path) -> str:
     )
 
 
+def _dashboard_links(dashboard: dict[str, Any] | None) -> str:
+    """`--dashboard`: where the run was served (up while its process runs; the sign-in was on its terminal)."""
+    if not dashboard:
+        return ""
+    pages = "".join(
+        f'<li><a href="{html.escape(url)}">{html.escape(name)}</a></li>'
+        for name, url in dashboard["household_pages"].items()
+    )
+    return f"""<section id="dashboard"><h2>Live dashboard</h2>
+<p>Served on loopback while this run's process runs (Ctrl-C ends it); sign in as
+<b>{html.escape(dashboard["account"])}</b> with the password the run printed.
+<a href="{html.escape(dashboard["community"])}">Community view and block explorer</a> ·
+<a href="{html.escape(dashboard["households"])}">households</a>:</p><ul class="dash">{pages}</ul></section>
+"""
+
+
 def render_html(
     summary: dict[str, Any],
     images: list[Path],
@@ -198,7 +214,7 @@ def render_html(
 <p>{comm["households"]} households, {comm["hours"]} simulated hours, seed {summary["config"]["seed"]},
 strategy {html.escape(summary["config"]["strategy"])}, profiles from {summary["config"]["profile_source"]};
 wall time {summary["wall_s"]} s.</p>
-<section id="balances"><h2>Token balances</h2>
+{_dashboard_links(summary.get("dashboard"))}<section id="balances"><h2>Token balances</h2>
 <div class="figs">{_figure(tokens) if tokens else ""}<div>{bal}</div></div></section>
 <section id="events"><h2>Events</h2>{ev}</section>
 <h2>Figures</h2><div class="figs">{imgs}</div>

@@ -117,11 +117,13 @@ def run_agents(
     progress: Callable[[int, int, Ledger], None] | None = None,
     start_hour: int = 0,
     cpu_out: dict[str, float] | None = None,
+    calls_out: dict[str, int] | None = None,
 ) -> tuple[EngineResult, dict[str, Any]]:
     """The community with every household's gateway trading on its own; (result, report summary).
 
     `start_hour` starts the day later (tests: a few sunny hours instead of the night). Under
-    `--clock virtual`, `cpu_out` receives the loop's CPU seconds by layer (benches; never in the summary).
+    `--clock virtual`, `cpu_out` receives the loop's CPU seconds by layer and `calls_out` the JSON-RPC requests by method
+    (benches; never in the summary).
     """
     from hil.community.summary import summarize
     from hil.services import AnvilNode
@@ -157,6 +159,8 @@ def run_agents(
                 world.close()
                 if cpu_out is not None and isinstance(world, VirtualWorld):
                     cpu_out.update(world.loop.cpu)
+                if calls_out is not None and isinstance(world, VirtualWorld):
+                    calls_out.update(world.rpc_calls)
     finally:
         if anvil is not None:
             anvil.close()

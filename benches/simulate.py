@@ -26,6 +26,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--hours", type=int, default=24)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
+        "--start-hour", type=int, default=0,
+        help="the full-stack runs start this many hours after midnight (e.g. 8: sunny hours, trades)",
+    )  # fmt: skip
+    p.add_argument(
         "--faults",
         action="store_true",
         help="instead: the full-stack run with --faults (in-process negotiation), first size only",
@@ -58,7 +62,7 @@ def main(argv: list[str]) -> int:
         faults_run(args.households[0], args.hours)
     elif not args.skip_full_stack:
         for n in args.households:
-            agents_run(n, args.hours, args.seed, args.clock)
+            agents_run(n, args.hours, args.seed, args.clock, args.start_hour)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory {rss_mb:.0f} MB")
     return 0
@@ -84,7 +88,7 @@ def faults_run(households: int, hours: int) -> None:
     )
 
 
-def agents_run(households: int, hours: int, seed: int, clock: str = "wall") -> None:
+def agents_run(households: int, hours: int, seed: int, clock: str = "wall", start_hour: int = 0) -> None:
     """The default `gridpact simulate` at one size, with its throughput and CPU by layer."""
     import os
 
@@ -92,21 +96,24 @@ def agents_run(households: int, hours: int, seed: int, clock: str = "wall") -> N
     from hil.community.engine import EngineConfig
     from hil.community.fullstack import FullStackOptions
     from hil.community.layers import LayerCpu
+    from hil.community.summary import summary_digest
 
     cfg = EngineConfig(households=households, hours=hours, seed=seed)
     load = os.getloadavg()[0]
     t = time.perf_counter()
     loop_cpu: dict[str, float] = {}
+    calls: dict[str, int] = {}
     cpu0 = time.process_time()
     with LayerCpu() as cpu:
-        _, summary = run_agents(cfg, FullStackOptions(nodes="firmware", clock=clock), cpu_out=loop_cpu)
+        _, summary = run_agents(cfg, FullStackOptions(nodes="firmware", clock=clock), start_hour=start_hour,
+                                cpu_out=loop_cpu, calls_out=calls)  # fmt: skip
     wall = time.perf_counter() - t
     c, work = summary["community"], summary["work"]
     problems = [x for x in summary["checks"] if x.startswith("PROBLEM")]
     hh_h = households * hours
     print(
-        f"full stack (firmware nodes, gateway agents, --clock {clock}) {households} households x {hours} h: "
-        f"wall {wall:.1f} s "
+        f"full stack (firmware nodes, gateway agents, --clock {clock}) {households} households x {hours} h"
+        f"{f' from hour {start_hour}' if start_hour else ''}: wall {wall:.1f} s "
         f"(load average {load:.2f} at start, {os.cpu_count()} CPUs); {hh_h / wall:.2f} household-hours/s; "
         f"readings {work['readings'] / wall:.0f}/s, peer messages {work['peer_messages'] / wall:.1f}/s, "
         f"transactions {work['transactions'] / wall:.1f}/s; {c['trades']} trades, {c['settlements']} "
@@ -122,6 +129,10 @@ def agents_run(households: int, hours: int, seed: int, clock: str = "wall") -> N
     total = sum(secs.values())
     split = ", ".join(f"{k} {v:.1f} s ({100 * v / max(total, 1e-9):.0f} %)" for k, v in secs.items())
     print(f"  CPU by layer: {split}; total {total:.1f} CPU s in {wall:.1f} s wall")
+    if calls:  # virtual clock: every JSON-RPC request of the run went through its middleware
+        top = ", ".join(f"{m} {k}" for m, k in sorted(calls.items(), key=lambda x: -x[1]))
+        print(f"  chain calls: {sum(calls.values())} ({top})")
+    print(f"  summary digest (wall times left out): {summary_digest(summary)}")
     per = {
         "reading": (secs["firmware"] + secs["ingest"] + secs["broker"] / 2, work["readings"]),
         "peer message": (secs["trading"] + secs["broker"] / 2, work["peer_messages"]),

@@ -52,6 +52,15 @@ class AgreementView:
     buyer_wh: int
 
 
+@dataclass(frozen=True)
+class Head:
+    """The chain's latest block. Chain state changes only with a new block, so views read at one
+    head stay true while it is the head; another number or hash (a new block, a reorg) ends that."""
+
+    number: int
+    hash: bytes
+
+
 def terms_from_dict(d: dict[str, Any]) -> Terms:
     """Terms from the JSON form used on the wire and in the journal (raises ValueError when out of range)."""
     return Terms(
@@ -146,6 +155,11 @@ class Market:
         return "0x" + agreement_id(terms, self.domain).hex()
 
     # ------------------------------------------------------------ views
+
+    def head(self) -> Head:
+        """The latest block's number and hash (one `eth_getBlockByNumber`)."""
+        block = self.w3.eth.get_block("latest")
+        return Head(int(block["number"]), bytes(block["hash"]))  # type: ignore[arg-type]
 
     def agreement(self, terms: Terms) -> AgreementView:
         """What the chain holds for these terms (NONE when their (seller, nonce) slot holds something else)."""
@@ -259,3 +273,44 @@ class Market:
     def trade_with_provider(self, household_buys: bool, quantity_wh: int, start: int, end: int) -> TxRecord:
         fn = self.contract.functions.tradeWithProvider(household_buys, quantity_wh, start, end)
         return self.sender.send(f"provider:{start}:{'buy' if household_buys else 'sell'}", fn)
+
+
+class AgreementCache:
+    """`Market.agreement` answers reused while the chain's head block stays the same.
+
+    A settler asks about every open agreement every few seconds, while the chain changes a few
+    times an hour. So the settler reads the head once per round (`new_round`) and `agreement`
+    asks the chain only about terms not yet read at that head. Any other head (a new block, a
+    lower number or another hash at the same number: a reorg) drops every answer, and so does a
+    transaction of our own (the sender's broadcast count moves): until the next round's head
+    read, answers are then read fresh, as without the cache.
+    """
+
+    def __init__(self, market: Market) -> None:
+        self.market = market
+        self._head: Head | None = None  # None: no head read this round (or it failed): no reuse
+        self._broadcasts = 0  # the sender's count when the head was read
+        self._views: dict[Terms, AgreementView] = {}
+
+    def _current(self) -> bool:
+        return self._head is not None and self.market.sender.broadcasts == self._broadcasts
+
+    def new_round(self) -> Head:
+        """Read the head; answers read at an earlier head are dropped."""
+        previous = self._head if self._current() else None
+        self._head = None
+        head = self.market.head()
+        if head != previous:
+            self._views.clear()
+        self._head, self._broadcasts = head, self.market.sender.broadcasts
+        return head
+
+    def agreement(self, terms: Terms) -> AgreementView:
+        """What the chain holds for these terms, asked at most once per head."""
+        if not self._current():
+            self._views.clear()
+            return self.market.agreement(terms)
+        view = self._views.get(terms)
+        if view is None:
+            view = self._views[terms] = self.market.agreement(terms)
+        return view

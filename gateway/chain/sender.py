@@ -70,6 +70,7 @@ class TxSender:
         self._chain_id: int | None = None
         self._on_event = on_event or (lambda name: None)
         self.stopping = threading.Event()  # set at shutdown: a receipt wait gives up at once
+        self.broadcasts = 0  # raw transactions handed to the node: what we know of the chain may have moved
 
     # ------------------------------------------------------------ node access
 
@@ -152,6 +153,7 @@ class TxSender:
 
     def broadcast(self, record: TxRecord) -> None:
         """Send the journaled bytes; "already known" and "nonce too low" for a mined hash are success."""
+        self.broadcasts += 1
         try:
             self.w3.eth.send_raw_transaction(record.raw)
             self._on_event("broadcast")

@@ -288,8 +288,17 @@ def _net(cfg: TradingConfig, deps: TradingDeps, start: int, length: int) -> floa
 
 async def settle_once(settler: Settler, journal: Journal, store: ReadingSource, runner: ChainRunner, clock: Clock,
                       counters: _Counters, cfg: TradingConfig) -> None:  # fmt: skip
-    """One pass over the open agreements: measure on the loop thread, advance in the chain thread."""
-    for rec in journal.agreements(*OPEN_STATES):
+    """One pass over the open agreements: measure on the loop thread, advance in the chain thread.
+
+    The chain's head is read once first: an agreement's view is asked again only after a new block."""
+    records = journal.agreements(*OPEN_STATES)
+    if records:
+        try:
+            await runner.call(settler.new_round)
+        except Exception as exc:  # then this round asks the chain about each agreement, as without the cache
+            counters.count("settle_error")
+            log.warning("event=settle_head_error error=%s", exc)
+    for rec in records:
         now = clock.now()
         measured: int | None = None
         evidence: MeterEvidence | None = None

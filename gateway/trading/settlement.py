@@ -1,9 +1,9 @@
 """Delivery and settlement, driven by the journal and checked against the chain at every step.
 
 For each journaled agreement the settler asks the chain first (so a restart never repeats what
-is done) and then takes the one next step: submit the signed terms, send the meter's evidence (or
-report the metered quantity) after the window, reclaim the escrow after the deadline, or record
-the final state.
+is done; an answer is reused while the chain's head block stays the same) and then takes the one
+next step: submit the signed terms, send the meter's evidence (or report the metered quantity)
+after the window, reclaim the escrow after the deadline, or record the final state.
 
 Evidence first: when this household's meter node signed statements bounding the delivery window
 (hour-aligned windows: the node signs once an hour), the settler sends them (`settleByMeters`, its own
@@ -27,7 +27,7 @@ from typing import Any
 
 from gateway.chain.errors import RevertError
 from gateway.chain.journal import TX_REVERTED, AgreementRecord, Journal
-from gateway.chain.market import FINAL, Market, Status, terms_from_dict
+from gateway.chain.market import FINAL, AgreementCache, Head, Market, Status, terms_from_dict
 from gridpact.core.statement import StatementRejected, window_args
 
 log = logging.getLogger("gridpact.gateway.trading")
@@ -80,7 +80,12 @@ def buyer_report(own_wh: int, seller_reported: bool, seller_wh: int) -> int:
 
 
 class Settler:
-    """The journal-driven state machine; `advance` runs in the chain thread (blocking calls)."""
+    """The journal-driven state machine; `advance` runs in the chain thread (blocking calls).
+
+    A round is `new_round` then `advance` for each open agreement: each takes its first look at
+    the chain from `views`, read once per head block (gateway.chain.market.AgreementCache), so a
+    round without a new block costs one head read instead of one call per agreement.
+    """
 
     def __init__(
         self, market: Market, journal: Journal, timing: Timing, count: Callable[[str], None]
@@ -89,6 +94,11 @@ class Settler:
         self.journal = journal
         self.timing = timing
         self.count = count
+        self.views = AgreementCache(market)
+
+    def new_round(self) -> Head:
+        """Read the chain's head once for this round (chain thread); views of an older head are dropped."""
+        return self.views.new_round()
 
     def measured(self, rec: AgreementRecord, energy_between: Callable[[int, int], Any]) -> tuple[int, bool]:
         """(Wh attributed to this agreement, complete) from the store; call on the loop thread."""
@@ -110,7 +120,7 @@ class Settler:
     ) -> str:
         """Take the next step for one agreement; returns its journal state afterwards."""
         terms = terms_from_dict(rec.terms)
-        view = self.market.agreement(terms)
+        view = self.views.agreement(terms)
         if view.status is Status.DISPUTED and rec.note != "disputed":  # shown as an open dispute
             self.journal.set_agreement_state(rec.id, rec.state, note="disputed")
         if view.status in FINAL:

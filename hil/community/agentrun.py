@@ -121,13 +121,15 @@ def run_agents(
     cpu_out: dict[str, float] | None = None,
     dashboard: SimDashboard | None = None,
     keep: contextlib.ExitStack | None = None,
+    calls_out: dict[str, int] | None = None,
 ) -> tuple[EngineResult, dict[str, Any]]:
     """The community with every household's gateway trading on its own; (result, report summary).
 
     `start_hour` starts the day later (tests: a few sunny hours instead of the night). Under
-    `--clock virtual`, `cpu_out` receives the loop's CPU seconds by layer (benches; never in the summary).
-    `dashboard` serves the run live once its gateways trade; with `keep`, the run's services, gateways
-    and dashboard are handed to that stack instead of being stopped on return (closed on any error).
+    `--clock virtual`, `cpu_out` receives the loop's CPU seconds by layer and `calls_out` the JSON-RPC
+    requests by method (benches; never in the summary). `dashboard` serves the run live once its gateways
+    trade; with `keep`, the run's services, gateways and dashboard are handed to that stack instead of
+    being stopped on return (closed on any error).
     """
     from hil.community.summary import summarize
     from hil.services import AnvilNode
@@ -154,6 +156,8 @@ def run_agents(
             world = VirtualWorld(cfg, specs, opts, w3) if virtual else AgentWorld(cfg, specs, opts, w3, url)
             if cpu_out is not None and isinstance(world, VirtualWorld):
                 stack.callback(cpu_out.update, world.loop.cpu)  # after the world's close
+            if calls_out is not None and isinstance(world, VirtualWorld):
+                stack.callback(calls_out.update, world.rpc_calls)
             stack.callback(world.close)
             world.start_agents()
             if dashboard is not None:

@@ -8,6 +8,8 @@ control (no market) and the community (battery and market).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,22 @@ from hil.community.engine import EngineResult
 def cost(imp: np.ndarray, exp: np.ndarray, retail: np.ndarray, feed_in: float) -> np.ndarray:
     """Per household energy cost (tokens) of hourly import/export (households, hours)."""
     return (imp * retail[None, :]).sum(axis=1) - exp.sum(axis=1) * feed_in
+
+
+def without_wall_times(obj: Any) -> Any:
+    """The summary less its wall times: what a seeded `--clock virtual` run must reproduce."""
+    if isinstance(obj, dict):
+        return {k: without_wall_times(v) for k, v in obj.items() if k != "wall_s"}
+    if isinstance(obj, list):
+        return [without_wall_times(v) for v in obj]
+    return obj
+
+
+def summary_digest(summary: dict[str, Any]) -> str:
+    """SHA-256 (first 16 hex digits) of the summary as summary.json holds it, wall times left out,
+    so two runs (or two versions of the code) can be compared from their bench lines."""
+    plain = without_wall_times(json.loads(json.dumps(summary)))
+    return hashlib.sha256(json.dumps(plain, indent=1).encode()).hexdigest()[:16]
 
 
 def summarize(r: EngineResult, layers: dict[str, str] | None = None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,11 @@ TIMED_METHODS = frozenset({"eth_sendRawTransaction", "eth_sendTransaction", "eth
 SENDS = frozenset({"eth_sendRawTransaction", "eth_sendTransaction"})
 
 
-def chain_time_middleware(chain: Any, loop: SimLoop) -> Any:
+def chain_time_middleware(chain: Any, loop: SimLoop, calls: Counter[str] | None = None) -> Any:
     """A web3 middleware that keeps the chain's block time on the simulated clock.
+
+    `calls` counts the JSON-RPC requests by method (the bench prints them; the middleware's own
+    time-moving requests are not counted).
 
     Before a transaction, a call or a gas estimate, if the chain is a minute or more behind, one
     empty block is mined at the simulated time (at most one per simulated minute with chain
@@ -52,6 +56,8 @@ def chain_time_middleware(chain: Any, loop: SimLoop) -> Any:
     class SimulatedTime(Web3Middleware):
         def wrap_make_request(self, make_request: Any) -> Any:
             def middleware(method: Any, params: Any) -> Any:
+                if calls is not None:
+                    calls[str(method)] += 1
                 now = int(loop.unix())
                 if method in TIMED_METHODS and now - state["moved"] >= 60:
                     state["moved"] = now
@@ -281,6 +287,7 @@ class VirtualWorld(AgentWorld):
         self.seed = cfg.seed
         self.tasks: list[asyncio.Task[Any]] = []
         self.agent_errors: list[str] = []
+        self.rpc_calls: Counter[str] = Counter()  # JSON-RPC requests during the run, by method (benches)
         super().__init__(cfg, specs, opts, w3, "in-process")
 
     def make_broker(self) -> Any:
@@ -364,7 +371,9 @@ class VirtualWorld(AgentWorld):
         if self.chain is None:
             raise RuntimeError(f"the virtual clock needs the chain layer: {self.chain_error}")
         self.tasks += [g.task for g in self.gateways] + [n.task for n in self.nodes]
-        self.chain.w3.middleware_onion.add(chain_time_middleware(self.chain, self.loop), "simulated-time")
+        self.chain.w3.middleware_onion.add(
+            chain_time_middleware(self.chain, self.loop, self.rpc_calls), "simulated-time"
+        )
         t_end = self.cfg.t0 + 3600 * self.cfg.hours
         clock = LoopClock(self.loop)
         for i, (spec, gw) in enumerate(zip(self.specs, self.gateways, strict=True)):

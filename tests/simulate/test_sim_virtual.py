@@ -12,7 +12,6 @@ import asyncio
 import json
 import socket
 import time
-from typing import Any
 
 from hil.community.simloop import SimLoop
 
@@ -86,25 +85,18 @@ def test_sim_virtual_loop_delivers_a_tcp_reply_before_a_timer_fires() -> None:
         loop.close()
 
 
-def _without_wall_times(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _without_wall_times(v) for k, v in obj.items() if k != "wall_s"}
-    if isinstance(obj, list):
-        return [_without_wall_times(v) for v in obj]
-    return obj
-
-
 def test_sim_virtual_same_seed_same_summary() -> None:
     """Three households, three sunny hours, twice: the same trades, settlements and numbers."""
     from hil.community.agentrun import run_agents
     from hil.community.engine import EngineConfig
     from hil.community.fullstack import FullStackOptions
+    from hil.community.summary import without_wall_times
 
     runs = []
     for _ in range(2):
         cfg = EngineConfig(households=3, hours=3, seed=5)
         result, summary = run_agents(cfg, FullStackOptions(nodes="firmware", clock="virtual"), start_hour=10)
         assert [c for c in summary["checks"] if c.startswith("PROBLEM")] == [], summary["checks"]
-        runs.append(json.dumps(_without_wall_times(json.loads(json.dumps(summary))), indent=1))
+        runs.append(json.dumps(without_wall_times(json.loads(json.dumps(summary))), indent=1))
         assert result.settled, "no trade settled: the comparison would prove little"
     assert runs[0] == runs[1]

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from gateway.config import OidcSection
 from gateway.dashboard.auth import AccountStore, Session
 from gateway.dashboard.live import LiveHub
 from gateway.dashboard.web import COOKIE, SECURITY_HEADERS, WebAuth, sse, vendor_dir
@@ -33,10 +34,13 @@ class HouseholdSite:
     accounts: AccountStore
     secure_cookies: bool = True
     now: Callable[[], float] = time.time
+    oidc: OidcSection | None = None  # sign-in with the community's identity provider, when configured
 
 
 def create_app(site: HouseholdSite) -> Starlette:
-    web = WebAuth(site.accounts, lambda account: f"/household/{account.household}", site.secure_cookies)
+    web = WebAuth(
+        site.accounts, lambda account: f"/household/{account.household}", site.secure_cookies, site.oidc
+    )
 
     def authorise(request: Request) -> tuple[Session | None, Response | None]:
         session = web.session_of(request)

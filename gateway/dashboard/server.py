@@ -108,6 +108,7 @@ async def run_household_dashboard(rt: Any, started: asyncio.Event | None = None)
         accounts,
         secure_cookies=cfg.secure_cookies,
         now=rt.clock.now,
+        oidc=cfg.oidc,
     )
     try:
         async with asyncio.TaskGroup() as tg:

@@ -43,6 +43,8 @@ reorg_depth = 64                   # block hashes kept to notice a reorg
 listen = "127.0.0.1:8090"          # loopback or a private LAN address only
 secure_cookies = true
 max_viewers = 64
+# [dashboard.oidc]                 # optional: sign-in with the community's OpenID Provider
+# issuer = "https://id.example.org"  # (see docs/dashboard.md: client, redirect URI, accounts)
 
 [chain]                            # as the gateway's [chain]: the operator key signs the actions
 rpc_url = "http://127.0.0.1:8545"

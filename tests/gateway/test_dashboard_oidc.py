@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from gateway.dashboard.oidc import (
 from gateway.errors import ConfigError
 from gridpact.core.config import SecretRef
 
+REPO = Path(__file__).resolve().parents[2]
 ISSUER = "https://id.oak-street.example"
 CLIENT = "gridpact-dashboard"
 NONCE = "n-0S6_WzA2Mj"
@@ -221,4 +225,44 @@ def test_an_account_without_password_never_signs_in_with_one(tmp_path: Path) -> 
     assert store.get("alice") is not None and store.get("bob") is None
     for guess in ("", "-", "correct horse battery"):
         assert store.verify("alice", guess) is None
+    store.close()
+
+
+def test_the_community_dashboard_reads_the_table_and_adds_a_provider_only_account(tmp_path: Path) -> None:
+    from gateway.dashboard.community_server import load_dashboard_config
+
+    config = tmp_path / "dashboard.toml"
+    config.write_text(f"""
+[index]
+state_dir = "state"
+
+[dashboard]
+listen = "127.0.0.1:8090"
+
+[dashboard.oidc]
+issuer = "{ISSUER}"
+client_id = "{CLIENT}"
+client_secret_file = "oidc-secret"
+redirect_uri = "https://192.168.1.2:8090/oidc/callback"
+
+[dashboard.oidc.accounts]
+"f3b1c2d4" = "op"
+
+[chain]
+rpc_url = "http://127.0.0.1:8545"
+market = "0x{"11" * 20}"
+keystore = "operator.json"
+passphrase_file = "operator-pass"
+""")
+    oidc = load_dashboard_config(config).dashboard.oidc
+    assert oidc.client_secret.file == tmp_path / "oidc-secret" and oidc.accounts == {"f3b1c2d4": "op"}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [sys.executable, "-m", "gridpact.cli", "dashboard", "user", "add", "op", "--role", "operator",
+         "--no-password", "--config", str(config)],
+        capture_output=True, text=True, env=env, timeout=60, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    store = AccountStore(tmp_path / "state" / "dashboard.sqlite3")
+    assert store.get("op") is not None and store.verify("op", "") is None
     store.close()

@@ -34,6 +34,7 @@ from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
 from gateway.config import OidcSection
+from gridpact.core.config import ConfigError
 
 PENDING_COOKIE = "gp_oidc"
 PENDING_MAX_AGE_S = 600  # a sign-in at the provider must be finished within 10 minutes
@@ -122,8 +123,11 @@ def verify_id_token(
     Raises InvalidKeyIdError when no key has the token's key id (the caller fetches the keys again),
     OidcRefused for anything else wrong.
     """
+    listed = jwks.get("keys")
+    if not isinstance(listed, list):
+        raise OidcRefused("the identity provider's keys (JWKS) have no key list", 502)
     try:
-        keys = KeySet.import_key_set(dict(jwks))  # type: ignore[arg-type]
+        keys = KeySet.import_key_set({"keys": listed})
     except (JoseError, ValueError, TypeError, KeyError) as exc:
         raise OidcRefused("the identity provider's keys (JWKS) cannot be read", 502) from exc
     try:
@@ -186,7 +190,12 @@ class OidcClient:
 
     def __init__(self, cfg: OidcSection, secret: bytes, cookie_key: bytes) -> None:
         self.cfg = cfg
-        self._secret = secret.decode()
+        try:
+            self._secret = secret.decode()
+        except UnicodeDecodeError:
+            raise ConfigError(cfg.client_secret.key, "the client secret is not UTF-8 text") from None
+        if not self._secret:
+            raise ConfigError(cfg.client_secret.key, "the client secret is empty")
         self._pending = URLSafeTimedSerializer(cookie_key, salt="gridpact-dashboard-oidc")
         self._meta: ProviderMetadata | None = None
         self._jwks: dict[str, Any] | None = None

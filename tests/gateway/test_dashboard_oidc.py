@@ -212,6 +212,10 @@ def test_the_sign_in_cookie_is_signed_and_answers_are_checked_before_any_request
     assert (
         OidcClient(_oidc(tmp_path), b"x", b"j" * 32).pending(client._pending.dumps(["s", "n", "v"])) is None
     )
+    for bad in (b"", b"\xff\xfe"):
+        with pytest.raises(ConfigError, match="client secret") as err:
+            OidcClient(_oidc(tmp_path), bad, b"k" * 32)
+        assert err.value.key == "dashboard.oidc.client_secret_file"
     # no request is made to the (unreachable) provider: state is checked first
     with pytest.raises(OidcRefused, match="no sign-in is under way"):
         asyncio.run(client.finish({"state": "s", "code": "c"}, None))

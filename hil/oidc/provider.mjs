@@ -5,6 +5,7 @@
 //
 // usage: node provider.mjs --port N --issuer URL --client-id ID --secret-file PATH --redirect-uri URI
 // Prints "ready <issuer>" on stdout once it listens; SIGTERM or SIGINT stop it at once.
+// On Node 20 the package warns that it wants Node 22 LTS; it runs (the tests run it on Node 20).
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';

@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--role", choices=("household", "operator"), default="household")
     add.add_argument("--household", default=None, help="gateway id it may see (default: this gateway's)")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.add_argument(
+        "--no-password", action="store_true", help="sign-in only through [dashboard.oidc]'s identity provider"
+    )
     add.add_argument("--config", required=True, type=Path)
     rm = du_sub.add_parser("remove", help="delete an account")
     rm.add_argument("name")
@@ -79,8 +82,8 @@ def _dashboard_user(args: argparse.Namespace) -> int:
         done = list_or_remove(store, args.action, args.name if args.action != "list" else "")
         if done is not None:
             return done
-        password = read_new_password(args.name, args.password_stdin)
-        if password is None:
+        password = None if args.no_password else read_new_password(args.name, args.password_stdin)
+        if password is None and not args.no_password:
             return 2
         account = store.add(args.name, args.role, args.household or cfg.gateway.id, password)
         print(f"account {account.name} ({account.role}, household {account.household}) saved")

@@ -11,9 +11,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from gateway.trading.config import TradingConfig, parse_trading_config
 from gridpact.core.config import ConfigError, SecretRef, load_toml, read_secret
@@ -25,6 +26,8 @@ TOPIC_PREFIX_RE = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
 TRADING_TABLES = ("community", "agent", "chain", "loans", "keeper")
 CURRENCY_RE = re.compile(r"[A-Za-z0-9_]{1,16}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+ACCOUNT_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")  # a dashboard account's name
+OIDC_CALLBACK = "/oidc/callback"  # where the identity provider sends the browser back
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,26 @@ class HassSection:
 
 
 @dataclass(frozen=True)
+class OidcSection:
+    """`[dashboard.oidc]`: sign-in against the community's OpenID Provider (optional).
+
+    `accounts` maps the value of the ID token's `claim` (its subject, or a verified e-mail) to a local
+    dashboard account, whose role and household decide what it sees; an identity not listed is
+    refused. The client secret is a reference (file or systemd credential), never the secret.
+    """
+
+    issuer: str
+    client_id: str
+    client_secret: SecretRef
+    redirect_uri: str
+    accounts: dict[str, str] = field(default_factory=dict)
+    claim: str = "sub"
+    scope: str = "openid"
+    name: str = "the community's identity provider"
+    ca_file: Path | None = None  # a private CA for the provider's TLS certificate; None: the system's
+
+
+@dataclass(frozen=True)
 class DashboardSection:
     """The household dashboard (off unless enabled); binds loopback or a private LAN address only."""
 
@@ -98,6 +121,7 @@ class DashboardSection:
     accounts_path: Path
     secure_cookies: bool
     max_viewers: int
+    oidc: OidcSection | None = None
 
 
 @dataclass(frozen=True)
@@ -215,7 +239,7 @@ def _parse_core(doc: dict[str, Any], base: Path, env: dict[str, str]) -> dict[st
     decimals = h.get_int("token_decimals", 18, 0, 36)
     every = h.get_float("interval_s", 10.0, 0.1, 3600.0)
     h.done()
-    dashboard = parse_dashboard(doc, state)
+    dashboard = parse_dashboard(doc, state, base)
 
     return {
         "gateway": GatewaySection(gid, state, level),
@@ -238,7 +262,61 @@ def _lan_or_loopback(host: str) -> bool:
     return not addr.is_unspecified and (addr.is_loopback or addr.is_private or addr.is_link_local)
 
 
-def parse_dashboard(doc: dict[str, Any], state: Path) -> DashboardSection | None:
+def _loopback_host(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _web_url(value: str, https_only: bool) -> bool:
+    """An absolute http(s) URL with a host and no fragment; `https_only`: http only on loopback."""
+    try:
+        url = urlsplit(value)
+        host = url.hostname
+        _ = url.port  # raises on a port that is not a number
+    except ValueError:
+        return False
+    if url.scheme not in ("https", "http") or not host or url.fragment or url.username or url.password:
+        return False
+    return not https_only or url.scheme == "https" or _loopback_host(host)
+
+
+def parse_oidc(data: object, base: Path) -> OidcSection:
+    """`[dashboard.oidc]`, checked: an https issuer (http only on loopback, for a local provider), a
+    client id, the client secret's reference, the redirect URI ending in /oidc/callback, and at least
+    one identity mapped to an account name."""
+    o = _Table("dashboard.oidc", data)
+    issuer = o.check("issuer", lambda v: _web_url(v, True) and not urlsplit(v).query,
+                     "must be an https:// URL without query or fragment (http:// only on loopback)",
+                     o.get_str("issuer", required=True))  # fmt: skip
+    client_id = o.check("client_id", lambda v: 0 < len(v) <= 255 and v.isprintable(),
+                        "must be 1 to 255 printable characters", o.get_str("client_id", required=True))  # fmt: skip
+    secret = _secret(o, "client_secret", base, required=True)
+    assert secret is not None
+    redirect = o.check("redirect_uri", lambda v: _web_url(v, False) and urlsplit(v).path == OIDC_CALLBACK,
+                       f"must be this dashboard's http(s) URL with the path {OIDC_CALLBACK}",
+                       o.get_str("redirect_uri", required=True))  # fmt: skip
+    claim = o.check("claim", re.compile(r"[A-Za-z0-9_.:-]{1,64}").fullmatch, "is not a claim name",
+                    o.get_str("claim", "sub"))  # fmt: skip
+    scope = o.check("scope", lambda v: "openid" in v.split(), "must include openid",
+                    o.get_str("scope", "openid email" if claim == "email" else "openid"))  # fmt: skip
+    name = o.check("name", lambda v: 0 < len(v) <= 64 and v.isprintable(), "must be 1 to 64 printable characters",
+                   o.get_str("name", urlsplit(issuer).hostname))  # fmt: skip
+    ca = o.get_str("ca_file")
+    accounts = o.get_table("accounts", required=True)
+    o.done()
+    if not accounts:
+        raise ConfigError("dashboard.oidc.accounts", "must map at least one identity to an account name")
+    for ident, account in accounts.items():
+        if not isinstance(account, str) or not ACCOUNT_NAME_RE.fullmatch(account):
+            raise ConfigError(f"dashboard.oidc.accounts.{ident}", "must be an account name")
+    return OidcSection(issuer, client_id, secret, redirect, dict(accounts), claim, scope, name,
+                       (base / ca) if ca else None)  # fmt: skip
+
+
+def parse_dashboard(doc: dict[str, Any], state: Path, base: Path | None = None) -> DashboardSection | None:
+    """`[dashboard]` (None when absent); `base` resolves `[dashboard.oidc]`'s secret and CA files."""
     if "dashboard" not in doc:
         return None
     d = _Table("dashboard", doc["dashboard"])
@@ -247,6 +325,8 @@ def parse_dashboard(doc: dict[str, Any], state: Path) -> DashboardSection | None
     accounts = Path(d.get_str("accounts_path", "dashboard.sqlite3"))
     secure = d.get_bool("secure_cookies", True)
     viewers = d.get_int("max_viewers", 64, 1, 10_000)
+    d.used.add("oidc")
+    oidc = parse_oidc(d.data["oidc"], base or state) if "oidc" in d.data else None
     d.done()
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
@@ -257,7 +337,7 @@ def parse_dashboard(doc: dict[str, Any], state: Path) -> DashboardSection | None
             "dashboard.listen", "must be a loopback or private LAN address (no 0.0.0.0, no public)"
         )
     accounts = accounts if accounts.is_absolute() else state / accounts
-    return DashboardSection(enabled, host, int(port), accounts, secure, viewers)
+    return DashboardSection(enabled, host, int(port), accounts, secure, viewers, oidc)
 
 
 def _parse_trading(doc: dict[str, Any], base: Path) -> TradingConfig | None:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ctypes
 import functools
+import json
 import os
 import platform
 import pwd
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -654,6 +656,86 @@ class PostgresServer(_ProcessService):
 
     def log(self) -> str:
         path = self._dir / "postgres.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- OpenID Provider
+
+OIDC_PROVIDER_SCRIPT = REPO_ROOT / "hil" / "oidc" / "provider.mjs"
+
+
+def find_node() -> str:
+    """Node.js (20+), which runs the npm toolchain; a loud failure when it is missing."""
+    node = shutil.which("node")
+    if node is None:
+        raise ServiceUnavailable("Node.js is not installed: apt-get install -y nodejs npm")
+    return node
+
+
+class OidcProvider(_ProcessService):
+    """A real OpenID Provider on loopback: panva's oidc-provider (from node_modules, pinned in
+    package.json) run by hil/oidc/provider.mjs, with one confidential client whose secret is in a
+    0600 file, and the package's own sign-in and consent pages (any login name is an account).
+
+    `host` names the issuer: "localhost" by default, so the provider is another site than a
+    dashboard on 127.0.0.1 and the browser treats the sign-in as the cross-site round trip it is
+    in a real community. It listens on 127.0.0.1 either way.
+    """
+
+    def __init__(
+        self, redirect_uri: str, client_id: str = "gridpact-dashboard", host: str = "localhost"
+    ) -> None:
+        if not (REPO_ROOT / "node_modules" / "oidc-provider" / "package.json").exists():
+            raise ServiceUnavailable(f"oidc-provider is not in {REPO_ROOT}/node_modules: run `./tasks setup`")
+        self.node = find_node()
+        self.port = free_port()
+        self.issuer = f"http://{host}:{self.port}"
+        self.client_id = client_id
+        self.redirect_uri = redirect_uri
+        self._dir = Path(tempfile.mkdtemp(prefix="gridpact-oidc-"))
+        self.secret_file = self._dir / "client-secret"
+        self.secret_file.touch(mode=0o600)
+        self.secret_file.write_text(os.urandom(24).hex() + "\n")
+        self._proc: subprocess.Popen | None = None
+
+    def start(self) -> str:
+        """Start the provider and wait until its discovery document answers; the issuer URL."""
+        log = open(self._dir / "provider.log", "ab")  # noqa: SIM115 - owned by the process
+        args = [self.node, str(OIDC_PROVIDER_SCRIPT), "--port", str(self.port), "--issuer", self.issuer,
+                "--client-id", self.client_id, "--secret-file", str(self.secret_file),
+                "--redirect-uri", self.redirect_uri]  # fmt: skip
+        self._proc = spawn(args, stdout=log, stderr=log, cwd=REPO_ROOT)
+        try:
+            self._wait_ready(30)
+        except ServiceUnavailable as exc:
+            self.stop()
+            raise ServiceUnavailable(
+                f"the OpenID Provider failed to start: {exc}; log: {self.log()}"
+            ) from exc
+        return self.issuer
+
+    def _wait_ready(self, timeout: float) -> None:
+        url = f"http://127.0.0.1:{self.port}/.well-known/openid-configuration"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if json.load(resp).get("issuer") == self.issuer:
+                        return
+            except (OSError, ValueError):
+                pass
+            if self._proc is not None and self._proc.poll() is not None:
+                raise ServiceUnavailable(f"it exited with code {self._proc.returncode}")
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(f"no discovery document at {url} after {timeout:.0f} s")
+            time.sleep(0.1)
+
+    def log(self) -> str:
+        path = self._dir / "provider.log"
         return path.read_text(errors="replace")[-2000:] if path.exists() else ""
 
     def close(self) -> None:

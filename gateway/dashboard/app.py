@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from gateway.config import OidcSection
 from gateway.dashboard.auth import Account, AccountStore, Session
 from gateway.dashboard.live import LiveHub
 from gateway.dashboard.web import COOKIE, SECURITY_HEADERS, WebAuth, sse, vendor_dir
@@ -35,6 +36,7 @@ class HouseholdSite:
     accounts: AccountStore
     secure_cookies: bool = True
     now: Callable[[], float] = time.time
+    oidc: OidcSection | None = None  # sign-in with the community's identity provider, when configured
 
 
 def create_app(site: HouseholdSite | Sequence[HouseholdSite]) -> Starlette:
@@ -47,7 +49,7 @@ def create_app(site: HouseholdSite | Sequence[HouseholdSite]) -> Starlette:
             return "/households"
         return f"/household/{account.household}"
 
-    web = WebAuth(first.accounts, landing, first.secure_cookies)
+    web = WebAuth(first.accounts, landing, first.secure_cookies, first.oidc)
 
     def authorise(request: Request) -> tuple[Session | None, HouseholdSite | None, Response | None]:
         session = web.session_of(request)

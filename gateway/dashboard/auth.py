@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import getpass
 import hmac
-import re
 import secrets
 import sqlite3
 import sys
@@ -22,10 +21,12 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
+from gateway.config import ACCOUNT_NAME_RE
+
 ROLES = ("household", "operator")
-NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
 MIN_PASSWORD = 10
 SESSION_MAX_AGE_S = 12 * 3600
+NO_PASSWORD = "-"  # the stored hash of an account without a password (never a valid Argon2 hash)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -87,15 +88,19 @@ class AccountStore:
                 return bytes.fromhex(value)
             return bytes.fromhex(row[0])
 
-    def add(self, name: str, role: str, household: str, password: str) -> Account:
-        """Create or replace an account; ValueError on a bad name, role or a short password."""
-        if not NAME_RE.fullmatch(name):
+    def add(self, name: str, role: str, household: str, password: str | None) -> Account:
+        """Create or replace an account; ValueError on a bad name, role or a short password.
+
+        `password` None: an account that signs in only through the community's identity provider
+        (`[dashboard.oidc]`); the password form never accepts it.
+        """
+        if not ACCOUNT_NAME_RE.fullmatch(name):
             raise ValueError("account name must match [a-z0-9][a-z0-9_.-]{0,31}")
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}")
-        if len(password) < MIN_PASSWORD:
+        if password is not None and len(password) < MIN_PASSWORD:
             raise ValueError(f"password must have at least {MIN_PASSWORD} characters")
-        digest = self._hash.hash(password)
+        digest = self._hash.hash(password) if password is not None else NO_PASSWORD
         with self._lock:
             self._db.execute(
                 "INSERT INTO accounts VALUES (?,?,?,?) ON CONFLICT(name) DO UPDATE SET role=excluded.role,"
@@ -119,9 +124,17 @@ class AccountStore:
             row = self._db.execute(
                 "SELECT name, role, household, hash FROM accounts WHERE name=?", (name,)
             ).fetchone()
-        digest = row[3] if row else self._dummy
+        digest = row[3] if row and row[3] != NO_PASSWORD else self._dummy
         ok = self._hash.verify(password, digest)
-        return Account(row[0], row[1], row[2]) if ok and row else None
+        return Account(row[0], row[1], row[2]) if ok and row and row[3] != NO_PASSWORD else None
+
+    def get(self, name: str) -> Account | None:
+        """The account named `name` (for a sign-in already proven another way: the identity provider)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT name, role, household FROM accounts WHERE name=?", (name,)
+            ).fetchone()
+        return Account(*row) if row else None
 
 
 class SessionCodec:

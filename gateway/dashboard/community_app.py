@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from gateway.config import OidcSection
 from gateway.dashboard.auth import AccountStore, Session
 from gateway.dashboard.community_site import CommunitySite
 from gateway.dashboard.live import LiveHub
@@ -46,6 +47,7 @@ class CommunityApp:
     accounts: AccountStore
     operator: OperatorSend | None = None
     secure_cookies: bool = True
+    oidc: OidcSection | None = None  # sign-in with the community's identity provider, when configured
 
 
 def _is_operator(session: Session) -> bool:
@@ -71,7 +73,7 @@ async def _indexed(site: CommunitySite, block: int | None, within_s: float = 3.0
 
 
 def create_community_app(c: CommunityApp) -> Starlette:
-    web = WebAuth(c.accounts, lambda account: "/community", c.secure_cookies)
+    web = WebAuth(c.accounts, lambda account: "/community", c.secure_cookies, c.oidc)
     confirmations = Confirmations(c.accounts.secret_key())
 
     def signed_in(request: Request) -> Session | Response:

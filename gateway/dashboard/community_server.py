@@ -29,6 +29,7 @@ from typing import Any
 from gateway.errors import ConfigError
 
 log = logging.getLogger("gridpact.dashboard")
+NO_PASSWORD_HELP = "no password: the account signs in only through [dashboard.oidc]'s identity provider"
 INDEX_S = 0.25
 
 EXAMPLE = """\
@@ -43,6 +44,8 @@ reorg_depth = 64                   # block hashes kept to notice a reorg
 listen = "127.0.0.1:8090"          # loopback or a private LAN address only
 secure_cookies = true
 max_viewers = 64
+# [dashboard.oidc]                 # optional: sign-in with the community's OpenID Provider
+# issuer = "https://id.example.org"  # (see docs/dashboard.md: client, redirect URI, accounts)
 
 [chain]                            # as the gateway's [chain]: the operator key signs the actions
 rpc_url = "http://127.0.0.1:8545"
@@ -108,7 +111,7 @@ def load_dashboard_config(path: Path) -> CommunityDashboardConfig:
     database = table.get("database")
     if database is not None and (not isinstance(database, str) or not is_postgres(database)):
         raise ConfigError("index.database", "must be a postgresql:// URL (leave it out for SQLite)")
-    dashboard = parse_dashboard({"dashboard": doc.get("dashboard", {})}, state)
+    dashboard = parse_dashboard({"dashboard": doc.get("dashboard", {})}, state, base)
     if "chain" not in doc or not isinstance(doc["chain"], dict):
         raise ConfigError("chain", "missing: the dashboard reads the Market through [chain]")
     chain = parse_chain(doc["chain"], base)
@@ -368,6 +371,7 @@ class Listen:
     from_block: int | None = None
     reorg_depth: int = 64
     index_database: str | None = None  # a postgresql:// URL; None: index.sqlite3 in state_dir
+    oidc: Any = None  # gateway.config.OidcSection: sign-in with the community's identity provider
 
 
 async def serve_community(
@@ -426,7 +430,9 @@ async def serve_community(
     if operator_account is not None:
         journal = listen.state_dir / "operator-journal.db"
         operator = _operator(operator_account, policy, journal, w3, market_address, abis["Market"])
-    app = create_community_app(CommunityApp(site, hub, accounts, operator, listen.secure_cookies))
+    app = create_community_app(
+        CommunityApp(site, hub, accounts, operator, listen.secure_cookies, listen.oidc)
+    )
     log.info("event=dashboard_start listen=%s:%d market=%s from_block=%d index=%s operator=%s", listen.host,
              listen.port, market_address, deploy, db.name, operator.address if operator else None)  # fmt: skip
     try:
@@ -460,7 +466,7 @@ async def run_community_dashboard(
                           max_fee_wei=int(c.max_fee_gwei * 10**9), receipt_timeout_s=c.receipt_timeout_s)  # fmt: skip
     d = cfg.dashboard
     listen = Listen(d.host, d.port, cfg.index.state_dir, d.accounts_path, d.secure_cookies, d.max_viewers,
-                    cfg.index.from_block, cfg.index.reorg_depth, cfg.index.database)  # fmt: skip
+                    cfg.index.from_block, cfg.index.reorg_depth, cfg.index.database, d.oidc)  # fmt: skip
     await serve_community(w3, c.market, listen, account, policy, cfg.community, started)
 
 
@@ -490,6 +496,7 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--role", choices=("household", "operator"), default="household")
     add.add_argument("--household", default=None, help="a household account's gateway address (0x...)")
     add.add_argument("--password-stdin", action="store_true")
+    add.add_argument("--no-password", action="store_true", help=NO_PASSWORD_HELP)
     add.add_argument("--config", required=True, type=Path)
     rm = us.add_parser("remove")
     rm.add_argument("name")
@@ -513,8 +520,8 @@ def _user(args: argparse.Namespace) -> int:
         if args.role == "household" and not ADDRESS_RE.match(household):
             print("a household account needs --household 0x<its gateway address>", file=sys.stderr)
             return 2
-        password = read_new_password(args.name, args.password_stdin)
-        if password is None:
+        password = None if args.no_password else read_new_password(args.name, args.password_stdin)
+        if password is None and not args.no_password:
             return 2
         try:
             account = store.add(args.name, args.role, household.lower() or "-", password)

@@ -13,6 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from gateway.config import OidcSection
 from gateway.dashboard.app import HouseholdSite, create_app
 from gateway.dashboard.auth import AccountStore
 from gateway.dashboard.household import (
@@ -99,12 +100,13 @@ async def serve_households(
     secure_cookies: bool = True,
     max_viewers: int = 64,
     started: asyncio.Event | None = None,
+    oidc: OidcSection | None = None,
 ) -> None:
     """The household view of each of `households` on one server (a hub and two watchers each), until
     cancelled. A gateway serves its own; `gridpact simulate --dashboard` serves every household's."""
     hubs = [LiveHub(max_viewers, snapshots=frozenset({"trade", "ledger"})) for _ in households]
     sites = [
-        HouseholdSite(data.gateway_id, partial(snapshot, data), hub, accounts, secure_cookies, now)
+        HouseholdSite(data.gateway_id, partial(snapshot, data), hub, accounts, secure_cookies, now, oidc)
         for data, hub in zip(households, hubs, strict=True)
     ]
 
@@ -140,7 +142,8 @@ async def run_household_dashboard(rt: Any, started: asyncio.Event | None = None)
     data = HouseholdData(source, journal, rt.cfg.gateway.id, trades, tariff)
     try:
         await serve_households(
-            [data], accounts, cfg.host, cfg.port, rt.clock.now, cfg.secure_cookies, cfg.max_viewers, started
+            [data], accounts, cfg.host, cfg.port, rt.clock.now, cfg.secure_cookies, cfg.max_viewers, started,
+            cfg.oidc,
         )
     finally:
         accounts.close()

@@ -142,7 +142,14 @@ async def run_household_dashboard(rt: Any, started: asyncio.Event | None = None)
     data = HouseholdData(source, journal, rt.cfg.gateway.id, trades, tariff)
     try:
         await serve_households(
-            [data], accounts, cfg.host, cfg.port, rt.clock.now, cfg.secure_cookies, cfg.max_viewers, started,
+            [data],
+            accounts,
+            cfg.host,
+            cfg.port,
+            rt.clock.now,
+            cfg.secure_cookies,
+            cfg.max_viewers,
+            started,
             cfg.oidc,
         )
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from hil.services import (
     AnvilNode,
@@ -80,3 +81,17 @@ def web3(request: pytest.FixtureRequest):
 @pytest.fixture
 def chain_info(anvil: AnvilNode) -> ChainInfo:
     return anvil.info
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; playwright's own browser download is not available here
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """Headless Chromium for the web-page tests; a missing browser fails the test, never skips it."""
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()

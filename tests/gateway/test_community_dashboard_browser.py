@@ -25,7 +25,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from eth_account import Account
 from paho.mqtt.enums import CallbackAPIVersion
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from web3 import Web3
 
 from contracts.harness import Community, advance_time, household_key
@@ -33,7 +33,6 @@ from gateway.chain.keystore import create_keystore
 from gateway.trading.protocol import Envelope, encode, sign_envelope
 from hil.services import DEV_PRIVATE_KEYS, AnvilNode, MosquittoBroker, free_port, wait_for_port
 
-CHROMIUM = "/usr/bin/chromium"
 SIZES = {"laptop": (1366, 768), "phone": (390, 844)}
 PASSWORD = "correct horse battery"
 REPO = Path(__file__).resolve().parents[2]
@@ -47,16 +46,6 @@ class Running:
     proc: subprocess.Popen
     config: Path
     prefix: str
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _gridpact(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

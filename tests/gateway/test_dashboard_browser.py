@@ -13,33 +13,21 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from gateway.chain.journal import Journal
 from gridpact.core.wire import encode_reading
 from hil.services import MosquittoBroker, free_port
 
 KEY = bytes(range(32))
-CHROMIUM = "/usr/bin/chromium"
 SIZES = {"laptop": (1366, 768), "phone": (390, 844)}
 PASSWORD = "correct horse battery"
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _add_account(config: Path, name: str, role: str, household: str) -> None:

@@ -16,29 +16,17 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 from hil.services import MosquittoBroker, OidcProvider, free_port
 
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
 REPO = Path(__file__).resolve().parents[2]
 SIZES = {"laptop": (1366, 768), "phone": (390, 844)}
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _add_account(config: Path, name: str, household: str, password: str | None) -> None:

@@ -17,16 +17,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.simulate.test_sim_signals import alive, assert_no_survivors, descendants
 
-CHROMIUM = "/usr/bin/chromium"
 GRIDPACT = [sys.executable, "-m", "gridpact.cli"]
 LIVE_WAIT_MS = 60_000  # a loaded 2-core machine; the run is several simulated hours long
 
@@ -56,16 +54,6 @@ class Lines:
                 break
             time.sleep(0.1)
         pytest.fail(f"no line matching {pattern!r} (rc {self._proc.poll()}): {self.lines[-20:]}")
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _shot(page: Page, out: Path, name: str) -> None:

@@ -36,6 +36,36 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# top-level module -> the extra that installs it (pyproject.toml), for the one-line hint below
+EXTRA_OF: dict[str, str] = {
+    **dict.fromkeys(("matplotlib", "amqtt", "pymodbus", "serial", "eth_tester", "eth"), "sim"),
+    **dict.fromkeys(
+        (
+            "starlette",
+            "uvicorn",
+            "jinja2",
+            "itsdangerous",
+            "multipart",
+            "pwdlib",
+            "argon2",
+            "psycopg",
+            "authlib",
+            "joserfc",
+            "httpx",
+        ),
+        "dashboard",
+    ),
+    **dict.fromkeys(("dask", "distributed"), "study"),
+    "torch": "gpu",
+    **dict.fromkeys(("pytest", "hypothesis", "playwright"), "dev"),
+}
+
+
+def missing_extra(error: ModuleNotFoundError) -> str | None:
+    """The extra a missing third-party module comes with, or None (then the error is a bug, raised)."""
+    return EXTRA_OF.get((error.name or "").split(".")[0])
+
+
 def usage() -> str:
     lines = ["usage: gridpact <command> [args...]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
@@ -56,8 +86,19 @@ def main(argv: list[str] | None = None) -> int:
     if entry is None:
         print(f"gridpact: unknown command {args[0]!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = cast(Command, importlib.import_module(entry[0]))  # by name: only the command used is loaded
-    return int(module.main(args[1:]) or 0)
+    try:
+        module = cast(Command, importlib.import_module(entry[0]))  # by name: only the command used is loaded
+        return int(module.main(args[1:]) or 0)
+    except ModuleNotFoundError as e:  # a Pi's `pip install .` leaves the simulator's extras out
+        extra = missing_extra(e)
+        if extra is None:
+            raise
+        print(
+            f"gridpact {args[0]}: needs {e.name}, which comes with the {extra!r} extra: "
+            f"pip install 'gridpact[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

@@ -65,3 +65,26 @@ def test_gateway_help_lists_its_trading_subcommands_and_refuses_unknown_ones(
         gateway_main(["frobnicate"])
     assert done.value.code == 2
     assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
+
+
+def _without(module: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """`gridpact ARGV` in a fresh interpreter where `module` cannot be imported (as on a Pi's install)."""
+    code = f"import sys; sys.modules[{module!r}] = None\nfrom gridpact.cli import main\nraise SystemExit(main({argv!r}))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_a_command_whose_extra_is_missing_names_the_extra_in_one_line(tmp_path: object) -> None:
+    """`pip install .` (the Pi) leaves the simulator's extra out: `gridpact simulate` says which, exit 2."""
+    out = _without("matplotlib", ["simulate", "--engine-only", "--hours", "1", "--households", "2",
+                                  "--out", str(tmp_path), "--quiet"])  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "gridpact simulate: needs matplotlib, which comes with the 'sim' extra: pip install 'gridpact[sim]'"
+    ]
+
+
+def test_a_missing_module_of_no_extra_is_a_bug_and_is_raised() -> None:
+    """Only the extras' modules get the hint: anything else missing is a real error, with its traceback."""
+    out = _without("gateway.dashboard.community_server", ["dashboard", "--help"])
+    assert out.returncode == 1
+    assert "ModuleNotFoundError" in out.stderr

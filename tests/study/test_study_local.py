@@ -18,7 +18,7 @@ SLOW = """
 name = "slow"
 seeds = { start = 1, count = 8 }
 households = [500]
-days = [4]
+days = [16]  # points of several seconds: a loaded machine must not finish the study before the signal
 """
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from gridpact.core.settlement import split
 from hil.community.engine import EngineResult, SettledTrade
 from hil.community.ledger import Ledger
 from hil.community.market import Trade
@@ -88,6 +89,35 @@ def read_agreements(market: Any, addresses: list[str]) -> list[ChainAgreement]:
     return out
 
 
+def split_charged(ag: ChainAgreement, penalty_bps: int) -> int | None:
+    """Wh the buyer was charged for, by the contract's rule, in a settlement on two differing reports;
+    None when the chain's split follows no rule.
+
+    Within tolerance (or an unresolved dispute reclaimed after its deadline) the seller is paid on
+    the smaller capped report and the buyer charged on the larger, so a buyer whose own meter saw
+    less than the seller's full report pays in full, without a refund. A dispute the community
+    resolved pays and charges both on its figure (the settled `deliveredWh`).
+    """
+    assert ag.delivered is not None and ag.paid is not None and ag.refund is not None
+    higher = min(max(ag.reports), ag.wh)
+    for charged in (higher, ag.delivered):
+        s = split(ag.wh, ag.price, ag.delivered, charged, penalty_bps=penalty_bps)
+        if (s.seller, s.buyer) == (ag.paid, ag.refund):
+            return charged
+    return None
+
+
+def under_delivered(settled: list[SettledTrade]) -> tuple[int, int, bool]:
+    """(agreements delivered short, of them charged in full on the larger report, each other one refunded).
+
+    A buyer is owed a refund when it was charged for less than the agreed quantity; one charged in
+    full on a report of full delivery (the other report lower, within tolerance) is not: that is the
+    contract's rule against shading a report, the gap going to the treasury."""
+    short = [st for st in settled if st.delivered_wh < st.trade.wh]
+    in_full = [st for st in short if st.charged >= st.trade.wh]
+    return len(short), len(in_full), all(st.refund > 0 for st in short if st.charged < st.trade.wh)
+
+
 def replay(
     agreements: list[ChainAgreement], n: int, start: int, unit: int, hour_of: Any
 ) -> tuple[Ledger, list[SettledTrade], list[str]]:
@@ -108,9 +138,15 @@ def replay(
             and ag.refund is not None
         ):
             # two differing reports: the chain pays on the lower, charges on the higher, the gap to
-            # the treasury; booked as the chain split it (the split rule is the contract tests' to check)
+            # the treasury; booked as the chain split it, once it matches the contract's rule
+            charged = split_charged(ag, ledger.penalty_bps)
+            if charged is None:
+                problems.append(
+                    f"agreement {ag.id.hex()[:10]}: chain paid/refunded {ag.paid}/{ag.refund} on reports "
+                    f"{ag.reports}, the contract's rule gives neither the reports' split nor a resolution's"
+                )
             ledger.settle_split(aid, ag.paid, ag.refund)
-            settled.append(SettledTrade(hour_of(ag), trade, ag.delivered, ag.paid, ag.refund))
+            settled.append(SettledTrade(hour_of(ag), trade, ag.delivered, ag.paid, ag.refund, charged))
         elif ag.delivered is not None:
             to_seller, refund = ledger.settle(aid, ag.delivered)
             if (to_seller, refund) != (ag.paid, ag.refund):

@@ -8,7 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hil.community.agentledger import ChainAgreement, apply_to_result, read_agreements, replay
+from hil.community.agentledger import (
+    ChainAgreement,
+    apply_to_result,
+    read_agreements,
+    replay,
+    under_delivered,
+)
 from hil.community.agents import AgentWorld, gateway_events, no_engine_trades
 from hil.community.endpoints import connect_chain, quiet_amqtt, summer_start_after
 from hil.community.engine import EngineConfig, EngineResult, run_engine
@@ -79,8 +85,7 @@ def check_chain(world: AgentWorld, result: EngineResult, still_open: int) -> Non
         and holds == sum(balances) + ledger.escrowed() + ledger.treasury
         and ledger.conserved()
     )
-    short = [st for st in settled if st.delivered_wh < st.trade.wh]
-    refunded = all(st.refund > 0 for st in short)
+    short, in_full, refunded = under_delivered(settled)
     disputes = sum(ag.disputed for ag in agreements)
     world.checks += [
         f"agreements made by the gateways over MQTT and submitted on chain: {len(agreements)} "
@@ -90,14 +95,15 @@ def check_chain(world: AgentWorld, result: EngineResult, still_open: int) -> Non
         f"per-household free balances on chain equal the replayed ledger: {same}",
         f"tokens conserved on chain (minted {minted / unit:g}, held by the market {holds / unit:g}, "
         f"in escrow {ledger.escrowed() / unit:g}, treasury {ledger.treasury / unit:g}): {conserved}",
-        f"under-delivered agreements {len(short)}, each refunded: {refunded}",
+        f"under-delivered agreements {short}, {in_full} of them charged in full on the larger of two reports "
+        f"(the contract's rule: the gap to the treasury); each charged below its quantity refunded: {refunded}",
     ]
     if world.agent_errors:
         world.problems += world.agent_errors
     if not same or not conserved:
         world.problems.append("the chain disagrees with the replayed ledger")
     if not refunded:
-        world.problems.append("an under-delivered agreement was not refunded")
+        world.problems.append("a buyer charged for less than its agreement's quantity was not refunded")
 
 
 def live_progress(

@@ -68,6 +68,14 @@ class SettledTrade:
     delivered_wh: int
     to_seller: int
     refund: int
+    # what the buyer was charged for: the larger of two differing reports when the chain settled on both
+    # (the seller is paid on the smaller, the gap goes to the treasury); None: the delivered quantity
+    charged_wh: int | None = None
+
+    @property
+    def charged(self) -> int:
+        """Wh the buyer paid for: below the agreed quantity, the buyer must have had a refund."""
+        return self.delivered_wh if self.charged_wh is None else self.charged_wh
 
 
 class World(Protocol):

@@ -15,7 +15,7 @@ import pytest
 
 from gateway.trading.config import parse_trading_config
 from hil.community.agentclock import SteppedAsyncClock
-from hil.community.agentledger import ChainAgreement, replay
+from hil.community.agentledger import ChainAgreement, replay, under_delivered
 from hil.community.agents import ProfileForecaster, trading_tables
 from hil.community.cli import main as simulate_main
 from hil.community.engine import EngineConfig
@@ -87,6 +87,37 @@ def test_sim_agents_replay_golden_and_disagreement() -> None:
     wrong = _ag(0, 1, 500, 500, 10**17 - 1, 1)
     _, _, problems = replay([wrong], 2, start, UNIT, lambda ag: 0)
     assert len(problems) == 1 and "chain paid/refunded" in problems[0]
+
+
+def _split_ag(wh: int, reports: tuple[int, ...], delivered: int, paid: int, refund: int,
+              disputed: bool = False) -> ChainAgreement:  # fmt: skip
+    return ChainAgreement(bytes([wh % 256, delivered % 256]) * 16, 0, 1, wh, 2 * 10**17, 1, delivered, paid,
+                          refund, None, disputed, reports)  # fmt: skip
+
+
+def test_sim_agents_replay_two_reports_buyer_charged_on_the_larger() -> None:
+    """The 3 x 6 h virtual run's case: the seller reported its full 306 Wh, the buyer's meter saw 304.
+    The contract pays the seller on 304 less the penalty on 2 Wh and charges the buyer on 306 (no
+    refund), the gap to the treasury: short, but not owed a refund. A split off the rule, or a buyer
+    charged below the quantity without a refund, must still fail the checks."""
+    start = 50 * UNIT
+    # 0.2 token/kWh: escrow value(306) = 0.0612; value(304) = 0.0608; penalty 10 % of value(2 Wh) = 4e13
+    full_charge = _split_ag(306, (306, 304), 304, 608 * 10**14 - 4 * 10**13, 0)
+    # reports 300 and 296: paid value(296) - penalty(10 Wh), refund escrow - value(300) + penalty(6 Wh)
+    partial = _split_ag(306, (296, 300), 296, 592 * 10**14 - 2 * 10**14, 12 * 10**14 + 12 * 10**13)
+    # a dispute the community resolved at 200 Wh: paid and charged on 200
+    resolved = _split_ag(306, (306, 200), 200, 400 * 10**14 - 212 * 10**13, 212 * 10**14 + 212 * 10**13, True)
+    ledger, settled, problems = replay([full_charge, partial, resolved], 2, start, UNIT, lambda ag: 0)
+    assert problems == []
+    assert [st.charged for st in settled] == [306, 300, 200]
+    assert ledger.treasury == 44 * 10**13 + (8 * 10**14 + 2 * 10**14 - 12 * 10**13)
+    assert ledger.conserved() and ledger.escrowed() == 0
+    assert under_delivered(settled) == (3, 1, True)
+    # tokens lost in the split (the buyer got nothing back and the seller less than the rule): flagged
+    lost = _split_ag(306, (306, 304), 304, 608 * 10**14 - 4 * 10**13 - 1, 0)
+    _, settled, problems = replay([lost], 2, start, UNIT, lambda ag: 0)
+    assert len(problems) == 1 and "contract's rule gives neither" in problems[0]
+    assert settled[0].charged == 304 and under_delivered(settled) == (1, 0, False)
 
 
 def test_sim_agents_trading_config_parses_with_prices_in_base_units(tmp_path: Path) -> None:

@@ -30,14 +30,16 @@ def test_sim_progress_replay_counts_open_disputed_and_escrowed_agreements() -> N
 
 
 def test_sim_replay_books_differing_reports_with_the_gap_to_the_treasury() -> None:
-    """Reports 1000 and 990 Wh (inside the tolerance): the chain paid the seller on 990 and charged
-    the buyer on 1000; the replay books that split, the gap is the treasury's, tokens conserved."""
+    """Reports 1000 and 990 Wh (inside the tolerance): the chain paid the seller on 990 less the
+    penalty on 10 Wh and charged the buyer on 1000; the replay books that split (it is the
+    contract's rule), the gap is the treasury's, tokens conserved."""
     escrow = 2 * 10**17  # 1000 Wh at 0.2 token/kWh
-    paid, refund = 198 * 10**15, 0
+    paid, refund = 198 * 10**15 - 2 * 10**14, 0  # value(990 Wh) less 10 % of value(10 Wh)
     ag = ChainAgreement(b"\x04" * 32, 0, 1, 1000, 2 * 10**17, 1, 990, paid, refund, reports=(1000, 990))
     ledger, settled, problems = replay([ag], 2, 50 * UNIT, UNIT, lambda _: 0)
     assert problems == []
-    assert ledger.treasury == escrow - paid - refund == 2 * 10**15
+    assert ledger.treasury == escrow - paid - refund == 22 * 10**14
+    assert settled[0].charged == 1000 and settled[0].refund == 0
     assert ledger.balance[0] == 50 * UNIT + paid and ledger.balance[1] == 50 * UNIT - escrow
     assert ledger.conserved() and len(settled) == 1
 

@@ -505,7 +505,7 @@ def run(ha_python: Path, keep: Path | None) -> int:
         ha.add_mqtt("127.0.0.1", broker.port)
         rep.say("MQTT integration added through its config flow")
 
-        from hil.wiring import MqttTap
+        from hil.subscriber import MqttTap
 
         tap = MqttTap("127.0.0.1", broker.port, ["gridpact/#", "homeassistant/sensor/#"], "ha-check-tap")
         nodes = start_nodes("127.0.0.1", broker.port, workdir)

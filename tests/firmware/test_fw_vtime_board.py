@@ -13,7 +13,8 @@ import pytest
 from firmware.host.virtual_board import VirtualBoard
 from firmware.host.virtual_time import VirtualTime
 from hil.services import BrokerInfo
-from hil.wiring import MqttTap, RegisterUart, verify_reading
+from hil.subscriber import MqttTap
+from hil.wiring import RegisterUart, verify_reading
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "firmware" / "config.example.json"
 T0 = 1_780_272_000  # 2026-06-01 00:00 UTC

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from firmware.host.clock import AcceleratedClock
 from firmware.host.virtual_board import VirtualBoard
+from gridpact.core.clock import AcceleratedClock
 from gridpact.core.wire import TagChecker, parse_control
 from hil.services import MosquittoBroker
 from hil.subscriber import MqttTap

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from firmware.host.clock import AcceleratedClock
 from firmware.host.golden import device_namespace, f32_text_reference
 from firmware.host.maps_gen import PAYLOAD_KEYS, compact
 from firmware.host.virtual_board import VirtualBoard
+from gridpact.core.clock import AcceleratedClock
 from gridpact.core.wire import Control, TagChecker, parse_control
 from hil.services import BrokerInfo, MosquittoBroker
 from hil.subscriber import MqttTap

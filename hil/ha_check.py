@@ -239,17 +239,16 @@ class Node:
 
 def start_nodes(host: str, port: int, workdir: Path) -> list[Node]:
     """The unmodified firmware on virtual boards, each reading a meter_sim meter over Modbus RTU."""
-    from firmware.host.clock import SystemClock
     from firmware.host.virtual_board import VirtualBoard
+    from gridpact.core.clock import SystemClock
     from hil.community.nodes import firmware_config
     from hil.wiring import RegisterUart
-    from meter_sim.clock import RealClock
     from meter_sim.maps import load_map
     from meter_sim.meter import Meter
 
     nodes = []
     for dev, model, profile in NODES:
-        meter = Meter(load_map(model), 1, profile, RealClock(), name=dev)
+        meter = Meter(load_map(model), 1, profile, SystemClock(), name=dev)
         cfg = firmware_config(dev, HMAC_KEY, host, port, poll_s=5)
         cfg.update(health_s=5, ntp_hold_s=0)
         cfg["meter"]["model"] = model
@@ -505,7 +504,7 @@ def run(ha_python: Path, keep: Path | None) -> int:
         ha.add_mqtt("127.0.0.1", broker.port)
         rep.say("MQTT integration added through its config flow")
 
-        from hil.wiring import MqttTap
+        from hil.subscriber import MqttTap
 
         tap = MqttTap("127.0.0.1", broker.port, ["gridpact/#", "homeassistant/sensor/#"], "ha-check-tap")
         nodes = start_nodes("127.0.0.1", broker.port, workdir)

@@ -21,13 +21,13 @@ class MeterOnLine:
         self, device: str, model: str = "sdm120", unit_id: int = 1, profile: str = "constant:load_w=2300,pv_w=0",
         baud: int = 9600, parity: str = "N", seed: int = 0, truth: Path | None = None,
     ) -> None:  # fmt: skip
-        from meter_sim.clock import RealClock
+        from gridpact.core.clock import AcceleratedClock
         from meter_sim.farm import MeterFarm
 
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="hil-meter", daemon=True)
         self._thread.start()
-        self.clock = RealClock()
+        self.clock = AcceleratedClock()
         self.truth_path = truth
         self.farm = MeterFarm(self.clock, seed=seed, truth=truth)
         self.meter = self.farm.add_meter(model, unit_id, profile)

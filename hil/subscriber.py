@@ -1,7 +1,10 @@
-"""A broker subscriber for the HIL suite: collects a node's readings, waits with explicit timeouts.
+"""The rig's one MQTT subscriber (paho, in its own network thread), seeing what a gateway would see.
 
-paho-mqtt in its own network thread, reconnecting fast (50 ms .. 0.5 s) so that after a broker
-restart it is subscribed again before the node's backoff brings its replayed readings.
+`MqttTap` records every message on its topics and lets a test wait for a condition on them;
+`Subscriber` is a tap on one device's topics that also sorts them: verified readings, rejects,
+status words, health, Home Assistant discovery. Both resubscribe after each reconnect, retrying
+every RETRY_S while the broker is away, so that after a broker restart the tap is subscribed
+again before the node's backoff (0.25 s .. its cap) brings its replayed readings.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hil.readings import BadReading, Reading, verify_reading
 
+RETRY_S = 0.1  # between connection attempts while the broker is away
+
 
 def status_word(payload: bytes) -> str:
     """`online`/`offline` of a signed status (docs/wire/control-v1.md), or its raw text; the rig
@@ -27,8 +32,93 @@ def status_word(payload: bytes) -> str:
     return word if isinstance(word, str) else payload.decode(errors="replace")
 
 
-class Subscriber:
-    """Readings, rejects, status and health messages of one device, in arrival order."""
+class MqttTap:
+    """Every message on `topics` as (topic, payload, retained), in arrival order; subscribed (QoS 1)
+    again after each reconnect. `subscribed` is set while the subscription stands."""
+
+    def __init__(self, host: str, port: int, topics: list[str], client_id: str) -> None:
+        self.topics = topics
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.subscribed = threading.Event()
+        self._cond = threading.Condition()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client.reconnect_delay_set(0, 1)  # at once; _on_connect_fail paces the retries
+        self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.connect_async(host, port, keepalive=10)
+        self.client.loop_start()
+        if not self.subscribed.wait(10):
+            self.close(clear_retained=False)
+            raise RuntimeError(f"MQTT tap could not subscribe at {host}:{port}")
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object
+    ) -> None:
+        self.subscribed.clear()
+        client.subscribe([(t, 1) for t in self.topics])
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        time.sleep(RETRY_S)  # in paho's network thread, which only retries meanwhile
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: object, mid: int, codes: object, props: object
+    ) -> None:
+        self.subscribed.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object
+    ) -> None:
+        # cleared the moment the link drops, so that waiting on `subscribed` after a broker restart
+        # really waits for the resubscription (not for the one before the outage)
+        self.subscribed.clear()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        with self._cond:
+            payload = bytes(msg.payload)
+            self.messages.append((msg.topic, payload, bool(msg.retain)))
+            self._take(msg.topic, payload)
+            self._cond.notify_all()
+
+    def _take(self, topic: str, payload: bytes) -> None:
+        """What a subclass makes of each message, under the tap's lock; the tap only records it."""
+
+    def on(self, suffix: str) -> list[bytes]:
+        """Payloads received on topics ending with `suffix`, in arrival order (empty ones, which only
+        clear a retained message, left out)."""
+        with self._cond:
+            return [p for t, p, _ in self.messages if t.endswith(suffix) and p]
+
+    def wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        """Block until predicate() holds (checked under the lock, at each message); fail with `what`
+        after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+                self._cond.wait(min(left, 0.1))
+
+    def close(self, clear_retained: bool = True) -> None:
+        """Disconnect; first wipe the retained status/health/discovery messages seen, so that a
+        shared broker does not show test nodes to later subscribers."""
+        if clear_retained and self.client.is_connected():
+            with self._cond:
+                topics = {t for t, _, _ in self.messages if t.endswith(("/status", "/health", "/config"))}
+            self.client.unsubscribe(self.topics)  # the broker handles it before the clears below
+            infos = [self.client.publish(t, b"", qos=1, retain=True) for t in sorted(topics)]
+            for info in infos:
+                info.wait_for_publish(5)
+        self.client.disconnect()  # before loop_stop, so the network thread ends at once
+        self.client.loop_stop()
+
+
+class Subscriber(MqttTap):
+    """A tap on one device's topics: its readings (verified), rejects, status and health messages
+    in arrival order, and its Home Assistant discovery configs by topic."""
 
     def __init__(self, host: str, port: int, device_id: str, key: bytes, prefix: str = "gridpact") -> None:
         self.device_id = device_id
@@ -38,47 +128,23 @@ class Subscriber:
         self.rejected: list[tuple[bytes, str]] = []
         self.status: list[str] = []
         self.health: list[bytes] = []
-        self.discovery: dict[str, bytes] = {}  # Home Assistant discovery config per topic
-        self._cond = threading.Condition()
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"hil-sub-{device_id}-{id(self)}")
-        self._client.reconnect_delay_set(0, 1)
-        self._client.on_connect = self._on_connect
-        self._client.on_message = self._on_message
-        self._client.connect_async(host, port, keepalive=10)
-        self._client.loop_start()
-        self.wait(lambda: self._client.is_connected(), 10, "the subscriber to connect to the broker")
+        self.discovery: dict[str, bytes] = {}
+        topics = [self.base + "/#", f"homeassistant/sensor/{device_id}/+/config"]
+        super().__init__(host, port, topics, f"hil-sub-{device_id}-{id(self)}")
 
-    def _on_connect(
-        self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object
-    ) -> None:
-        client.subscribe(self.base + "/#", qos=1)
-        client.subscribe(f"homeassistant/sensor/{self.device_id}/+/config", qos=1)
-
-    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        with self._cond:
-            kind = msg.topic.rsplit("/", 1)[-1]
-            if msg.topic.startswith("homeassistant/"):
-                self.discovery[msg.topic] = bytes(msg.payload)
-            elif kind == "reading":
-                try:
-                    self.readings.append(verify_reading(bytes(msg.payload), self.key))
-                except BadReading as exc:
-                    self.rejected.append((bytes(msg.payload), str(exc)))
-            elif kind == "status":
-                self.status.append(status_word(bytes(msg.payload)))
-            elif kind == "health":
-                self.health.append(bytes(msg.payload))
-            self._cond.notify_all()
-
-    def wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
-        """Block until predicate() holds; fail with `what` after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not predicate():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-                self._cond.wait(min(left, 0.1))
+    def _take(self, topic: str, payload: bytes) -> None:
+        kind = topic.rsplit("/", 1)[-1]
+        if topic.startswith("homeassistant/"):
+            self.discovery[topic] = payload
+        elif kind == "reading":
+            try:
+                self.readings.append(verify_reading(payload, self.key))
+            except BadReading as exc:
+                self.rejected.append((payload, str(exc)))
+        elif kind == "status":
+            self.status.append(status_word(payload))
+        elif kind == "health":
+            self.health.append(payload)
 
     def wait_reading(self, predicate: Callable[[Reading], bool], timeout: float, what: str) -> Reading:
         """The first reading (from now or already received) satisfying predicate."""
@@ -93,12 +159,8 @@ class Subscriber:
 
     def wait_count(self, n: int, timeout: float) -> list[Reading]:
         self.wait(lambda: len(self.readings) >= n, timeout, f"{n} readings (have {len(self.readings)})")
-        return list(self.readings)
+        return self.snapshot()
 
     def snapshot(self) -> list[Reading]:
         with self._cond:
             return list(self.readings)
-
-    def close(self) -> None:
-        self._client.disconnect()  # first, so the network thread ends at once
-        self._client.loop_stop()

@@ -1,6 +1,6 @@
 """Wiring for virtual boards without hardware: the RS-485 line (a socat pty pair, hil.pty) with a
-meter_sim RTU server on one end, an MQTT tap, and an in-process register UART. Part of the one rig
-package (hil/); used by the firmware tests, the HIL rig and the simulator.
+meter_sim RTU server on one end, and an in-process register UART. Part of the one rig package
+(hil/, whose MQTT tap is hil.subscriber); used by the firmware tests, the HIL rig and the simulator.
 """
 
 from __future__ import annotations
@@ -94,61 +94,6 @@ class MeterSim:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-class MqttTap:
-    """A real MQTT subscriber (paho) that records every message on `topics`, resubscribing after
-    each reconnect, so that a test sees what a gateway would see."""
-
-    def __init__(self, host: str, port: int, topics: list[str], client_id: str) -> None:
-        import threading
-
-        import paho.mqtt.client as paho
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        self.topics = topics
-        self.messages: list[tuple[str, bytes, bool]] = []
-        self.subscribed = threading.Event()
-        self._lock = threading.Lock()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: self.subscribed.set()
-        # Cleared the moment the link drops, so that waiting on `subscribed` after a broker restart
-        # really waits for the resubscription (not for the one before the outage).
-        self.client.on_disconnect = lambda *a: self.subscribed.clear()
-        self.client.reconnect_delay_set(1, 1)
-        self.client.connect(host, port, keepalive=30)
-        self.client.loop_start()
-        if not self.subscribed.wait(10):
-            raise RuntimeError(f"MQTT tap could not subscribe at {host}:{port}")
-
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
-        self.subscribed.clear()
-        client.subscribe([(t, 1) for t in self.topics])
-
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        with self._lock:
-            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
-
-    def on(self, suffix: str) -> list[bytes]:
-        """Payloads received on topics ending with `suffix`, in arrival order (empty ones, which only
-        clear a retained message, left out)."""
-        with self._lock:
-            return [p for t, p, _ in self.messages if t.endswith(suffix) and p]
-
-    def close(self, clear_retained: bool = True) -> None:
-        """Disconnect; first wipe the retained status/health/discovery messages seen, so that a
-        shared broker does not show test nodes to later subscribers."""
-        if clear_retained and self.client.is_connected():
-            with self._lock:
-                topics = {t for t, _, _ in self.messages if t.endswith(("/status", "/health", "/config"))}
-            self.client.unsubscribe(self.topics)  # the broker handles it before the clears below
-            infos = [self.client.publish(t, b"", qos=1, retain=True) for t in sorted(topics)]
-            for info in infos:
-                info.wait_for_publish(5)
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def verify_reading(payload: bytes, key: bytes) -> dict[str, Any]:

@@ -11,8 +11,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gridpact.core.clock import AcceleratedClock
 from gridpact.core.config import ConfigError, get, reject_unknown, typed
-from meter_sim.clock import RealClock
 from meter_sim.farm import MeterFarm
 from meter_sim.faults import FaultError, load_timeline, parse_timeline
 from meter_sim.maps import load_map
@@ -159,7 +159,7 @@ def endpoints_from_args(args: argparse.Namespace) -> tuple[list[EndpointSpec], d
 
 async def serve(endpoints: list[EndpointSpec], opts: dict, stop: asyncio.Event | None = None) -> int:
     """Start every endpoint, print the ready lines, run until SIGTERM/SIGINT (or `stop`)."""
-    clock = RealClock(speed=float(opts["speed"]), start=opts.get("start"))
+    clock = AcceleratedClock(rate=float(opts["speed"]), start=opts.get("start"))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,31 +1,12 @@
-"""Meter clocks: real time, accelerated, or stepped by a simulation (deterministic).
+"""The meters' stepped clock, for deterministic simulations.
 
-Both are gridpact.core.clock.TimeSource (`now()`); the meters also ask how long meter time takes
-on the wall (`real_seconds`), and a SimClock tells its listeners when it moves.
+Real and accelerated time is gridpact.core.clock.AcceleratedClock (`--speed`); this SimClock is,
+like it, a gridpact.core.clock.TimeSource (`now()`), and tells its listeners when it moves.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-
-
-class RealClock:
-    """Unix time, optionally running `speed` times faster from `start`."""
-
-    def __init__(self, speed: float = 1.0, start: float | None = None) -> None:
-        if not speed > 0:
-            raise ValueError("speed must be > 0")
-        self.speed = speed
-        self.start = time.time() if start is None else float(start)
-        self._mono0 = time.monotonic()
-
-    def now(self) -> float:
-        return self.start + (time.monotonic() - self._mono0) * self.speed
-
-    def real_seconds(self, meter_seconds: float) -> float:
-        """How long `meter_seconds` of meter time take on the wall."""
-        return meter_seconds / self.speed
 
 
 class SimClock:
@@ -47,10 +28,3 @@ class SimClock:
         for listener in list(self.listeners):
             listener(self.t)
         return self.t
-
-    def real_seconds(self, meter_seconds: float) -> float:
-        """A stepped clock has no wall-clock rate: faults such as `slow` use real seconds."""
-        return meter_seconds
-
-
-Clock = RealClock | SimClock

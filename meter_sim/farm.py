@@ -9,7 +9,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from meter_sim.clock import Clock, RealClock, SimClock
+from gridpact.core.clock import AcceleratedClock
+from meter_sim.clock import SimClock
 from meter_sim.faults import Fault
 from meter_sim.maps import load_map
 from meter_sim.meter import Meter
@@ -29,13 +30,13 @@ class MeterFarm:
 
     def __init__(
         self,
-        clock: Clock | None = None,
+        clock: AcceleratedClock | SimClock | None = None,
         *,
         truth: str | Path | None = None,
         truth_every_s: float | None = None,
         seed: int = 0,
     ) -> None:
-        self.clock: Clock = clock or RealClock()
+        self.clock = clock or AcceleratedClock()
         self.truth = TruthWriter(truth) if truth is not None else None
         self.truth_every_s, self.seed = truth_every_s, seed
         self.meters: list[Meter] = []
@@ -113,10 +114,10 @@ class MeterFarm:
         """With a real clock, meters tick in the background so no backlog of ticks builds up
         between requests (at --speed 3600 an idle half hour is millions of ticks, which a later
         request or the stop would have to run at once) and the truth file stays complete."""
-        if self._ticker is None and isinstance(self.clock, RealClock):
+        if self._ticker is None and isinstance(self.clock, AcceleratedClock):
             self._ticker = asyncio.create_task(self._tick_forever(self.clock), name="meter-ticker")
 
-    async def _tick_forever(self, clock: RealClock) -> None:
+    async def _tick_forever(self, clock: AcceleratedClock) -> None:
         tick = min((m.tick_s for m in self.meters), default=1.0)
         period = max(clock.real_seconds(tick), TICK_PERIOD_S)  # batches ticks: no wake-up per tick
         while True:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from meter_sim.clock import Clock
+from gridpact.core.clock import TimeSource
 from meter_sim.faults import Fault, make_fault
 from meter_sim.maps import RegisterMap
 from meter_sim.physics import Lookahead, Physics
@@ -35,7 +35,7 @@ class Meter:
         rmap: RegisterMap,
         unit_id: int,
         household: Household | Profile | str,
-        clock: Clock,
+        clock: TimeSource,
         *,
         seed: int = 0,
         name: str | None = None,

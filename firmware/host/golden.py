@@ -54,8 +54,8 @@ def pymodbus_request(unit: int, fc: int, addr: int, count: int) -> str:
 
 def device_namespace() -> DeviceNamespace:
     """Device modules on CPython with inert shims (no UART, no network): enough for pure code."""
-    from firmware.host.clock import SystemClock
     from firmware.host.shims import BoardState, make_all
+    from gridpact.core.clock import SystemClock
 
     st = BoardState(clock=SystemClock(), platform="esp32", uart_device="/dev/null", uid=b"\x01\x02\x03\x04")
     return DeviceNamespace(make_all(st))

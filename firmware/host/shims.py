@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import serial
 
-from firmware.host.clock import Clock
+from gridpact.core.clock import BoardTime, SteppedBoardTime
 
 TICKS_PERIOD = 1 << 30
 _TICKS_HALF = TICKS_PERIOD >> 1
@@ -48,7 +48,7 @@ class BoardReset(Exception):
 class BoardState:
     """Everything the shims of one board share: its clock, radio, RTC, pins and reset cause."""
 
-    clock: Clock
+    clock: BoardTime
     platform: str  # "esp32" or "rp2"
     uart_device: str | SerialLike
     uid: bytes
@@ -64,13 +64,19 @@ class BoardState:
     uarts: list[Any] = field(default_factory=list)
     console: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stepped: SteppedBoardTime | None = field(init=False, default=None)  # the clock, if a simulation steps it
 
     def __post_init__(self) -> None:
-        self.power_on = board_monotonic(self.clock)
+        self.stepped = self.clock if isinstance(self.clock, SteppedBoardTime) else None
+        self.power_on = self.monotonic()
+
+    def monotonic(self) -> float:
+        """The board's own monotonic seconds on stepped time, else the host's."""
+        return self.stepped.monotonic() if self.stepped is not None else _time.monotonic()
 
     def uptime(self) -> float:
         """Board seconds since power-on (on the board's clock)."""
-        return (board_monotonic(self.clock) - self.power_on) * self.clock.rate
+        return (self.monotonic() - self.power_on) * self.clock.rate
 
     def rtc(self) -> float:
         if self.rtc_offset is None:
@@ -81,12 +87,6 @@ class BoardState:
         with self.lock:
             self.console.append(line)
             del self.console[:-2000]
-
-
-def board_monotonic(clock: Clock) -> float:
-    """The clock's own monotonic time when it has one (virtual time), else the host's."""
-    mono = getattr(clock, "monotonic", None)
-    return float(mono()) if mono is not None else _time.monotonic()
 
 
 def _module(name: str, **attrs: Any) -> types.ModuleType:
@@ -109,9 +109,8 @@ def ticks_add(a: int, d: int) -> int:
 
 def make_time(st: BoardState) -> types.ModuleType:
     def sleep(s: float) -> None:
-        board_sleep = getattr(st.clock, "sleep", None)  # virtual time: the clock just moves on
-        if board_sleep is not None:
-            board_sleep(s)
+        if st.stepped is not None:  # stepped time: the clock just moves on
+            st.stepped.sleep(s)
         else:
             _time.sleep(s / st.clock.rate)
 
@@ -148,7 +147,7 @@ def make_asyncio(st: BoardState) -> types.ModuleType:
         wait_for=wait_for,
         wait_for_ms=lambda aw, ms: wait_for(aw, ms / 1e3),
     )
-    if hasattr(st.clock, "monotonic"):  # virtual time: socket writes await a real reply
+    if st.stepped is not None:  # stepped time: socket writes await a real reply
         from firmware.host.virtual_time import VirtualTime, open_connection_on
 
         if isinstance(st.clock, VirtualTime):
@@ -278,12 +277,12 @@ def make_ntptime(st: BoardState) -> types.ModuleType:
     def settime() -> None:
         if not (st.wifi_available and st.ntp_available):
             raise OSError(110, "ETIMEDOUT")
-        st.rtc_offset = st.clock.time() - st.uptime()
+        st.rtc_offset = st.clock.now() - st.uptime()
 
     def time_() -> int:
         if not (st.wifi_available and st.ntp_available):
             raise OSError(110, "ETIMEDOUT")
-        return int(st.clock.time())
+        return int(st.clock.now())
 
     return _module("ntptime", host="pool.ntp.org", timeout=1, settime=settime, time=time_)
 

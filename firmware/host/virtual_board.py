@@ -20,7 +20,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from firmware.host.clock import Clock, SystemClock
 from firmware.host.devload import DEVICE_DIR, DeviceNamespace
 from firmware.host.shims import (
     PWRON_RESET,
@@ -32,6 +31,7 @@ from firmware.host.shims import (
     make_all,
 )
 from firmware.host.virtual_time import VirtualLoop, VirtualTime
+from gridpact.core.clock import BoardTime, SystemClock
 
 PLATFORMS = {"esp32": "esp32", "pico-w": "rp2"}
 
@@ -46,7 +46,7 @@ class VirtualBoard:
         state_dir: Path,
         *,
         board: str = "esp32",
-        clock: Clock | None = None,
+        clock: BoardTime | None = None,
         broker: tuple[str, int] | None = None,
         name: str | None = None,
         echo: bool = False,
@@ -61,7 +61,7 @@ class VirtualBoard:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.platform = PLATFORMS[board]
-        self.clock: Clock = clock or SystemClock()
+        self.clock: BoardTime = clock or SystemClock()
         self.name = name or str(self.config.get("device_id", "board"))
         self.echo = echo
         self.device_dir = device_dir

@@ -1,7 +1,7 @@
 """Virtual (discrete-event) time for a virtual board: board time moves only when the simulator says so.
 
-A `VirtualTime` is the board's clock (`time()`: the world's Unix time, `monotonic()`: board seconds
-since `start`). `VirtualLoop` is an asyncio loop on that clock whose selector, whenever no callback
+A `VirtualTime` is the board's clock, a gridpact.core.clock.SteppedBoardTime (`now()`: the world's
+Unix time, `monotonic()`: board seconds since `start`). `VirtualLoop` is an asyncio loop on that clock whose selector, whenever no callback
 is ready and no I/O is ready or awaited, jumps the clock to the next timer, never past the target
 set by `advance_to(t)`. There it reports itself idle and blocks on real I/O (MQTT to a real broker
 keeps working) until a new target comes. After the board writes to a socket (MQTT expects an
@@ -44,7 +44,7 @@ class VirtualTime:
         self.wake: Callable[[], None] = lambda: None  # set by the loop: wakes it from its select
 
     # -------------------------------------------------------------- clock side (any thread)
-    def time(self) -> float:
+    def now(self) -> float:
         """The world's Unix time on this clock (what NTP answers)."""
         return self.start + self._now
 

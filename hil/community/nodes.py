@@ -165,7 +165,7 @@ class FirmwareNode:
             raise ValueError(f"poll_s must exceed {2 * self.SETTLE_S:g} s on a firmware node")
         self.dev = dev
         self.vt = VirtualTime(start)
-        self.uart = MeterUart(meter, self.vt.time)
+        self.uart = MeterUart(meter, self.vt.now)
         cfg = firmware_config(dev, key, host, port, poll_s)
         self.board = VirtualBoard(cfg, self.uart, flash, clock=self.vt, name=dev)
         self.replayed = 0

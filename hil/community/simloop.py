@@ -226,7 +226,7 @@ class LoopClock:
 
 
 class BoardClock:
-    """A virtual board's clock (firmware.host.clock.Clock) on a SimLoop.
+    """A virtual board's clock (gridpact.core.clock.SteppedBoardTime) on a SimLoop.
 
     `monotonic()` is the loop's time, so the firmware's asyncio sleeps and timeouts run on the
     simulated clock; a blocking `time.sleep` on the board (nothing else can run meanwhile on a
@@ -238,7 +238,7 @@ class BoardClock:
     def __init__(self, loop: SimLoop) -> None:
         self.loop = loop
 
-    def time(self) -> float:
+    def now(self) -> float:
         return self.loop.unix()
 
     def monotonic(self) -> float:

@@ -10,11 +10,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from firmware.host.clock import AcceleratedClock
 from firmware.host.virtual_board import VirtualBoard
+from gridpact.core.clock import AcceleratedClock
 from gridpact.core.wire import TagChecker, parse_control
 from hil.services import MosquittoBroker
-from hil.wiring import MeterSim, MqttTap, SerialLine, verify_reading
+from hil.subscriber import MqttTap
+from hil.wiring import MeterSim, SerialLine, verify_reading
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "firmware" / "config.example.json"
 OUTAGE_S = 60.0

@@ -14,7 +14,8 @@ import pytest
 
 from firmware.host.virtual_board import VirtualBoard
 from hil.services import find_mosquitto, free_port, wait_for_port
-from hil.wiring import MqttTap, SerialLine, verify_reading
+from hil.subscriber import MqttTap
+from hil.wiring import SerialLine, verify_reading
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "firmware" / "config.example.json"
 

@@ -13,7 +13,8 @@ import pytest
 from firmware.host.virtual_board import VirtualBoard
 from firmware.host.virtual_time import VirtualTime
 from hil.services import BrokerInfo
-from hil.wiring import MqttTap, RegisterUart, verify_reading
+from hil.subscriber import MqttTap
+from hil.wiring import RegisterUart, verify_reading
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "firmware" / "config.example.json"
 T0 = 1_780_272_000  # 2026-06-01 00:00 UTC
@@ -51,7 +52,7 @@ def test_a_day_of_readings_follows_the_simulated_clock(broker: BrokerInfo, tmp_p
         for k in range(24 * 60 + 1):
             board.advance_to(T0 + 60 * k + 1)
             assert board.app.seq.next == k + 2, f"poll {k}: {board.stats()}"
-        assert vt.time() == T0 + 24 * 3600 + 1
+        assert vt.now() == T0 + 24 * 3600 + 1
         deadline = time.monotonic() + 20
         while len(tap.on("/reading")) < 1441 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -85,11 +86,11 @@ def test_board_time_stands_still_between_advances(tmp_path: Path) -> None:
         board.advance_to(T0 + 121)
         seq_before, requests = board.app.seq.next, uart.requests
         time.sleep(0.3)
-        assert vt.time() == T0 + 121
+        assert vt.now() == T0 + 121
         assert (board.app.seq.next, uart.requests) == (seq_before, requests)
         assert board.app.seq.next == 4 and board.app.faults == 3  # polls at 0, 60, 120 s, all timed out
         board.advance_to(T0 + 60)  # the past: a no-op
-        assert vt.time() == T0 + 121
+        assert vt.now() == T0 + 121
     finally:
         board.stop()
 

@@ -31,6 +31,7 @@ import numpy as np
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
+from web3 import Web3
 
 from gateway.chain.errors import ChainError, RevertError
 from gateway.chain.sender import TxSender
@@ -56,10 +57,12 @@ from gateway.trading.loans import (
     offer_at,
     report_figures,
 )
+from gateway.trading.ports import CounterFamily, NetDemandForecaster, ReadingSource
 from gateway.trading.protocol import Envelope, encode
 from gateway.trading.roster import Roster
 from gateway.trading.settlement import allocate
 from gateway.trading.transport import Transport, community_tls
+from gridpact.core.clock import Clock
 from gridpact.core.eip712 import LOAN_FIELDS, Domain, Loan, loan_id
 
 log = logging.getLogger("gridpact.gateway.trading")
@@ -68,7 +71,7 @@ log = logging.getLogger("gridpact.gateway.trading")
 class Counters(Protocol):
     """The trading counters (service._Counters): events and dropped peer messages."""
 
-    dropped: Any
+    dropped: CounterFamily
 
     def count(self, event: str) -> None: ...
 
@@ -79,13 +82,13 @@ class LoanDeps:
 
     cfg: TradingConfig
     account: LocalAccount
-    w3: Any
+    w3: Web3
     sender: TxSender
     runner: ChainRunner
     roster: Roster
-    store: Any  # gateway.storage.ReadingStore: energy_between(t0, t1)
-    forecaster: Any  # gateway.forecast: net_demand(start, steps, step_s) -> W
-    clock: Any
+    store: ReadingSource  # gateway.storage.ReadingStore
+    forecaster: NetDemandForecaster | None  # None: no loans proposed (nothing to decide from)
+    clock: Clock
     state_dir: Path
     counters: Counters
 
@@ -230,6 +233,8 @@ class LoanAgent:
     def forecast_kwh(self, t: int) -> np.ndarray | None:
         """Point forecast of the net demand (kWh per period) over the window from period t."""
         w, ps = self.cfg.window, self.cfg.period_s
+        if self.deps.forecaster is None:
+            return None
         try:
             watts = np.asarray(self.deps.forecaster.net_demand(t, w, ps), dtype=np.float64)
         except (ValueError, ArithmeticError, LookupError, AttributeError):

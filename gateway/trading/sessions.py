@@ -24,6 +24,7 @@ from gateway.chain.journal import Journal
 from gateway.chain.market import sign_terms_hex, terms_from_dict, terms_signer
 from gateway.negotiation import Accept, Counter, Negotiator, Offer, Reject
 from gateway.trading.protocol import Envelope
+from gridpact.core.clock import Clock
 from gridpact.core.eip712 import Domain, Terms, agreement_id
 
 Send = Callable[[str, str, dict[str, Any]], Awaitable[None]]  # (type, to, body)
@@ -68,7 +69,7 @@ class SessionContext:
     domain: Callable[[], Domain]
     journal: Journal
     send: Send
-    clock: Any
+    clock: Clock
     round_timeout_s: float
     max_rounds: int
     count: Callable[[str], None]
@@ -76,7 +77,7 @@ class SessionContext:
     on_agreement: Callable[[], None]
 
 
-async def receive(session: Session, clock: Any, timeout: float) -> Envelope | None:
+async def receive(session: Session, clock: Clock, timeout: float) -> Envelope | None:
     """The next message of the session, or None after `timeout` seconds of the gateway clock."""
     getter = asyncio.ensure_future(session.inbox.get())
     sleeper = asyncio.ensure_future(clock.sleep(timeout))

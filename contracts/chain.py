@@ -35,7 +35,8 @@ class Sender:
     def address(self) -> str:
         return self.account.address
 
-    def _send(self, tx: dict[str, Any]) -> Any:
+    def send(self, tx: dict[str, Any]) -> Any:
+        """Sign and send a prepared transaction (filled in: sender, nonce, chain id, fees, gas); the receipt."""
         tx.setdefault("from", self.address)
         tx["nonce"] = self.w3.eth.get_transaction_count(self.address, "pending")
         tx.setdefault("chainId", self.w3.eth.chain_id)
@@ -57,12 +58,12 @@ class Sender:
         params: dict[str, Any] = {"from": self.address}
         if gas is not None:
             params["gas"] = gas
-        return self._send(call.build_transaction(params))
+        return self.send(call.build_transaction(params))
 
     def deploy(self, artifact: dict[str, Any], *args: Any) -> str:
         """Deploy a compiled contract; returns its checksum address."""
         factory = self.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-        receipt = self._send(factory.constructor(*args).build_transaction({"from": self.address}))
+        receipt = self.send(factory.constructor(*args).build_transaction({"from": self.address}))
         return receipt["contractAddress"]
 
 

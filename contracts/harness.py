@@ -119,7 +119,7 @@ class Community:
         """Fund gas, register, mint and deposit `deposit` tokens into the market."""
         address = Account.from_key(key).address
         if self.w3.eth.get_balance(address) < eth // 2:
-            self.admin._send({"to": address, "value": eth, "gas": 21_000})
+            self.admin.send({"to": address, "value": eth, "gas": 21_000})
         hh = Household(key, Sender(self.w3, key))
         self.admin.transact(
             self.market.functions.register(address, keccak(text=f"meter-{address}"), b"\x11" * 32)

@@ -223,7 +223,7 @@ def resolve_disputes(chain: Any, terms_by_id: dict[bytes, dict[str, Any]], failu
         terms = terms_from_dict(terms_by_id[aid])
         wh = min(int(a["sellerWh"]), int(a["buyerWh"]))
         try:
-            chain._tx(chain.community, market.functions.resolveDispute(terms.as_tuple(), wh))
+            chain.transact(chain.community, market.functions.resolveDispute(terms.as_tuple(), wh))
         except Exception as exc:  # e.g. past its deadline: the buyer reclaims; said in the report
             failures.append(f"dispute {aid.hex()[:10]} not resolved: {str(exc)[:160]}")
             continue

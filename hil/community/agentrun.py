@@ -47,7 +47,7 @@ def work_done(world: AgentWorld) -> dict[str, int]:
     assert world.chain is not None
     peer = 0
     for gw in world.gateways:
-        for line in gw.metrics.render().splitlines():
+        for line in gw.metrics_text().splitlines():
             if line.startswith("gridpact_peer_messages_accepted_total"):
                 peer += int(float(line.rsplit(" ", 1)[1]))
     w3 = world.chain.w3
@@ -188,8 +188,9 @@ def run_agents(
         "meters": f"ran: {len(specs)} meter_sim SDM120 meters (battery inside the meter model)",
         "boards": world.nodes_layer,
         "mqtt": f"ran: {world.broker_where}",
-        "gateways": "ran: per household gateway.ingest (verifier + IngestHandler + ReadingStore) and "
-        "gateway.trading.run_trading on the simulated clock: forecast, signed peer negotiation over MQTT, "
+        "gateways": "ran: per household the Pi's assembly (gateway.config.parse_config, "
+        "gateway.service.build_runtime) with its run_ingest (verifier + IngestHandler + ReadingStore) and "
+        "gateway.trading.run_trading as tasks on the simulated clock: forecast, signed peer negotiation over MQTT, "
         "EIP-712 agreements, delivery reports from its own meter data, settlement, refunds, anchoring",
         "chain": f"ran: contracts.deploy on {where}; every agreement, report and anchor sent by the "
         "household's own gateway; the report's trades and tokens read back from the Market's events",

@@ -10,7 +10,6 @@ numbers are read back from the chain's events (hil/community/agentledger.py).
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from gateway.trading.observer import TradeFeed
-from hil.community.agentclock import SteppedAsyncClock
 from hil.community.engine import EngineConfig
 from hil.community.fullstack import FullStackOptions, FullStackWorld
 from hil.community.households import HouseholdSpec
@@ -31,6 +29,7 @@ CONFIRM_WAIT_S = 60
 FINE_WALL_S = 0.004  # wall seconds per simulated second while messages fly (then the loop catches up)
 MAX_FINE_WALL_S = 0.064  # the slowest pace the driver adapts to when answers time out under load
 TAIL_H = 3  # simulated hours after the run for the last reports
+NO_RPC = "http://127.0.0.1:1"  # a [chain] rpc_url never used: the simulator injects its own Web3
 IDLE_PROBE_S = 0.004  # a round trip into the gateways' loop this fast means it has nothing queued
 CATCH_UP_PROBES = 25
 
@@ -60,26 +59,6 @@ class ProfileForecaster:
         t = start + step_s * (np.arange(steps) + 0.5)
         load, pv = self.profile.at_times(t)
         return np.asarray(load, dtype=np.float64) - np.asarray(pv, dtype=np.float64)
-
-
-class LockedStore:
-    """The two ReadingStore reads trading makes, under the ingest thread's lock."""
-
-    def __init__(self, gateway: Any) -> None:
-        self.gateway = gateway
-
-    def energy_between(self, t0: int, t1: int) -> Any:
-        with self.gateway._lock:
-            self.gateway.handler.flush()
-            return self.gateway.store.energy_between(t0, t1)
-
-    def hour_batch(self, hour_start: int) -> list[bytes]:
-        return self.gateway.hour_batch(hour_start)
-
-    def statement_at(self, window_end: int, dev: str | None = None) -> tuple[bytes, bytes] | None:
-        """The meter's signed statement for the hour ending at `window_end` (settlement's evidence)."""
-        with self.gateway._lock:
-            return self.gateway.store.statement_at(window_end, dev)
 
 
 def trading_tables(cfg: EngineConfig, host: str, port: int, rpc_url: str, market: str, state: Path,
@@ -113,15 +92,11 @@ class AgentWorld(FullStackWorld):
     def __init__(
         self, cfg: EngineConfig, specs: list[HouseholdSpec], opts: FullStackOptions, w3: Any, rpc_url: str
     ) -> None:
+        self.rpc_url = rpc_url  # before the gateways are built: their [chain] table names it
         super().__init__(cfg, specs, opts, w3)
-        self.rpc_url = rpc_url
-        self.aclock = SteppedAsyncClock(self.clock)
         self.metrics: list[Any] = []
         self.agent_errors: list[str] = []
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
+        self.trading_tasks: list[asyncio.Task[None]] = []
         self.tail_note = "no tail"
         self.resolved = 0
         self.fine_wall_s = FINE_WALL_S
@@ -132,66 +107,51 @@ class AgentWorld(FullStackWorld):
         self.feeds = [TradeFeed() for _ in specs]  # each agent's sessions, for `--dashboard`
         self.forecasters: list[ProfileForecaster] = []
 
+    def gateway_tables(self, i: int, host: str, port: int) -> dict[str, dict[str, Any]]:
+        """Household i's [community]/[agent]/[chain] tables, on the community broker the gateways
+        trade on (the run's own or `--broker URL`: `host`, `port`)."""
+        from hil.community.engine import agent_params
+
+        sell_m, buy_m, cr = agent_params(len(self.specs), self.cfg.seed)
+        market = self.chain.market.address if self.chain is not None else "0x" + "00" * 20
+        state = self.state / f"trading-{self.specs[i].name}"
+        state.mkdir(parents=True, exist_ok=True)
+        return trading_tables(self.cfg, host, port, self.rpc_url, market, state,
+                              (float(sell_m[i]), float(buy_m[i]), float(cr[i])))  # fmt: skip
+
+    def reading_span(self) -> tuple[int, int]:
+        """The run's hours and the tail after them (the gateways report and anchor in the tail)."""
+        return self.cfg.t0 - 3600, self.cfg.t0 + 3600 * (self.cfg.hours + TAIL_H + 1)
+
     # ------------------------------------------------------------ the gateways' trading tasks
 
     def start_agents(self) -> None:
-        if self.chain is None:
-            raise RuntimeError(f"--agents gateway needs the chain layer: {self.chain_error}")
-        self._thread = threading.Thread(target=self._agents_main, name="gridpact-agents", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(30):
-            raise RuntimeError("the gateways' trading tasks did not start within 30 s")
-
-    def _agents_main(self) -> None:
-        asyncio.run(self._agents())
-
-    async def _agents(self) -> None:
+        """Each gateway's `run_trading` as a task on the gateways' loop, beside its ingest."""
         from eth_account import Account
         from web3 import Web3
 
-        from gateway.trading.config import parse_trading_config
-        from gateway.trading.service import TradingDeps, run_trading
-        from hil.community.engine import agent_params
         from meter_sim.profiles import parse_profile
 
-        assert self.chain is not None
-        self._loop = asyncio.get_running_loop()
-        self.aclock.loop = self._loop
-        self._stop = asyncio.Event()
-        sell_m, buy_m, cr = agent_params(len(self.specs), self.cfg.seed)
+        if self.chain is None:
+            raise RuntimeError(f"--agents gateway needs the chain layer: {self.chain_error}")
         t_end = self.cfg.t0 + 3600 * self.cfg.hours
-        host, port = self.broker_host, self.broker_port
-        tasks = []
         for i, (spec, gw) in enumerate(zip(self.specs, self.gateways, strict=True)):
-            state = self.state / f"trading-{spec.name}"
-            state.mkdir(parents=True, exist_ok=True)
-            tables = trading_tables(self.cfg, host, port, self.rpc_url, self.chain.market.address, state,
-                                    (float(sell_m[i]), float(buy_m[i]), float(cr[i])))  # fmt: skip
-            trading = parse_trading_config(tables, state)
             w3 = Web3(Web3.HTTPProvider(self.rpc_url, request_kwargs={"timeout": 30}))
             forecaster = ProfileForecaster(parse_profile(spec.profile_spec), self.cfg.t0, t_end)
             self.forecasters.append(forecaster)
-            deps = TradingDeps(LockedStore(gw), forecaster, gw.metrics, spec.name, state, self.aclock,
-                               web3=w3, account=Account.from_key(self.chain.keys[i]),
-                               observer=self.feeds[i])  # fmt: skip
-            task = asyncio.create_task(run_trading(trading, deps), name=f"trading-{spec.name}")
+            task = gw.start_trading(forecaster, self.state / f"trading-{spec.name}", self.aclock, w3,
+                                    Account.from_key(self.chain.keys[i]), self.feeds[i])  # fmt: skip
             task.add_done_callback(self._task_done)
-            tasks.append(task)
-        self._ready.set()
-        await self._stop.wait()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            self.trading_tasks.append(task)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             self.agent_errors.append(f"{task.get_name()}: {task.exception()!r}"[:400])
 
     def stop_agents(self) -> None:
-        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(30)
+        if self.gateway_thread is not None:
+            self.gateway_thread.cancel(self.trading_tasks)
+        self.trading_tasks = []
 
     # ------------------------------------------------------------ the stepped clock underneath
 
@@ -241,9 +201,9 @@ class AgentWorld(FullStackWorld):
         Signing and checking peer messages costs real CPU (pure-Python secp256k1 here); on a
         loaded machine a fixed wall pace would let timeouts fire before answers were computed.
         """
-        loop = self._loop
-        if loop is None or loop.is_closed():
+        if self.gateway_thread is None or self.gateway_thread.loop.is_closed():
             return
+        loop = self.gateway_thread.loop
         for _ in range(CATCH_UP_PROBES):
             t = time.perf_counter()
             asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(60)
@@ -341,7 +301,7 @@ def gateway_events(world: AgentWorld) -> dict[str, int]:
     """The gateways' own trading counters (gridpact_trade_events_total), summed over households."""
     out: dict[str, int] = {}
     for gw in world.gateways:
-        for line in gw.metrics.render().splitlines():
+        for line in gw.metrics_text().splitlines():
             if line.startswith(("gridpact_trade_events_total{", "gridpact_peer_messages_dropped_total{")):
                 label = line.split('"')[1]
                 out[label] = out.get(label, 0) + int(float(line.rsplit(" ", 1)[1]))

@@ -85,7 +85,8 @@ class CommunityChain:
         self.meter_used: list[int | None] = [None] * len(names)
         self.meter_settled = 0
 
-    def _tx(self, sender: Any, call: Any) -> Any:
+    def transact(self, sender: Any, call: Any) -> Any:
+        """Send a bound contract call from `sender`, counting its gas and the transaction; the receipt."""
         receipt = sender.transact(call)
         self.gas_used += int(receipt["gasUsed"])
         self.transactions += 1
@@ -120,12 +121,12 @@ class CommunityChain:
         self.token, self.market = contracts_at(self.w3, self.deployment)
         for name, addr, sender in zip(self.names, self.addresses, self.senders, strict=True):
             meter_id = keccak(text=f"meter:{name}")
-            self._tx(self.community, self.market.functions.register(addr, meter_id, keccak(text=name)))
-            self._tx(self.community, self.token.functions.mint(addr, start_tokens))
-            self._tx(sender, self.token.functions.approve(self.market.address, start_tokens))
-            self._tx(sender, self.market.functions.deposit(start_tokens))
+            self.transact(self.community, self.market.functions.register(addr, meter_id, keccak(text=name)))
+            self.transact(self.community, self.token.functions.mint(addr, start_tokens))
+            self.transact(sender, self.token.functions.approve(self.market.address, start_tokens))
+            self.transact(sender, self.market.functions.deposit(start_tokens))
         for addr, secret in zip(self.addresses, self.meter_keys, strict=True):
-            self._tx(self.community, self.market.functions.setMeter(addr, _meter_address(secret)))
+            self.transact(self.community, self.market.functions.setMeter(addr, _meter_address(secret)))
         from gridpact.core.eip712 import Domain
 
         self.domain = Domain.of(self.w3, self.market.address)
@@ -134,7 +135,7 @@ class CommunityChain:
 
     def _fund(self, addr: str) -> None:
         tx = {"to": addr, "value": 10**20, "gas": 21000}
-        receipt = self.community._send(tx)
+        receipt = self.community.send(tx)
         self.gas_used += int(receipt["gasUsed"])
         self.transactions += 1
 
@@ -158,7 +159,7 @@ class CommunityChain:
         if terms:
             self.set_time(hour_start - 30)
             call = self.market.functions.submitAgreements([x.as_tuple() for x in terms], s_sigs, b_sigs)
-            self._tx(self.community, call)
+            self.transact(self.community, call)
 
     def settle(
         self,
@@ -182,7 +183,7 @@ class CommunityChain:
         if windows is not None:
             index = {w[0]: i for i, w in enumerate(windows)}
             items = [(t.as_tuple(), index[t.seller], index[t.buyer]) for t in terms]
-            receipt = self._tx(self.community, self.market.functions.settleByMeters(windows, items))
+            receipt = self.transact(self.community, self.market.functions.settleByMeters(windows, items))
             self.meter_settled += len(terms)
         else:
             items = []
@@ -194,7 +195,7 @@ class CommunityChain:
                     (term.as_tuple(), d, d, sign_report(aid, d, self.domain, self.keys[seller]),
                      sign_report(aid, d, self.domain, self.keys[buyer]))
                 )  # fmt: skip
-            receipt = self._tx(self.community, self.market.functions.settleBatch(items))
+            receipt = self.transact(self.community, self.market.functions.settleBatch(items))
         events = self.market.events.AgreementSettled().process_receipt(receipt)
         by_id = {bytes(e["args"]["id"]): e["args"] for e in events}
         out = []
@@ -241,7 +242,9 @@ class CommunityChain:
         self.set_time(
             hour_start + 3600 + 5
         )  # the Market anchors only closed hours; an hour with no trades moved no clock
-        self._tx(self.senders[household], self.market.functions.anchorReadings(hour_start, batch_hash, count))
+        self.transact(
+            self.senders[household], self.market.functions.anchorReadings(hour_start, batch_hash, count)
+        )
         self.anchors += 1
 
     def totals(self) -> ChainTotals:

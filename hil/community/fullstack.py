@@ -7,13 +7,14 @@ agreements, settlements and reading anchors on chain. Every layer reports whethe
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from hil.community.engine import (
 from hil.community.households import HouseholdSpec, make_community
 from hil.community.ledger import Ledger
 from hil.community.market import Strategy, Trade, hourly_concession_market
+
+if TYPE_CHECKING:
+    from hil.community.gateways import GatewayThread
 
 POLL_S = 60
 
@@ -78,6 +82,7 @@ class FullStackWorld:
         self.state = Path(self._dir.name)
         self.incomplete_windows = 0
         self.metered: dict[int, tuple[list[int], list[int]]] = {}  # hour -> (import, export) Wh per household
+        self.gateway_thread: GatewayThread | None = None  # the wall clock's gateways' loop
         self.nodes_layer = self._start_nodes(host, port)
 
     def make_broker(self) -> Any:
@@ -105,26 +110,43 @@ class FullStackWorld:
         self.tripped: list[TrippedProfile] = out
         return out
 
+    def gateway_tables(self, i: int, host: str, port: int) -> dict[str, dict[str, Any]]:
+        """Household i's gateway tables besides [gateway]/[meter]/[meter_broker]: none (ingest only);
+        the gateways' own agents add the trading tables."""
+        return {}
+
+    def reading_span(self) -> tuple[int, int]:
+        """The hours whose verified readings the checks read back from each gateway's store."""
+        return self.cfg.t0 - 3600, self.cfg.t0 + 3600 * (self.cfg.hours + 1)
+
     def _start_nodes(self, host: str, port: int) -> str:
-        """Meters on a stepped clock and stand-in nodes; returns the layer's line for the report."""
-        from hil.community.gateways import HouseholdGateway
+        """Meters on a stepped clock, each household's gateway on the gateways' loop thread, and the
+        nodes; returns the boards layer's line for the report."""
+        from hil.community.agentclock import SteppedAsyncClock
+        from hil.community.gateways import GatewayThread, SimGateway, meter_prefix
         from hil.community.nodes import make_nodes
         from meter_sim.clock import SimClock
         from meter_sim.farm import MeterFarm
 
         self.clock = SimClock(start=float(self.cfg.t0))
+        self.aclock = SteppedAsyncClock(self.clock)  # the gateways' clock: simulated time from asyncio
         self.farm = MeterFarm(self.clock, seed=self.cfg.seed)
         self.meters = [
             self.farm.add_meter("sdm120", 1, p, name=s.name, tick_s=10.0)
             for p, s in zip(self.profiles(), self.specs, strict=True)
         ]
+        self.gateway_thread = GatewayThread()
         self.gateways = [
-            HouseholdGateway(s.name, d, k, self.state, host, port, self.clock.now)
-            for s, d, k in zip(self.specs, self.devs, self.keys, strict=True)
-        ]
+            SimGateway(self.gateway_thread, s.name, d, k, self.state, host, port, self.aclock, self.cfg.seed,
+                       self.gateway_tables(i, host, port))
+            for i, (s, d, k) in enumerate(zip(self.specs, self.devs, self.keys, strict=True))
+        ]  # fmt: skip
+        span = self.reading_span()
+        for g in self.gateways:
+            g.span = span
         self.nodes, layer = make_nodes(
             self.opts.nodes, self.meters, self.devs, self.keys, host, port, self.state,
-            float(self.cfg.t0), self.opts.poll_s,
+            float(self.cfg.t0), self.opts.poll_s, [meter_prefix(s.name) for s in self.specs],
         )  # fmt: skip
         for g in self.gateways:
             g.wait_subscribed(15)
@@ -279,6 +301,14 @@ class FullStackWorld:
         self.checks.append(
             f"readings published {published}, lost {lost}, replayed after the broker outage {replayed}"
         )
+        accepted = sum(g.outcomes["accepted"] for g in self.gateways)
+        built = sum(g.built_by_service for g in self.gateways)
+        self.checks.append(
+            f"gateways built by gateway.service.build_runtime: {built} of {len(self.gateways)}; "
+            f"readings their own counters accepted (ingest_accepted_total): {accepted}"
+        )
+        if built != len(self.gateways) or accepted != published:
+            self.problems.append(f"the gateways' own counters accepted {accepted} of {published} readings")
         self.checks.append(
             f"delivery windows not fully covered by verified readings: {self.incomplete_windows}"
         )
@@ -327,8 +357,13 @@ class FullStackWorld:
 
     def close(self) -> None:
         self.close_nodes()
+        thread = self.gateway_thread
+        if thread is not None:
+            thread.cancel(thread.call(asyncio.all_tasks))  # ingest and trading end before the stores close
         for g in self.gateways:
             g.close()
+        if thread is not None:
+            thread.stop()
         if self.broker is not None:
             self.broker.close()
         self._dir.cleanup()
@@ -361,7 +396,8 @@ def run_fullstack(
         "meters": f"ran: {len(specs)} meter_sim SDM120 meters (battery inside the meter model)",
         "boards": world.nodes_layer,
         "mqtt": f"ran: {world.broker_where}",
-        "gateways": "ran (ingest only): gateway.ingest verifier + IngestHandler + ReadingStore per household; "
+        "gateways": "ran (ingest only): per household gateway.service.build_runtime and the Pi's run_ingest "
+        "(verifier + IngestHandler + ReadingStore); "
         f"negotiation in process by the '{cfg.strategy_name}' strategy, not by gateway.trading over MQTT",
         "chain": f"ran: contracts.deploy on {chain_where}; agreements and delivery reports signed by each "
         "household's key, submitted and settled in batches by the community"

@@ -1,9 +1,10 @@
 """CPU time by layer for `gridpact bench simulate`: which part of the stack the run spends itself on.
 
 Every actor of the full-stack run has a thread (or process) of its own with a telling name: the
-boards `vboard-*`, the amqtt broker `amqtt-broker`, each gateway's ingest `paho-mqtt-client-gw-*`
-and its store writer, the gateways' trading loop `gridpact-agents`, their chain workers
-`gridpact-chain*`, and the anvil node a child process. Linux keeps each thread's CPU time in
+boards `vboard-*`, the amqtt broker `amqtt-broker`, the gateways' loop `gridpact-gateways` (each
+household's ingest and trading tasks, as on the Pi one loop: booked to trading, which is most of
+it), their store writers, their chain workers `gridpact-chain*`, and the anvil node a child
+process. Linux keeps each thread's CPU time in
 /proc/self/task/<tid>/stat, so a sampler reads those a few times a second and the bench sums them
 by layer: exact CPU seconds, no profiler overhead. What no named thread ran is "other" (the driver,
 the engine, the community's own chain calls, the report).
@@ -21,9 +22,10 @@ RULES = (
     ("vboard-", "firmware"),
     ("paho-mqtt-client-node-", "firmware"),  # the stand-in nodes (--nodes standin)
     ("amqtt", "broker"),
-    ("paho-mqtt-client-gw-", "ingest"),
+    ("paho-mqtt-client-gw-", "ingest"),  # the gateways' own paho threads before they ran on aiomqtt
     ("store-writer", "ingest"),
-    ("gridpact-agents", "trading"),
+    ("gridpact-agents", "trading"),  # the trading loop before ingest joined it
+    ("gridpact-gateways", "trading"),  # ingest (aiomqtt) and trading share each gateway's loop
     ("gridpact-chain", "chain"),
 )
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")

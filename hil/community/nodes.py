@@ -132,14 +132,16 @@ class MeterUart:
         pass
 
 
-def firmware_config(dev: str, key: bytes, host: str, port: int, poll_s: int) -> dict[str, Any]:
-    """The node's config.json: the shipped example with this household's identity and broker."""
+def firmware_config(
+    dev: str, key: bytes, host: str, port: int, poll_s: int, prefix: str = "gridpact"
+) -> dict[str, Any]:
+    """The node's config.json: the shipped example with this household's identity, broker and topic prefix."""
     import json
     from pathlib import Path
 
     example = Path(__file__).resolve().parents[2] / "firmware" / "config.example.json"
     cfg = json.loads(example.read_text())
-    cfg.update(device_id=dev, hmac_key=key.hex(), poll_s=poll_s, health_s=300, ntp_hold_s=60)
+    cfg.update(device_id=dev, hmac_key=key.hex(), poll_s=poll_s, health_s=300, ntp_hold_s=60, prefix=prefix)
     cfg["broker"].update(host=host, port=port, user="", password="", backoff_max_s=5)
     return cfg
 
@@ -156,7 +158,7 @@ class FirmwareNode:
 
     def __init__(
         self, meter: Any, dev: str, key: bytes, host: str, port: int, flash: Any, start: float,
-        poll_s: int = 60,
+        poll_s: int = 60, prefix: str = "gridpact",
     ) -> None:  # fmt: skip
         from firmware.host.virtual_board import VirtualBoard
         from firmware.host.virtual_time import VirtualTime
@@ -166,7 +168,7 @@ class FirmwareNode:
         self.dev = dev
         self.vt = VirtualTime(start)
         self.uart = MeterUart(meter, self.vt.now)
-        cfg = firmware_config(dev, key, host, port, poll_s)
+        cfg = firmware_config(dev, key, host, port, poll_s, prefix)
         self.board = VirtualBoard(cfg, self.uart, flash, clock=self.vt, name=dev)
         self.replayed = 0
         self._backlog = -1  # readings taken before the first broker connection (boot backlog)
@@ -239,14 +241,16 @@ NODE_KINDS = ("standin", "firmware")
 
 def make_nodes(
     kind: str, meters: list[Any], devs: list[str], keys: list[bytes], host: str, port: int,
-    state: Path, start: float, poll_s: int,
+    state: Path, start: float, poll_s: int, prefixes: list[str] | None = None,
 ) -> tuple[list[Any], str]:  # fmt: skip
-    """One node per household of the given kind, and the report's line for the boards layer."""
+    """One node per household of the given kind (publishing under its household's topic prefix),
+    and the report's line for the boards layer."""
+    prefixes = prefixes or ["gridpact"] * len(devs)
     if kind == "firmware":
         nodes: list[Any] = []
         try:
-            for m, d, k in zip(meters, devs, keys, strict=True):
-                nodes.append(FirmwareNode(m, d, k, host, port, state / f"flash-{d}", start, poll_s))
+            for m, d, k, p in zip(meters, devs, keys, prefixes, strict=True):
+                nodes.append(FirmwareNode(m, d, k, host, port, state / f"flash-{d}", start, poll_s, p))
         except BaseException:
             for n in nodes:
                 n.close()
@@ -258,7 +262,9 @@ def make_nodes(
         )
     if kind != "standin":
         raise ValueError(f"node kind must be one of {', '.join(NODE_KINDS)}, got {kind!r}")
-    nodes = [StandInNode(m, d, k, host, port) for m, d, k in zip(meters, devs, keys, strict=True)]
+    nodes = [
+        StandInNode(m, d, k, host, port, p) for m, d, k, p in zip(meters, devs, keys, prefixes, strict=True)
+    ]
     return nodes, (
         "stand-in: signed readings by gridpact.core.wire.encode_reading from the meter registers, "
         f"polled every {poll_s} simulated s on a stepped clock (--nodes firmware runs the real firmware)"

@@ -29,6 +29,7 @@ from typing import Any
 from gateway.dashboard.household import HouseholdData, local_midnight
 from gridpact.core.wire import Reading
 from hil.community.agents import AgentWorld, ProfileForecaster
+from hil.community.gateways import SimGateway
 from hil.community.market import MICRO
 
 HOST = "127.0.0.1"
@@ -38,22 +39,20 @@ STOP_S = 1.0  # the run's StopGuard ends the process 1.3 s after a signal anyway
 
 
 class GatewaySource:
-    """A simulated household gateway as the household view's ReadingSource (reads under its ingest lock)."""
+    """A simulated household gateway as the household view's ReadingSource (its reads run on the
+    gateways' loop, through the gateway's own interface)."""
 
-    def __init__(self, gateway: Any, forecaster: ProfileForecaster) -> None:
+    def __init__(self, gateway: SimGateway, forecaster: ProfileForecaster) -> None:
         self.gateway, self.forecaster = gateway, forecaster
 
     def newest(self) -> Reading | None:
-        return self.gateway.handler.newest
+        return self.gateway.newest()
 
     def energy_today(self, now: float) -> tuple[int, int, bool]:
-        with self.gateway._lock:
-            e = self.gateway.store.energy_between(local_midnight(now), int(now) + 1)
-        return int(e.import_wh), int(e.export_wh), bool(e.complete)
+        return self.gateway.energy(local_midnight(now), int(now) + 1)
 
     def net_power(self, start: int, steps: int, step_s: int) -> list[float]:
-        with self.gateway._lock:
-            return [float(v) for v in self.gateway.store.net_power(start, steps, step_s)]
+        return self.gateway.net_power(start, steps, step_s)
 
     def forecast(self, start: int, steps: int, step_s: int) -> list[float]:
         return [float(v) for v in self.forecaster.profile_net(start, steps, step_s)]

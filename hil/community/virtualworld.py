@@ -10,25 +10,19 @@ hour loop drives it by running the loop up to the end of each hour; nothing wait
 from __future__ import annotations
 
 import asyncio
-import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from hil.community.agents import TAIL_H, AgentWorld, ProfileForecaster, trading_tables
+from hil.community.agents import NO_RPC, TAIL_H, AgentWorld, ProfileForecaster
 from hil.community.engine import EngineConfig
 from hil.community.fullstack import FullStackOptions
+from hil.community.gateways import InlineRunner, SimGateway, meter_prefix
 from hil.community.households import HouseholdSpec
 from hil.community.nodes import MeterUart, firmware_config
 from hil.community.simloop import BoardClock, LoopClock, SimLoop
 
 SETTLE_S = 2.0  # simulated seconds past a poll that carry its reading to the gateway
-
-
-def meter_prefix(household: str) -> str:
-    """Each household's meter topics (`<prefix>/meter/<dev>/...`): on a Pi the meter broker is the
-    household's own; here one broker carries every household, so each gets its own namespace."""
-    return f"gridpact/{household}"
 
 
 TIMED_METHODS = frozenset({"eth_sendRawTransaction", "eth_sendTransaction", "eth_call", "eth_estimateGas"})
@@ -136,7 +130,7 @@ class LoopBoard:
 
         self.dev, self.loop = dev, loop
         flash.mkdir(parents=True, exist_ok=True)
-        cfg = firmware_config(dev, key, host, port, poll_s) | {"prefix": prefix}
+        cfg = firmware_config(dev, key, host, port, poll_s, prefix)
         (flash / "config.json").write_text(json.dumps(cfg))
         self.state = BoardState(
             clock=BoardClock(loop), platform="esp32", uart_device=uart, uid=(dev.encode() + b"\0" * 6)[:6],
@@ -188,94 +182,6 @@ class LoopBoard:
         self.task.cancel()
 
 
-def metric_values(metrics: Any, name: str) -> dict[str, int]:
-    """One counter of a gateway's Metrics by its labels' values (from the exposition text)."""
-    out: dict[str, int] = {}
-    for line in metrics.render().splitlines():
-        if line.startswith(f"gridpact_{name}{{"):
-            labels = line[line.index("{") + 1 : line.index("}")]
-            key = ",".join(part.split("=", 1)[1].strip('"') for part in labels.split(","))
-            out[key] = out.get(key, 0) + int(float(line.rsplit(" ", 1)[1]))
-    return out
-
-
-class LoopGateway:
-    """One household's gateway, assembled as the Pi's service does it: its TOML tables through
-    `gateway.config.parse_config`, `gateway.service.build_runtime(cfg, clock)`, and the Pi's own
-    `run_ingest` task on the simulation's loop; only the clock and the broker differ."""
-
-    def __init__(self, loop: SimLoop, name: str, dev: str, key: bytes, state_dir: Path, host: str, port: int,
-                 seed: int, trading: dict[str, dict[str, Any]]) -> None:  # fmt: skip
-        from gateway.config import parse_config
-        from gateway.ingest.mqtt import run_ingest
-        from gateway.service import build_runtime
-
-        self.name, self.dev = name, dev
-        home = state_dir / f"gateway-{name}"
-        home.mkdir(parents=True, exist_ok=True)
-        (home / "meter-hmac.key").write_text(key.hex())
-        doc: dict[str, Any] = {
-            "gateway": {"id": name, "state_dir": str(home)},
-            "meter": {
-                "device_id": dev,
-                "topic_prefix": meter_prefix(name),
-                "hmac_key_file": "meter-hmac.key",
-            },
-            "meter_broker": {"host": host, "port": port},
-            "metrics": {"enabled": False},
-        } | trading
-        self.cfg = parse_config(doc, home, env={})
-        self.rt = build_runtime(self.cfg, LoopClock(loop), env={})
-        self.store, self.handler, self.metrics = self.rt.store, self.rt.handler, self.rt.metrics
-        self.span: tuple[int, int] = (0, 0)  # the hours whose readings `seqs` reads back (set by the world)
-        self.task = loop.create_task(
-            run_ingest(
-                self.rt.broker, self.handler, self.metrics, self.rt.latch, random.Random(f"{seed}-{name}")
-            ),
-            name=f"ingest-{name}",
-        )
-        self.subscribed = True
-
-    @property
-    def outcomes(self) -> dict[str, int]:
-        """Readings accepted, and every rejection by its reason (the gateway's own counters)."""
-        out = {"accepted": metric_values(self.metrics, "ingest_accepted_total").get("reading", 0)}
-        for labels, n in metric_values(self.metrics, "ingest_rejected_total").items():
-            kind, reason = labels.split(",", 1)
-            if kind == "reading" and n:
-                out[reason] = out.get(reason, 0) + n
-        return out
-
-    @property
-    def seqs(self) -> list[int]:
-        """The sequence numbers of the verified readings in the gateway's store (over `span`)."""
-        from gridpact.core.wire import parse_body
-
-        self.handler.flush()
-        return [
-            parse_body(p).seq
-            for hour in range(self.span[0], self.span[1], 3600)
-            for p in self.store.hour_batch(hour)
-        ]
-
-    def wait_subscribed(self, timeout: float) -> None:
-        """Nothing to wait for in wall time: the loop connects it before the first poll."""
-
-    def energy(self, t0: int, t1: int) -> tuple[int, int, bool]:
-        self.handler.flush()
-        d = self.store.energy_between(t0, t1)
-        return d.import_wh, d.export_wh, d.complete
-
-    def hour_batch(self, hour_start: int) -> list[bytes]:
-        self.handler.flush()
-        return self.store.hour_batch(hour_start)
-
-    def close(self) -> None:
-        self.task.cancel()
-        self.handler.flush()
-        self.store.close()
-
-
 class VirtualWorld(AgentWorld):
     """The gateways' own agents, the real firmware, amqtt and the chain on one simulated clock."""
 
@@ -288,22 +194,10 @@ class VirtualWorld(AgentWorld):
         self.tasks: list[asyncio.Task[Any]] = []
         self.agent_errors: list[str] = []
         self.rpc_calls: Counter[str] = Counter()  # JSON-RPC requests during the run, by method (benches)
-        super().__init__(cfg, specs, opts, w3, "in-process")
+        super().__init__(cfg, specs, opts, w3, NO_RPC)
 
     def make_broker(self) -> Any:
         return LoopBroker(self.loop)
-
-    def _trading(self, i: int, host: str, port: int) -> dict[str, dict[str, Any]]:
-        """Household i's [community]/[agent]/[chain] tables (the chain's URL is never used: the
-        simulator injects the in-process Web3 and the household's key)."""
-        from hil.community.engine import agent_params
-
-        sell_m, buy_m, cr = agent_params(len(self.specs), self.cfg.seed)
-        market = self.chain.market.address if self.chain is not None else "0x" + "00" * 20
-        state = self.state / f"trading-{self.specs[i].name}"
-        state.mkdir(parents=True, exist_ok=True)
-        return trading_tables(self.cfg, host, port, "http://127.0.0.1:1", market, state,
-                              (float(sell_m[i]), float(buy_m[i]), float(cr[i])))  # fmt: skip
 
     @property
     def broker_where(self) -> str:
@@ -324,13 +218,13 @@ class VirtualWorld(AgentWorld):
             self.farm.add_meter("sdm120", 1, p, name=s.name, tick_s=10.0)
             for p, s in zip(self.profiles(), self.specs, strict=True)
         ]
+        runner = InlineRunner(self.loop)
         self.gateways = [
-            LoopGateway(
-                self.loop, s.name, d, k, self.state, host, port, self.seed, self._trading(i, host, port)
-            )
+            SimGateway(runner, s.name, d, k, self.state, host, port, LoopClock(self.loop), self.seed,
+                       self.gateway_tables(i, host, port))
             for i, (s, d, k) in enumerate(zip(self.specs, self.devs, self.keys, strict=True))
-        ]
-        span = (self.cfg.t0 - 3600, self.cfg.t0 + 3600 * (self.cfg.hours + TAIL_H + 1))
+        ]  # fmt: skip
+        span = self.reading_span()
         for g in self.gateways:
             g.span = span
         self.run_until(self.cfg.t0)  # the gateways subscribe before the boards boot
@@ -365,7 +259,6 @@ class VirtualWorld(AgentWorld):
     def start_agents(self) -> None:
         from eth_account import Account
 
-        from gateway.trading.service import TradingDeps, run_trading
         from meter_sim.profiles import parse_profile
 
         if self.chain is None:
@@ -377,11 +270,9 @@ class VirtualWorld(AgentWorld):
         t_end = self.cfg.t0 + 3600 * self.cfg.hours
         clock = LoopClock(self.loop)
         for i, (spec, gw) in enumerate(zip(self.specs, self.gateways, strict=True)):
-            assert gw.cfg.trading is not None  # every household's config has [agent] (built above)
             forecaster = ProfileForecaster(parse_profile(spec.profile_spec), self.cfg.t0, t_end)
-            deps = TradingDeps(gw.store, forecaster, gw.metrics, spec.name, self.state / f"trading-{spec.name}",
-                               clock, web3=self.chain.w3, account=Account.from_key(self.chain.keys[i]))  # fmt: skip
-            task = self.loop.create_task(run_trading(gw.cfg.trading, deps), name=f"trading-{spec.name}")
+            task = gw.start_trading(forecaster, self.state / f"trading-{spec.name}", clock, self.chain.w3,
+                                    Account.from_key(self.chain.keys[i]))  # fmt: skip
             task.add_done_callback(self._task_done)
             self.tasks.append(task)
 

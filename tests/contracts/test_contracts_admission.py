@@ -22,7 +22,7 @@ META = b"\x22" * 32
 def newcomer(c: Community, salt: str = "newcomer") -> Household:
     """An unregistered key with gas money."""
     key = "0x" + keccak(text=f"gridpact-admission-{salt}").hex()
-    c.admin._send({"to": Account.from_key(key).address, "value": 10**18, "gas": 21_000})
+    c.admin.send({"to": Account.from_key(key).address, "value": 10**18, "gas": 21_000})
     return Household(key, Sender(c.w3, key))
 
 

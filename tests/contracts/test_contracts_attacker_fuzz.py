@@ -103,7 +103,7 @@ def make_machine(c: Community) -> type[RuleBasedStateMachine]:
     treasury = m.functions.treasury().call()
     outsider = Sender(w3, OUTSIDER_KEY)
     if w3.eth.get_balance(outsider.address) < 10**17:
-        c.admin._send({"to": outsider.address, "value": 10**18, "gas": 21_000})
+        c.admin.send({"to": outsider.address, "value": 10**18, "gas": 21_000})
     assert Account.from_key(OUTSIDER_KEY).address == outsider.address
     assert not m.functions.isParticipant(outsider.address).call()
     pair_addresses = {h.address for h in pair}

@@ -22,6 +22,7 @@ from hil.community.engine import EngineConfig
 from hil.community.fullstack import FullStackOptions
 from meter_sim.clock import SimClock
 from meter_sim.profiles import parse_profile
+from tests.simulate.test_sim_fullstack import assert_gateways_built_by_the_service
 
 UNIT = 10**18
 T0 = 1_811_808_000
@@ -152,3 +153,4 @@ def test_sim_agents_three_gateways_trade_settle_and_reconcile_on_chain() -> None
     assert "per-household free balances on chain equal the replayed ledger: True" in summary["checks"]
     assert sum(result.ledger.balance) == result.ledger.minted == 3 * 50 * UNIT
     assert "gateway.trading.run_trading" in summary["layers"]["gateways"]
+    assert_gateways_built_by_the_service("\n".join(summary["checks"]), 3)

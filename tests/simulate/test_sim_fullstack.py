@@ -33,6 +33,18 @@ def simulated(tmp_path: Path, *args: str, timeout: float) -> dict[str, Any]:
     return json.loads((tmp_path / "summary.json").read_text())
 
 
+def assert_gateways_built_by_the_service(checks: str, households: int) -> None:
+    """Every household's gateway came from gateway.service.build_runtime (its `gateway_info` gauge),
+    and its own ingest counter accepted exactly the readings the nodes published."""
+    built = re.search(
+        r"gateways built by gateway\.service\.build_runtime: (\d+) of (\d+); .*?: (\d+)", checks
+    )
+    published = re.search(r"readings published (\d+)", checks)
+    assert built is not None and published is not None, checks
+    assert int(built.group(1)) == int(built.group(2)) == households, checks
+    assert int(built.group(3)) == int(published.group(1)) > 0, checks
+
+
 def test_summer_start_is_after_the_chain_head() -> None:
     assert summer_start_after(1_795_000_000) == 1_811_808_000  # 2026-11 -> 2027-06-01 00:00 UTC
     assert summer_start_after(1_780_000_000) == 1_780_272_000  # 2026-05-28 -> 2026-06-01
@@ -62,6 +74,7 @@ def test_full_stack_with_faults(tmp_path: Path) -> None:
         c["token_conservation"] and c["trades"] > 0 and c["refunds"] >= 1 and c["settlements"] == c["trades"]
     )
     assert "replayed after the broker outage 0" not in checks  # buffered readings came later, flagged
+    assert_gateways_built_by_the_service(checks, 6)  # the default --households
     assert "data:image/png;base64," in (tmp_path / "report.html").read_text()
 
 

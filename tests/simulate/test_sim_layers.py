@@ -15,6 +15,7 @@ def test_sim_layers_thread_names_golden() -> None:
     assert layer_of("paho-mqtt-client-gw-h03") == "ingest"
     assert layer_of("store-writer_0") == "ingest"
     assert layer_of("gridpact-agents") == "trading"
+    assert layer_of("gridpact-gateways") == "trading"  # hil.community.gateways.GatewayThread's default name
     assert layer_of("gridpact-chain_0") == "chain"
     assert layer_of("MainThread") == "other"
 

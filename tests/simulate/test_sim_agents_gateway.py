@@ -151,6 +151,8 @@ def test_sim_agents_three_gateways_trade_settle_and_reconcile_on_chain() -> None
     assert result.settled and summary["community"]["trades"] == len(result.settled)
     assert summary["community"]["token_conservation"] is True
     assert "per-household free balances on chain equal the replayed ledger: True" in summary["checks"]
-    assert sum(result.ledger.balance) == result.ledger.minted == 3 * 50 * UNIT
+    # nothing left in escrow; a two-report gap (buyer charged on the larger report) is the treasury's
+    assert result.ledger.escrowed() == 0 and result.ledger.minted == 3 * 50 * UNIT
+    assert sum(result.ledger.balance) + result.ledger.treasury == result.ledger.minted
     assert "gateway.trading.run_trading" in summary["layers"]["gateways"]
     assert_gateways_built_by_the_service("\n".join(summary["checks"]), 3)

@@ -31,7 +31,8 @@ from hil.community.ledger import Ledger
 from hil.community.market import Strategy, Trade, hourly_concession_market
 
 if TYPE_CHECKING:
-    from hil.community.gateways import GatewayThread
+    from gridpact.core.clock import Clock
+    from hil.community.gateways import GatewayThread, LoopRunner
 
 POLL_S = 60
 
@@ -119,31 +120,38 @@ class FullStackWorld:
         """The hours whose verified readings the checks read back from each gateway's store."""
         return self.cfg.t0 - 3600, self.cfg.t0 + 3600 * (self.cfg.hours + 1)
 
-    def _start_nodes(self, host: str, port: int) -> str:
-        """Meters on a stepped clock, each household's gateway on the gateways' loop thread, and the
-        nodes; returns the boards layer's line for the report."""
-        from hil.community.agentclock import SteppedAsyncClock
-        from hil.community.gateways import GatewayThread, SimGateway, meter_prefix
-        from hil.community.nodes import make_nodes
-        from meter_sim.clock import SimClock
+    def _meters_and_gateways(self, runner: LoopRunner, clock: Clock, host: str, port: int) -> None:
+        """Each household's software meter on `self.clock` and its gateway (built as the Pi's service
+        builds it) on `runner`'s loop with `clock`: the same in both clock modes."""
+        from hil.community.gateways import SimGateway
         from meter_sim.farm import MeterFarm
 
-        self.clock = SimClock(start=float(self.cfg.t0))
-        self.aclock = SteppedAsyncClock(self.clock)  # the gateways' clock: simulated time from asyncio
         self.farm = MeterFarm(self.clock, seed=self.cfg.seed)
         self.meters = [
             self.farm.add_meter("sdm120", 1, p, name=s.name, tick_s=10.0)
             for p, s in zip(self.profiles(), self.specs, strict=True)
         ]
-        self.gateway_thread = GatewayThread()
         self.gateways = [
-            SimGateway(self.gateway_thread, s.name, d, k, self.state, host, port, self.aclock, self.cfg.seed,
+            SimGateway(runner, s.name, d, k, self.state, host, port, clock, self.cfg.seed,
                        self.gateway_tables(i, host, port))
             for i, (s, d, k) in enumerate(zip(self.specs, self.devs, self.keys, strict=True))
         ]  # fmt: skip
         span = self.reading_span()
         for g in self.gateways:
             g.span = span
+
+    def _start_nodes(self, host: str, port: int) -> str:
+        """Meters on a stepped clock, each household's gateway on the gateways' loop thread, and the
+        nodes; returns the boards layer's line for the report."""
+        from hil.community.agentclock import SteppedAsyncClock
+        from hil.community.gateways import GatewayThread, meter_prefix
+        from hil.community.nodes import make_nodes
+        from meter_sim.clock import SimClock
+
+        self.clock = SimClock(start=float(self.cfg.t0))
+        self.aclock = SteppedAsyncClock(self.clock)  # the gateways' clock: simulated time from asyncio
+        self.gateway_thread = GatewayThread()
+        self._meters_and_gateways(self.gateway_thread, self.aclock, host, port)
         self.nodes, layer = make_nodes(
             self.opts.nodes, self.meters, self.devs, self.keys, host, port, self.state,
             float(self.cfg.t0), self.opts.poll_s, [meter_prefix(s.name) for s in self.specs],

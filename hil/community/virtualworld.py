@@ -17,7 +17,7 @@ from typing import Any
 from hil.community.agents import NO_RPC, TAIL_H, AgentWorld, ProfileForecaster
 from hil.community.engine import EngineConfig
 from hil.community.fullstack import FullStackOptions
-from hil.community.gateways import InlineRunner, SimGateway, meter_prefix
+from hil.community.gateways import InlineRunner, meter_prefix
 from hil.community.households import HouseholdSpec
 from hil.community.nodes import MeterUart, firmware_config
 from hil.community.simloop import BoardClock, LoopClock, SimLoop
@@ -210,23 +210,9 @@ class VirtualWorld(AgentWorld):
 
     def _start_nodes(self, host: str, port: int) -> str:
         from meter_sim.clock import SimClock
-        from meter_sim.farm import MeterFarm
 
         self.clock = SimClock(start=float(self.cfg.t0))
-        self.farm = MeterFarm(self.clock, seed=self.cfg.seed)
-        self.meters = [
-            self.farm.add_meter("sdm120", 1, p, name=s.name, tick_s=10.0)
-            for p, s in zip(self.profiles(), self.specs, strict=True)
-        ]
-        runner = InlineRunner(self.loop)
-        self.gateways = [
-            SimGateway(runner, s.name, d, k, self.state, host, port, LoopClock(self.loop), self.seed,
-                       self.gateway_tables(i, host, port))
-            for i, (s, d, k) in enumerate(zip(self.specs, self.devs, self.keys, strict=True))
-        ]  # fmt: skip
-        span = self.reading_span()
-        for g in self.gateways:
-            g.span = span
+        self._meters_and_gateways(InlineRunner(self.loop), LoopClock(self.loop), host, port)
         self.run_until(self.cfg.t0)  # the gateways subscribe before the boards boot
         self.nodes = [
             LoopBoard(self.loop, SyncedUart(m, self.clock, self.loop), d, k, host, port,

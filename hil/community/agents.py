@@ -186,7 +186,9 @@ class AgentWorld(FullStackWorld):
         and an hour where agreements win halves it again. Only the simulation's speed changes.
         """
         events = gateway_events(self)
-        timeouts = events.get("timeout", 0) - self._timeouts_seen
+        # a session that timed out, or an acceptance whose confirmation came too late: both are answers
+        # that outlasted their share of wall time
+        timeouts = events.get("timeout", 0) + events.get("confirm_missing", 0) - self._timeouts_seen
         agreed = events.get("agreed", 0) - self._agreed_seen
         self._timeouts_seen += timeouts
         self._agreed_seen += agreed

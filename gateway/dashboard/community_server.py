@@ -20,13 +20,23 @@ import signal
 import sys
 import threading
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.errors import ConfigError
+from gridpact.core.config import load_toml
+
+if TYPE_CHECKING:  # the read path loads none of these at run time (memory: docs/dashboard.md)
+    from eth_account.signers.local import LocalAccount
+
+    from gateway.chain.policy import SenderPolicy
+    from gateway.config import DashboardSection, OidcSection
+    from gateway.dashboard.community_site import CommunitySite
+    from gateway.dashboard.index import ChainIndex
+    from gateway.dashboard.live import LiveHub
+    from gateway.trading.config import ChainConfig, CommunityConfig
 
 log = logging.getLogger("gridpact.dashboard")
 NO_PASSWORD_HELP = "no password: the account signs in only through [dashboard.oidc]'s identity provider"
@@ -71,9 +81,9 @@ class IndexSection:
 @dataclass(frozen=True)
 class CommunityDashboardConfig:
     index: IndexSection
-    dashboard: Any  # gateway.config.DashboardSection
-    chain: Any  # gateway.trading.config.ChainConfig
-    community: Any  # gateway.trading.config.CommunityConfig | None
+    dashboard: DashboardSection
+    chain: ChainConfig
+    community: CommunityConfig | None
 
 
 def load_dashboard_config(path: Path) -> CommunityDashboardConfig:
@@ -82,12 +92,7 @@ def load_dashboard_config(path: Path) -> CommunityDashboardConfig:
     from gateway.dashboard.indexdb import is_postgres
     from gateway.trading.config import parse_chain, parse_community
 
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError("<file>", f"cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("<file>", f"{path} is not valid TOML: {exc}") from None
+    doc = load_toml(path)
     base = path.resolve().parent
     unknown = sorted(set(doc) - {"index", "dashboard", "chain", "community"})
     if unknown:
@@ -112,6 +117,7 @@ def load_dashboard_config(path: Path) -> CommunityDashboardConfig:
     if database is not None and (not isinstance(database, str) or not is_postgres(database)):
         raise ConfigError("index.database", "must be a postgresql:// URL (leave it out for SQLite)")
     dashboard = parse_dashboard({"dashboard": doc.get("dashboard", {})}, state, base)
+    assert dashboard is not None  # the table is always given (empty: the defaults)
     if "chain" not in doc or not isinstance(doc["chain"], dict):
         raise ConfigError("chain", "missing: the dashboard reads the Market through [chain]")
     chain = parse_chain(doc["chain"], base)
@@ -180,7 +186,12 @@ class _LazySender:
 
 
 def _operator(
-    account: Any, policy: Any, journal: Path, chain: Any, market_address: str, abi: list[dict[str, Any]]
+    account: LocalAccount,
+    policy: SenderPolicy | None,
+    journal: Path,
+    chain: Any,
+    market_address: str,
+    abi: list[dict[str, Any]],
 ) -> Any:
     """The operator's sender: dry runs and journaled, idempotent sends through the gateway's TxSender."""
     from gateway.chain.errors import ChainError, RevertError
@@ -327,7 +338,7 @@ def _facts(eth: Any, market: str, abi: list[dict[str, Any]]) -> Any:
 
 
 async def _index_loop(
-    index: Any, site: Any, hub: Any, eth: Any, market: str, abi: list[dict[str, Any]]
+    index: ChainIndex, site: CommunitySite, hub: LiveHub, eth: Any, market: str, abi: list[dict[str, Any]]
 ) -> None:
     """Extend the index as blocks come; after a change, rebuild the snapshot and push it."""
     failing = False
@@ -371,16 +382,16 @@ class Listen:
     from_block: int | None = None
     reorg_depth: int = 64
     index_database: str | None = None  # a postgresql:// URL; None: index.sqlite3 in state_dir
-    oidc: Any = None  # gateway.config.OidcSection: sign-in with the community's identity provider
+    oidc: OidcSection | None = None  # sign-in with the community's identity provider
 
 
 async def serve_community(
     w3: Any,
     market_address: str,
     listen: Listen,
-    operator_account: Any = None,
-    policy: Any = None,
-    community: Any = None,
+    operator_account: LocalAccount | None = None,
+    policy: SenderPolicy | None = None,
+    community: CommunityConfig | None = None,
     started: asyncio.Event | None = None,
 ) -> None:
     """The dashboard on a chain the caller holds, until cancelled: `w3` is a web3.Web3 (the simulator's,

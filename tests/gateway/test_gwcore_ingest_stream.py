@@ -115,6 +115,8 @@ class Session:
             if first == 0xC0:
                 self.conn.sendall(b"\xd0\x00")
                 continue
+            if first == 0xE0:  # DISCONNECT: the client ended the session (a gateway stopping may say so)
+                raise ConnectionError("the client sent DISCONNECT")
             got.append((first, struct.unpack("!H", body[:2])[0]))
         return got
 

@@ -259,6 +259,7 @@ keystore = "operator.json"
 passphrase_file = "operator-pass"
 """)
     oidc = load_dashboard_config(config).dashboard.oidc
+    assert oidc is not None
     assert oidc.client_secret.file == tmp_path / "oidc-secret" and oidc.accounts == {"f3b1c2d4": "op"}
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run(

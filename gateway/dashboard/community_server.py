@@ -34,13 +34,14 @@ if TYPE_CHECKING:  # the read path loads none of these at run time (memory: docs
     from gateway.chain.policy import SenderPolicy
     from gateway.config import DashboardSection, OidcSection
     from gateway.dashboard.community_site import CommunitySite
-    from gateway.dashboard.index import ChainIndex
+    from gateway.dashboard.index import ChainIndex, StepResult
     from gateway.dashboard.live import LiveHub
     from gateway.trading.config import ChainConfig, CommunityConfig
 
 log = logging.getLogger("gridpact.dashboard")
 NO_PASSWORD_HELP = "no password: the account signs in only through [dashboard.oidc]'s identity provider"
 INDEX_S = 0.25
+CLOSE_WAIT_S = 1.0  # at most this long for a running index step before closing its database
 
 EXAMPLE = """\
 [index]
@@ -337,14 +338,43 @@ def _facts(eth: Any, market: str, abi: list[dict[str, Any]]) -> Any:
     return ChainFacts(None if zero else provider, int(buy), int(sell), params)  # type: ignore[arg-type]
 
 
+class IndexWork:
+    """The index's database work off the loop, and its close, never at once: closing SQLite while
+    another thread runs a statement on the same connection can crash the process (a signal arriving
+    while a step runs in the executor)."""
+
+    def __init__(self, index: ChainIndex) -> None:
+        self.index = index
+        self._lock = threading.Lock()
+
+    def step(self) -> StepResult:
+        with self._lock:
+            return self.index.step()
+
+    def rebuild(self, site: CommunitySite) -> dict[str, Any]:
+        with self._lock:
+            return site.rebuild()
+
+    def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
+        """Close once the running step is done; past `wait_s` leave it open (the process is ending)."""
+        if not self._lock.acquire(timeout=wait_s):
+            log.warning("event=index_close_skipped reason=busy wait_s=%.1f", wait_s)
+            return
+        try:
+            self.index.close()
+        finally:
+            self._lock.release()
+
+
 async def _index_loop(
-    index: ChainIndex, site: CommunitySite, hub: LiveHub, eth: Any, market: str, abi: list[dict[str, Any]]
+    work: IndexWork, site: CommunitySite, hub: LiveHub, eth: Any, market: str, abi: list[dict[str, Any]]
 ) -> None:
     """Extend the index as blocks come; after a change, rebuild the snapshot and push it."""
+    index = work.index
     failing = False
     while True:
         try:
-            result = await asyncio.to_thread(index.step)
+            result = await asyncio.to_thread(work.step)
             changed = (
                 result.events
                 or result.txs
@@ -353,7 +383,7 @@ async def _index_loop(
             )
             if changed:
                 site.facts = await asyncio.to_thread(_facts, eth, market, abi)
-                snapshot = await asyncio.to_thread(site.rebuild)
+                snapshot = await asyncio.to_thread(work.rebuild, site)
                 hub.publish(site.aggregates(), "summary")
                 hub.publish(snapshot, "chain")
             if failing:
@@ -446,10 +476,11 @@ async def serve_community(
     )
     log.info("event=dashboard_start listen=%s:%d market=%s from_block=%d index=%s operator=%s", listen.host,
              listen.port, market_address, deploy, db.name, operator.address if operator else None)  # fmt: skip
+    work = IndexWork(index)
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(
-                _index_loop(index, site, hub, w3.eth, market_address, market_abi), name="dashboard-index"
+                _index_loop(work, site, hub, w3.eth, market_address, market_abi), name="dashboard-index"
             )
             if community is not None:
                 tg.create_task(_watch_broker(community, site, hub), name="dashboard-broker")
@@ -459,7 +490,7 @@ async def serve_community(
     finally:
         hub.close()
         accounts.close()
-        index.close()
+        work.close()
 
 
 async def run_community_dashboard(

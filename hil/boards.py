@@ -70,8 +70,8 @@ class VirtualCpythonBoard:
     """The firmware's VirtualBoard on the host clock, UART on `uart_device`."""
 
     def __init__(self, rig: Rig, uart_device: str, state_dir: Path, broker: tuple[str, int]) -> None:
-        from firmware.host.virtual_board import VirtualBoard
         from gridpact.core.clock import SystemClock
+        from hil.virtual_board import VirtualBoard
 
         board = "pico-w" if rig.board == "pico-w" else "esp32"
         self.vb = VirtualBoard(

@@ -234,14 +234,14 @@ class Websocket:
 class Node:
     dev: str
     model: str
-    board: Any  # firmware.host.virtual_board.VirtualBoard
+    board: Any  # hil.virtual_board.VirtualBoard
 
 
 def start_nodes(host: str, port: int, workdir: Path) -> list[Node]:
     """The unmodified firmware on virtual boards, each reading a meter_sim meter over Modbus RTU."""
-    from firmware.host.virtual_board import VirtualBoard
     from gridpact.core.clock import SystemClock
     from hil.community.nodes import firmware_config
+    from hil.virtual_board import VirtualBoard
     from hil.wiring import RegisterUart
     from meter_sim.maps import load_map
     from meter_sim.meter import Meter

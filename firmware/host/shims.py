@@ -65,6 +65,9 @@ class BoardState:
     console: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stepped: SteppedBoardTime | None = field(init=False, default=None)  # the clock, if a simulation steps it
+    # the board's asyncio.open_connection when a simulation must see its socket writes (the rig's
+    # virtual time sets it); None: the host's own
+    open_connection: Callable[..., Awaitable[tuple[Any, Any]]] | None = None
 
     def __post_init__(self) -> None:
         self.stepped = self.clock if isinstance(self.clock, SteppedBoardTime) else None
@@ -147,11 +150,8 @@ def make_asyncio(st: BoardState) -> types.ModuleType:
         wait_for=wait_for,
         wait_for_ms=lambda aw, ms: wait_for(aw, ms / 1e3),
     )
-    if st.stepped is not None:  # stepped time: socket writes await a real reply
-        from firmware.host.virtual_time import VirtualTime, open_connection_on
-
-        if isinstance(st.clock, VirtualTime):
-            mod.__dict__["open_connection"] = open_connection_on(st.clock)
+    if st.open_connection is not None:  # stepped time: socket writes await a real reply
+        mod.__dict__["open_connection"] = st.open_connection
     return mod
 
 

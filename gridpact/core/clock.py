@@ -7,7 +7,7 @@ a virtual board runs on: the world's time (what NTP would answer) and the rate o
 Implementations: `SystemClock` (real time; all three) and `AcceleratedClock` (real time from a
 start, `rate` times faster: the software meters' `--speed`, virtual boards in tests) here;
 meter_sim.clock.SimClock (stepped by a simulation); the stepped board times
-firmware.host.virtual_time.VirtualTime and hil.community.simloop.BoardClock; the gateways' clocks
+hil.virtual_time.VirtualTime and hil.community.simloop.BoardClock; the gateways' clocks
 on the simulator's loops (hil.community.agentclock, hil.community.simloop.LoopClock)."""
 
 from __future__ import annotations

@@ -160,8 +160,8 @@ class FirmwareNode:
         self, meter: Any, dev: str, key: bytes, host: str, port: int, flash: Any, start: float,
         poll_s: int = 60, prefix: str = "gridpact",
     ) -> None:  # fmt: skip
-        from firmware.host.virtual_board import VirtualBoard
-        from firmware.host.virtual_time import VirtualTime
+        from hil.virtual_board import VirtualBoard
+        from hil.virtual_time import VirtualTime
 
         if poll_s <= 2 * self.SETTLE_S:
             raise ValueError(f"poll_s must exceed {2 * self.SETTLE_S:g} s on a firmware node")
@@ -257,7 +257,7 @@ def make_nodes(
             raise
         return nodes, (
             "ran: the real firmware (firmware/device, unmodified) on a virtual board per household in "
-            f"virtual time (firmware/host/virtual_time.py), polling its meter over in-process Modbus RTU "
+            f"virtual time (hil/virtual_time.py), polling its meter over in-process Modbus RTU "
             f"every {poll_s} simulated s"
         )
     if kind != "standin":

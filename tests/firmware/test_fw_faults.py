@@ -8,9 +8,9 @@ from typing import Any
 
 from firmware.host.golden import device_namespace, f32_text_reference
 from firmware.host.maps_gen import PAYLOAD_KEYS, compact
-from firmware.host.virtual_board import VirtualBoard
 from hil.services import MosquittoBroker
 from hil.subscriber import MqttTap
+from hil.virtual_board import VirtualBoard
 from hil.wiring import MeterSim, SerialLine, verify_reading
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "firmware" / "config.example.json"

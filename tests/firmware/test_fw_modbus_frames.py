@@ -10,7 +10,7 @@ import serial
 from pymodbus.client import ModbusSerialClient
 
 from firmware.host.golden import pymodbus_request
-from firmware.host.virtual_board import VirtualBoard
+from hil.virtual_board import VirtualBoard
 from hil.wiring import SerialLine
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "firmware" / "config.example.json"

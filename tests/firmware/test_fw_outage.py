@@ -10,11 +10,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from firmware.host.virtual_board import VirtualBoard
 from gridpact.core.clock import AcceleratedClock
 from gridpact.core.wire import TagChecker, parse_control
 from hil.services import MosquittoBroker
 from hil.subscriber import MqttTap
+from hil.virtual_board import VirtualBoard
 from hil.wiring import MeterSim, SerialLine, verify_reading
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "firmware" / "config.example.json"

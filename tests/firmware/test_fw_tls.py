@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from firmware.host.virtual_board import VirtualBoard
 from hil.services import find_mosquitto, free_port, wait_for_port
 from hil.subscriber import MqttTap
+from hil.virtual_board import VirtualBoard
 from hil.wiring import SerialLine, verify_reading
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "firmware" / "config.example.json"

@@ -15,11 +15,11 @@ import pytest
 
 from firmware.host.golden import device_namespace, f32_text_reference
 from firmware.host.maps_gen import PAYLOAD_KEYS, compact
-from firmware.host.virtual_board import VirtualBoard
 from gridpact.core.clock import AcceleratedClock
 from gridpact.core.wire import Control, TagChecker, parse_control
 from hil.services import BrokerInfo, MosquittoBroker
 from hil.subscriber import MqttTap
+from hil.virtual_board import VirtualBoard
 from hil.wiring import MeterSim, RegisterUart, SerialLine, verify_reading
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "firmware" / "config.example.json"

@@ -1,4 +1,4 @@
-"""The real firmware on a virtual board in virtual time (firmware/host/virtual_time.py): board time
+"""The real firmware on a virtual board in virtual time (hil/virtual_time.py): board time
 moves only under `advance_to`, so a simulator can step it; MQTT goes to a real broker."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from firmware.host.virtual_board import VirtualBoard
-from firmware.host.virtual_time import VirtualTime
 from hil.services import BrokerInfo
 from hil.subscriber import MqttTap
+from hil.virtual_board import VirtualBoard
+from hil.virtual_time import VirtualTime
 from hil.wiring import RegisterUart, verify_reading
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "firmware" / "config.example.json"

@@ -30,8 +30,8 @@ from firmware.host.shims import (
     SerialLike,
     make_all,
 )
-from firmware.host.virtual_time import VirtualLoop, VirtualTime
 from gridpact.core.clock import BoardTime, SystemClock
+from hil.virtual_time import VirtualLoop, VirtualTime, open_connection_on
 
 PLATFORMS = {"esp32": "esp32", "pico-w": "rp2"}
 
@@ -91,6 +91,7 @@ class VirtualBoard:
         self._state = BoardState(
             clock=self.clock, platform=self.platform, uart_device=self.uart_device, uid=uid,
             reset_cause=reset_cause, wifi_available=self.wifi_available, ntp_available=self.ntp_available,
+            open_connection=open_connection_on(self.clock) if isinstance(self.clock, VirtualTime) else None,
         )  # fmt: skip
         self._state.console = self.console
         self.app = None

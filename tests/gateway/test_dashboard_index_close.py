@@ -29,23 +29,25 @@ class SlowIndex:
         self.log.append("close")
 
 
-def test_close_waits_for_the_running_step() -> None:
+def _stepping() -> tuple[SlowIndex, IndexWork, threading.Thread]:
+    """An index whose step is running in another thread, as the dashboard's executor runs it."""
     index = SlowIndex()
     work = IndexWork(cast(ChainIndex, index))
     t = threading.Thread(target=work.step)
     t.start()
     assert index.stepping.wait(5)
+    return index, work, t
+
+
+def test_close_waits_for_the_running_step() -> None:
+    index, work, t = _stepping()
     work.close(wait_s=5.0)
     t.join(5)
     assert index.log == ["step-start", "step-end", "close"]
 
 
 def test_close_gives_up_on_a_step_that_outlasts_the_wait() -> None:
-    index = SlowIndex()
-    work = IndexWork(cast(ChainIndex, index))
-    t = threading.Thread(target=work.step)
-    t.start()
-    assert index.stepping.wait(5)
+    index, work, t = _stepping()
     work.close(wait_s=0.01)  # the process is ending: leave the database to it rather than crash
     t.join(5)
     assert "close" not in index.log and index.log == ["step-start", "step-end"]

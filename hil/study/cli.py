@@ -16,6 +16,8 @@ from pathlib import Path
 
 from hil.study import grid
 
+STOP_DEADLINE_S = 1.5  # a signal ends the study within this, even if a cluster client swallowed it
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -67,14 +69,14 @@ def main(argv: list[str]) -> int:
         return 0
     if args.marks is not None:
         args.marks.mkdir(parents=True, exist_ok=True)
-    from gridpact.core.signals import sigterm_interrupts
+    from gridpact.core.signals import stop_within
     from hil.study.cluster import connect
     from hil.study.runner import run_study
     from hil.study.summary import write_summary
 
     total = len({p.key for p in study.points})
     try:
-        with sigterm_interrupts(), connect(args.cluster, args.workers) as cluster:
+        with stop_within(STOP_DEADLINE_S), connect(args.cluster, args.workers) as cluster:
             done = sum(load_row(result_path(out, p)) is not None for p in study.points)
             progress = Progress(total, done, quiet=args.quiet)
             shared = args.cluster is None or args.shared_fs

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from gateway.negotiation.cooperative import cli as coop
 from gateway.negotiation.cooperative.backends import BackendError
-from gridpact.core.signals import sigterm_interrupts
+from gridpact.core.signals import stop_within
 from hil.study.cluster import connect
 
 
@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
     backend = "numpy" if args.backend == "auto" else args.backend
     address = None if args.cluster == "local" else args.cluster
     try:
-        with sigterm_interrupts(), connect(address, job.settings.workers) as dask:
+        with stop_within(1.5), connect(address, job.settings.workers) as dask:  # gone 1.5 s after a signal
             # evaluation chunks follow the worker count; the result does not (simulation.run)
             job = replace(job, settings=replace(job.settings, backend=backend, workers=max(1, dask.workers)))
             print(

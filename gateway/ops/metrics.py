@@ -188,6 +188,12 @@ class Metrics:
         self._families[full] = family
         return family
 
+    def sample_values(self, name: str) -> dict[tuple[str, ...], float]:
+        """One family's samples by label values (empty when not registered), for a reader in the same
+        process (the simulator's checks) that would otherwise parse `render()`'s text."""
+        family = self._families.get(self._full(name))
+        return dict(family.samples()) if family is not None else {}
+
     def render(self) -> str:
         lines: list[str] = []
         for family in self._families.values():

@@ -45,11 +45,7 @@ def journal_windows(state: Path) -> tuple[dict[bytes, int], dict[str, int]]:
 def work_done(world: AgentWorld) -> dict[str, int]:
     """What the run carried: readings taken, peer messages accepted, transactions sent (all senders)."""
     assert world.chain is not None
-    peer = 0
-    for gw in world.gateways:
-        for line in gw.metrics_text().splitlines():
-            if line.startswith("gridpact_peer_messages_accepted_total"):
-                peer += int(float(line.rsplit(" ", 1)[1]))
+    peer = sum(int(n) for gw in world.gateways for n in gw.samples("peer_messages_accepted_total").values())
     w3 = world.chain.w3
     senders = [*world.chain.addresses, world.chain.community.account.address]
     return {

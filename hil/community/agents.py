@@ -303,8 +303,7 @@ def gateway_events(world: AgentWorld) -> dict[str, int]:
     """The gateways' own trading counters (gridpact_trade_events_total), summed over households."""
     out: dict[str, int] = {}
     for gw in world.gateways:
-        for line in gw.metrics_text().splitlines():
-            if line.startswith(("gridpact_trade_events_total{", "gridpact_peer_messages_dropped_total{")):
-                label = line.split('"')[1]
-                out[label] = out.get(label, 0) + int(float(line.rsplit(" ", 1)[1]))
+        for name in ("trade_events_total", "peer_messages_dropped_total"):
+            for (label,), n in gw.samples(name).items():
+                out[label] = out.get(label, 0) + int(n)
     return dict(sorted(out.items()))

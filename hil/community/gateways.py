@@ -48,21 +48,6 @@ def meter_prefix(household: str) -> str:
     return f"gridpact/{household}"
 
 
-def metric_values(metrics_text: str, name: str) -> dict[str, int]:
-    """One metric of a gateway's exposition text by its labels' values ("" for a label-less one)."""
-    out: dict[str, int] = {}
-    for line in metrics_text.splitlines():
-        if line.startswith(f"gridpact_{name}{{"):
-            labels = line[line.index("{") + 1 : line.index("}")]
-            key = ",".join(part.split("=", 1)[1].strip('"') for part in labels.split(","))
-        elif line.startswith(f"gridpact_{name} "):
-            key = ""
-        else:
-            continue
-        out[key] = out.get(key, 0) + int(float(line.rsplit(" ", 1)[1]))
-    return out
-
-
 class LoopRunner(Protocol):
     """Where a simulated community's gateways run: their tasks and every read of them."""
 
@@ -185,9 +170,9 @@ class SimGateway:
 
     # ------------------------------------------------------------ reads (each one on the loop)
 
-    def metrics_text(self) -> str:
-        """The gateway's own Prometheus exposition text."""
-        return self.runner.call(self._rt.metrics.render)
+    def samples(self, name: str) -> dict[tuple[str, ...], float]:
+        """One of the gateway's own metrics by label values (`gateway.ops.metrics.Metrics`)."""
+        return self.runner.call(functools.partial(self._rt.metrics.sample_values, name))
 
     def _energy(self, t0: int, t1: int) -> tuple[int, int, bool]:
         self._rt.handler.flush()
@@ -236,7 +221,7 @@ class SimGateway:
     @property
     def subscribed(self) -> bool:
         """Connected and subscribed to the meter broker (the Pi's `meter_broker_connected` gauge)."""
-        return metric_values(self.metrics_text(), "meter_broker_connected").get("", 0) == 1
+        return self.samples("meter_broker_connected").get((), 0) == 1
 
     def wait_subscribed(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -248,17 +233,15 @@ class SimGateway:
     @property
     def built_by_service(self) -> bool:
         """The `gateway_info` gauge that `gateway.service.build_runtime` sets, with this gateway's id."""
-        return metric_values(self.metrics_text(), "gateway_info").get(self.name, 0) == 1
+        return self.samples("gateway_info").get((self.name,), 0) == 1
 
     @property
     def outcomes(self) -> dict[str, int]:
         """Readings accepted, and every rejection by its reason (the gateway's own counters)."""
-        text = self.metrics_text()
-        out = {"accepted": metric_values(text, "ingest_accepted_total").get("reading", 0)}
-        for labels, n in metric_values(text, "ingest_rejected_total").items():
-            kind, reason = labels.split(",", 1)
+        out = {"accepted": int(self.samples("ingest_accepted_total").get(("reading",), 0))}
+        for (kind, reason), n in self.samples("ingest_rejected_total").items():
             if kind == "reading" and n:
-                out[reason] = out.get(reason, 0) + n
+                out[reason] = out.get(reason, 0) + int(n)
         return out
 
     def _seqs(self) -> list[int]:

@@ -27,6 +27,10 @@ def test_render_counters_and_gauges() -> None:
     assert 'gridpact_ingest_rejected_total{reason="we\\"ird"} 1' in text
     assert "gridpact_meter_online 1\n" in text
     assert m.counter("ingest_rejected_total", "again", ("reason",)) is c
+    # the same figures read in process, by label values, without parsing the text
+    assert m.sample_values("ingest_rejected_total") == {("forged",): 3.0, ('we"ird',): 1.0}
+    assert m.sample_values("gridpact_meter_online") == {(): 1.0} == m.sample_values("meter_online")
+    assert m.sample_values("no_such_metric") == {}
 
 
 def test_registry_refuses_misuse() -> None:

@@ -16,7 +16,7 @@ import paho.mqtt.publish as publish
 
 from gridpact.core.wire import encode_reading
 from hil.community.agentclock import SteppedAsyncClock
-from hil.community.gateways import GatewayThread, SimGateway, meter_prefix, metric_values
+from hil.community.gateways import GatewayThread, SimGateway, meter_prefix
 from hil.community.households import make_community
 from hil.community.nodes import StandInNode
 from hil.services import EmbeddedBroker
@@ -26,18 +26,6 @@ from meter_sim.profiles import parse_profile
 
 T0 = 1_811_808_000
 KEY = bytes(range(32))
-
-
-def test_sim_metric_values_reads_labelled_and_bare_samples() -> None:
-    text = (
-        "# TYPE gridpact_meter_broker_connected gauge\ngridpact_meter_broker_connected 1\n"
-        'gridpact_ingest_rejected_total{kind="reading",reason="forged"} 2\n'
-        'gridpact_gateway_info{gateway="h00"} 1\n'
-    )
-    assert metric_values(text, "meter_broker_connected") == {"": 1}
-    assert metric_values(text, "ingest_rejected_total") == {"reading,forged": 2}
-    assert metric_values(text, "gateway_info") == {"h00": 1}
-    assert metric_values(text, "gateway") == {}
 
 
 def test_sim_gateway_on_its_loop_thread_is_built_and_counts_as_the_pis(tmp_path: Path) -> None:
@@ -79,7 +67,7 @@ def test_sim_gateway_on_its_loop_thread_is_built_and_counts_as_the_pis(tmp_path:
         gw.span = (T0 - 3600, T0 + 3600)
         assert gw.seqs == [1, 2, 3, 4, 5, 6]
         assert gw.outcomes == {"accepted": 6, "forged": 1}
-        assert metric_values(gw.metrics_text(), "ingest_accepted_total") == {"reading": 6}
+        assert gw.samples("ingest_accepted_total") == {("reading",): 6.0}
         imp, exp, complete = gw.energy(T0, T0 + 240)
         assert complete and imp >= 0 and exp >= 0
         newest = gw.newest()

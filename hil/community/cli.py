@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--dashboard-port", type=int, default=None, metavar="PORT",
         help="with --dashboard: the community view on PORT, the households' on PORT+1 (default: free ports)",
     )  # fmt: skip
+    p.add_argument(
+        "--market", choices=("p2p", "store", "stations", "all"), default="p2p",
+        help="with --engine-only: also price the run's households and weather under a trading model of "
+        "Ali et al. (store: a community store; stations: buyer requests, sellers' bids, a network fee) "
+        "and compare it with the negotiated p2p market and own batteries only (all: every model)",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument(
         "--verbose",
@@ -274,6 +280,12 @@ def print_summary(summary: dict[str, Any], paths: dict[str, Path]) -> None:
         print(f"  layer {name}: {state}")
     for check in summary.get("checks", []):
         print(f"  check: {check}")
+    for row in summary.get("markets", []):
+        print(
+            f"  market {row['model']:<12} cost {row['households_cost']:>10} operator {row['operator_account']:>8} "
+            f"self-sufficiency {row['self_sufficiency']:.3f} peak {row['peak_import_kw']} kW "
+            f"worse off {row['households_worse_off']}"
+        )
     print(f"wall time {summary['wall_s']:.1f} s; report {paths['html']}; summary {paths['json']}")
 
 
@@ -384,6 +396,13 @@ def run(
             file=sys.stderr,
         )
         return 2
+    if args.market != "p2p" and not args.engine_only:
+        print(
+            "gridpact simulate: --market store|stations|all compares the models in the engine (add --engine-only); "
+            "live gateways trade the p2p market and energy loans only",
+            file=sys.stderr,
+        )
+        return 2
     if args.dashboard and (args.engine_only or args.agents != "gateway" or args.clock != "wall"):
         print(
             "gridpact simulate: --dashboard serves the full stack's own gateways and chain: it needs "
@@ -403,6 +422,10 @@ def run(
         result = run_engine(cfg, strategy, progress=progress)
         summary = summarize(result)
         summary["checks"] = [f"token conservation every hour: {result.conserved_every_hour}"]
+        if args.market != "p2p":
+            from hil.community.models import MODELS, compare
+
+            summary["markets"] = compare(result, MODELS if args.market == "all" else ("p2p", args.market))
     else:
         from hil.community.fullstack import FullStackOptions, run_fullstack
         from hil.services import MosquittoBroker

@@ -188,6 +188,17 @@ def _dashboard_links(dashboard: dict[str, Any] | None) -> str:
 """
 
 
+def _markets(rows: list[dict[str, Any]] | None) -> str:
+    """`--market`: the trading models priced on this run's households and weather."""
+    if not rows:
+        return ""
+    return (
+        '<section id="markets"><h2>Trading models compared</h2><p>Same households, same weather; costs in '
+        "tokens over the run (households' net energy bill), the operator's account, and households worse off "
+        "than with their own battery only.</p>" + _table(rows, list(rows[0].keys())) + "</section>\n"
+    )
+
+
 def render_html(
     summary: dict[str, Any],
     images: list[Path],
@@ -218,7 +229,7 @@ wall time {summary["wall_s"]} s.</p>
 <div class="figs">{_figure(tokens) if tokens else ""}<div>{bal}</div></div></section>
 <section id="events"><h2>Events</h2>{ev}</section>
 <h2>Figures</h2><div class="figs">{imgs}</div>
-<h2>Community</h2>{_pairs(comm)}
+{_markets(summary.get("markets"))}<h2>Community</h2>{_pairs(comm)}
 <h2>Households</h2>{_table(summary["households"], keys)}
 <h2>Layers that ran</h2><ul>{layers}</ul>
 <h2>Checks</h2><ul>{checks or "<li>none recorded</li>"}</ul>"""

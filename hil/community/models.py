@@ -1,0 +1,196 @@
+"""The trading models of Ali et al. compared on one run's households and weather (`--market`).
+
+Every model starts from the same metered hour: each household's import and export after its own
+battery (the run's `batt_imp` / `batt_exp`), so the table shows what the model changes, nothing
+else. Prices follow the run's tariff: retail by hour, feed-in flat.
+
+- `battery_only`: no market, the grid buys and sells (the reference for "worse off").
+- `p2p` (infrastructure-based): the run's own negotiated agreements, settled from the meters.
+- `store` (large-scale storage): a community store buys every surplus it has room for; a seller
+  is paid only once its stored energy is drawn by another household (first in, first out), at a
+  share of the hour's spread; what is still stored when the run ends is paid at the feed-in price
+  (our rule: the store would sell it to the grid, so no seller ends below the grid's offer). The
+  store's operator keeps the rest of the spread, which pays for its conversion losses.
+- `stations` (ad hoc with grid stations): each hour every short household publishes a request;
+  sellers bid their ask (their reserve price of the run's agents); the buyer commits to the
+  cheapest bids while ask plus the community's network fee is below retail; the fee goes to the
+  grid operator's account.
+
+The store and the stations clear on the metered hour (ex post), the negotiated p2p market on
+forecasts before it: the first two are an upper bound of what requests made ahead would get.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hil.community.engine import EngineResult, agent_params
+from hil.community.summary import cost
+
+MODELS = ("p2p", "store", "stations")
+
+
+@dataclass(frozen=True)
+class StoreParams:
+    """The community store: capacity per household of the community, efficiency, price shares."""
+
+    kwh_per_household: float = 2.0
+    round_trip: float = 0.9  # fraction of the energy stored that comes back out
+    seller_share: float = 0.4  # of the hour's spread (retail - feed-in) above feed-in, paid on use
+    buyer_share: float = 0.6  # of the spread above feed-in, paid by the household that draws
+
+
+@dataclass(frozen=True)
+class ModelOutcome:
+    """One model over the run: per household cost (tokens) and the community's grid figures."""
+
+    name: str
+    cost: np.ndarray  # (households,) tokens paid for energy, net
+    grid_imp: np.ndarray  # (households, hours) kWh
+    grid_exp: np.ndarray
+    operator_tokens: float  # store margin or network fees, the operator's account
+    traded_kwh: float  # energy that went household to household (directly or through the store)
+
+
+def _flows_cost(r: EngineResult, imp: np.ndarray, exp: np.ndarray) -> np.ndarray:
+    return cost(imp, exp, r.retail, r.config.tariff.feed_in)
+
+
+def battery_only(r: EngineResult) -> ModelOutcome:
+    """No market: the reference every other model is compared with."""
+    return ModelOutcome(
+        "battery_only", _flows_cost(r, r.batt_imp, r.batt_exp), r.batt_imp, r.batt_exp, 0.0, 0.0
+    )
+
+
+def p2p(r: EngineResult) -> ModelOutcome:
+    """The run's negotiated agreements, as settled."""
+    led = r.ledger
+    net = (np.array(led.paid) - np.array(led.earned)) / led.unit
+    return ModelOutcome(
+        "p2p",
+        _flows_cost(r, r.grid_imp, r.grid_exp) + net,
+        r.grid_imp,
+        r.grid_exp,
+        0.0,
+        float(r.p2p_bought.sum()),
+    )
+
+
+def store(r: EngineResult, params: StoreParams = StoreParams()) -> ModelOutcome:
+    """The community store, hour by hour: sellers' surplus in (pro rata when it fills), draws out."""
+    n, hours = r.batt_imp.shape
+    feed = r.config.tariff.feed_in
+    cap = params.kwh_per_household * n
+    soc = 0.0
+    deposits: list[list[float]] = []  # FIFO of [household, kWh still stored (after losses)]
+    money = np.zeros(n)  # tokens paid (+) or received (-) through the store
+    grid_imp, grid_exp = r.batt_imp.astype(float), r.batt_exp.astype(float)  # copies
+    operator = traded = 0.0
+    for k in range(hours):
+        spread = r.retail[k] - feed
+        surplus = r.batt_exp[:, k]
+        room = (cap - soc) / params.round_trip  # kWh the store can take from the meters this hour
+        taken = min(float(surplus.sum()), room)
+        if taken > 0:
+            part = surplus * (taken / float(surplus.sum()))
+            grid_exp[:, k] -= part
+            for i in np.flatnonzero(part > 0):
+                deposits.append([int(i), float(part[i]) * params.round_trip])
+            soc += taken * params.round_trip
+        need = r.batt_imp[:, k]
+        drawn = min(float(need.sum()), soc)
+        if drawn <= 0:
+            continue
+        got = need * (drawn / float(need.sum()))
+        grid_imp[:, k] -= got
+        soc -= drawn
+        traded += drawn
+        buy_price = feed + params.buyer_share * spread
+        sell_price = feed + params.seller_share * spread
+        money += got * buy_price
+        operator += drawn * (buy_price - sell_price)
+        left = drawn
+        while left > 1e-12:  # the oldest deposits are used first: their sellers are paid now
+            i, kwh = deposits[0]
+            use = min(kwh, left)
+            money[int(i)] -= use * sell_price
+            left -= use
+            if use >= kwh - 1e-12:
+                deposits.pop(0)
+            else:
+                deposits[0][1] = kwh - use
+    for i, kwh in deposits:  # still stored at the end: paid at the feed-in price
+        money[int(i)] -= kwh * feed
+        operator -= kwh * feed
+    c = _flows_cost(r, grid_imp, grid_exp) + money
+    return ModelOutcome("store", c, grid_imp, grid_exp, operator, traded)
+
+
+def stations(r: EngineResult, fee_per_kwh: float = 0.02) -> ModelOutcome:
+    """Buyer-initiated requests each hour; sellers bid their reserve; the network fee to the operator."""
+    n, hours = r.batt_imp.shape
+    feed = r.config.tariff.feed_in
+    sell_margin, _, _ = agent_params(n, r.config.seed)
+    rng = np.random.default_rng(r.config.seed + 15485863)
+    money = np.zeros(n)
+    grid_imp, grid_exp = r.batt_imp.astype(float), r.batt_exp.astype(float)  # copies
+    operator = traded = 0.0
+    for k in range(hours):
+        ask = feed + sell_margin * (r.retail[k] - feed)
+        offer = r.batt_exp[:, k].copy()
+        order = [int(s) for s in np.argsort(ask, kind="stable") if offer[s] > 0]
+        for b in rng.permutation(n):  # requests in a random (seeded) order each hour
+            want = float(r.batt_imp[b, k])
+            for s in order:
+                if want <= 0 or ask[s] + fee_per_kwh >= r.retail[k]:
+                    break
+                q = min(want, float(offer[s]))
+                if q <= 0:
+                    continue
+                offer[s] -= q
+                want -= q
+                grid_imp[b, k] -= q
+                grid_exp[s, k] -= q
+                money[b] += q * (ask[s] + fee_per_kwh)
+                money[s] -= q * ask[s]
+                operator += q * fee_per_kwh
+                traded += q
+    c = _flows_cost(r, grid_imp, grid_exp) + money
+    return ModelOutcome("stations", c, grid_imp, grid_exp, operator, traded)
+
+
+def compare(
+    r: EngineResult, models: tuple[str, ...] = MODELS, store_params: StoreParams = StoreParams(),
+    fee_per_kwh: float = 0.02,
+) -> list[dict[str, float | int | str]]:  # fmt: skip
+    """One row per model (battery_only first): cost, self-sufficiency, peak import, households worse off."""
+    ref = battery_only(r)
+    outcomes = [ref]
+    for m in models:
+        if m == "p2p":
+            outcomes.append(p2p(r))
+        elif m == "store":
+            outcomes.append(store(r, store_params))
+        elif m == "stations":
+            outcomes.append(stations(r, fee_per_kwh))
+        else:
+            raise ValueError(f"unknown trading model {m!r} (one of {', '.join(MODELS)})")
+    load = float(r.load_kwh.sum())
+    rows: list[dict[str, float | int | str]] = []
+    for o in outcomes:
+        community_imp = o.grid_imp.sum(axis=0)
+        rows.append({
+            "model": o.name,
+            "households_cost": round(float(o.cost.sum()), 4),
+            "operator_account": round(float(o.operator_tokens), 4),
+            "traded_kwh": round(float(o.traded_kwh), 3),
+            "grid_import_kwh": round(float(o.grid_imp.sum()), 3),
+            "self_sufficiency": round(1 - float(o.grid_imp.sum()) / load, 4) if load else 0.0,
+            "peak_import_kw": round(float(community_imp.max()), 3),
+            "households_worse_off": int(((o.cost - ref.cost) > 1e-9).sum()),
+            "worst_household_loss": round(float(max(0.0, (o.cost - ref.cost).max())), 4),
+        })  # fmt: skip
+    return rows

@@ -1,0 +1,130 @@
+"""The trading models compared on one run (`--market`): money and energy add up, the store's and the
+stations' rules hold on hand-made hours, and the command reports the table."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hil.community.cli import main as simulate_main
+from hil.community.engine import EngineConfig, EngineResult, run_engine
+from hil.community.models import MODELS, StoreParams, battery_only, compare, p2p, stations, store
+from hil.community.summary import cost
+
+
+@pytest.fixture(scope="module")
+def run() -> EngineResult:
+    return run_engine(EngineConfig(households=10, hours=48, seed=3))
+
+
+def _transfers(r: EngineResult, o_cost: np.ndarray, imp: np.ndarray, exp: np.ndarray) -> np.ndarray:
+    """Tokens each household paid (+) or got (-) through the model, besides its grid bill."""
+    return o_cost - cost(imp, exp, r.retail, r.config.tariff.feed_in)
+
+
+@pytest.mark.parametrize("model", ["store", "stations"])
+def test_money_and_energy_add_up(run: EngineResult, model: str) -> None:
+    o = store(run) if model == "store" else stations(run)
+    # every token a household paid went to another household or to the operator's account
+    assert abs(_transfers(run, o.cost, o.grid_imp, o.grid_exp).sum() - o.operator_tokens) < 1e-9
+    assert (o.grid_imp >= -1e-12).all() and (o.grid_exp >= -1e-12).all()
+    assert (o.grid_imp <= run.batt_imp + 1e-12).all() and (o.grid_exp <= run.batt_exp + 1e-12).all()
+    imported_less = float((run.batt_imp - o.grid_imp).sum())
+    assert abs(imported_less - o.traded_kwh) < 1e-9
+    exported_less = float((run.batt_exp - o.grid_exp).sum())
+    if model == "stations":  # energy goes seller to buyer in the same hour
+        assert abs(exported_less - o.traded_kwh) < 1e-9
+    else:  # the store gives back at most what it took, less its losses
+        assert o.traded_kwh <= exported_less * StoreParams().round_trip + 1e-9
+    assert o.traded_kwh > 0
+
+
+def _hand_made(
+    run: EngineResult, imp: list[list[float]], exp: list[list[float]], retail: list[float]
+) -> EngineResult:
+    a_imp, a_exp = np.array(imp), np.array(exp)
+    return replace(run, batt_imp=a_imp, batt_exp=a_exp, retail=np.array(retail), load_kwh=a_imp + 1.0,
+                   config=replace(run.config, households=2, hours=len(retail)))  # fmt: skip
+
+
+def test_store_pays_a_seller_only_when_its_energy_is_used(run: EngineResult) -> None:
+    # hour 0: A exports 1 kWh, nobody needs any; hour 1: B draws 0.5 kWh; the rest is paid at feed-in at the end
+    r = _hand_made(run, imp=[[0, 0, 0], [0, 0.5, 0]], exp=[[1, 0, 0], [0, 0, 0]], retail=[0.3, 0.38, 0.3])
+    feed = r.config.tariff.feed_in
+    params = StoreParams(kwh_per_household=5.0)
+    o = store(r, params)
+    money = _transfers(r, o.cost, o.grid_imp, o.grid_exp)
+    sell_price = feed + params.seller_share * (0.38 - feed)
+    buy_price = feed + params.buyer_share * (0.38 - feed)
+    left = 1.0 * params.round_trip - 0.5
+    assert money[0] == pytest.approx(-(0.5 * sell_price + left * feed))
+    assert money[1] == pytest.approx(0.5 * buy_price)
+    assert o.grid_exp[0, 0] == pytest.approx(0.0) and o.grid_imp[1, 1] == pytest.approx(0.0)
+    # an empty store sells nothing: with the draw before the deposit, B buys from the grid
+    early = store(_hand_made(run, imp=[[0, 0], [0.5, 0]], exp=[[0, 1], [0, 0]], retail=[0.3, 0.3]), params)
+    assert early.grid_imp[1, 0] == pytest.approx(0.5) and early.traded_kwh == 0
+
+
+def test_store_takes_no_more_than_its_room(run: EngineResult) -> None:
+    r = _hand_made(run, imp=[[0, 0], [0, 0]], exp=[[10, 10], [0, 0]], retail=[0.3, 0.3])
+    o = store(r, StoreParams(kwh_per_household=1.0, round_trip=0.8))  # 2 kWh stored at most
+    assert float((r.batt_exp - o.grid_exp).sum()) == pytest.approx(2.0 / 0.8)
+
+
+def test_stations_cheapest_bid_wins_and_the_fee_goes_to_the_operator(run: EngineResult) -> None:
+    r = _hand_made(run, imp=[[0], [1.0]], exp=[[2.0], [0]], retail=[0.3])
+    feed = r.config.tariff.feed_in
+    o = stations(r, fee_per_kwh=0.03)
+    assert o.traded_kwh == pytest.approx(1.0)
+    assert o.operator_tokens == pytest.approx(0.03)
+    money = _transfers(r, o.cost, o.grid_imp, o.grid_exp)
+    assert money[1] + money[0] == pytest.approx(0.03)  # the buyer paid the seller's ask plus the fee
+    assert -money[0] > feed  # the seller got more than the grid's feed-in
+    # a fee that leaves no margin under retail: nobody trades, everybody keeps the grid
+    none = stations(r, fee_per_kwh=0.3)
+    assert none.traded_kwh == 0 and none.operator_tokens == 0
+
+
+def test_compare_rows(run: EngineResult) -> None:
+    rows = compare(run)
+    assert [row["model"] for row in rows] == ["battery_only", *MODELS]
+    ref, p2p_row = rows[0], rows[1]
+    assert p2p_row["households_cost"] == pytest.approx(float(p2p(run).cost.sum()), abs=1e-4)
+    assert ref["households_cost"] == pytest.approx(float(battery_only(run).cost.sum()), abs=1e-4)
+    for row in rows:
+        assert 0 <= float(row["self_sufficiency"]) <= 1
+        assert float(row["grid_import_kwh"]) <= float(ref["grid_import_kwh"]) + 1e-6
+    with pytest.raises(ValueError, match="unknown trading model"):
+        compare(run, ("barter",))
+
+
+def test_simulate_market_all_reports_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "--engine-only",
+        "--households",
+        "8",
+        "--hours",
+        "24",
+        "--seed",
+        "5",
+        "--market",
+        "all",
+        "--quiet",
+    ]
+    assert simulate_main([*argv, "--out", str(tmp_path / "a")]) == 0
+    assert simulate_main([*argv, "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "market store" in out and "market stations" in out
+    a = json.loads((tmp_path / "a" / "summary.json").read_text())["markets"]
+    b = json.loads((tmp_path / "b" / "summary.json").read_text())["markets"]
+    assert a == b and [row["model"] for row in a] == ["battery_only", *MODELS]
+    assert "Trading models compared" in (tmp_path / "a" / "report.html").read_text()
+
+
+def test_market_needs_the_engine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert simulate_main(["--market", "store", "--out", str(tmp_path)]) == 2
+    assert "--engine-only" in capsys.readouterr().err

@@ -44,11 +44,17 @@ class BatteryParams:
 
 
 def grid_flows(
-    load_w: np.ndarray, pv_w: np.ndarray, step_s: float, battery: BatteryParams | None
+    load_w: np.ndarray,
+    pv_w: np.ndarray,
+    step_s: float,
+    battery: BatteryParams | None,
+    reserve: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Grid import and export energy (kWh) per household and step, and the SoC (kWh) after each step.
 
-    Arrays are (households, steps). Without a battery the grid takes the whole net power.
+    Arrays are (households, steps). Without a battery the grid takes the whole net power. `reserve`
+    (households, steps), kWh: the battery discharges no lower than this (nor than its floor); it is
+    never charged from the grid to reach it. How a household keeps energy for a demand-response event.
     """
     net_kwh = (load_w - pv_w) * step_s / 3.6e6
     soc = np.zeros_like(net_kwh)
@@ -64,7 +70,11 @@ def grid_flows(
     state = (cap * start).astype(np.float64)
     grid = np.empty_like(net_kwh)
     for k in range(net_kwh.shape[1]):
-        state, e, _ = step(state, net_kwh[:, k], p)
+        pk = p
+        if reserve is not None:
+            floor = np.minimum(np.maximum(p.xmin, reserve[:, k]), np.maximum(state, p.xmin))
+            pk = BatteryArrays(floor, p.xmax, p.uc, p.ud, p.etac, p.etad, p.eps)
+        state, e, _ = step(state, net_kwh[:, k], pk)
         grid[:, k] = net_kwh[:, k] + e
         soc[:, k] = state
     return np.clip(grid, 0, None), np.clip(-grid, 0, None), soc

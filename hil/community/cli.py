@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --dashboard: the community view on PORT, the households' on PORT+1 (default: free ports)",
     )  # fmt: skip
     p.add_argument(
-        "--market", choices=("p2p", "store", "stations", "all"), default="p2p",
+        "--market", choices=("p2p", "store", "stations", "demand_response", "all"), default="p2p",
         help="with --engine-only: also price the run's households and weather under a trading model of "
         "Ali et al. (store: a community store; stations: buyer requests, sellers' bids, a network fee) "
         "and compare it with the negotiated p2p market and own batteries only (all: every model)",

@@ -152,6 +152,18 @@ def allocate(total: int, parts: list[int]) -> list[int]:
     return out
 
 
+def power_profiles(cfg: EngineConfig) -> tuple[list[HouseholdSpec], np.ndarray, np.ndarray, np.ndarray, str]:
+    """The run's households and their power (W, every STEP_S): specs, load, PV forecast, PV as it
+    came (PV trips applied), the profiles' source. Same config, same profiles."""
+    specs = make_community(cfg.households, cfg.seed)
+    sph = 3600 // STEP_S
+    load_w, pv_w, source = community_power(specs, cfg.t0, cfg.hours * sph, STEP_S)
+    pv_actual = pv_w.copy()
+    for trip in cfg.pv_trips:
+        pv_actual[trip.household, trip.start_hour * sph : trip.end_hour * sph] = 0.0
+    return specs, load_w, pv_w, pv_actual, source
+
+
 def run_engine(
     cfg: EngineConfig,
     strategy: Strategy = hourly_concession_market,
@@ -165,15 +177,10 @@ def run_engine(
     """
     started = time.perf_counter()
     cfg.tariff.validate()
-    specs = make_community(cfg.households, cfg.seed)
+    specs, load_w, pv_w, pv_actual, source = power_profiles(cfg)
     n, sph = len(specs), 3600 // STEP_S
-    steps = cfg.hours * sph
-    load_w, pv_w, source = community_power(specs, cfg.t0, steps, STEP_S)
     battery = BatteryParams.home(np.array([s.battery_kwh for s in specs]))
     plan_imp, plan_exp, _ = grid_flows(load_w, pv_w, STEP_S, battery)  # what forecasts see
-    pv_actual = pv_w.copy()
-    for trip in cfg.pv_trips:
-        pv_actual[trip.household, trip.start_hour * sph : trip.end_hour * sph] = 0.0
     b_imp, b_exp, _ = grid_flows(load_w, pv_actual, STEP_S, None)
     a_imp, a_exp, _ = grid_flows(load_w, pv_actual, STEP_S, battery)
     base_imp, base_exp = hourly(b_imp, sph), hourly(b_exp, sph)

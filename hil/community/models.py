@@ -15,6 +15,10 @@ else. Prices follow the run's tariff: retail by hour, feed-in flat.
   sellers bid their ask (their reserve price of the run's agents); the buyer commits to the
   cheapest bids while ask plus the community's network fee is below retail; the fee goes to the
   grid operator's account.
+- `demand_response` (section 3.3): the operator calls an event every day in the tariff's peak hours
+  and pays a reward per kWh of metered reduction against the household's baseline (its import in
+  those hours without the event: the battery-only run); each household with a battery answers by
+  holding its charge for the hours before the event, so the battery covers the event instead.
 
 The store and the stations clear on the metered hour (ex post), the negotiated p2p market on
 forecasts before it: the first two are an upper bound of what requests made ahead would get.
@@ -26,10 +30,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hil.community.engine import EngineResult, agent_params
+from hil.community.battery import BatteryParams, grid_flows
+from hil.community.engine import STEP_S, EngineResult, agent_params, hourly, power_profiles
 from hil.community.summary import cost
 
-MODELS = ("p2p", "store", "stations")
+MODELS = ("p2p", "store", "stations", "demand_response")
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,43 @@ def stations(r: EngineResult, fee_per_kwh: float = 0.02) -> ModelOutcome:
     return ModelOutcome("stations", c, grid_imp, grid_exp, operator, traded)
 
 
+@dataclass(frozen=True)
+class DemandResponse:
+    """The operator's daily event: hours of the day [start, end) (None: the tariff's peak hours), the
+    reward per kWh reduced, and how long before the event the households hold their batteries."""
+
+    hours: tuple[int, int] | None = None
+    reward_per_kwh: float = 0.15
+    hold_h: int = 4
+
+
+def demand_response(r: EngineResult, event: DemandResponse = DemandResponse()) -> ModelOutcome:
+    """Daily events in the peak hours; batteries held before each; paid on metered reduction."""
+    specs, load_w, pv_w, pv_actual, _ = power_profiles(r.config)
+    sph = 3600 // STEP_S
+    start, end = event.hours or r.config.tariff.peak_hours
+    hours = r.config.hours
+    hour_of_day = ((r.config.t0 + 3600 * np.arange(hours)) % 86400) // 3600
+    in_event = (hour_of_day >= start) & (hour_of_day < end)
+    held = ((hour_of_day - (start - event.hold_h)) % 24 < event.hold_h) & ~in_event
+    battery = BatteryParams.home(np.array([s.battery_kwh for s in specs]))
+    # each household keeps what its forecast says the event will need (never more than the battery holds)
+    need = np.clip(hourly(load_w - pv_w, sph) * STEP_S / 3.6e6, 0, None) / battery.efficiency
+    day = (r.config.t0 // 3600 + np.arange(hours)) // 24
+    reserve_h = np.zeros_like(need)
+    for d in np.unique(day):
+        today = day == d
+        want = need[:, today & in_event].sum(axis=1)
+        cap = battery.capacity_kwh * battery.soc_max
+        reserve_h[:, today & held] = np.minimum(want, cap)[:, None]
+    imp, exp, _ = grid_flows(load_w, pv_actual, STEP_S, battery, reserve=np.repeat(reserve_h, sph, axis=1))
+    grid_imp, grid_exp = hourly(imp, sph), hourly(exp, sph)
+    reduced = np.clip(r.batt_imp[:, in_event] - grid_imp[:, in_event], 0, None).sum(axis=1)
+    paid = reduced * event.reward_per_kwh
+    c = _flows_cost(r, grid_imp, grid_exp) - paid
+    return ModelOutcome("demand_response", c, grid_imp, grid_exp, -float(paid.sum()), 0.0)
+
+
 def compare(
     r: EngineResult, models: tuple[str, ...] = MODELS, store_params: StoreParams = StoreParams(),
     fee_per_kwh: float = 0.02,
@@ -176,6 +218,8 @@ def compare(
             outcomes.append(store(r, store_params))
         elif m == "stations":
             outcomes.append(stations(r, fee_per_kwh))
+        elif m == "demand_response":
+            outcomes.append(demand_response(r))
         else:
             raise ValueError(f"unknown trading model {m!r} (one of {', '.join(MODELS)})")
     load = float(r.load_kwh.sum())

@@ -10,9 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hil.community.battery import BatteryParams, grid_flows
 from hil.community.cli import main as simulate_main
 from hil.community.engine import EngineConfig, EngineResult, run_engine
-from hil.community.models import MODELS, StoreParams, battery_only, compare, p2p, stations, store
+from hil.community.models import (
+    MODELS,
+    DemandResponse,
+    StoreParams,
+    battery_only,
+    compare,
+    demand_response,
+    p2p,
+    stations,
+    store,
+)
 from hil.community.summary import cost
 
 
@@ -118,7 +129,7 @@ def test_simulate_market_all_reports_the_table(tmp_path: Path, capsys: pytest.Ca
     assert simulate_main([*argv, "--out", str(tmp_path / "a")]) == 0
     assert simulate_main([*argv, "--out", str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
-    assert "market store" in out and "market stations" in out
+    assert "market store" in out and "market stations" in out and "market demand_response" in out
     a = json.loads((tmp_path / "a" / "summary.json").read_text())["markets"]
     b = json.loads((tmp_path / "b" / "summary.json").read_text())["markets"]
     assert a == b and [row["model"] for row in a] == ["battery_only", *MODELS]
@@ -128,3 +139,33 @@ def test_simulate_market_all_reports_the_table(tmp_path: Path, capsys: pytest.Ca
 def test_market_needs_the_engine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert simulate_main(["--market", "store", "--out", str(tmp_path)]) == 2
     assert "--engine-only" in capsys.readouterr().err
+
+
+def test_demand_response_pays_the_metered_reduction(run: EngineResult) -> None:
+    event = DemandResponse(reward_per_kwh=0.2)
+    o = demand_response(run, event)
+    start, end = run.config.tariff.peak_hours
+    hour = ((run.config.t0 + 3600 * np.arange(run.config.hours)) % 86400) // 3600
+    in_event = (hour >= start) & (hour < end)
+    reduced = np.clip(run.batt_imp[:, in_event] - o.grid_imp[:, in_event], 0, None).sum(axis=1)
+    money = _transfers(run, o.cost, o.grid_imp, o.grid_exp)
+    assert money == pytest.approx(-0.2 * reduced)  # each household is paid its own metered reduction
+    assert o.operator_tokens == pytest.approx(-0.2 * float(reduced.sum()))
+    assert reduced.sum() > 0
+    assert o.grid_imp[:, in_event].sum() < run.batt_imp[:, in_event].sum()
+    no_battery = [i for i, s in enumerate(run.specs) if s.battery_kwh == 0]
+    assert no_battery, "the community should have households without a battery"
+    for i in no_battery:  # nothing to hold: the same flows, no reward
+        assert o.grid_imp[i] == pytest.approx(run.batt_imp[i]) and money[i] == pytest.approx(0.0)
+
+
+def test_a_reserve_stops_discharge_and_never_charges_from_the_grid() -> None:
+    battery = BatteryParams(np.array([10.0]), np.array([100.0]), efficiency=1.0, soc_min=0.0, soc_max=1.0,
+                            soc_start=0.5)  # fmt: skip
+    load = np.full((1, 4), 4000.0)  # 1 kWh a step (900 s)
+    pv = np.zeros((1, 4))
+    free, _, _ = grid_flows(load, pv, 900, battery)
+    assert free.sum() == pytest.approx(0.0)  # 5 kWh cover the 4 steps
+    held, _, soc = grid_flows(load, pv, 900, battery, reserve=np.array([[4.0, 4.0, 9.0, 0.0]]))
+    assert held[0] == pytest.approx([0.0, 1.0, 1.0, 0.0])  # down to 4 kWh, then kept, never topped up to 9
+    assert soc[0] == pytest.approx([4.0, 4.0, 4.0, 3.0])

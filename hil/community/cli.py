@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,7 +227,7 @@ class StopGuard:
     ends the process. Services started for the run die with it (hil.services: parent-death signal).
     """
 
-    on_deadline: Any  # () -> None: write what there is; called at most once
+    on_deadline: Callable[[], None]  # write what there is; called at most once
     deadline_s: float = 1.3
     signum: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)

@@ -22,7 +22,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from gateway.chain.errors import ChainError
-from gateway.chain.journal import Journal
+from gateway.chain.journal import AgreementRecord, Journal
 from gateway.chain.keystore import PassphraseSource, load_account
 from gateway.chain.market import Market, market_abi
 from gateway.chain.sender import GWEI, SenderPolicy, TxSender
@@ -50,7 +50,8 @@ from gridpact.core.tariff import Tariff
 
 log = logging.getLogger("gridpact.gateway.trading")
 HOUR = 3600
-BALANCE_EVERY_S = 60.0
+BALANCE_EVERY_S = 60.0  # how often the journal is looked at for moved agreements
+BALANCE_REFRESH_S = 900.0  # the chain is asked at least this often
 
 
 @dataclass
@@ -157,8 +158,17 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
         return value
 
     async def balance_loop() -> None:
+        """Ask the chain when our open agreements moved (escrow taken or paid out), else every
+        BALANCE_REFRESH_S for what others do (deposits, a provider's trade): a read a minute per gateway
+        costs a shared node more than a display needs."""
+        seen: tuple[tuple[str, str], ...] | None = None
+        asked = 0.0
         while True:
-            await balance()
+            now_seen = tuple((r.id, r.state) for r in journal.agreements(*OPEN_STATES))
+            if now_seen != seen or clock.now() - asked >= BALANCE_REFRESH_S:
+                asked = clock.now()
+                if await balance() is not None:
+                    seen = now_seen
             await clock.sleep(BALANCE_EVERY_S)
 
     async def posted_tariffs() -> Tariff | None:
@@ -320,12 +330,42 @@ async def settle_once(settler: Settler, journal: Journal, store: ReadingSource, 
     counters.chain_down.set(1 if runner.down else 0)
 
 
+def settle_wait_s(
+    records: list[AgreementRecord], now: float, busy_s: float, idle_s: float, keeper_grace_s: float
+) -> float:
+    """How long the settle loop may sleep after a round.
+
+    `busy_s` while an agreement of ours has a step of its own to take soon (signatures, submission, the
+    evidence or report after its delivery). Otherwise until the next such moment (a delivery's end, the
+    end of the keeper's turn), asking the chain every `idle_s` meanwhile: what others do then (the peer's
+    submission, the keeper's or the peer's settlement) only updates the journal and may wait that long
+    (so may a report that falls due inside the keeper's turn). Each round reads the chain: this is what
+    a gateway costs its node while it just waits."""
+    wait = idle_s
+    for rec in records:
+        end = float(rec.terms["deliveryEnd"])
+        if rec.state in ("signing", "signed"):
+            return busy_s
+        if rec.state == "submitted":
+            if now < end:
+                wait = min(wait, end - now)
+            elif keeper_grace_s > 0 and now < end + keeper_grace_s:
+                wait = min(wait, end + keeper_grace_s - now)
+            else:
+                return busy_s
+    return max(busy_s, wait)
+
+
 async def settle_loop(settler: Settler, journal: Journal, store: ReadingSource, runner: ChainRunner, clock: Clock,
                       counters: _Counters, cfg: TradingConfig, wake: asyncio.Event) -> None:  # fmt: skip
-    interval = max(0.2, min(5.0, cfg.agent.window_s / 10))
+    busy = max(0.2, min(5.0, cfg.agent.window_s / 10))
+    idle = max(busy, min(30.0, cfg.agent.window_s / 120))
     while True:
         await settle_once(settler, journal, store, runner, clock, counters, cfg)
         wake.clear()
+        interval = settle_wait_s(
+            journal.agreements(*OPEN_STATES), clock.now(), busy, idle, cfg.agent.keeper_grace_s
+        )
         sleeper = asyncio.ensure_future(clock.sleep(interval))
         waiter = asyncio.ensure_future(wake.wait())
         try:

@@ -24,7 +24,11 @@ else. Prices follow the run's tariff: retail by hour, feed-in flat.
   (gateway.negotiation.cooperative, strategy s2: own battery plus loans) on the run's hourly net
   demand; each household then pays the grid for what its battery and its loans leave. A loan moves
   energy and is repaid within the run, so no tokens change hands (the collateral the live gateways
-  lock comes back on repayment): operator_tokens is 0.
+  lock comes back on repayment): operator_tokens is 0. The engine runs on hourly periods (the
+  paper's are 15 minutes; the run keeps hourly load and PV): its window, loan sizes and forecast
+  error are the paper's scaled to the hour (LoanParams). Hourly netting hides the swings within an
+  hour that the run's batteries see at 15 minutes, so `loans_run` also gives the same batteries
+  without loans on the same hourly data (`alone`, s1): the loans' own effect is the difference.
 
 The store and the stations clear on the metered hour (ex post), the negotiated p2p market on
 forecasts before it: the first two are an upper bound of what requests made ahead would get.

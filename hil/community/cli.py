@@ -76,9 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --dashboard: the community view on PORT, the households' on PORT+1 (default: free ports)",
     )  # fmt: skip
     p.add_argument(
-        "--market", choices=("p2p", "store", "stations", "demand_response", "all"), default="p2p",
+        "--market", choices=("p2p", "store", "stations", "demand_response", "loans", "all"), default="p2p",
         help="with --engine-only: also price the run's households and weather under a trading model of "
         "Ali et al. (store: a community store; stations: buyer requests, sellers' bids, a network fee) "
+        "or the cooperative's energy loans (loans: battery plus loans bargained hour by hour) "
         "and compare it with the negotiated p2p market and own batteries only (all: every model)",
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress display")
@@ -398,7 +399,7 @@ def run(
         return 2
     if args.market != "p2p" and not args.engine_only:
         print(
-            "gridpact simulate: --market store|stations|all compares the models in the engine (add --engine-only); "
+            "gridpact simulate: --market store|stations|demand_response|loans|all compares the models in the engine (add --engine-only); "
             "live gateways trade the p2p market and energy loans only",
             file=sys.stderr,
         )

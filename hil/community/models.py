@@ -19,6 +19,16 @@ else. Prices follow the run's tariff: retail by hour, feed-in flat.
   and pays a reward per kWh of metered reduction against the household's baseline (its import in
   those hours without the event: the battery-only run); each household with a battery answers by
   holding its charge for the hours before the event, so the battery covers the event instead.
+- `loans` (the residential cooperative of Chakraborty, Baarslag and Kaisers): every hour the
+  households pair up and bargain over energy loans (q, tau) with the cooperative engine
+  (gateway.negotiation.cooperative, strategy s2: own battery plus loans) on the run's hourly net
+  demand; each household then pays the grid for what its battery and its loans leave. A loan moves
+  energy and is repaid within the run, so no tokens change hands (the collateral the live gateways
+  lock comes back on repayment): operator_tokens is 0. The engine runs on hourly periods (the
+  paper's are 15 minutes; the run keeps hourly load and PV): its window, loan sizes and forecast
+  error are the paper's scaled to the hour (LoanParams). Hourly netting hides the swings within an
+  hour that the run's batteries see at 15 minutes, so `loans_run` also gives the same batteries
+  without loans on the same hourly data (`alone`, s1): the loans' own effect is the difference.
 
 The store and the stations clear on the metered hour (ex post), the negotiated p2p market on
 forecasts before it: the first two are an upper bound of what requests made ahead would get.
@@ -30,11 +40,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gateway.negotiation.cooperative.agent import AgentSpec
+from gateway.negotiation.cooperative.battery import BatterySpec
+from gateway.negotiation.cooperative.cases import TABLE4
+from gateway.negotiation.cooperative.contracts import ContractGrid
+from gateway.negotiation.cooperative.scenarios import ScenarioModel
+from gateway.negotiation.cooperative.simulation import Result, Settings
+from gateway.negotiation.cooperative.simulation import run as cooperative_run
+from gridpact.core.battery import (
+    HOME_ROUND_TRIP,
+    HOME_SOC_MAX,
+    HOME_SOC_MIN,
+    HOME_SOC_START,
+    home_power_kw,
+    simulate,
+)
 from hil.community.battery import BatteryParams, grid_flows
 from hil.community.engine import STEP_S, EngineResult, agent_params, hourly, power_profiles
 from hil.community.summary import cost
 
-MODELS = ("p2p", "store", "stations", "demand_response")
+MODELS = ("p2p", "store", "stations", "demand_response", "loans")
 
 
 @dataclass(frozen=True)
@@ -204,9 +229,92 @@ def demand_response(r: EngineResult, event: DemandResponse = DemandResponse()) -
     return ModelOutcome("demand_response", c, grid_imp, grid_exp, -float(paid.sum()), 0.0)
 
 
+@dataclass(frozen=True)
+class LoanParams:
+    """The cooperative engine on hourly periods: the paper's 15-minute settings scaled to the hour."""
+
+    window_h: int = 24  # planning window w (the paper's one day)
+    q_max_kwh: float = 2.8  # largest loan per hour: the paper's 0.7 kWh per 15 minutes, x4
+    n_q: int = 15  # |Q|, 0 included
+    sigma_kwh: float = 0.2  # forecast error at the window's end: the paper's 0.05 kWh per 15 minutes, x4
+    scenarios: int = 20  # |S| (the paper: 100), for speed at 100 households x 168 h
+    epsilon: float = 0.1
+
+
+@dataclass(frozen=True)
+class LoanOutcome:
+    """The loans model's outcome and the cooperative engine's own result (sessions, residuals)."""
+
+    outcome: ModelOutcome
+    engine: Result
+    pool: np.ndarray  # (households, hours) kWh each household's agreed loans added to its demand
+    alone: ModelOutcome  # the same batteries on the same hourly net demand without loans (s1)
+
+
+def home_battery(capacity_kwh: float, dt_h: float = 1.0) -> BatterySpec:
+    """The run's home battery as the cooperative engine's BatterySpec; none: a battery that never moves."""
+    if capacity_kwh <= 0:
+        return BatterySpec(capacity_kwh=1e-6, soc_min=0.0, soc_max=1.0, charge_kw=0.0, discharge_kw=0.0,
+                           degradation=0.0, dt_h=dt_h)  # fmt: skip
+    power, eta = home_power_kw(capacity_kwh), HOME_ROUND_TRIP**0.5
+    return BatterySpec(capacity_kwh, HOME_SOC_MIN, HOME_SOC_MAX, power, power, eta, eta, 0.0, dt_h)
+
+
+def loan_agents(r: EngineResult) -> list[AgentSpec]:
+    """One cooperative agent per household: its battery, and Table 4's weights and aspiration in turn."""
+    out = []
+    for i, spec in enumerate(r.specs):
+        quantile, lam1, lam2, _, _ = TABLE4[i % len(TABLE4)]
+        bat = home_battery(spec.battery_kwh)
+        out.append(AgentSpec(spec.name, spec.profile_spec, bat, lam1, lam2, quantile, HOME_SOC_START))
+    return out
+
+
+def loans_run(r: EngineResult, params: LoanParams = LoanParams()) -> LoanOutcome:
+    """Energy loans negotiated hour by hour on the run's net demand (load - PV, hourly kWh)."""
+    w = params.window_h
+    settings = Settings(
+        w=w,
+        epsilon=params.epsilon,
+        seed=r.config.seed,
+        backend="numpy",
+        scenario=ScenarioModel(sigma_w=params.sigma_kwh, n_scenarios=params.scenarios),
+        grid=ContractGrid.default(w, q_max=params.q_max_kwh, n_q=params.n_q),
+        step_s=3600.0,
+    )
+    agents, demand = loan_agents(r), r.load_kwh - r.pv_kwh
+    res = cooperative_run(agents, settings, demand=demand)
+    n, hours = res.residual.shape
+    pool = np.zeros((n, hours))
+    lent = 0.0
+    for s in res.sessions:
+        if s.agreed:
+            pool[s.a, s.t] += s.q
+            pool[s.a, s.t + s.tau] -= s.q
+            pool[s.b, s.t] -= s.q
+            pool[s.b, s.t + s.tau] += s.q
+            lent += abs(s.q)
+    imp, exp = np.clip(res.residual, 0, None), np.clip(-res.residual, 0, None)
+    # what went household to household: each loan twice, lent and given back
+    outcome = ModelOutcome("loans", _flows_cost(r, imp, exp), imp, exp, 0.0, 2 * lent)
+    alone = np.stack([simulate(a.x0, d, a.battery)[2] for a, d in zip(agents, demand, strict=True)])
+    a_imp, a_exp = np.clip(alone, 0, None), np.clip(-alone, 0, None)
+    return LoanOutcome(
+        outcome,
+        res,
+        pool,
+        ModelOutcome("battery_hourly", _flows_cost(r, a_imp, a_exp), a_imp, a_exp, 0.0, 0.0),
+    )
+
+
+def loans(r: EngineResult, params: LoanParams = LoanParams()) -> ModelOutcome:
+    """The loans model's row: grid flows after each household's battery and its loans."""
+    return loans_run(r, params).outcome
+
+
 def compare(
     r: EngineResult, models: tuple[str, ...] = MODELS, store_params: StoreParams = StoreParams(),
-    fee_per_kwh: float = 0.02,
+    fee_per_kwh: float = 0.02, loan_params: LoanParams = LoanParams(),
 ) -> list[dict[str, float | int | str]]:  # fmt: skip
     """One row per model (battery_only first): cost, self-sufficiency, peak import, households worse off."""
     ref = battery_only(r)
@@ -220,6 +328,8 @@ def compare(
             outcomes.append(stations(r, fee_per_kwh))
         elif m == "demand_response":
             outcomes.append(demand_response(r))
+        elif m == "loans":
+            outcomes.append(loans(r, loan_params))
         else:
             raise ValueError(f"unknown trading model {m!r} (one of {', '.join(MODELS)})")
     load = float(r.load_kwh.sum())

@@ -195,7 +195,8 @@ def _markets(rows: list[dict[str, Any]] | None) -> str:
     return (
         '<section id="markets"><h2>Trading models compared</h2><p>Same households, same weather; costs in '
         "tokens over the run (households' net energy bill), the operator's account, and households worse off "
-        "than with their own battery only.</p>" + _table(rows, list(rows[0].keys())) + "</section>\n"
+        "than with their own battery only. Energy loans move energy, not tokens: lent and given back within the run "
+        "(traded counts both).</p>" + _table(rows, list(rows[0].keys())) + "</section>\n"
     )
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gateway.negotiation.cooperative.simulation import Settings
+from gateway.negotiation.cooperative.simulation import run as cooperative_run
 from hil.community.battery import BatteryParams, grid_flows
 from hil.community.cli import main as simulate_main
 from hil.community.engine import EngineConfig, EngineResult, run_engine
@@ -20,6 +22,10 @@ from hil.community.models import (
     battery_only,
     compare,
     demand_response,
+    home_battery,
+    loan_agents,
+    loans,
+    loans_run,
     p2p,
     stations,
     store,
@@ -52,6 +58,47 @@ def test_money_and_energy_add_up(run: EngineResult, model: str) -> None:
     else:  # the store gives back at most what it took, less its losses
         assert o.traded_kwh <= exported_less * StoreParams().round_trip + 1e-9
     assert o.traded_kwh > 0
+
+
+def test_loans_lent_energy_comes_back_and_grid_flows_add_up(run: EngineResult) -> None:
+    lo = loans_run(run)
+    o, hours = lo.outcome, run.config.hours
+    agreed = [s for s in lo.engine.sessions if s.agreed]
+    assert agreed and all(s.t + s.tau < hours for s in agreed)  # every loan is repaid within the run
+    assert o.traded_kwh == pytest.approx(2 * sum(abs(s.q) for s in agreed))
+    assert np.abs(lo.pool.sum(axis=1)).max() < 1e-9  # what each household lent or borrowed came back
+    assert np.abs(lo.pool.sum(axis=0)).max() < 1e-9  # each hour, what was lent was borrowed
+    assert (o.grid_imp >= 0).all() and (o.grid_exp >= 0).all()
+    assert not ((o.grid_imp > 0) & (o.grid_exp > 0)).any()
+    # no tokens change hands: each household pays the grid for what its battery and loans leave
+    assert o.operator_tokens == 0
+    assert np.allclose(o.cost, cost(o.grid_imp, o.grid_exp, run.retail, run.config.tariff.feed_in))
+    demand = run.load_kwh - run.pv_kwh + lo.pool  # net demand with the loans, before the battery
+    battery = o.grid_imp - o.grid_exp - demand  # what each battery took (+) or gave (-)
+    none = np.array([s.battery_kwh <= 0 for s in run.specs])
+    assert none.any() and np.abs(battery[none]).max() < 1e-9  # without a battery: the grid takes it all
+    limit = np.array([home_battery(s.battery_kwh).charge_kw for s in run.specs])[~none]
+    assert (np.abs(battery[~none]) <= limit[:, None] + 1e-9).all()
+    # a household with no battery can still borrow (lend: q > 0 from the initiator's side)
+    borrowers = {s.b if s.q > 0 else s.a for s in agreed}
+    assert any(none[i] for i in borrowers)
+
+
+def test_loans_same_seed_same_row_and_the_seed_matters(run: EngineResult) -> None:
+    a, b = loans_run(run), loans_run(run)
+    assert a.engine.fingerprint() == b.engine.fingerprint()
+    assert np.array_equal(a.outcome.cost, b.outcome.cost) and np.array_equal(a.pool, b.pool)
+    other = loans(replace(run, config=replace(run.config, seed=run.config.seed + 1)))
+    assert not np.array_equal(other.grid_imp, a.outcome.grid_imp)
+
+
+def test_cooperative_engine_takes_given_demand_and_checks_it(run: EngineResult) -> None:
+    agents = loan_agents(run)
+    demand = run.load_kwh - run.pv_kwh
+    with pytest.raises(ValueError, match="demand"):
+        cooperative_run(agents, Settings(w=24, step_s=3600.0), demand=demand[:-1])
+    with pytest.raises(ValueError, match="periods"):  # batteries of 15 minutes on hourly data
+        cooperative_run(agents, Settings(w=24), demand=demand)
 
 
 def _hand_made(
@@ -106,9 +153,12 @@ def test_compare_rows(run: EngineResult) -> None:
     ref, p2p_row = rows[0], rows[1]
     assert p2p_row["households_cost"] == pytest.approx(float(p2p(run).cost.sum()), abs=1e-4)
     assert ref["households_cost"] == pytest.approx(float(battery_only(run).cost.sum()), abs=1e-4)
+    loans_row = rows[[row["model"] for row in rows].index("loans")]
+    assert loans_row["households_cost"] == pytest.approx(float(loans(run).cost.sum()), abs=1e-4)
     for row in rows:
         assert 0 <= float(row["self_sufficiency"]) <= 1
-        assert float(row["grid_import_kwh"]) <= float(ref["grid_import_kwh"]) + 1e-6
+        if row["model"] != "loans":  # a lender may import to lend: loans can raise a household's import
+            assert float(row["grid_import_kwh"]) <= float(ref["grid_import_kwh"]) + 1e-6
     with pytest.raises(ValueError, match="unknown trading model"):
         compare(run, ("barter",))
 
@@ -130,6 +180,7 @@ def test_simulate_market_all_reports_the_table(tmp_path: Path, capsys: pytest.Ca
     assert simulate_main([*argv, "--out", str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
     assert "market store" in out and "market stations" in out and "market demand_response" in out
+    assert "market store" in out and "market stations" in out and "market loans" in out
     a = json.loads((tmp_path / "a" / "summary.json").read_text())["markets"]
     b = json.loads((tmp_path / "b" / "summary.json").read_text())["markets"]
     assert a == b and [row["model"] for row in a] == ["battery_only", *MODELS]

@@ -9,6 +9,9 @@ greedily for period t on the real net demand plus the pool. Strategies s0 (no ba
 s1 (battery, no exchange) are computed on the same real data, and ξ, utilitarian and Nash
 welfare follow Eq. 16-18. Contracts whose return would fall after the simulated period are
 left out of the grid in the last day, so every loan is repaid within the run.
+
+The agents' net demand comes from their meter_sim profiles, or from the caller (`demand`): the
+community simulator prices loans on its own households that way, with hourly periods.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ CHUNK = 8  # agents per evaluation call: bounds memory and spreads work over wor
 
 @dataclass(frozen=True)
 class Settings:
-    """Table 2 defaults; `days` and `w` in periods of 15 minutes."""
+    """Table 2 defaults; `w` in periods of `step_s` seconds (15 minutes in the paper)."""
 
     days: float = 7.0
     w: int = 96
@@ -55,10 +58,11 @@ class Settings:
     workers: int = 1
     scenario: ScenarioModel = field(default_factory=ScenarioModel)
     grid: ContractGrid | None = None
+    step_s: float = STEP_S
 
     @property
     def periods(self) -> int:
-        return round(self.days * 86400.0 / STEP_S)
+        return round(self.days * 86400.0 / self.step_s)
 
 
 @dataclass
@@ -88,6 +92,7 @@ class Result:
     eval_seconds: float
     wall_seconds: float
     backend: str
+    residual: np.ndarray  # (agents, periods) kWh each agent traded with the grid under s2 (+ import)
 
     @property
     def success_rate(self) -> float:
@@ -173,20 +178,36 @@ def _evaluate_chunk(backend: str, chunk: Chunk) -> np.ndarray:
     return backends.resolve(backend)[1](chunk.batch())
 
 
-def run(agents: list[AgentSpec], settings: Settings, executor: Executor | None = None) -> Result:
+def run(
+    agents: list[AgentSpec],
+    settings: Settings,
+    executor: Executor | None = None,
+    demand: np.ndarray | None = None,
+) -> Result:
     """Simulate strategies s0, s1 and s2 for the cooperative; deterministic under settings.seed.
+
+    `demand` (agents, periods), kWh per period, replaces the agents' profiles and sets the number
+    of periods (settings.days and start are then unused); the agents' batteries must be specified
+    for the same period length (BatterySpec.dt_h). Past the last period the planning window sees
+    the last `w` periods again (a day repeated, for a day-long window).
 
     The contract-space evaluations go to `executor` when one is given (e.g. a Dask cluster's,
     see hil/study/cluster.py), else to a local process pool of `settings.workers`. Chunks depend
     on `settings.workers` only, so any executor gives the same result as one process.
     """
     t_wall = time.perf_counter()
-    n, w, T = len(agents), settings.w, settings.periods
+    n, w = len(agents), settings.w
+    T = settings.periods if demand is None else int(np.shape(demand)[-1])
     if n < 2 or T < 1:
         raise ValueError("a cooperative needs at least 2 agents and 1 period")
+    if any(abs(a.battery.dt_h * 3600.0 - settings.step_s) > 1e-6 for a in agents):
+        raise ValueError(f"every battery must step {settings.step_s:g} s periods (BatterySpec.dt_h)")
     grid = settings.grid or ContractGrid.default(w)
     backend_name, evaluator = backends.resolve(settings.backend)
-    nd = np.stack([net_demand_kwh(a.profile, settings.start, T + w) for a in agents])
+    if demand is None:
+        nd = np.stack([net_demand_kwh(a.profile, settings.start, T + w) for a in agents])
+    else:
+        nd = _extend(np.asarray(demand, dtype=np.float64), n, w)
     pool = np.zeros((n, T + w))
     params = BatteryArrays.stack([a.battery for a in agents])
     x = np.array([a.x0 for a in agents])
@@ -194,10 +215,11 @@ def run(agents: list[AgentSpec], settings: Settings, executor: Executor | None =
     e_sum = np.zeros(n)
     r_sum = np.zeros(n)
     selector = PeerSelector(n, settings.epsilon, np.random.default_rng([settings.seed, 7]), settings.contexts)
-    per_day = round(86400.0 / STEP_S)
+    per_day = round(86400.0 / settings.step_s)
     sessions: list[Session] = []
     evals = steps = 0
     eval_s = 0.0
+    residual = np.zeros((n, T))
     # One process drives an accelerator (and CUDA does not survive a fork): workers are for numpy.
     parallel = not backend_name.startswith("torch") and (settings.workers > 1 or executor is not None)
     own_pool = executor is None and parallel
@@ -247,6 +269,7 @@ def run(agents: list[AgentSpec], settings: Settings, executor: Executor | None =
                 nodeal = distance_to_nash(sa, sb, Outcome(False, -1, -1, -1), nf)
                 sessions.append(Session(t, i, j, out.agreed, q, tau, out.round, dist, nodeal))
             x, e, res = step(x, nd[:, t] + pool[:, t], params)
+            residual[:, t] = nd[:, t] + pool[:, t] + e
             e_sum += e
             r_sum += res
     finally:
@@ -268,7 +291,17 @@ def run(agents: list[AgentSpec], settings: Settings, executor: Executor | None =
         eval_s,
         time.perf_counter() - t_wall,
         backend_name,
+        residual,
     )
+
+
+def _extend(demand: np.ndarray, n: int, w: int) -> np.ndarray:
+    """(n, T) given net demand, plus w periods repeating its last w (the window after the end)."""
+    if demand.ndim != 2 or demand.shape[0] != n or not np.all(np.isfinite(demand)):
+        raise ValueError(f"demand: need finite (agents={n}, periods) kWh, got shape {demand.shape}")
+    last = demand[:, -w:]
+    tail = np.tile(last, (1, -(-w // last.shape[1])))[:, :w]
+    return np.concatenate([demand, tail], axis=1)
 
 
 def _evaluate(

@@ -307,3 +307,34 @@ def test_keeper_submission_config_is_checked_at_start(tmp_path: Path) -> None:
         ConfigError, match="submit_delay_s"
     ):  # the keeper's round must come before the fallback
         parse_trading_config(tables, tmp_path)
+
+
+def test_a_restarted_keeper_sends_no_second_transaction(tmp_path: Path) -> None:
+    """The same round again (a restart re-running it: the same journal key) re-broadcasts the journaled
+    transaction; a replay to a keeper that forgot it finds the agreement open and sends nothing."""
+    c, (a, b, _d), keeper_hh, start = community(tmp_path, "krestart")
+    deal = Deal(
+        c, c.terms(a, b, quantity_wh=700, delivery_end=start + HOUR, expiry=start + HOUR - 1), a, b, a
+    )
+    payload = encode_agreement(deal.terms, deal.seller_sig, deal.buyer_sig)
+    journal = Journal(tmp_path / "keeper.db")
+    market = Market(
+        c.w3, c.market.address, TxSender(c.w3, Account.from_key(keeper_hh.key), journal, market_abi())
+    )
+    counts: list[str] = []
+    first = Keeper(market, KeeperBook(), counts.append)
+    assert first.accept_agreement(payload, start - 30) is None
+    due = first.submits.due(start + 10, DELAY)
+    assert first.submit(due) == 1 and c.status(deal.terms) == Status.ACTIVE
+    sent = c.w3.eth.get_transaction_count(keeper_hh.address)
+    key = journal.txs("keeper-submit:")[0].key
+    assert (
+        market.submit_many(key, [(deal.terms, deal.seller_sig, deal.buyer_sig)]).key == key
+    )  # same tx again
+    again = Keeper(market, KeeperBook(), counts.append)  # restarted: its book is empty
+    assert again.accept_agreement(payload, start + 11) is None
+    assert again.submit(again.submits.due(start + 11, DELAY)) == 0
+    assert (
+        c.w3.eth.get_transaction_count(keeper_hh.address) == sent and len(journal.txs("keeper-submit:")) == 1
+    )
+    assert counts == ["keeper_submitted", "keeper_submit_already_open"]

@@ -253,9 +253,10 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
                                               max(0.2, min(5.0, cfg.agent.window_s / 10)), account.address),
                            name="trading.statements")  # fmt: skip
             if cfg.agent.keeper_submit_grace_s > 0:  # the keeper submits our agreements, batched
+                # each second at most: an agreement must reach the keeper before its round (submit_delay_s)
                 tg.create_task(publish_agreements(journal, transport, clock,
                                                   agreements_topic(cfg.community.topic_prefix, cfg.community.id, account.address),
-                                                  max(0.2, min(5.0, cfg.agent.window_s / 10)), cfg.agent.keeper_submit_grace_s),
+                                                  max(0.2, min(1.0, cfg.agent.window_s / 10)), cfg.agent.keeper_submit_grace_s),
                                name="trading.agreements")  # fmt: skip
             if cfg.keeper is not None:  # this gateway holds KEEPER_ROLE: it batches every household's window
                 keeper = Keeper(market, KeeperBook(), counters.count)

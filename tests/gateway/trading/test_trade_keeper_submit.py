@@ -5,20 +5,27 @@ Real parts: a Market on py-evm, a real Mosquitto, each gateway's Journal, Transp
 households' gateways publish the agreements they confirmed; the keeper opens them in one transaction and
 the parties send none; an item whose slot is busy is skipped by the contract without sinking the batch; a
 forged and a replayed publication are dropped and counted. A silent keeper leaves the parties' fallback
-to submit. The planning part (`SubmitBook`, `submit_after`) is tested pure.
+to submit. End to end, three `run_trading` gateways and a fourth holding `[keeper]` (anvil, Mosquitto):
+a window's agreements open in one keeper call and the parties submit none. The planning part
+(`SubmitBook`, `submit_after`) is tested pure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import aiomqtt
 import pytest
 from eth_account import Account
+from trade_helpers import HOUSEHOLD_KEYS, InProcessNodes, mine_every_second, setup_community
+from trade_node import node_spec
+from web3 import Web3
 
 from contracts.harness import Community, Household, household_key
 from gateway.chain.journal import Journal
+from gateway.chain.keystore import create_keystore
 from gateway.chain.market import Market, Status, Terms, market_abi, sign_terms_hex
 from gateway.chain.sender import TxSender
 from gateway.trading.chainrun import ChainRunner
@@ -40,7 +47,7 @@ from gateway.trading.transport import Transport
 from gridpact.core import statement
 from gridpact.core.config import ConfigError
 from gridpact.core.eip712 import Domain
-from hil.services import DEV_PRIVATE_KEYS, MosquittoBroker, in_process_web3
+from hil.services import DEV_PRIVATE_KEYS, AnvilNode, MosquittoBroker, in_process_web3
 
 HOUR = 3600
 GRACE = 60.0  # the gateways' agent.keeper_submit_grace_s
@@ -338,3 +345,57 @@ def test_a_restarted_keeper_sends_no_second_transaction(tmp_path: Path) -> None:
         c.w3.eth.get_transaction_count(keeper_hh.address) == sent and len(journal.txs("keeper-submit:")) == 1
     )
     assert counts == ["keeper_submitted", "keeper_submit_already_open"]
+
+
+def test_live_gateways_agreements_go_through_the_keepers_batch(
+    mosquitto: MosquittoBroker, mined_anvil: AnvilNode, tmp_path: Path
+) -> None:
+    """Three gateways (`run_trading`: two sellers, one buyer of both) and a fourth holding `[keeper]`, on
+    anvil and Mosquitto: each window's two agreements open in one `submitAgreements` of the keeper's and no
+    party submits. 60 s windows: the keeper's round (4 s after the start) comes long before the parties'
+    fallback (15 s), so a loaded machine does not turn the test into a race."""
+    url = mined_anvil.info.url
+    assert url is not None
+    com = setup_community(Web3(Web3.HTTPProvider(url)), keys=HOUSEHOLD_KEYS)
+    w3 = com.w3  # untyped, as the helpers keep it: blocks and transactions read as plain mappings
+    mine_every_second(w3)
+    t0 = float(int(time.time()))
+    agent = {"window_s": 60, "lead_s": 10, "keeper_submit_grace_s": GRACE / 4}
+    specs = []
+    roles = (("seller1", -1000, "constant:load_w=0,pv_w=1200000"), ("buyer", 2000, "constant:load_w=2400000,pv_w=0"),
+             ("seller2", -1000, "constant:load_w=0,pv_w=1200000"), ("keeper", 0, "constant:load_w=0,pv_w=0"))  # fmt: skip
+    for (name, net, profile), key in zip(roles, HOUSEHOLD_KEYS, strict=True):
+        (tmp_path / f"{name}.pass").write_text("secret\n")
+        create_keystore(tmp_path / f"{name}.json", "secret", private_key=key, kdf="pbkdf2", work=1000)
+        spec = node_spec(name, tmp_path / f"{name}.json", tmp_path / f"{name}.pass", url,
+                         com.market.address, mosquitto.port, profile, net, t0, **agent)  # fmt: skip
+        specs.append(spec)
+    specs[-1]["tables"]["keeper"] = {"submit_delay_s": 4}
+    keeper = Account.from_key(HOUSEHOLD_KEYS[3]).address
+
+    def batch() -> list[bytes]:
+        """The ids a keeper call opened two or more of at once (the first such call)."""
+        by_tx: dict[bytes, list[bytes]] = {}
+        for e in com.submitted_events():
+            by_tx.setdefault(bytes(e["transactionHash"]), []).append(bytes(e["args"]["id"]))
+        return next((ids for ids in by_tx.values() if len(ids) >= 2), [])
+
+    def settled() -> bool:  # the batch's agreements closed: both parties went past their fallback time
+        ids = batch()
+        return bool(ids) and set(ids) <= {bytes(e["args"]["id"]) for e in com.settled_events()}
+
+    nodes = InProcessNodes(specs, tmp_path)
+    nodes.run_until(settled, 300, poll_s=0.5)
+    assert settled(), nodes.metrics["keeper"].render()
+    opened = {bytes(e["args"]["id"]): e for e in com.submitted_events()}
+    first = opened[batch()[0]]
+    tx = w3.eth.get_transaction(first["transactionHash"])
+    assert tx["from"] == keeper
+    assert com.market.decode_function_input(tx["input"])[0].fn_name == "submitAgreements"
+    parties = {Account.from_key(k).address for k in HOUSEHOLD_KEYS[:3]}
+    since = range(first["blockNumber"], w3.eth.block_number + 1)
+    for sent in (t for n in since for t in w3.eth.get_block(n, full_transactions=True)["transactions"]):
+        if sent["from"] in parties and sent["to"] == com.market.address:  # the parties sent no submission
+            fn = com.market.decode_function_input(sent["input"])[0].fn_name
+            assert fn not in ("submitAgreement", "submitAgreements"), fn
+    assert "keeper_submitted" in nodes.metrics["keeper"].render()

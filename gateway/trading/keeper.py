@@ -287,9 +287,9 @@ class SubmitBook:
         if aid in self.seen:
             return self.reject("duplicate")
         try:
-            ok = terms_signer(t, domain, a.seller_sig).lower() == t.seller.lower() and (
-                terms_signer(t, domain, a.buyer_sig).lower() == t.buyer.lower()
-            )
+            ok = _low_s(a.seller_sig) and _low_s(a.buyer_sig)
+            ok = ok and terms_signer(t, domain, a.seller_sig).lower() == t.seller.lower()
+            ok = ok and terms_signer(t, domain, a.buyer_sig).lower() == t.buyer.lower()
         except (ValueError, TypeError):  # not a recoverable signature
             ok = False
         if not ok:
@@ -316,6 +316,18 @@ class SubmitBook:
     def taken(self, ids: list[str]) -> None:
         for aid in ids:
             self.held.pop(aid, None)
+
+
+SECP256K1_HALF_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141 // 2
+
+
+def _low_s(signature: str) -> bool:
+    """Only the canonical form of a signature (the contract's ECDSA refuses the other, malleated one): a
+    copy with s flipped must not take the genuine publication's place (it would be a repeat of it)."""
+    raw = bytes.fromhex(signature.removeprefix("0x"))
+    return (
+        len(raw) == 65 and int.from_bytes(raw[32:64], "big") <= SECP256K1_HALF_N and raw[64] in (0, 1, 27, 28)
+    )
 
 
 def agreement_key(terms: Terms, domain: Domain) -> str:

@@ -272,6 +272,12 @@ def test_the_submit_book_holds_only_what_both_parties_signed() -> None:
         book.add(SignedAgreement(other.terms, "0x" + "ab" * 65, other.buyer_sig), domain, h0) == "signature"
     )
     assert book.add(other, Domain(1, domain.market), h0) == "signature"  # signed for another market
+    raw = bytes.fromhex(other.seller_sig[2:])  # the same signature, malleated (s -> n - s, v flipped)
+    n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+    high = raw[:32] + (n - int.from_bytes(raw[32:64], "big")).to_bytes(32, "big") + bytes([55 - raw[64]])
+    assert (
+        book.add(SignedAgreement(other.terms, "0x" + high.hex(), other.buyer_sig), domain, h0) == "signature"
+    )
     assert book.add(other, domain, h0 + HOUR) == "expired"
     assert book.add(_signed(domain, keys, h0, 3, expiry=h0 + HOUR), domain, h0) == "terms"
     assert book.add(_signed(domain, keys, h0, 4, quantityWh=0), domain, h0) == "terms"
@@ -291,7 +297,7 @@ def test_the_submit_book_holds_only_what_both_parties_signed() -> None:
         with pytest.raises(statement.StatementRejected) as exc:
             parse_agreement(bad)
         assert exc.value.reason == reason
-    assert book.rejected == {"duplicate": 2, "signature": 3, "expired": 2, "terms": 2}
+    assert book.rejected == {"duplicate": 2, "signature": 4, "expired": 2, "terms": 2}
     many = SubmitBook()
     for n in range(MAX_SUBMIT_BATCH + 5):
         assert many.add(_signed(domain, keys, h0, 100 + n), domain, h0) is None

@@ -22,6 +22,7 @@ from gateway.chain.abis import SHIPPED_ABI as SHIPPED_ABI  # re-exported: the AB
 from gateway.chain.abis import SHIPPED_ABIS as SHIPPED_ABIS
 from gateway.chain.abis import SHIPPED_LOANS_ABI as SHIPPED_LOANS_ABI
 from gateway.chain.abis import market_abi as market_abi
+from gateway.chain.errors import decode_revert
 from gateway.chain.journal import TxRecord
 from gateway.chain.sender import TxSender
 from gridpact.core import settlement
@@ -215,6 +216,30 @@ class Market:
             terms.as_tuple(), to_compact(seller_sig), to_compact(buyer_sig)
         )
         return self.sender.send(f"submit:{self.agreement_id(terms)}", fn)
+
+    def submit_many(self, key: str, signed: list[tuple[Terms, str, str]]) -> TxRecord:
+        """A keeper's `submitAgreements`: each (terms, seller's signature, buyer's signature); the contract
+        skips an item that would revert alone and reports it (`BatchItemRejected`)."""
+        fn = self.contract.functions.submitAgreements(
+            [t.as_tuple() for t, _, _ in signed],
+            [to_compact(s) for _, s, _ in signed],
+            [to_compact(b) for _, _, b in signed],
+        )
+        return self.sender.send(key, fn)
+
+    def batch_rejections(self, logs: list[Any]) -> list[str]:
+        """The custom error name of each item a batch call skipped (its `BatchItemRejected` events)."""
+        event = self.contract.events.BatchItemRejected()
+        names = []
+        for entry in logs:
+            if to_checksum_address(entry["address"]) != self.address:
+                continue
+            try:
+                decoded = event.process_log(entry)
+            except Exception:  # another event of the Market
+                continue
+            names.append(decode_revert(bytes(decoded["args"]["reason"]), self.sender.abi).name)
+        return names
 
     def report(self, terms: Terms, delivered_wh: int) -> TxRecord:
         fn = self.contract.functions.report(terms.as_tuple(), delivered_wh)

@@ -63,6 +63,9 @@ class AgentConfig:
     keeper_grace_s: float = (
         0.0  # a community keeper batches windows: send our own only this long after the end
     )
+    keeper_submit_grace_s: float = (
+        0.0  # a community keeper batches submission: submit our own only this long after the start
+    )
     fixed_net_wh: int | None = None  # demos and tests: a fixed net demand per window (negative = surplus)
     strategy: str = "fixed"  # "fixed": seller/buyer tables; "learned": the policy file learned as in Kröhling et al. decides per window
     policy: Path | None = None  # the learned policy (default: the shipped eip_policy.json)
@@ -139,6 +142,9 @@ class KeeperConfig:
 
     settle_delay_s: float = 30.0  # after a window ends, how long statements may arrive before the call
     group_windows: int = 1  # consecutive windows settled in one call (cheaper; gateways' grace must cover it)
+    submit_delay_s: float = (
+        10.0  # after a window starts, how long agreements may arrive before one submit call
+    )
 
 
 @dataclass(frozen=True)
@@ -160,7 +166,10 @@ def parse_keeper(table: Mapping[str, Any]) -> KeeperConfig:
     group = _get(table, s, "group_windows", int, d.group_windows)
     if not 1 <= group <= 24:
         raise ConfigError("keeper.group_windows", f"must be 1..24, got {group}")
-    return KeeperConfig(settle_delay_s=delay, group_windows=group)
+    submit = _positive(
+        s, "submit_delay_s", float(_get(table, s, "submit_delay_s", (int, float), d.submit_delay_s)), True
+    )
+    return KeeperConfig(settle_delay_s=delay, group_windows=group, submit_delay_s=submit)
 
 
 _get = get
@@ -277,6 +286,10 @@ def parse_agent(table: Mapping[str, Any], base: Path | None = None) -> AgentConf
     fixed = _get(table, s, "fixed_net_wh", int, None)
     window_s = int(_positive(s, "window_s", _get(table, s, "window_s", int, d.window_s)))
     ring = _get(table, s, "nonce_ring", int, d.nonce_ring)
+    submit_grace = _positive(s, "keeper_submit_grace_s", float(_get(table, s, "keeper_submit_grace_s", (int, float),
+                                                                     d.keeper_submit_grace_s)), True)  # fmt: skip
+    if submit_grace * 4 > window_s:  # the other party falls back at twice the grace: well before the expiry
+        raise ConfigError("agent.keeper_submit_grace_s", f"must be at most window_s / 4 ({window_s / 4:g})")
     if not 1 <= ring <= 65536:
         raise ConfigError("agent.nonce_ring", f"must be 1..65536, got {ring}")
     return AgentConfig(
@@ -292,6 +305,7 @@ def parse_agent(table: Mapping[str, Any], base: Path | None = None) -> AgentConf
         report_delay_s=_positive(s, "report_delay_s", float(_get(table, s, "report_delay_s", (int, float), d.report_delay_s)), True),
         confirm_wait_s=_positive(s, "confirm_wait_s", float(_get(table, s, "confirm_wait_s", (int, float), d.confirm_wait_s)), True),
         keeper_grace_s=_positive(s, "keeper_grace_s", float(_get(table, s, "keeper_grace_s", (int, float), d.keeper_grace_s)), True),
+        keeper_submit_grace_s=submit_grace,
         fixed_net_wh=fixed,
         strategy=strategy,
         policy=policy,
@@ -439,10 +453,17 @@ def parse_trading_config(tables: dict[str, dict], base_dir: Path) -> TradingConf
     for name, value in (("loans", loans), ("keeper", keeper)):
         if value is not None and not isinstance(value, dict):
             raise ConfigError(name, "must be a table")
-    return TradingConfig(
+    cfg = TradingConfig(
         community=parse_community(tables["community"], base_dir),
         agent=parse_agent(tables["agent"], base_dir),
         chain=parse_chain(tables["chain"], base_dir),
         loans=parse_loans(loans) if loans is not None else None,
         keeper=parse_keeper(keeper) if keeper is not None else None,
     )
+    grace = cfg.agent.keeper_submit_grace_s
+    if cfg.keeper is not None and 0 < grace <= cfg.keeper.submit_delay_s:
+        raise ConfigError(
+            "agent.keeper_submit_grace_s",
+            f"must exceed keeper.submit_delay_s ({cfg.keeper.submit_delay_s:g})",
+        )
+    return cfg

@@ -11,6 +11,13 @@ sends one call with every household's window and every agreement on it, chained 
 previous window where it can (one statement per meter per hour). Gateways keep their own fallback:
 after `agent.keeper_grace_s` they send their own window themselves, so a silent keeper never stalls
 money (docs/keeper.md).
+
+The keeper batches submission too: the gateway that would submit an agreement publishes it, doubly
+signed, to `PREFIX/COMMUNITY/v1/agreements/<publisher>` when negotiation ends, and waits
+`agent.keeper_submit_grace_s` past the delivery start before submitting it itself. The keeper checks
+both EIP-712 signatures host-side (`terms_signer`, the gateway's own check), drops and counts forged,
+expired, malformed and repeated ones, and opens what it holds in one `submitAgreements` call a short
+delay after each window starts (`SubmitBook`; the contract skips, and reports, an item it cannot open).
 """
 
 from __future__ import annotations
@@ -21,7 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.chain.market import NO_WINDOW, Market, Status, Terms, terms_from_dict
+from eth_utils.crypto import keccak
+
+from gateway.chain.market import NO_WINDOW, Market, Status, Terms, terms_from_dict, terms_signer
+from gridpact.core.eip712 import Domain, agreement_id
 from gridpact.core.statement import (
     FUTURE_SLACK_S,
     WINDOW_S,
@@ -47,6 +57,14 @@ def meters_topic(prefix: str, community: str, household: str) -> str:
 
 def meters_filter(prefix: str, community: str) -> str:
     return f"{prefix}/{community}/v1/meters/+"
+
+
+def agreements_topic(prefix: str, community: str, publisher: str) -> str:
+    return f"{prefix}/{community}/v1/agreements/{publisher.lower()}"
+
+
+def agreements_filter(prefix: str, community: str) -> str:
+    return f"{prefix}/{community}/v1/agreements/+"
 
 
 @dataclass(frozen=True)
@@ -203,6 +221,119 @@ class KeeperBook:
         return windows, items
 
 
+MAX_AGREEMENT = 4 * 1024
+MAX_SUBMIT_BATCH = 100  # items per `submitAgreements` (gas); more wait for the next round
+
+
+@dataclass(frozen=True)
+class SignedAgreement:
+    """Terms with both parties' signatures (65-byte hex), as a gateway would submit them."""
+
+    terms: Terms
+    seller_sig: str
+    buyer_sig: str
+
+
+def encode_agreement(terms: Terms, seller_sig: str, buyer_sig: str) -> bytes:
+    """The JSON a gateway publishes for the keeper to submit (terms as the journal keeps them)."""
+    body = {"v": 1, "terms": terms.as_dict(), "seller_sig": seller_sig, "buyer_sig": buyer_sig}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def parse_agreement(payload: bytes) -> SignedAgreement:
+    """A published agreement's fields, shape-checked; the signatures are checked by `SubmitBook.add`."""
+    obj = json_object(payload, MAX_AGREEMENT)
+    sigs = obj.get("seller_sig"), obj.get("buyer_sig")
+    for sig in sigs:
+        if not isinstance(sig, str) or len(sig.removeprefix("0x")) != 130:
+            raise StatementRejected("json", "seller_sig and buyer_sig must be 65-byte hex")
+    raw = obj.get("terms")
+    if not isinstance(raw, dict):
+        raise StatementRejected("json", "terms must be an object")
+    try:
+        terms = terms_from_dict(raw)
+        for sig in sigs:
+            bytes.fromhex(str(sig).removeprefix("0x"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StatementRejected("json", str(exc)[:80]) from None
+    return SignedAgreement(terms, str(sigs[0]), str(sigs[1]))
+
+
+@dataclass
+class SubmitBook:
+    """The doubly-signed agreements the keeper holds until its next `submitAgreements` round.
+
+    Pure: the domain (chain id, Market address) and the time come from the caller. `seen` remembers
+    every agreement held or sent until it expires, so a repeated or replayed publication is dropped;
+    after its expiry the chain refuses it anyway, and so does `add`."""
+
+    held: dict[str, SignedAgreement] = field(default_factory=dict)
+    seen: dict[str, int] = field(default_factory=dict)  # agreement id -> expiry
+    rejected: dict[str, int] = field(default_factory=dict)
+
+    def reject(self, reason: str) -> str:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        return reason
+
+    def add(self, a: SignedAgreement, domain: Domain, now: int) -> str | None:
+        """Hold an agreement whose two signatures are its parties'; returns the rejection reason, or None."""
+        t = a.terms
+        if now >= t.expiry:
+            return self.reject("expired")
+        if t.seller.lower() == t.buyer.lower() or not t.quantityWh or not t.deliveryStart < t.deliveryEnd \
+                or t.expiry >= t.deliveryEnd:  # fmt: skip
+            return self.reject("terms")
+        aid = agreement_key(t, domain)
+        if aid in self.seen:
+            return self.reject("duplicate")
+        try:
+            ok = _low_s(a.seller_sig) and _low_s(a.buyer_sig)
+            ok = ok and terms_signer(t, domain, a.seller_sig).lower() == t.seller.lower()
+            ok = ok and terms_signer(t, domain, a.buyer_sig).lower() == t.buyer.lower()
+        except (ValueError, TypeError):  # not a recoverable signature
+            ok = False
+        if not ok:
+            return self.reject("signature")
+        self.held[aid] = a
+        self.seen[aid] = t.expiry
+        return None
+
+    def due(self, now: int, delay_s: float) -> list[tuple[str, SignedAgreement]]:
+        """What to submit now, in one call: once any held agreement's window started `delay_s` ago, every
+        held agreement whose window has started that long (oldest first, at most MAX_SUBMIT_BATCH). Expired
+        ones are dropped (their parties' own fallback ran long before)."""
+        for aid in [k for k, a in self.held.items() if now >= a.terms.expiry]:
+            del self.held[aid]
+            self.reject("expired")
+        for aid in [k for k, expiry in self.seen.items() if now >= expiry and k not in self.held]:
+            del self.seen[aid]
+        ready = [(k, a) for k, a in self.held.items() if a.terms.deliveryStart + delay_s <= now]
+        ready.sort(
+            key=lambda item: (item[1].terms.deliveryStart, item[1].terms.seller.lower(), item[1].terms.nonce)
+        )
+        return ready[:MAX_SUBMIT_BATCH]
+
+    def taken(self, ids: list[str]) -> None:
+        for aid in ids:
+            self.held.pop(aid, None)
+
+
+SECP256K1_HALF_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141 // 2
+
+
+def _low_s(signature: str) -> bool:
+    """Only the canonical form of a signature (the contract's ECDSA refuses the other, malleated one): a
+    copy with s flipped must not take the genuine publication's place (it would be a repeat of it)."""
+    raw = bytes.fromhex(signature.removeprefix("0x"))
+    return (
+        len(raw) == 65 and int.from_bytes(raw[32:64], "big") <= SECP256K1_HALF_N and raw[64] in (0, 1, 27, 28)
+    )
+
+
+def agreement_key(terms: Terms, domain: Domain) -> str:
+    return "0x" + agreement_id(terms, domain).hex()
+
+
 def _checksum(address: str) -> str:
     from eth_utils.address import to_checksum_address
 
@@ -212,10 +343,17 @@ def _checksum(address: str) -> str:
 class Keeper:
     """The chain side of the keeper; every method runs in the chain thread (blocking calls)."""
 
-    def __init__(self, market: Market, book: KeeperBook, count: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        market: Market,
+        book: KeeperBook,
+        count: Callable[[str], None],
+        submits: SubmitBook | None = None,
+    ) -> None:
         self.market = market
         self.book = book
         self.count = count
+        self.submits = SubmitBook() if submits is None else submits
 
     def meter_key(self, household: str) -> str | None:
         return str(self.market.sender.call(self.market.contract.functions.meterOf(_checksum(household)))[0])
@@ -247,3 +385,38 @@ class Keeper:
         log.info("event=keeper_settled end=%d windows=%d items=%d gas=%d", ends[-1], len(windows), len(items),
                  receipt.gas_used)  # fmt: skip
         return len(items)
+
+    def accept_agreement(self, payload: bytes, now: int) -> str | None:
+        """Parse and verify a published agreement and hold it for the next round; the rejection reason, or None."""
+        try:
+            signed = parse_agreement(payload)
+        except StatementRejected as exc:
+            return self.submits.reject(exc.reason)
+        return self.submits.add(signed, self.market.domain, now)
+
+    def submit(self, due: list[tuple[str, SignedAgreement]]) -> int:
+        """One `submitAgreements` with the held agreements not yet open on chain; the number it opened.
+
+        Journaled under `keeper-submit:<first start>:<ids digest>`: a restart re-broadcasts the same
+        transaction. An item the chain refuses (slot busy, balance, expired) is skipped by the contract
+        and counted here; the others open."""
+        self.submits.taken([aid for aid, _ in due])
+        todo = [(aid, a) for aid, a in due if self.market.agreement(a.terms).status is Status.NONE]
+        if len(todo) < len(due):
+            self.count("keeper_submit_already_open")
+        if not todo:
+            return 0
+        digest = keccak(b"".join(bytes.fromhex(aid[2:]) for aid, _ in sorted(todo))).hex()[:16]
+        key = f"keeper-submit:{todo[0][1].terms.deliveryStart}:{digest}"
+        record = self.market.submit_many(key, [(a.terms, a.seller_sig, a.buyer_sig) for _, a in todo])
+        receipt = self.market.sender.wait(record.key)
+        if receipt.status != 1:
+            self.count("keeper_submit_failed")
+            return 0
+        refused = self.market.batch_rejections(receipt.logs)
+        for name in refused:
+            self.count(f"keeper_submit_refused_{name}")
+        opened = len(todo) - len(refused)
+        self.count("keeper_submitted")
+        log.info("event=keeper_submitted items=%d opened=%d gas=%d", len(todo), opened, receipt.gas_used)
+        return opened

@@ -24,13 +24,22 @@ from web3 import Web3
 from gateway.chain.errors import ChainError
 from gateway.chain.journal import AgreementRecord, Journal
 from gateway.chain.keystore import PassphraseSource, load_account
-from gateway.chain.market import Market, market_abi
+from gateway.chain.market import Market, market_abi, terms_from_dict
 from gateway.chain.sender import GWEI, SenderPolicy, TxSender
 from gateway.trading.agent import Agent
 from gateway.trading.chainrun import ChainRunner
 from gateway.trading.config import CommunityConfig, TradingConfig
 from gateway.trading.inbox import Inbox
-from gateway.trading.keeper import Keeper, KeeperBook, encode_publication, meters_filter, meters_topic
+from gateway.trading.keeper import (
+    Keeper,
+    KeeperBook,
+    agreements_filter,
+    agreements_topic,
+    encode_agreement,
+    encode_publication,
+    meters_filter,
+    meters_topic,
+)
 from gateway.trading.observer import TradeObserver
 from gateway.trading.ports import (
     AgentEvents,
@@ -41,7 +50,15 @@ from gateway.trading.ports import (
     ReadingSource,
 )
 from gateway.trading.roster import Roster
-from gateway.trading.settlement import OPEN_STATES, Anchorer, MeterEvidence, Settler, Timing, evidence_for
+from gateway.trading.settlement import (
+    OPEN_STATES,
+    Anchorer,
+    MeterEvidence,
+    Settler,
+    Timing,
+    evidence_for,
+    submit_after,
+)
 from gateway.trading.transport import Transport, community_tls
 from gridpact.core.clock import Clock
 from gridpact.core.config import SecretRef, read_secret
@@ -143,7 +160,12 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
     settler = Settler(
         market,
         journal,
-        Timing(cfg.agent.report_delay_s, cfg.agent.confirm_wait_s, cfg.agent.keeper_grace_s),
+        Timing(
+            cfg.agent.report_delay_s,
+            cfg.agent.confirm_wait_s,
+            cfg.agent.keeper_grace_s,
+            cfg.agent.keeper_submit_grace_s,
+        ),
         counters.count,
     )
     anchorer = Anchorer(market, journal, counters.count)
@@ -240,11 +262,24 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
                                               meters_topic(cfg.community.topic_prefix, cfg.community.id, account.address),
                                               max(0.2, min(5.0, cfg.agent.window_s / 10)), account.address),
                            name="trading.statements")  # fmt: skip
+            if cfg.agent.keeper_submit_grace_s > 0:  # the keeper submits our agreements, batched
+                # each second at most: an agreement must reach the keeper before its round (submit_delay_s)
+                tg.create_task(publish_agreements(journal, transport, clock,
+                                                  agreements_topic(cfg.community.topic_prefix, cfg.community.id, account.address),
+                                                  max(0.2, min(1.0, cfg.agent.window_s / 10)), cfg.agent.keeper_submit_grace_s),
+                               name="trading.agreements")  # fmt: skip
             if cfg.keeper is not None:  # this gateway holds KEEPER_ROLE: it batches every household's window
                 keeper = Keeper(market, KeeperBook(), counters.count)
                 tg.create_task(
                     run_keeper(
-                        keeper, runner, clock, cfg.community, cfg.keeper.settle_delay_s, account.address
+                        keeper,
+                        runner,
+                        clock,
+                        cfg.community,
+                        cfg.keeper.settle_delay_s,
+                        account.address,
+                        cfg.keeper.group_windows,
+                        cfg.keeper.submit_delay_s,
                     ),
                     name="trading.keeper",
                 )
@@ -437,6 +472,31 @@ async def publish_statements(
         await clock.sleep(every_s)
 
 
+async def publish_agreements(
+    journal: Journal, transport: Transport, clock: Clock, topic: str, every_s: float, grace_s: float
+) -> None:
+    """Publish each doubly-signed agreement we would submit (we confirmed it) for the keeper's batched
+    `submitAgreements` (QoS 1, once; again after a restart: the keeper drops a repeat). Past our own
+    fallback time the settler submits it instead, so it is no longer published."""
+    published: set[str] = set()
+    while True:
+        now = clock.now()
+        pending = [r for r in journal.agreements("signed") if r.note == "submitter" and r.peer_sig]
+        published &= {r.id for r in pending}  # submitted, abandoned or closed: forget
+        for rec in pending:
+            start = int(rec.terms["deliveryStart"])
+            if rec.id in published or now >= submit_after(start, True, grace_s):
+                continue
+            assert rec.peer_sig is not None
+            seller_sig, buyer_sig = (
+                (rec.my_sig, rec.peer_sig) if rec.role == "seller" else (rec.peer_sig, rec.my_sig)
+            )
+            payload = encode_agreement(terms_from_dict(rec.terms), seller_sig, buyer_sig)
+            if await transport.publish_to(topic, payload):
+                published.add(rec.id)
+        await clock.sleep(every_s)
+
+
 async def run_keeper(
     keeper: Keeper,
     runner: ChainRunner,
@@ -445,13 +505,16 @@ async def run_keeper(
     delay: float,
     me: str,
     group: int = 1,
+    submit_delay: float = 10.0,
 ) -> None:
-    """Collect every household's publication from the community broker, settle each window once."""
+    """Collect every household's publication from the community broker, settle each window once; collect
+    the doubly-signed agreements, submit each window's in one call `submit_delay` after it starts."""
     password = (
         read_secret(SecretRef("community.password_file", c.password_file)).decode()
         if c.password_file
         else None
     )
+    agreements = agreements_filter(c.topic_prefix, c.id)
     backoff = 0.5
     while True:
         try:
@@ -459,28 +522,37 @@ async def run_keeper(
                                       identifier=f"gridpact-keeper-{me.lower()[2:14]}", keepalive=30,
                                       tls_params=community_tls(c)) as client:  # fmt: skip
                 await client.subscribe(meters_filter(c.topic_prefix, c.id), qos=1)
+                await client.subscribe(agreements, qos=1)
                 backoff = 0.5
                 log.info("event=keeper_connected")
-                inbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
+                inbox: asyncio.Queue[tuple[bool, bytes]] = asyncio.Queue(maxsize=10_000)
 
-                async def receive(inbox: asyncio.Queue[bytes] = inbox) -> None:
+                async def receive(inbox: asyncio.Queue[tuple[bool, bytes]] = inbox) -> None:
                     async for message in client.messages:
                         payload = message.payload
                         if isinstance(payload, (bytes, bytearray)) and not inbox.full():
-                            inbox.put_nowait(bytes(payload))
+                            inbox.put_nowait((message.topic.matches(agreements), bytes(payload)))
 
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(receive(), name="trading.keeper.receive")
                     while True:
                         while not inbox.empty():
+                            is_agreement, payload = inbox.get_nowait()
+                            accept = keeper.accept_agreement if is_agreement else keeper.accept
                             try:
-                                reason = await runner.call(
-                                    keeper.accept, inbox.get_nowait(), int(clock.now())
-                                )
+                                reason = await runner.call(accept, payload, int(clock.now()))
                             except Exception as exc:  # an odd node answer: drop this message, keep the keeper
                                 reason = "error"
                                 log.warning("event=keeper_accept_error error=%s", str(exc)[:200])
-                            keeper.count(f"keeper_rejected_{reason}" if reason else "keeper_statement")
+                            kept = "keeper_agreement" if is_agreement else "keeper_statement"
+                            keeper.count(f"keeper_rejected_{reason}" if reason else kept)
+                        due = keeper.submits.due(int(clock.now()), submit_delay)
+                        if due:
+                            try:
+                                await runner.call(keeper.submit, due)
+                            except Exception as exc:  # the parties' fallback submits what this missed
+                                keeper.count("keeper_submit_failed")
+                                log.warning("event=keeper_submit_failed items=%d error=%s", len(due), exc)
                         ends = keeper.book.due(int(clock.now()), delay, group)
                         if ends:
                             try:

@@ -40,6 +40,21 @@ class Timing:
     report_delay_s: float  # after deliveryEnd, before the seller reports (readings arrive)
     confirm_wait_s: float  # how long the buyer waits for the seller's report
     keeper_grace_s: float = 0.0  # after deliveryEnd, how long the community keeper may carry our window first
+    keeper_submit_grace_s: float = (
+        0.0  # after deliveryStart, how long the keeper may submit our agreement first
+    )
+
+
+def submit_after(delivery_start: int, submitter: bool, keeper_grace_s: float) -> float:
+    """When a party submits a doubly-signed agreement that is not open on chain yet.
+
+    Without a keeper the party that confirmed (the submitter) does at once and the other at the delivery
+    start (its fallback). With one, the keeper's round comes shortly after the start: the submitter waits
+    `keeper_grace_s` past the start, the other party another grace (config keeps both well before the
+    terms' expiry, a second before the window ends), so a silent keeper delays, never loses, an agreement."""
+    if keeper_grace_s <= 0:
+        return float("-inf") if submitter else float(delivery_start)
+    return delivery_start + keeper_grace_s * (1 if submitter else 2)
 
 
 @dataclass(frozen=True)
@@ -138,8 +153,10 @@ class Settler:
                 self.journal.set_agreement_state(rec.id, "abandoned", note="expired before submission")
                 self.count("abandoned")
                 return "abandoned"
-            submitter = rec.note == "submitter" or now >= terms.deliveryStart
-            if rec.state == "signed" and rec.peer_sig and submitter:
+            due = now >= submit_after(
+                terms.deliveryStart, rec.note == "submitter", self.timing.keeper_submit_grace_s
+            )
+            if rec.state == "signed" and rec.peer_sig and due:
                 return self._submit(rec, terms)
             return rec.state
         open_now = view.status in (Status.ACTIVE, Status.DISPUTED) and now <= view.deadline

@@ -36,6 +36,7 @@ class ChainAgreement:
     reclaimed: int | None = None
     disputed: bool = False
     reports: tuple[int, ...] = ()  # the delivery reports on chain (one per party that reported)
+    by_meters: bool = False  # settled by `settleByMeters`: from the meter nodes' signed statements
 
 
 _SEEN: weakref.WeakKeyDictionary[Any, dict[str, tuple[int, list[Any]]]] = weakref.WeakKeyDictionary()
@@ -53,6 +54,23 @@ def _logs(market: Any, name: str) -> list[Any]:
     return logs
 
 
+_CALLS: weakref.WeakKeyDictionary[Any, dict[bytes, str]] = weakref.WeakKeyDictionary()
+
+
+def settled_by(market: Any, event: Any) -> str:
+    """The Market function whose transaction emitted `event` (e.g. `settleByMeters`, `report`, `reclaim`)."""
+    seen = _CALLS.setdefault(market, {})
+    tx_hash = bytes(event["transactionHash"])
+    if tx_hash not in seen:
+        tx = market.w3.eth.get_transaction(tx_hash)
+        try:
+            fn, _ = market.decode_function_input(tx["input"])
+            seen[tx_hash] = str(fn.fn_name)
+        except ValueError:  # not a Market call (none here: every settlement is one)
+            seen[tx_hash] = ""
+    return seen[tx_hash]
+
+
 def open_agreements(market: Any) -> int:
     """Submitted agreements neither settled nor reclaimed (disputes count as open)."""
     submitted = {bytes(e["args"]["id"]) for e in _logs(market, "AgreementSubmitted")}
@@ -64,7 +82,9 @@ def open_agreements(market: Any) -> int:
 def read_agreements(market: Any, addresses: list[str]) -> list[ChainAgreement]:
     """Every agreement between two households, with how it ended, in submission order."""
     index = {a.lower(): i for i, a in enumerate(addresses)}
-    settled = {bytes(e["args"]["id"]): e["args"] for e in _logs(market, "AgreementSettled")}
+    settled_events = _logs(market, "AgreementSettled")
+    settled = {bytes(e["args"]["id"]): e["args"] for e in settled_events}
+    meters = {bytes(e["args"]["id"]) for e in settled_events if settled_by(market, e) == "settleByMeters"}
     reclaimed = {bytes(e["args"]["id"]): int(e["args"]["amount"]) for e in _logs(market, "EscrowReclaimed")}
     disputed = {bytes(e["args"]["id"]) for e in _logs(market, "DisputeOpened")}
     reports: dict[bytes, list[int]] = {}
@@ -83,7 +103,7 @@ def read_agreements(market: Any, addresses: list[str]) -> list[ChainAgreement]:
                 aid, seller, buyer, int(a["quantityWh"]), int(a["unitPrice"]), int(e["blockNumber"]),
                 None if s is None else int(s["deliveredWh"]), None if s is None else int(s["paidToSeller"]),
                 None if s is None else int(s["refundedToBuyer"]), reclaimed.get(aid), aid in disputed,
-                tuple(reports.get(aid, ())),
+                tuple(reports.get(aid, ())), aid in meters,
             )
         )  # fmt: skip
     return out

@@ -227,13 +227,13 @@ class AgentWorld(FullStackWorld):
         else:
             self._step(60.0, 0.002)
         now = self.clock.now()
-        for node in self.nodes:
-            node.poll(now)
         assert self.chain is not None
-        try:
+        try:  # before the poll: a statement signed at an hour's end must find the chain at that hour
             self.chain.set_time(int(now))
         except Exception as exc:  # a race with a gateway's block: the next minute moves it
             self.events.append({"t": int(now), "event": "chain time", "detail": str(exc)[:120]})
+        for node in self.nodes:
+            node.poll(now)
 
     def run_hour(self, k: int) -> None:
         start = self.cfg.t0 + 3600 * k

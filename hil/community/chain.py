@@ -140,6 +140,11 @@ class CommunityChain:
         self.minted = start_tokens * len(self.names)
         return self.deployment
 
+    def grant_keeper(self, household: int) -> None:
+        """The community grants a household's gateway KEEPER_ROLE: it may carry every meter's window."""
+        role = self.market.functions.KEEPER_ROLE().call()
+        self.transact(self.community, self.market.functions.grantRole(role, self.addresses[household]))
+
     def _fund(self, addr: str) -> None:
         tx = {"to": addr, "value": 10**20, "gas": 21000}
         receipt = self.community.send(tx)

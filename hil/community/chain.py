@@ -87,7 +87,9 @@ class CommunityChain:
         self._rings: dict[str, Any] = {}  # seller -> the gateway's NonceRing: slots reused once closed
         # each household's meter node: device key (the nodes' provisioned ones when given), cumulative
         # (import, export) Wh, end of its last window on chain
-        self.meter_keys = meter_keys or [keccak(text=f"gridpact-simulate-meter-{i}") for i in range(len(names))]
+        self.meter_keys = meter_keys or [
+            keccak(text=f"gridpact-simulate-meter-{i}") for i in range(len(names))
+        ]
         self.counters = [(0, 0)] * len(names)
         self.meter_used: list[int | None] = [None] * len(names)
         self.meter_settled = 0

@@ -277,6 +277,9 @@ def make_nodes(
     device key (None: the firmware makes its own at first boot)."""
     prefixes = prefixes or ["gridpact"] * len(devs)
     if kind == "firmware":
+        signing = (
+            "; each signs its hourly meter statement with its provisioned device key" if signing_keys else ""
+        )
         nodes: list[Any] = []
         secrets: list[bytes | None] = list(signing_keys) if signing_keys else [None] * len(devs)
         try:
@@ -289,8 +292,7 @@ def make_nodes(
         return nodes, (
             "ran: the real firmware (firmware/device, unmodified) on a virtual board per household in "
             f"virtual time (hil/virtual_time.py), polling its meter over in-process Modbus RTU "
-            f"every {poll_s} simulated s"
-            + ("; each signs its hourly meter statement with its provisioned device key" if signing_keys else "")
+            f"every {poll_s} simulated s{signing}"
         )
     if kind != "standin":
         raise ValueError(f"node kind must be one of {', '.join(NODE_KINDS)}, got {kind!r}")

@@ -49,7 +49,9 @@ def assert_settled_by_meters(summary: dict[str, Any]) -> None:
     assert events.get("keeper_statement", 0) >= 2 and events.get("keeper_settled", 0) >= 1, events
     assert events.get("reported", 0) == 0, events  # no party's word was needed
     assert any(
-        c.startswith(f"on chain: {settlement['settled']} settlements ({settlement['settled']} from the meters'")
+        c.startswith(
+            f"on chain: {settlement['settled']} settlements ({settlement['settled']} from the meters'"
+        )
         for c in checks
     ), checks
     assert "per-household free balances on chain equal the replayed ledger: True" in checks
@@ -63,7 +65,9 @@ def assert_settled_by_meters(summary: dict[str, Any]) -> None:
 def test_sim_gateway_mode_settles_from_the_meters_statements(clock: str) -> None:
     from hil.community.agentrun import run_agents
 
-    cfg = EngineConfig(households=3, hours=3 if clock == "virtual" else 4, seed=5 if clock == "virtual" else 1)
+    cfg = EngineConfig(
+        households=3, hours=3 if clock == "virtual" else 4, seed=5 if clock == "virtual" else 1
+    )
     result, summary = run_agents(cfg, FullStackOptions(nodes="firmware", clock=clock), start_hour=10)
     assert_settled_by_meters(summary)
     assert result.settled and len(result.settled) == summary["settlement"]["settled"]

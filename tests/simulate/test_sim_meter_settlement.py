@@ -42,7 +42,7 @@ def assert_settled_by_meters(summary: dict[str, Any]) -> None:
     checks = summary["checks"]
     assert [c for c in checks if c.startswith("PROBLEM")] == [], checks
     settlement = summary["settlement"]
-    assert settlement["settled"] >= 1, (settlement, checks)
+    assert settlement["settled"] >= 1, "\n".join([str(settlement), str(summary["gateway_events"]), *checks])
     assert settlement["from_meter_statements"] == settlement["settled"], (settlement, checks)
     assert settlement["by_keeper"] >= 1, settlement
     events = summary["gateway_events"]
@@ -65,8 +65,9 @@ def assert_settled_by_meters(summary: dict[str, Any]) -> None:
 def test_sim_gateway_mode_settles_from_the_meters_statements(clock: str) -> None:
     from hil.community.agentrun import run_agents
 
+    # the wall clock's agents may lose a session to a timeout on a loaded machine: more hours, more trades
     cfg = EngineConfig(
-        households=3, hours=3 if clock == "virtual" else 4, seed=5 if clock == "virtual" else 1
+        households=3, hours=3 if clock == "virtual" else 5, seed=5 if clock == "virtual" else 3
     )
     result, summary = run_agents(cfg, FullStackOptions(nodes="firmware", clock=clock), start_hour=10)
     assert_settled_by_meters(summary)

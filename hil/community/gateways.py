@@ -2,8 +2,8 @@
 
 `SimGateway` is the one assembly both clock modes use: the household's TOML tables (`[gateway]`,
 `[meter]` with the node's registered statement signer, `[meter_broker]`, and the trading tables
-when it trades) through `gateway.config.parse_config`, `gateway.service.build_runtime(cfg, clock)`, the Pi's own
-`run_ingest` (aiomqtt) and `run_trading` as named tasks on the loop the gateway runs on. Only the
+when it trades) through `gateway.config.parse_config`, `gateway.service.build_runtime(cfg, clock)`,
+the Pi's own `run_ingest` (aiomqtt) and `run_trading` as named tasks on the loop the gateway runs on. Only the
 clock, the broker address, the meter topics' prefix and what trading gets injected (Web3, key,
 forecaster) are the simulator's.
 

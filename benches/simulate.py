@@ -117,7 +117,8 @@ def agents_run(households: int, hours: int, seed: int, clock: str = "wall", star
         f"(load average {load:.2f} at start, {os.cpu_count()} CPUs); {hh_h / wall:.2f} household-hours/s; "
         f"readings {work['readings'] / wall:.0f}/s, peer messages {work['peer_messages'] / wall:.1f}/s, "
         f"transactions {work['transactions'] / wall:.1f}/s; {c['trades']} trades, {c['settlements']} "
-        f"settlements, {c['refunds']} refunds; conservation {'OK' if c['token_conservation'] else 'VIOLATED'}, "
+        f"settlements ({summary['settlement']['from_meter_statements']} from the meters' signed statements), "
+        f"{c['refunds']} refunds; conservation {'OK' if c['token_conservation'] else 'VIOLATED'}, "
         f"problems {len(problems)}",
         flush=True,
     )

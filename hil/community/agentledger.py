@@ -36,6 +36,8 @@ class ChainAgreement:
     reclaimed: int | None = None
     disputed: bool = False
     reports: tuple[int, ...] = ()  # the delivery reports on chain (one per party that reported)
+    by_meters: bool = False  # settled by `settleByMeters`: from the meter nodes' signed statements
+    settled_by: int | None = None  # the household whose gateway sent the settling transaction (None: another)
 
 
 _SEEN: weakref.WeakKeyDictionary[Any, dict[str, tuple[int, list[Any]]]] = weakref.WeakKeyDictionary()
@@ -53,6 +55,25 @@ def _logs(market: Any, name: str) -> list[Any]:
     return logs
 
 
+_CALLS: weakref.WeakKeyDictionary[Any, dict[bytes, tuple[str, str]]] = weakref.WeakKeyDictionary()
+
+
+def call_of(market: Any, event: Any) -> tuple[str, str]:
+    """(Market function, sender address in lower case) of the transaction that emitted `event`: e.g.
+    `settleByMeters` for a settlement from the meters' statements, `report` or `reclaim` otherwise."""
+    seen = _CALLS.setdefault(market, {})
+    tx_hash = bytes(event["transactionHash"])
+    if tx_hash not in seen:
+        tx = market.w3.eth.get_transaction(tx_hash)
+        try:
+            fn, _ = market.decode_function_input(tx["input"])
+            name = str(fn.fn_name)
+        except ValueError:  # not a Market call (none here: every settlement is one)
+            name = ""
+        seen[tx_hash] = (name, str(tx["from"]).lower())
+    return seen[tx_hash]
+
+
 def open_agreements(market: Any) -> int:
     """Submitted agreements neither settled nor reclaimed (disputes count as open)."""
     submitted = {bytes(e["args"]["id"]) for e in _logs(market, "AgreementSubmitted")}
@@ -64,7 +85,9 @@ def open_agreements(market: Any) -> int:
 def read_agreements(market: Any, addresses: list[str]) -> list[ChainAgreement]:
     """Every agreement between two households, with how it ended, in submission order."""
     index = {a.lower(): i for i, a in enumerate(addresses)}
-    settled = {bytes(e["args"]["id"]): e["args"] for e in _logs(market, "AgreementSettled")}
+    settled_events = _logs(market, "AgreementSettled")
+    settled = {bytes(e["args"]["id"]): e["args"] for e in settled_events}
+    calls = {bytes(e["args"]["id"]): call_of(market, e) for e in settled_events}
     reclaimed = {bytes(e["args"]["id"]): int(e["args"]["amount"]) for e in _logs(market, "EscrowReclaimed")}
     disputed = {bytes(e["args"]["id"]) for e in _logs(market, "DisputeOpened")}
     reports: dict[bytes, list[int]] = {}
@@ -83,7 +106,8 @@ def read_agreements(market: Any, addresses: list[str]) -> list[ChainAgreement]:
                 aid, seller, buyer, int(a["quantityWh"]), int(a["unitPrice"]), int(e["blockNumber"]),
                 None if s is None else int(s["deliveredWh"]), None if s is None else int(s["paidToSeller"]),
                 None if s is None else int(s["refundedToBuyer"]), reclaimed.get(aid), aid in disputed,
-                tuple(reports.get(aid, ())),
+                tuple(reports.get(aid, ())), calls.get(aid, ("", ""))[0] == "settleByMeters",
+                index.get(calls.get(aid, ("", ""))[1]),
             )
         )  # fmt: skip
     return out

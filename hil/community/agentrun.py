@@ -15,7 +15,7 @@ from hil.community.agentledger import (
     replay,
     under_delivered,
 )
-from hil.community.agents import AgentWorld, gateway_events, no_engine_trades
+from hil.community.agents import KEEPER, AgentWorld, gateway_events, no_engine_trades
 from hil.community.endpoints import connect_chain, quiet_amqtt, summer_start_after
 from hil.community.engine import EngineConfig, EngineResult, run_engine
 from hil.community.fullstack import FullStackOptions
@@ -83,11 +83,17 @@ def check_chain(world: AgentWorld, result: EngineResult, still_open: int) -> Non
     )
     short, in_full, refunded = under_delivered(settled)
     disputes = sum(ag.disputed for ag in agreements)
+    by_meters = sum(ag.by_meters for ag in agreements if ag.delivered is not None)
+    by_keeper = sum(ag.by_meters and ag.settled_by == KEEPER for ag in agreements if ag.delivered is not None)
+    world.settlement = {"settled": len(settled), "from_meter_statements": by_meters, "by_keeper": by_keeper}
     world.checks += [
         f"agreements made by the gateways over MQTT and submitted on chain: {len(agreements)} "
         f"(journals: {', '.join(f'{k} {v}' for k, v in sorted(states.items())) or 'none'})",
         f"settled {len(settled)}, escrow reclaimed {sum(ag.reclaimed is not None for ag in agreements)}, "
         f"disputed {disputes} (resolved by the community at min(seller, buyer) Wh: {world.resolved}), still open after {world.tail_note}: {still_open}",
+        f"on chain: {len(settled)} settlements ({by_meters} from the meters' signed statements, "
+        f"settleByMeters, {by_keeper} of them in the keeper's hourly call; {len(settled) - by_meters} from "
+        "the parties' delivery reports)",
         f"per-household free balances on chain equal the replayed ledger: {same}",
         f"tokens conserved on chain (minted {minted / unit:g}, held by the market {holds / unit:g}, "
         f"in escrow {ledger.escrowed() / unit:g}, treasury {ledger.treasury / unit:g}): {conserved}",
@@ -187,14 +193,18 @@ def run_agents(
         "gateways": "ran: per household the Pi's assembly (gateway.config.parse_config, "
         "gateway.service.build_runtime) with its run_ingest (verifier + IngestHandler + ReadingStore) and "
         "gateway.trading.run_trading as tasks on the simulated clock: forecast, signed peer negotiation over MQTT, "
-        "EIP-712 agreements, delivery reports from its own meter data, settlement, refunds, anchoring",
-        "chain": f"ran: contracts.deploy on {where}; every agreement, report and anchor sent by the "
-        "household's own gateway; the report's trades and tokens read back from the Market's events",
+        "EIP-712 agreements, settlement from its meter node's device-signed hourly statements (settleByMeters; "
+        "delivery reports from its own meter data where no statement counts), refunds, anchoring; "
+        f"{specs[KEEPER].name}'s gateway also runs the community keeper ([keeper], docs/keeper.md)",
+        "chain": f"ran: contracts.deploy on {where}; each meter node's device key registered by the community "
+        "(setMeter); every agreement, settlement, report and anchor sent by the household's own gateway; "
+        "the report's trades and tokens read back from the Market's events",
     }
     summary = summarize(result, layers)
     summary["config"]["strategy"] = "gateway agents (gateway.trading)"
     summary["checks"] = world.checks + [f"PROBLEM: {p}" for p in world.problems]
     summary["events"] = world.events
+    summary["settlement"] = world.settlement
     summary["gateway_events"] = events
     summary["work"] = throughput
     summary["community"]["token_conservation"] = bool(

@@ -30,6 +30,9 @@ FINE_WALL_S = 0.004  # wall seconds per simulated second while messages fly (the
 MAX_FINE_WALL_S = 0.064  # the slowest pace the driver adapts to when answers time out under load
 TAIL_H = 3  # simulated hours after the run for the last reports
 NO_RPC = "http://127.0.0.1:1"  # a [chain] rpc_url never used: the simulator injects its own Web3
+KEEPER = 0  # the household whose gateway runs the community keeper ([keeper], docs/keeper.md)
+KEEPER_DELAY_S = 30.0  # after an hour ends, how long the keeper waits for the meters' statements
+KEEPER_GRACE_S = 900.0  # after an hour ends, how long each gateway leaves its meter window to the keeper
 IDLE_PROBE_S = 0.004  # a round trip into the gateways' loop this fast means it has nothing queued
 CATCH_UP_PROBES = 25
 
@@ -62,8 +65,9 @@ class ProfileForecaster:
 
 
 def trading_tables(cfg: EngineConfig, host: str, port: int, rpc_url: str, market: str, state: Path,
-                   margins: tuple[float, float, float]) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """One household's [community]/[agent]/[chain] tables (prices in token base units per kWh)."""
+                   margins: tuple[float, float, float], keeper: bool = False) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """One household's [community]/[agent]/[chain] tables (prices in token base units per kWh), and
+    [keeper] for the gateway that settles every household's meter window of an hour in one call."""
     unit = 10**cfg.decimals
     retail = round(cfg.tariff.day * MICRO) * (unit // MICRO)
     feed = round(cfg.tariff.feed_in * MICRO) * (unit // MICRO)
@@ -76,14 +80,14 @@ def trading_tables(cfg: EngineConfig, host: str, port: int, rpc_url: str, market
         "agent": {
             "window_s": 3600, "lead_s": LEAD_S, "round_timeout_s": ROUND_S, "max_rounds": cfg.rounds,
             "min_trade_wh": max(50, cfg.min_order_wh), "report_delay_s": REPORT_DELAY_S,
-            "confirm_wait_s": CONFIRM_WAIT_S,
+            "confirm_wait_s": CONFIRM_WAIT_S, "keeper_grace_s": KEEPER_GRACE_S,
             "seller": {"price": {"ip": retail, "rp": feed + int(sell_m * spread), "dl": cfg.rounds, "cr": cr}},
             "buyer": {"price": {"ip": feed, "rp": retail - int(buy_m * spread), "dl": cfg.rounds, "cr": cr}},
         },
         "chain": {"rpc_url": rpc_url, "market": market, "keystore": str(key), "passphrase_file": str(key),
                   "anchor": True, "anchor_delay_s": 120.0, "receipt_timeout_s": 30.0, "retry_max_s": 5.0,
                   "rpc_timeout_s": 30.0},
-    }  # fmt: skip
+    } | ({"keeper": {"settle_delay_s": KEEPER_DELAY_S, "group_windows": 1}} if keeper else {})  # fmt: skip
 
 
 class AgentWorld(FullStackWorld):
@@ -94,6 +98,8 @@ class AgentWorld(FullStackWorld):
     ) -> None:
         self.rpc_url = rpc_url  # before the gateways are built: their [chain] table names it
         super().__init__(cfg, specs, opts, w3)
+        if self.chain is not None:  # the community makes one household's gateway its keeper
+            self.chain.grant_keeper(KEEPER)
         self.metrics: list[Any] = []
         self.agent_errors: list[str] = []
         self.trading_tasks: list[asyncio.Task[None]] = []
@@ -117,7 +123,7 @@ class AgentWorld(FullStackWorld):
         state = self.state / f"trading-{self.specs[i].name}"
         state.mkdir(parents=True, exist_ok=True)
         return trading_tables(self.cfg, host, port, self.rpc_url, market, state,
-                              (float(sell_m[i]), float(buy_m[i]), float(cr[i])))  # fmt: skip
+                              (float(sell_m[i]), float(buy_m[i]), float(cr[i])), i == KEEPER)  # fmt: skip
 
     def reading_span(self) -> tuple[int, int]:
         """The run's hours and the tail after them (the gateways report and anchor in the tail)."""
@@ -227,13 +233,13 @@ class AgentWorld(FullStackWorld):
         else:
             self._step(60.0, 0.002)
         now = self.clock.now()
-        for node in self.nodes:
-            node.poll(now)
         assert self.chain is not None
-        try:
+        try:  # before the poll: a statement signed at an hour's end must find the chain at that hour
             self.chain.set_time(int(now))
         except Exception as exc:  # a race with a gateway's block: the next minute moves it
             self.events.append({"t": int(now), "event": "chain time", "detail": str(exc)[:120]})
+        for node in self.nodes:
+            node.poll(now)
 
     def run_hour(self, k: int) -> None:
         start = self.cfg.t0 + 3600 * k

@@ -21,7 +21,7 @@ from hil.services import DEV_PRIVATE_KEYS
 _EMPTY = bytes.fromhex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")  # sha256("")
 
 
-def _meter_address(secret: bytes) -> str:
+def meter_address(secret: bytes) -> str:
     """The address the installer registers for a meter node's device key."""
     import coincurve
 
@@ -65,7 +65,13 @@ def household_keys(n: int) -> list[str]:
 class CommunityChain:
     """Token + Market deployed for N households; one batch of agreements and one of settlements per hour."""
 
-    def __init__(self, w3: Any, names: list[str], deployer_key: str = DEV_PRIVATE_KEYS[0]) -> None:
+    def __init__(
+        self,
+        w3: Any,
+        names: list[str],
+        deployer_key: str = DEV_PRIVATE_KEYS[0],
+        meter_keys: list[bytes] | None = None,
+    ) -> None:
         from contracts.chain import Sender
 
         self.w3 = w3
@@ -79,8 +85,11 @@ class CommunityChain:
         self.anchors = 0
         self._terms: dict[int, list[Any]] = {}
         self._rings: dict[str, Any] = {}  # seller -> the gateway's NonceRing: slots reused once closed
-        # each household's meter node: device key, cumulative (import, export) Wh, end of its last window on chain
-        self.meter_keys = [keccak(text=f"gridpact-simulate-meter-{i}") for i in range(len(names))]
+        # each household's meter node: device key (the nodes' provisioned ones when given), cumulative
+        # (import, export) Wh, end of its last window on chain
+        self.meter_keys = meter_keys or [
+            keccak(text=f"gridpact-simulate-meter-{i}") for i in range(len(names))
+        ]
         self.counters = [(0, 0)] * len(names)
         self.meter_used: list[int | None] = [None] * len(names)
         self.meter_settled = 0
@@ -126,12 +135,17 @@ class CommunityChain:
             self.transact(sender, self.token.functions.approve(self.market.address, start_tokens))
             self.transact(sender, self.market.functions.deposit(start_tokens))
         for addr, secret in zip(self.addresses, self.meter_keys, strict=True):
-            self.transact(self.community, self.market.functions.setMeter(addr, _meter_address(secret)))
+            self.transact(self.community, self.market.functions.setMeter(addr, meter_address(secret)))
         from gridpact.core.eip712 import Domain
 
         self.domain = Domain.of(self.w3, self.market.address)
         self.minted = start_tokens * len(self.names)
         return self.deployment
+
+    def grant_keeper(self, household: int) -> None:
+        """The community grants a household's gateway KEEPER_ROLE: it may carry every meter's window."""
+        role = self.market.functions.KEEPER_ROLE().call()
+        self.transact(self.community, self.market.functions.grantRole(role, self.addresses[household]))
 
     def _fund(self, addr: str) -> None:
         tx = {"to": addr, "value": 10**20, "gas": 21000}

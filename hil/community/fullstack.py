@@ -71,7 +71,16 @@ class FullStackWorld:
             info = self.broker.start()
             host, port = info.host, info.port
         self.broker_where = opts.broker_url or f"{self.broker.info.kind if self.broker else ''} {host}:{port}"
-        self.chain: CommunityChain | None = CommunityChain(w3, [s.name for s in specs])
+        from hil.community.chain import meter_address
+        from hil.community.nodes import device_keys
+
+        # each meter node's device key, provisioned as an installer would (from the seed: reproducible);
+        # the community registers its address on chain (`setMeter`), each gateway as its statement signer
+        self.device_keys = device_keys(cfg.seed, [s.name for s in specs])
+        self.signers = [meter_address(k) for k in self.device_keys]
+        self.chain: CommunityChain | None = CommunityChain(
+            w3, [s.name for s in specs], meter_keys=self.device_keys
+        )
         self.chain_error = ""
         try:
             self.chain.setup(int(cfg.start_tokens) * 10**cfg.decimals)
@@ -83,6 +92,8 @@ class FullStackWorld:
         self.state = Path(self._dir.name)
         self.incomplete_windows = 0
         self.metered: dict[int, tuple[list[int], list[int]]] = {}  # hour -> (import, export) Wh per household
+        # settlements on chain, and of them those from the meters' signed statements (settleByMeters)
+        self.settlement: dict[str, int] = {"settled": 0, "from_meter_statements": 0}
         self.gateway_thread: GatewayThread | None = None  # the wall clock's gateways' loop
         self.nodes_layer = self._start_nodes(host, port)
 
@@ -133,7 +144,7 @@ class FullStackWorld:
         ]
         self.gateways = [
             SimGateway(runner, s.name, d, k, self.state, host, port, clock, self.cfg.seed,
-                       self.gateway_tables(i, host, port))
+                       self.gateway_tables(i, host, port), self.signers[i])
             for i, (s, d, k) in enumerate(zip(self.specs, self.devs, self.keys, strict=True))
         ]  # fmt: skip
         span = self.reading_span()
@@ -154,7 +165,7 @@ class FullStackWorld:
         self._meters_and_gateways(self.gateway_thread, self.aclock, host, port)
         self.nodes, layer = make_nodes(
             self.opts.nodes, self.meters, self.devs, self.keys, host, port, self.state,
-            float(self.cfg.t0), self.opts.poll_s, [meter_prefix(s.name) for s in self.specs],
+            float(self.cfg.t0), self.opts.poll_s, [meter_prefix(s.name) for s in self.specs], self.device_keys,
         )  # fmt: skip
         for g in self.gateways:
             g.wait_subscribed(15)
@@ -358,6 +369,7 @@ class FullStackWorld:
         if not same or not conserved:
             self.problems.append("the chain disagrees with the simulation")
         self.chain_totals = totals
+        self.settlement = {"settled": totals.settled_events, "from_meter_statements": totals.meter_settled}
 
     def close_nodes(self) -> None:
         for node in self.nodes:
@@ -407,14 +419,16 @@ def run_fullstack(
         "gateways": "ran (ingest only): per household gateway.service.build_runtime and the Pi's run_ingest "
         "(verifier + IngestHandler + ReadingStore); "
         f"negotiation in process by the '{cfg.strategy_name}' strategy, not by gateway.trading over MQTT",
-        "chain": f"ran: contracts.deploy on {chain_where}; agreements and delivery reports signed by each "
-        "household's key, submitted and settled in batches by the community"
+        "chain": f"ran: contracts.deploy on {chain_where}; agreements signed by each household's key, "
+        "submitted and settled in batches by the community, from meter statements it signs with each "
+        "household's registered device key (settleByMeters)"
         if world.chain is not None
         else f"NOT RUN on {chain_where}: {world.chain_error} (token accounting by the simulation's ledger only)",
     }
     summary = summarize(result, layers)
     summary["checks"] = world.checks + [f"PROBLEM: {p}" for p in world.problems]
     summary["events"] = world.events
+    summary["settlement"] = world.settlement
     summary["community"]["token_conservation"] = bool(
         summary["community"]["token_conservation"] and not world.problems
     )

@@ -1,9 +1,9 @@
 """Each household's gateway in the simulator, assembled as the Pi's service assembles it.
 
 `SimGateway` is the one assembly both clock modes use: the household's TOML tables (`[gateway]`,
-`[meter]`, `[meter_broker]`, and the trading tables when it trades) through
-`gateway.config.parse_config`, `gateway.service.build_runtime(cfg, clock)`, the Pi's own
-`run_ingest` (aiomqtt) and `run_trading` as named tasks on the loop the gateway runs on. Only the
+`[meter]` with the node's registered statement signer, `[meter_broker]`, and the trading tables
+when it trades) through `gateway.config.parse_config`, `gateway.service.build_runtime(cfg, clock)`,
+the Pi's own `run_ingest` (aiomqtt) and `run_trading` as named tasks on the loop the gateway runs on. Only the
 clock, the broker address, the meter topics' prefix and what trading gets injected (Web3, key,
 forecaster) are the simulator's.
 
@@ -128,7 +128,8 @@ class SimGateway:
     """One household's gateway as the Pi builds it; its reads are typed and run on its loop."""
 
     def __init__(self, runner: LoopRunner, name: str, dev: str, key: bytes, state_dir: Path, host: str,
-                 port: int, clock: Clock, seed: int, tables: dict[str, dict[str, Any]]) -> None:  # fmt: skip
+                 port: int, clock: Clock, seed: int, tables: dict[str, dict[str, Any]],
+                 statement_signer: str | None = None) -> None:  # fmt: skip
         from gateway.config import parse_config
         from gateway.ingest.mqtt import run_ingest
         from gateway.service import build_runtime
@@ -143,7 +144,9 @@ class SimGateway:
                 "device_id": dev,
                 "topic_prefix": meter_prefix(name),
                 "hmac_key_file": "meter-hmac.key",
-            },
+            }
+            # the node's device-key address as the installer registered it: its signed statements are kept
+            | ({"statement_signer": statement_signer} if statement_signer else {}),
             "meter_broker": {"host": host, "port": port},
             "metrics": {"enabled": False},
         } | tables

@@ -132,6 +132,33 @@ class MeterUart:
         pass
 
 
+def device_keys(seed: int, names: list[str]) -> list[bytes]:
+    """Each household's meter node's secp256k1 device key, derived from the run's seed (reproducible runs):
+    what an installer provisions as the node's `device.key` and registers on chain (`setMeter`)."""
+    import hashlib
+
+    from gridpact.core.statement import SECP256K1_N
+
+    out = []
+    for name in names:
+        k = 0
+        secret = hashlib.sha256(f"gridpact-sim-device-{seed}-{name}-{k}".encode()).digest()
+        while not 0 < int.from_bytes(secret, "big") < SECP256K1_N:  # as the firmware's generate() retries
+            k += 1
+            secret = hashlib.sha256(f"gridpact-sim-device-{seed}-{name}-{k}".encode()).digest()
+        out.append(secret)
+    return out
+
+
+def provision_device_key(flash: Path, secret: bytes | None) -> None:
+    """The installer's step before first boot: 32 raw bytes as `device.key` on the node's flash
+    (docs/firmware.md), so the firmware signs with the key registered on chain instead of making one."""
+    if secret is None:
+        return
+    flash.mkdir(parents=True, exist_ok=True)
+    (flash / "device.key").write_bytes(secret)
+
+
 def firmware_config(
     dev: str, key: bytes, host: str, port: int, poll_s: int, prefix: str = "gridpact"
 ) -> dict[str, Any]:
@@ -157,8 +184,8 @@ class FirmwareNode:
     SETTLE_S = 1.0  # board time past `now` that covers the Modbus read and the publish
 
     def __init__(
-        self, meter: Any, dev: str, key: bytes, host: str, port: int, flash: Any, start: float,
-        poll_s: int = 60, prefix: str = "gridpact",
+        self, meter: Any, dev: str, key: bytes, host: str, port: int, flash: Path, start: float,
+        poll_s: int = 60, prefix: str = "gridpact", device_key: bytes | None = None,
     ) -> None:  # fmt: skip
         from hil.virtual_board import VirtualBoard
         from hil.virtual_time import VirtualTime
@@ -169,6 +196,7 @@ class FirmwareNode:
         self.vt = VirtualTime(start)
         self.uart = MeterUart(meter, self.vt.now)
         cfg = firmware_config(dev, key, host, port, poll_s, prefix)
+        provision_device_key(flash, device_key)
         self.board = VirtualBoard(cfg, self.uart, flash, clock=self.vt, name=dev)
         self.replayed = 0
         self._backlog = -1  # readings taken before the first broker connection (boot backlog)
@@ -242,15 +270,21 @@ NODE_KINDS = ("standin", "firmware")
 def make_nodes(
     kind: str, meters: list[Any], devs: list[str], keys: list[bytes], host: str, port: int,
     state: Path, start: float, poll_s: int, prefixes: list[str] | None = None,
+    signing_keys: list[bytes] | None = None,
 ) -> tuple[list[Any], str]:  # fmt: skip
     """One node per household of the given kind (publishing under its household's topic prefix),
-    and the report's line for the boards layer."""
+    and the report's line for the boards layer. `signing_keys`: each firmware node's provisioned
+    device key (None: the firmware makes its own at first boot)."""
     prefixes = prefixes or ["gridpact"] * len(devs)
     if kind == "firmware":
+        signing = (
+            "; each signs its hourly meter statement with its provisioned device key" if signing_keys else ""
+        )
         nodes: list[Any] = []
+        secrets: list[bytes | None] = list(signing_keys) if signing_keys else [None] * len(devs)
         try:
-            for m, d, k, p in zip(meters, devs, keys, prefixes, strict=True):
-                nodes.append(FirmwareNode(m, d, k, host, port, state / f"flash-{d}", start, poll_s, p))
+            for m, d, k, p, sk in zip(meters, devs, keys, prefixes, secrets, strict=True):
+                nodes.append(FirmwareNode(m, d, k, host, port, state / f"flash-{d}", start, poll_s, p, sk))
         except BaseException:
             for n in nodes:
                 n.close()
@@ -258,7 +292,7 @@ def make_nodes(
         return nodes, (
             "ran: the real firmware (firmware/device, unmodified) on a virtual board per household in "
             f"virtual time (hil/virtual_time.py), polling its meter over in-process Modbus RTU "
-            f"every {poll_s} simulated s"
+            f"every {poll_s} simulated s{signing}"
         )
     if kind != "standin":
         raise ValueError(f"node kind must be one of {', '.join(NODE_KINDS)}, got {kind!r}")

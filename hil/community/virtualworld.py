@@ -19,7 +19,7 @@ from hil.community.engine import EngineConfig
 from hil.community.fullstack import FullStackOptions
 from hil.community.gateways import InlineRunner, meter_prefix
 from hil.community.households import HouseholdSpec
-from hil.community.nodes import MeterUart, firmware_config
+from hil.community.nodes import MeterUart, firmware_config, provision_device_key
 from hil.community.simloop import BoardClock, LoopClock, SimLoop
 
 SETTLE_S = 2.0  # simulated seconds past a poll that carry its reading to the gateway
@@ -122,7 +122,7 @@ class LoopBoard:
     of hil.community.nodes (seq, connected, buffer, replayed, poll, flush, close)."""
 
     def __init__(self, loop: SimLoop, uart: SyncedUart, dev: str, key: bytes, host: str, port: int,
-                 flash: Path, poll_s: int, prefix: str) -> None:  # fmt: skip
+                 flash: Path, poll_s: int, prefix: str, device_key: bytes | None = None) -> None:  # fmt: skip
         import json
 
         from firmware.host.devload import DEVICE_DIR, DeviceNamespace
@@ -132,6 +132,7 @@ class LoopBoard:
         flash.mkdir(parents=True, exist_ok=True)
         cfg = firmware_config(dev, key, host, port, poll_s, prefix)
         (flash / "config.json").write_text(json.dumps(cfg))
+        provision_device_key(flash, device_key)  # the installer's key: it signs the hourly statements
         self.state = BoardState(
             clock=BoardClock(loop), platform="esp32", uart_device=uart, uid=(dev.encode() + b"\0" * 6)[:6],
             reset_cause=PWRON_RESET, wifi_available=True, ntp_available=True,
@@ -216,8 +217,8 @@ class VirtualWorld(AgentWorld):
         self.run_until(self.cfg.t0)  # the gateways subscribe before the boards boot
         self.nodes = [
             LoopBoard(self.loop, SyncedUart(m, self.clock, self.loop), d, k, host, port,
-                      self.state / f"flash-{d}", self.opts.poll_s, meter_prefix(s.name))
-            for s, m, d, k in zip(self.specs, self.meters, self.devs, self.keys, strict=True)
+                      self.state / f"flash-{d}", self.opts.poll_s, meter_prefix(s.name), sk)
+            for s, m, d, k, sk in zip(self.specs, self.meters, self.devs, self.keys, self.device_keys, strict=True)
         ]  # fmt: skip
         self.run_until(self.cfg.t0 + SETTLE_S)
         for node in self.nodes:
@@ -225,7 +226,8 @@ class VirtualWorld(AgentWorld):
         return (
             "ran: the real firmware (firmware/device, unmodified) per household as a task of one "
             "discrete-event loop (hil/community/simloop.py), polling its meter over in-process Modbus "
-            f"RTU every {self.opts.poll_s} simulated s"
+            f"RTU every {self.opts.poll_s} simulated s; each signs its hourly meter statement with its "
+            "provisioned device key"
         )
 
     # ------------------------------------------------------------ simulated time

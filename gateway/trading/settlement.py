@@ -211,6 +211,12 @@ class Settler:
             return self._after_revert(rec, exc)
         if receipt.status != 1:
             return self._recheck(rec)
+        if self.market.meter_used_until(me) < terms.deliveryEnd:  # mined, but the Market refused our window
+            self.count(
+                "evidence_window_rejected"
+            )  # (MeterWindowRejected: a key or statement it does not accept)
+            log.warning("event=meter_evidence_rejected id=%s role=%s", rec.id, rec.role)
+            return None
         self.count("evidence_sent")
         log.info("event=meter_evidence_sent id=%s role=%s agreements=%d", rec.id, rec.role, len(same))
         for r in same:

@@ -124,3 +124,32 @@ def test_all_agreements_on_one_meter_window_go_in_one_call(tmp_path: Path) -> No
     assert kept == [[True, False, 500, 0], [True, False, 200, 0]]  # 700 Wh pro rata to 1,000 and 400
     for store in stores.values():
         store.close()
+
+
+def test_a_window_the_market_refuses_is_not_taken_for_sent(tmp_path: Path) -> None:
+    """Statements signed by a key other than the registered one: the call is mined but the Market rejects the
+    window (MeterWindowRejected). The settler must not mark the agreement reported on the meters' word (its
+    side would then be missing at the deadline): it counts the refusal and the report rules apply."""
+    from types import SimpleNamespace
+
+    c, seller, _buyer, t, stores = setup(tmp_path)
+    start = t.deliveryStart
+    stranger = SimpleNamespace(
+        device=seller.device, meter_secret=bytes.fromhex(household_key(7, "not-the-meter")[2:])
+    )
+    bad = ReadingStore(tmp_path / "bad.db", seller.device)
+    bad.add_statement(seller.device, start, *signed(stranger, start, 100, 5_000))
+    bad.add_statement(seller.device, start + HOUR, *signed(stranger, start + HOUR, 100, 5_700))
+    s_settler, s_journal, market, events = gateway(c, seller, "seller", t, tmp_path)
+    aid = market.agreement_id(t)
+    rec = s_journal.agreement(aid)
+    ev = evidence_for(t.as_dict(), bad.statement_at)
+    assert rec is not None and ev is not None
+    assert s_settler.advance(rec, c.now(), 700, ev) == "reported"  # by its report, not by the refused window
+    assert "evidence_window_rejected" in events and "evidence_sent" not in events
+    assert c.market.events.MeterWindowRejected().get_logs(from_block=0)
+    assert c.market.functions.evidenceOf(bytes.fromhex(aid[2:])).call() == [False, False, 0, 0]
+    reported = c.market.events.DeliveryReported().get_logs(from_block=0)
+    assert [(e["args"]["reporter"], e["args"]["deliveredWh"]) for e in reported] == [(seller.address, 700)]
+    for store in (*stores.values(), bad):
+        store.close()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -175,6 +176,14 @@ class KeeperBook:
             return ready[:group]
         return []
 
+    def next_at(self, delay_s: float, group: int = 1) -> float:
+        """When `due` next has windows to give (infinity: none pending), so the keeper can sleep till then."""
+        pending = sorted(e for e, a in self.agreements.items() if a and e not in self.done)
+        if not pending:
+            return math.inf
+        grouped = pending[group - 1] + delay_s if len(pending) >= group else math.inf
+        return min(grouped, pending[0] + (group - 1) * WINDOW_S + delay_s)
+
     def plan(
         self, ends: list[int], used_until: Callable[[str], int], provider: str, open_: Callable[[Terms], bool]
     ) -> tuple[list[tuple], list[tuple]]:
@@ -312,6 +321,10 @@ class SubmitBook:
             key=lambda item: (item[1].terms.deliveryStart, item[1].terms.seller.lower(), item[1].terms.nonce)
         )
         return ready[:MAX_SUBMIT_BATCH]
+
+    def next_at(self, delay_s: float) -> float:
+        """When `due` next has agreements to give (infinity: none held)."""
+        return min((a.terms.deliveryStart + delay_s for a in self.held.values()), default=math.inf)
 
     def taken(self, ids: list[str]) -> None:
         for aid in ids:

@@ -391,23 +391,30 @@ def settle_wait_s(
     return max(busy_s, wait)
 
 
-async def settle_loop(settler: Settler, journal: Journal, store: ReadingSource, runner: ChainRunner, clock: Clock,
-                      counters: _Counters, cfg: TradingConfig, wake: asyncio.Event) -> None:  # fmt: skip
-    busy = max(0.2, min(5.0, cfg.agent.window_s / 10))
-    idle = max(busy, min(30.0, cfg.agent.window_s / 120))
-    while True:
-        await settle_once(settler, journal, store, runner, clock, counters, cfg)
-        wake.clear()
-        interval = settle_wait_s(
-            journal.agreements(*OPEN_STATES), clock.now(), busy, idle, cfg.agent.keeper_grace_s
-        )
-        sleeper = asyncio.ensure_future(clock.sleep(interval))
-        waiter = asyncio.ensure_future(wake.wait())
+async def _wake_or_sleep(event: asyncio.Event, clock: Clock, seconds: float) -> None:
+    """Return when `event` is set or after `seconds` on the gateway clock, whichever comes first; clears it."""
+    if not event.is_set():
+        sleeper = asyncio.ensure_future(clock.sleep(seconds))
+        waiter = asyncio.ensure_future(event.wait())
         try:
             await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             sleeper.cancel()
             waiter.cancel()
+    event.clear()
+
+
+async def settle_loop(settler: Settler, journal: Journal, store: ReadingSource, runner: ChainRunner, clock: Clock,
+                      counters: _Counters, cfg: TradingConfig, wake: asyncio.Event) -> None:  # fmt: skip
+    busy = max(0.2, min(5.0, cfg.agent.window_s / 10))
+    idle = max(busy, min(30.0, cfg.agent.window_s / 120))
+    while True:
+        wake.clear()  # what is journaled from here on is seen by this round or wakes the next one
+        await settle_once(settler, journal, store, runner, clock, counters, cfg)
+        interval = settle_wait_s(
+            journal.agreements(*OPEN_STATES), clock.now(), busy, idle, cfg.agent.keeper_grace_s
+        )
+        await _wake_or_sleep(wake, clock, interval)
 
 
 async def roster_loop(roster: Roster, runner: ChainRunner, clock: Clock, every_s: float) -> None:
@@ -515,23 +522,30 @@ async def run_keeper(
         else None
     )
     agreements = agreements_filter(c.topic_prefix, c.id)
+    meters = meters_filter(c.topic_prefix, c.id)
     backoff = 0.5
     while True:
         try:
             async with aiomqtt.Client(c.host, c.port, username=c.username, password=password,
                                       identifier=f"gridpact-keeper-{me.lower()[2:14]}", keepalive=30,
                                       tls_params=community_tls(c)) as client:  # fmt: skip
-                await client.subscribe(meters_filter(c.topic_prefix, c.id), qos=1)
+                await client.subscribe(meters, qos=1)
                 await client.subscribe(agreements, qos=1)
                 backoff = 0.5
                 log.info("event=keeper_connected")
                 inbox: asyncio.Queue[tuple[bool, bytes]] = asyncio.Queue(maxsize=10_000)
+                arrived = asyncio.Event()
 
-                async def receive(inbox: asyncio.Queue[tuple[bool, bytes]] = inbox) -> None:
+                async def receive(
+                    inbox: asyncio.Queue[tuple[bool, bytes]] = inbox, arrived: asyncio.Event = arrived
+                ) -> None:
                     async for message in client.messages:
                         payload = message.payload
-                        if isinstance(payload, (bytes, bytearray)) and not inbox.full():
+                        if not (message.topic.matches(agreements) or message.topic.matches(meters)):
+                            keeper.count("keeper_rejected_topic")  # a broker that delivers beyond the filters
+                        elif isinstance(payload, (bytes, bytearray)) and not inbox.full():
                             inbox.put_nowait((message.topic.matches(agreements), bytes(payload)))
+                            arrived.set()
 
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(receive(), name="trading.keeper.receive")
@@ -560,7 +574,9 @@ async def run_keeper(
                             except Exception as exc:  # the gateways' fallback settles what this missed
                                 keeper.count("keeper_failed")
                                 log.warning("event=keeper_failed end=%d error=%s", ends[-1], exc)
-                        await clock.sleep(0.5)
+                        # asleep until a publication arrives or a round falls due (at most 30 s, at least 0.5 s)
+                        due_at = min(keeper.submits.next_at(submit_delay), keeper.book.next_at(delay, group))
+                        await _wake_or_sleep(arrived, clock, min(30.0, max(0.5, due_at - clock.now())))
         except aiomqtt.MqttError as exc:
             log.warning("event=keeper_disconnected error=%s retry_s=%.1f", exc, backoff)
             await asyncio.sleep(backoff)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from pathlib import Path
 
 import aiomqtt
@@ -241,6 +242,11 @@ def test_grouped_windows_chain_each_meter_to_one_statement_an_hour() -> None:
             key = statement.address_of(coincurve.PrivateKey(secret).public_key.format(False)[1:])
             assert book.add(pub, key, h0 + 3 * HOUR) is None
     assert book.due(h0 + HOUR + 30, 30.0, group=2) == []  # waits for the second hour
+    assert (
+        book.next_at(30.0, group=1) == h0 + HOUR + 30
+    )  # when `due` has something: the keeper sleeps till then
+    assert book.next_at(30.0, group=2) == h0 + 2 * HOUR + 30
+    assert KeeperBook().next_at(30.0) == math.inf
     assert book.due(h0 + 2 * HOUR + 30, 30.0, group=2) == [h0 + HOUR, h0 + 2 * HOUR]
     assert book.due(h0 + HOUR + 30, 30.0, group=1) == [h0 + HOUR]
     windows, items = book.plan([h0 + HOUR, h0 + 2 * HOUR], lambda _who: 0, "0x" + "00" * 20, lambda _t: True)

@@ -13,6 +13,7 @@ a window's agreements open in one keeper call and the parties submit none. The p
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from pathlib import Path
 
@@ -284,6 +285,7 @@ def test_the_submit_book_holds_only_what_both_parties_signed() -> None:
     later = _signed(domain, keys, h0 + HOUR, 5)
     assert book.add(later, domain, h0) is None and book.add(other, domain, h0) is None
     assert book.due(h0 + 9, 10.0) == []  # the round has not come
+    assert book.next_at(10.0) == h0 + 10  # which is when the keeper wakes for it
     due = book.due(h0 + 10, 10.0)
     assert [a.terms.nonce for _, a in due] == [1, 2]  # the next window's agreement waits for its round
     assert [aid for aid, _ in due] == [agreement_key(good.terms, domain), agreement_key(other.terms, domain)]
@@ -292,6 +294,7 @@ def test_the_submit_book_holds_only_what_both_parties_signed() -> None:
     assert book.due(h0 + HOUR + 9, 10.0) == []
     assert [a.terms.nonce for _, a in book.due(h0 + HOUR + 10, 10.0)] == [5]
     assert book.due(h0 + 2 * HOUR, 10.0) == [] and not book.held  # expired: dropped, its parties submitted
+    assert book.next_at(10.0) == math.inf
     for bad, reason in ((b"{", "json"), (b'{"v": 2}', "version"), (b"x" * 5000, "size"),
                         (b'{"v": 1, "terms": {}, "seller_sig": "0x", "buyer_sig": "0x"}', "json")):  # fmt: skip
         with pytest.raises(statement.StatementRejected) as exc:

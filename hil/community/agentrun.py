@@ -195,9 +195,11 @@ def run_agents(
         "gateway.trading.run_trading as tasks on the simulated clock: forecast, signed peer negotiation over MQTT, "
         "EIP-712 agreements, settlement from its meter node's device-signed hourly statements (settleByMeters; "
         "delivery reports from its own meter data where no statement counts), refunds, anchoring; "
-        f"{specs[KEEPER].name}'s gateway also runs the community keeper ([keeper], docs/keeper.md)",
+        f"{specs[KEEPER].name}'s gateway also runs the community keeper ([keeper], docs/keeper.md): each hour's "
+        "agreements submitted in one call, each hour's meter windows settled in one call",
         "chain": f"ran: contracts.deploy on {where}; each meter node's device key registered by the community "
-        "(setMeter); every agreement, settlement, report and anchor sent by the household's own gateway; "
+        "(setMeter); agreements and settlements sent by the keeper's gateway (a party's own gateway when the keeper "
+        "is late), reports and anchors by each household's own; "
         "the report's trades and tokens read back from the Market's events",
     }
     summary = summarize(result, layers)

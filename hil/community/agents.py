@@ -33,6 +33,10 @@ NO_RPC = "http://127.0.0.1:1"  # a [chain] rpc_url never used: the simulator inj
 KEEPER = 0  # the household whose gateway runs the community keeper ([keeper], docs/keeper.md)
 KEEPER_DELAY_S = 30.0  # after an hour ends, how long the keeper waits for the meters' statements
 KEEPER_GRACE_S = 900.0  # after an hour ends, how long each gateway leaves its meter window to the keeper
+KEEPER_SUBMIT_DELAY_S = 10.0  # after an hour starts, when the keeper submits its agreements in one call
+KEEPER_SUBMIT_GRACE_S = (
+    60.0  # after an hour starts, how long each gateway leaves its agreements to the keeper
+)
 IDLE_PROBE_S = 0.004  # a round trip into the gateways' loop this fast means it has nothing queued
 CATCH_UP_PROBES = 25
 
@@ -81,13 +85,15 @@ def trading_tables(cfg: EngineConfig, host: str, port: int, rpc_url: str, market
             "window_s": 3600, "lead_s": LEAD_S, "round_timeout_s": ROUND_S, "max_rounds": cfg.rounds,
             "min_trade_wh": max(50, cfg.min_order_wh), "report_delay_s": REPORT_DELAY_S,
             "confirm_wait_s": CONFIRM_WAIT_S, "keeper_grace_s": KEEPER_GRACE_S,
+            "keeper_submit_grace_s": KEEPER_SUBMIT_GRACE_S,
             "seller": {"price": {"ip": retail, "rp": feed + int(sell_m * spread), "dl": cfg.rounds, "cr": cr}},
             "buyer": {"price": {"ip": feed, "rp": retail - int(buy_m * spread), "dl": cfg.rounds, "cr": cr}},
         },
         "chain": {"rpc_url": rpc_url, "market": market, "keystore": str(key), "passphrase_file": str(key),
                   "anchor": True, "anchor_delay_s": 120.0, "receipt_timeout_s": 30.0, "retry_max_s": 5.0,
                   "rpc_timeout_s": 30.0},
-    } | ({"keeper": {"settle_delay_s": KEEPER_DELAY_S, "group_windows": 1}} if keeper else {})  # fmt: skip
+    } | ({"keeper": {"settle_delay_s": KEEPER_DELAY_S, "group_windows": 1,
+                   "submit_delay_s": KEEPER_SUBMIT_DELAY_S}} if keeper else {})  # fmt: skip
 
 
 class AgentWorld(FullStackWorld):

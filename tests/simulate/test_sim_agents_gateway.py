@@ -146,7 +146,9 @@ def test_sim_agents_three_gateways_trade_settle_and_reconcile_on_chain() -> None
     problems = [c for c in summary["checks"] if c.startswith("PROBLEM")]
     assert problems == [], summary["checks"]
     events = summary["gateway_events"]
-    assert events.get("submitted", 0) >= 1 and events.get("settled", 0) >= 2, events
+    # the keeper's gateway submits the hour's agreements in one call; a party only when it stays silent
+    assert events.get("keeper_submitted", 0) + events.get("submitted", 0) >= 1, events
+    assert events.get("settled", 0) >= 2, events
     assert events.get("anchored", 0) >= 3 * 3  # each gateway anchors its own finished hours
     assert result.settled and summary["community"]["trades"] == len(result.settled)
     assert summary["community"]["token_conservation"] is True

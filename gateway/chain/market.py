@@ -227,19 +227,25 @@ class Market:
         )
         return self.sender.send(key, fn)
 
-    def batch_rejections(self, logs: list[Any]) -> list[str]:
-        """The custom error name of each item a batch call skipped (its `BatchItemRejected` events)."""
-        event = self.contract.events.BatchItemRejected()
-        names = []
+    def _events(self, logs: list[Any], name: str) -> list[Any]:
+        """The Market's events called `name` among a receipt's logs, decoded (others' logs left out)."""
+        event = self.contract.events[name]()
+        found = []
         for entry in logs:
             if to_checksum_address(entry["address"]) != self.address:
                 continue
             try:
-                decoded = event.process_log(entry)
+                found.append(event.process_log(entry))
             except Exception:  # another event of the Market
                 continue
-            names.append(decode_revert(bytes(decoded["args"]["reason"]), self.sender.abi).name)
-        return names
+        return found
+
+    def batch_rejections(self, logs: list[Any]) -> list[str]:
+        """The custom error name of each item a batch call skipped (its `BatchItemRejected` events)."""
+        return [
+            decode_revert(bytes(e["args"]["reason"]), self.sender.abi).name
+            for e in self._events(logs, "BatchItemRejected")
+        ]
 
     def report(self, terms: Terms, delivered_wh: int) -> TxRecord:
         fn = self.contract.functions.report(terms.as_tuple(), delivered_wh)
@@ -280,15 +286,8 @@ class Market:
 
     def provider_trades(self, logs: list[Any]) -> list[tuple[str, Terms]]:
         """(agreement id, terms) of each `ProviderTraded` event in a receipt's logs."""
-        event = self.contract.events.ProviderTraded()
         out = []
-        for entry in logs:
-            if to_checksum_address(entry["address"]) != self.address:
-                continue
-            try:
-                decoded = event.process_log(entry)
-            except Exception:  # another event of the Market
-                continue
+        for decoded in self._events(logs, "ProviderTraded"):
             raw = decoded["args"]["terms"]
             terms = terms_from_dict(dict(raw) if not isinstance(raw, (tuple, list)) else
                                     dict(zip(TERMS_NAMES, raw, strict=True)))  # fmt: skip

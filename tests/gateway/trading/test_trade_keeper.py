@@ -18,6 +18,7 @@ import aiomqtt
 import coincurve
 import pytest
 from eth_account import Account
+from trade_helpers import SetClock
 
 from contracts.harness import Community, Household, advance_time, household_key
 from gateway.chain.journal import Journal
@@ -45,19 +46,6 @@ HOUR = 3600
 DIGEST = bytes(32)
 SELLER_COUNTERS = ((100, 5_000), (100, 5_700))  # the seller's meter exported 700 Wh in the hour
 BUYER_COUNTERS = ((9_000, 0), (10_000, 0))  # the buyer's imported 1,000 Wh
-
-
-class FixedClock:
-    """Chain time, frozen after the window (py-evm's clock only moves when the test moves it)."""
-
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(min(seconds, 0.05))
 
 
 def signed(hh: Household, end: int, imp: int, exp: int, secret: bytes | None = None) -> tuple[bytes, bytes]:
@@ -118,7 +106,7 @@ def test_keeper_settles_both_households_in_one_call_and_drops_a_forgery(
     c, seller, buyer, keeper_hh, terms, stores, start = setup(tmp_path)
     community = CommunityConfig(id=f"k{tmp_path.name[-12:]}".replace("_", ""), host=mosquitto.info.host,
                                 port=mosquitto.info.port)  # fmt: skip
-    clock = FixedClock(start + HOUR + 5)
+    clock = SetClock(start + HOUR + 5)
     k_journal = Journal(tmp_path / "keeper.db")
     k_market = Market(
         c.w3, c.market.address, TxSender(c.w3, Account.from_key(keeper_hh.key), k_journal, market_abi())

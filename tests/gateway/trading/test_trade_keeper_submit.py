@@ -20,7 +20,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 from eth_account import Account
-from trade_helpers import HOUSEHOLD_KEYS, InProcessNodes, mine_every_second, setup_community
+from trade_helpers import HOUSEHOLD_KEYS, InProcessNodes, SetClock, mine_every_second, setup_community
 from trade_node import node_spec
 from web3 import Web3
 
@@ -53,19 +53,6 @@ from hil.services import DEV_PRIVATE_KEYS, AnvilNode, MosquittoBroker, in_proces
 HOUR = 3600
 GRACE = 60.0  # the gateways' agent.keeper_submit_grace_s
 DELAY = 10.0  # the keeper's submit_delay_s
-
-
-class SharedClock:
-    """One settable clock for the gateways and the keeper (the test moves it past the window's start)."""
-
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(min(seconds, 0.05))
 
 
 def sig(t: Terms, domain: Domain, hh: Household) -> str:
@@ -127,7 +114,7 @@ def test_keeper_opens_every_agreement_in_one_call_and_the_parties_send_none(
     sent_before = {hh.address: c.w3.eth.get_transaction_count(hh.address) for hh in (a, b, d)}
     cc = CommunityConfig(id=f"s{tmp_path.name[-12:]}".replace("_", ""), host=mosquitto.info.host,
                          port=mosquitto.info.port)  # fmt: skip
-    clock = SharedClock(start - 30)  # negotiation just ended: the window starts in 30 s
+    clock = SetClock(start - 30)  # negotiation just ended: the window starts in 30 s
     k_market = Market(c.w3, c.market.address,
                       TxSender(c.w3, Account.from_key(keeper_hh.key), Journal(tmp_path / "keeper.db"), market_abi()))  # fmt: skip
     counts: dict[str, int] = {}

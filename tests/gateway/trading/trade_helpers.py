@@ -317,3 +317,17 @@ def message(sender: LocalAccount, kind: str, body: dict[str, Any]) -> bytes:
         kind, sender.address, SELLER.address, secrets.token_hex(16), int(time.time()), "oak-street", body
     )
     return encode(sign_envelope(env, sender))
+
+
+class SetClock:
+    """A clock the test sets (chain time: py-evm's clock only moves when the test moves it); sleeps are
+    short real sleeps, so the tasks under test keep turning."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(min(seconds, 0.05))

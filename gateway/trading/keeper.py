@@ -232,6 +232,11 @@ class KeeperBook:
 
 MAX_AGREEMENT = 4 * 1024
 MAX_SUBMIT_BATCH = 100  # items per `submitAgreements` (gas); more wait for the next round
+# The keeper pays the gas of what it submits, and holds it in memory: a pair of members that signs
+# agreements between themselves without end must not make it pay or grow without end. Past these, the
+# parties submit their own (their fallback), at their own cost.
+MAX_HELD_PER_PARTY = 16  # agreements held at once naming one household (seller or buyer)
+MAX_LEAD_S = 24 * 3600  # held only when the window starts within this
 
 
 @dataclass(frozen=True)
@@ -292,9 +297,18 @@ class SubmitBook:
         if t.seller.lower() == t.buyer.lower() or not t.quantityWh or not t.deliveryStart < t.deliveryEnd \
                 or t.expiry >= t.deliveryEnd:  # fmt: skip
             return self.reject("terms")
+        if t.deliveryStart > now + MAX_LEAD_S:
+            return self.reject("early")
         aid = agreement_key(t, domain)
         if aid in self.seen:
             return self.reject("duplicate")
+        parties = {t.seller.lower(), t.buyer.lower()}
+        for p in parties:
+            if (
+                sum(p in (h.terms.seller.lower(), h.terms.buyer.lower()) for h in self.held.values())
+                >= MAX_HELD_PER_PARTY
+            ):
+                return self.reject("party_limit")
         try:
             ok = _low_s(a.seller_sig) and _low_s(a.buyer_sig)
             ok = ok and terms_signer(t, domain, a.seller_sig).lower() == t.seller.lower()

@@ -32,6 +32,7 @@ from gateway.chain.sender import TxSender
 from gateway.trading.chainrun import ChainRunner
 from gateway.trading.config import CommunityConfig, parse_agent, parse_keeper, parse_trading_config
 from gateway.trading.keeper import (
+    MAX_HELD_PER_PARTY,
     MAX_SUBMIT_BATCH,
     Keeper,
     KeeperBook,
@@ -289,9 +290,31 @@ def test_the_submit_book_holds_only_what_both_parties_signed() -> None:
         assert exc.value.reason == reason
     assert book.rejected == {"duplicate": 2, "signature": 4, "expired": 2, "terms": 2}
     many = SubmitBook()
-    for n in range(MAX_SUBMIT_BATCH + 5):
-        assert many.add(_signed(domain, keys, h0, 100 + n), domain, h0) is None
+    for n in range(MAX_SUBMIT_BATCH + 5):  # distinct pairs: one pair alone stops at MAX_HELD_PER_PARTY
+        pair = (household_key(2 * n, "many"), household_key(2 * n + 1, "many"))
+        assert many.add(_signed(domain, pair, h0, 100 + n), domain, h0) is None
     assert len(many.due(h0 + 10, 10.0)) == MAX_SUBMIT_BATCH
+
+
+def test_a_pair_that_signs_without_end_cannot_make_the_keeper_pay_or_grow() -> None:
+    """The keeper pays for what it submits and holds it in memory: one household's held agreements are
+    capped, and only windows starting within a day are held. The rest go by the parties' own fallback."""
+    domain = Domain(31337, "0x" + "12" * 20)
+    keys = (household_key(0, "flood"), household_key(1, "flood"))
+    h0 = 1_800_000_000 // HOUR * HOUR
+    book = SubmitBook()
+    for n in range(MAX_HELD_PER_PARTY):
+        assert book.add(_signed(domain, keys, h0, n), domain, h0) is None
+    assert book.add(_signed(domain, keys, h0, 99), domain, h0) == "party_limit"
+    other = (household_key(2, "flood"), keys[1])  # the same buyer with another seller: still capped
+    assert book.add(_signed(domain, other, h0, 1), domain, h0) == "party_limit"
+    fresh = (household_key(3, "flood"), household_key(4, "flood"))
+    assert book.add(_signed(domain, fresh, h0, 1), domain, h0) is None  # others are not affected
+    far = _signed(domain, fresh, h0 + 2 * 24 * HOUR, 2, expiry=h0 + 2 * 24 * HOUR + HOUR - 1)
+    assert book.add(far, domain, h0) == "early"
+    book.taken([aid for aid, _ in book.due(h0 + 10, 10.0)])  # submitted: the household may be held again
+    assert book.add(_signed(domain, keys, h0 + HOUR, 200), domain, h0 + 20) is None
+    assert book.rejected == {"party_limit": 2, "early": 1}
 
 
 def test_keeper_submission_config_is_checked_at_start(tmp_path: Path) -> None:

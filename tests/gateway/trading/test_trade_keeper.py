@@ -121,7 +121,9 @@ def test_keeper_settles_both_households_in_one_call_and_drops_a_forgery(
 
     async def main() -> None:
         async with asyncio.TaskGroup() as tg:
-            k = tg.create_task(run_keeper(keeper, runner, clock, community, 0.0, keeper_hh.address))
+            # the keeper's settle delay (30 s) lets both households' statements arrive; the test's clock only
+            # passes it once the keeper holds both, as it would on time (the households publish at once)
+            k = tg.create_task(run_keeper(keeper, runner, clock, community, 30.0, keeper_hh.address))
             await asyncio.sleep(0.5)  # subscribed before anything is published
             await forge(mosquitto, community, buyer, terms[0], start + HOUR)
             for _ in range(600):  # the forgery is dropped before the real statements arrive
@@ -138,6 +140,11 @@ def test_keeper_settles_both_households_in_one_call_and_drops_a_forgery(
                 tasks.append(tg.create_task(publish_statements(journal, stores[hh.address], transport, clock,
                                                                topic, 0.1, hh.address)))  # fmt: skip
             for _ in range(1200):  # generous: the machine is shared
+                if counts.get("keeper_statement", 0) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            clock.t = start + HOUR + 31  # the delay has passed: the keeper's round
+            for _ in range(1200):
                 views = [await runner.call(k_market.agreement, t) for t in terms]
                 if all(v.status is Status.SETTLED for v in views):
                     break

@@ -17,11 +17,14 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eth_account import Account
 
 from contracts.harness import Community, Household, advance_time, household_key
+
+if TYPE_CHECKING:
+    from hil.community.market import Trade
 
 TOKENS = 10**24
 HOUR = 3600
@@ -128,6 +131,8 @@ class Operation:
     total_gas: int
     slots: int  # distinct (seller, nonce) slots written
     max_ring: int  # the most ring nonces one seller held at once
+    windows: int = 0  # meter windows settled (one per household and hour it traded)
+    unchained: int = 0  # of them, windows that needed a start statement (two signatures)
 
     def fit(self) -> tuple[float, float]:
         """(steady gas per agreement, premium per new slot): least squares of each hour's gas per
@@ -160,6 +165,7 @@ def operation(
     seed: int = 7,
     meters: bool = True,
     group: int = 1,
+    traffic: list[list[Trade]] | None = None,
 ) -> Operation:
     """Hourly trading as the gateways do it: each seller's slot nonce from its ring (the gateway's
     `NonceRing`), hour h submitted while hour h-1 is still delivering, and settled in one batch
@@ -174,13 +180,17 @@ def operation(
     `[keeper] group_windows`); a meter's later window in the call chains to its earlier one, so it needs
     one statement per hour, and the call's base cost is shared. Each hour's gas per agreement is its
     submit plus its share (by agreements) of the call that settled it.
+
+    `traffic`: each hour's trades (seller, buyer, Wh by household index) instead of `batch` random pairs;
+    an hour without trades only lets time pass (`rounds` counts hours with trades).
     """
     import random
 
-    from contracts.harness import NO_WINDOW
+    from contracts.harness import NO_READING, NO_WINDOW
     from gateway.trading.nonces import NonceRing
 
     rng = random.Random(seed)
+    traffic = None if traffic is None else list(traffic)
     m = c.market
     rings = {h.address: NonceRing() for h in hh}
     counters = {h.address: (rng.randint(0, 10**6), rng.randint(0, 10**6)) for h in hh}  # (import, export)
@@ -194,7 +204,7 @@ def operation(
     per_round: list[float] = []
     new_slots: list[int] = []
     slots: set[tuple[str, int]] = set()
-    total = agreements = max_ring = 0
+    total = agreements = max_ring = n_windows = unchained = 0
     while True:
         now = c.now()
         delivered = [b for b in open_batches if b[0][0].deliveryEnd <= now]
@@ -205,6 +215,8 @@ def operation(
             items: list[tuple] = []
             for terms, pairs, _, _ in delivered:
                 w, it = _meter_batch(c, terms, pairs, counters, last_end, rng, NO_WINDOW)
+                n_windows += len(w)
+                unchained += sum(1 for x in w if x[4] != NO_READING)
                 items += [(t, s_ + len(windows), b_ + len(windows)) for t, s_, b_ in it]
                 windows += w
             settle_gas = _gas(c.admin.transact(m.functions.settleByMeters(windows, items)))
@@ -223,6 +235,8 @@ def operation(
             terms, pairs, submit_gas, new = open_batches.pop(0)
             if meters:
                 windows, items = _meter_batch(c, terms, pairs, counters, last_end, rng, NO_WINDOW)
+                n_windows += len(windows)
+                unchained += sum(1 for x in windows if x[4] != NO_READING)
                 call = m.functions.settleByMeters(windows, items)
             else:
                 call = m.functions.settleBatch([
@@ -241,17 +255,25 @@ def operation(
                 break
             advance_time(c.w3, HOUR)
             continue
-        pairs = []
-        for _ in range(batch):
-            seller, buyer = rng.sample(hh, 2)
-            pairs.append((seller, buyer))
+        if traffic is not None:
+            hour = traffic.pop(0) if traffic else []
+            if not hour:
+                if not traffic:
+                    rounds = len(per_round) + len(open_batches)  # the traffic ran out: settle what is open
+                advance_time(c.w3, HOUR)
+                continue
+            pairs = [(hh[t.seller], hh[t.buyer]) for t in hour]
+            sizes = [t.wh for t in hour]
+        else:
+            pairs = [(a, b) for a, b in (rng.sample(hh, 2) for _ in range(batch))]
+            sizes = [rng.randint(100, 3000) for _ in range(batch)]
         terms = []
         before = len(slots)
         end = (now // HOUR + 2) * HOUR if meters else now + 2 * HOUR
-        for seller, buyer in pairs:
+        for (seller, buyer), wh in zip(pairs, sizes, strict=True):
             nonce = rings[seller.address].allocate((), now)
             slots.add((seller.address, nonce))
-            terms.append(c.terms(seller, buyer, quantity_wh=rng.randint(100, 3000), unit_price=2 * 10**17,
+            terms.append(c.terms(seller, buyer, quantity_wh=wh, unit_price=2 * 10**17,
                                  delivery_end=end, expiry=now + 60, nonce=nonce))  # fmt: skip
         max_ring = max(max_ring, *(len(r.reserved) for r in rings.values()))
         sigs = [c.sign(t, s, b) for t, (s, b) in zip(terms, pairs, strict=True)]
@@ -259,7 +281,21 @@ def operation(
             [t.as_tuple() for t in terms], [x[0] for x in sigs], [x[1] for x in sigs]))  # fmt: skip
         open_batches.append((terms, pairs, _gas(submit), len(slots) - before))
         advance_time(c.w3, HOUR)
-    return Operation(per_round, new_slots, agreements, total, len(slots), max_ring)
+    return Operation(per_round, new_slots, agreements, total, len(slots), max_ring, n_windows, unchained)
+
+
+def engine_traffic(households: int, hours: int, seed: int) -> list[list[Trade]]:
+    """Each hour's agreements of the simulator's negotiation engine among `households` (seed `seed`), after
+    a day of warm-up: the traffic the gateways' own agents produce (`gridpact simulate --engine-only`)."""
+    from hil.community.engine import EngineConfig, run_engine
+
+    warmup = 24
+    result = run_engine(EngineConfig(households=households, hours=warmup + hours, seed=seed))
+    out: list[list[Trade]] = [[] for _ in range(hours)]
+    for s in result.settled:
+        if s.hour >= warmup:
+            out[s.hour - warmup].append(s.trade)
+    return out
 
 
 def _meter_batch(
@@ -298,11 +334,13 @@ def _meter_batch(
     return windows, items
 
 
-def operation_lines(op: Operation, households: int, batch: int, days: int = 30) -> list[str]:
-    month = batch * 24 * days  # agreements in `days` of hourly batches of this size
+def operation_lines(op: Operation, households: int, traffic: str, days: int = 30) -> list[str]:
+    per_hour = op.agreements / len(op.per_round)
+    month = round(per_hour * 24 * days)  # agreements in `days` of hourly batches of this size
     amortised = op.steady + op.premium_per_slot * op.slots / month
-    return [
-        f"in operation ({households} households, random pairs, {batch} agreements an hour, sellers' nonce rings):",
+    lines = [
+        f"in operation ({households} households, {traffic}, {per_hour:.1f} agreements a trading hour, "
+        "sellers' nonce rings):",
         f"  first hour (every slot new)             {op.per_round[0]:>9,.0f} gas per agreement",
         f"  steady state (slots reused)             {op.steady:>9,.0f} gas per agreement "
         f"(fit over {len(op.per_round)} hours; {op.new_slots.count(0)} wrote no new slot)",
@@ -311,6 +349,12 @@ def operation_lines(op: Operation, households: int, batch: int, days: int = 30) 
         f"  amortised over {days} days of hourly trading {amortised:>9,.0f} gas per agreement "
         f"({month:,} agreements)",
     ]
+    if op.windows:
+        lines.append(
+            f"  meter windows                           {op.windows / op.agreements:>9.2f} per agreement "
+            f"({op.unchained / op.windows:.0%} of them with a start statement)"
+        )
+    return lines
 
 
 def admission_lines(c: Community, hh: list[Household]) -> list[str]:
@@ -341,6 +385,8 @@ def run(
     rounds: int = 0,
     settle_by: str = "meters",
     group: int = 1,
+    traffic: str = "random",
+    seed: int = 1,
 ) -> list[str]:
     lines: list[str] = []
     with _chain(chain) as (w3, admin_key):
@@ -385,13 +431,15 @@ def run(
             )
         if rounds:
             lines.append("")
-            op = operation(c, hh, batch, rounds, meters=settle_by == "meters", group=group)
+            recorded = engine_traffic(households, 4 * rounds, seed) if traffic == "engine" else None
+            op = operation(c, hh, batch, rounds, meters=settle_by == "meters", group=group, traffic=recorded)
             lines.append(
                 f"settled by the keeper from the meters' signed statements (settleByMeters, {group} window(s) a call)"
                 if settle_by == "meters"
                 else "settled from the parties' signed reports (settleBatch)"
             )
-            lines.extend(operation_lines(op, households, batch))
+            label = f"the engine's trades, seed {seed}" if traffic == "engine" else "random pairs"
+            lines.extend(operation_lines(op, households, label))
         lines.extend(admission_lines(c, hh))
         lines.append("")
         lines.append("target: <= 60,000 gas per agreement in batches of 50 (public designs: ~95,000)")
@@ -418,6 +466,12 @@ def main(argv: list[str]) -> int:
         "--group", type=int, default=1, metavar="WINDOWS",
         help="--operation with meters: the keeper settles this many consecutive windows per call",
     )  # fmt: skip
+    parser.add_argument(
+        "--traffic", choices=("random", "engine"), default="random",
+        help="--operation trades: --batch random pairs an hour, or the simulator engine's own agreements "
+        "among --households (what `gridpact simulate --engine-only` negotiates, after a day of warm-up)",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=1, help="--traffic engine: the community's seed")
     args = parser.parse_args(argv)
     if args.households < 4 or args.batch < 1:
         print("need --households >= 4 and --batch >= 1", file=sys.stderr)
@@ -429,6 +483,6 @@ def main(argv: list[str]) -> int:
         print("need --group >= 1", file=sys.stderr)
         return 2
     for line in run(args.chain, args.households, args.batch, args.worst_case, args.operation, args.settle,
-                    args.group):  # fmt: skip
+                    args.group, args.traffic, args.seed):  # fmt: skip
         print(line, flush=True)
     return 0

@@ -6,7 +6,7 @@ for batches of 50 come from the same code (`gridpact bench contracts --operation
 
 from __future__ import annotations
 
-from benches.contracts import TOKENS, operation, operation_lines
+from benches.contracts import TOKENS, engine_traffic, operation, operation_lines
 from contracts.harness import Community, household_key
 from gateway.trading.nonces import RING_BASE
 from hil.services import DEV_PRIVATE_KEYS, in_process_web3
@@ -23,6 +23,23 @@ def test_operation_reuses_slots_and_reports_the_first_use_premium() -> None:
     assert 5_000 < op.premium_per_slot < 30_000
     settled = {bytes(e["args"]["id"]) for e in c.market.events.AgreementSettled().get_logs(from_block=0)}
     assert len(settled) == 40  # every agreement settled once, reused slots included
-    text = "\n".join(operation_lines(op, 4, 4))
+    text = "\n".join(operation_lines(op, 4, "random pairs"))
     assert "steady state" in text and "amortised over 30 days" in text
+    assert "meter windows" in text and op.windows >= op.agreements // 2
     assert all(c.market.functions.slotOf(h.address, RING_BASE).call()[2] for h in hh)  # all closed: free
+
+
+def test_operation_replays_the_engines_own_trades() -> None:
+    """`--traffic engine`: each hour's agreements are the negotiation engine's, hours without trades pass."""
+    c = Community(in_process_web3(), DEV_PRIVATE_KEYS[0])
+    hh = [c.add_household(household_key(i, "bench-engine"), deposit=TOKENS) for i in range(6)]
+    traffic = engine_traffic(6, 24, seed=1)
+    trading = [hour for hour in traffic if hour]
+    assert trading and len(trading) < len(traffic)  # some hours (nights) trade nothing
+    op = operation(c, hh, batch=50, rounds=4, traffic=traffic)
+    assert len(op.per_round) == 4
+    assert op.agreements == sum(len(hour) for hour in trading[:4])
+    settled = c.market.events.AgreementSettled().get_logs(from_block=0)
+    assert len(settled) == op.agreements
+    text = "\n".join(operation_lines(op, 6, "the engine's trades"))
+    assert "the engine's trades" in text and "per agreement" in text

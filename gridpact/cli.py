@@ -46,7 +46,7 @@ EXTRA_MARKER = re.compile(r"""\bextra\s*==\s*["']([^"']+)["']""")
 
 def normal_name(name: str) -> str:
     """A distribution's or extra's name as packaging compares them (`Jinja2`, `jinja_2` -> `jinja2`)."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
 @functools.cache
@@ -71,7 +71,9 @@ def extra_of_distribution() -> dict[str, str]:
             continue  # a base dependency: installed with gridpact itself, never the hint
         extra, dist = normal_name(marker[1]), normal_name(req[1])
         if dist == DIST:
-            included.setdefault(extra, set()).update(normal_name(e) for e in (req[2] or "").split(",") if e)
+            included.setdefault(extra, set()).update(
+                normal_name(e) for e in (req[2] or "").split(",") if e.strip()
+            )
         else:
             named.setdefault(extra, []).append(dist)
 

@@ -7,7 +7,9 @@ the others' commands.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import re
 import sys
 from typing import Protocol, cast
 
@@ -36,34 +38,76 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-# top-level module -> the extra that installs it (pyproject.toml), for the one-line hint below
-EXTRA_OF: dict[str, str] = {
-    **dict.fromkeys(("matplotlib", "amqtt", "pymodbus", "serial", "eth_tester", "eth"), "sim"),
-    **dict.fromkeys(
-        (
-            "starlette",
-            "uvicorn",
-            "jinja2",
-            "itsdangerous",
-            "multipart",
-            "pwdlib",
-            "argon2",
-            "psycopg",
-            "authlib",
-            "joserfc",
-            "httpx",
-        ),
-        "dashboard",
-    ),
-    **dict.fromkeys(("dask", "distributed"), "study"),
-    "torch": "gpu",
-    **dict.fromkeys(("pytest", "hypothesis", "playwright"), "dev"),
-}
+DIST = "gridpact"
+# a requirement in the installed metadata: `name[extras]==1.0; extra == "sim"`
+REQUIREMENT = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?[^;]*(?:;(.*))?")
+EXTRA_MARKER = re.compile(r"""\bextra\s*==\s*["']([^"']+)["']""")
+
+
+def normal_name(name: str) -> str:
+    """A distribution's or extra's name as packaging compares them (`Jinja2`, `jinja_2` -> `jinja2`)."""
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
+
+
+@functools.cache
+def extra_of_distribution() -> dict[str, str]:
+    """Distribution (normalised) -> the extra that installs it with the least else.
+
+    Read from the installed gridpact's metadata, i.e. pyproject.toml's optional dependencies, which
+    stay the one list. A distribution in several extras (httpx: dashboard and dev) gets the smallest
+    one, counting what an extra includes (`gridpact[sim]` in dev)."""
+    from importlib import metadata
+
+    try:
+        requires = metadata.requires(DIST) or []
+    except metadata.PackageNotFoundError:  # a source tree never installed: no hints
+        return {}
+    named: dict[str, list[str]] = {}  # extra -> distributions it names, in pyproject's order
+    included: dict[str, set[str]] = {}  # extra -> the extras of gridpact it names
+    for line in requires:
+        req = REQUIREMENT.fullmatch(line)
+        marker = EXTRA_MARKER.search(req[3] or "") if req else None
+        if req is None or marker is None:
+            continue  # a base dependency: installed with gridpact itself, never the hint
+        extra, dist = normal_name(marker[1]), normal_name(req[1])
+        if dist == DIST:
+            included.setdefault(extra, set()).update(
+                normal_name(e) for e in (req[2] or "").split(",") if e.strip()
+            )
+        else:
+            named.setdefault(extra, []).append(dist)
+
+    def installs(extra: str, seen: frozenset[str]) -> set[str]:
+        dists = set(named.get(extra, []))
+        for inner in included.get(extra, set()) - seen:
+            dists |= installs(inner, seen | {inner})
+        return dists
+
+    size = {extra: len(installs(extra, frozenset({extra}))) for extra in named}
+    out: dict[str, str] = {}
+    for extra in sorted(named, key=size.__getitem__):
+        for dist in named[extra]:
+            out.setdefault(dist, extra)
+    return out
 
 
 def missing_extra(error: ModuleNotFoundError) -> str | None:
-    """The extra a missing third-party module comes with, or None (then the error is a bug, raised)."""
-    return EXTRA_OF.get((error.name or "").split(".")[0])
+    """The extra a missing third-party module comes with, or None (then the error is a bug, raised).
+
+    The module's distributions come from what is installed (`serial` -> pyserial); a module whose
+    distribution is not installed (torch, or any extra's module on a Pi) is looked up by its own name,
+    so `serial`, `eth`, `multipart` and `argon2` get no hint where their extra is not installed."""
+    from importlib import metadata
+
+    module = (error.name or "").split(".")[0]
+    if not module:
+        return None
+    extras = extra_of_distribution()
+    for dist in [*metadata.packages_distributions().get(module, []), module]:
+        extra = extras.get(normal_name(dist))
+        if extra is not None:
+            return extra
+    return None
 
 
 def usage() -> str:

@@ -9,6 +9,7 @@ import threading
 import time
 
 from hil.services import spawn
+from tests.process_helpers import assert_no_survivors
 
 
 def test_a_service_started_from_a_worker_thread_outlives_that_thread() -> None:
@@ -50,17 +51,4 @@ def test_a_service_dies_with_its_owner_killed_by_sigkill() -> None:
     finally:
         owner.kill()
         owner.wait(5)
-    deadline = time.monotonic() + 2
-    alive = pids
-    while alive and time.monotonic() < deadline:
-        alive = [p for p in pids if _alive(p)]
-        time.sleep(0.05)
-    assert alive == [], f"services outlived their SIGKILLed owner: {alive}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
+    assert_no_survivors(pids)  # the services, once their owner is gone

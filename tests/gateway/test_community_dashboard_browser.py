@@ -32,6 +32,7 @@ from contracts.harness import Community, advance_time, household_key
 from gateway.chain.keystore import create_keystore
 from gateway.trading.protocol import Envelope, encode, sign_envelope
 from hil.services import DEV_PRIVATE_KEYS, AnvilNode, MosquittoBroker, free_port, wait_for_port
+from tests.process_helpers import stop_and_time
 
 SIZES = {"laptop": (1366, 768), "phone": (390, 844)}
 PASSWORD = "correct horse battery"
@@ -101,15 +102,7 @@ topic_prefix = "{prefix}"
         wait_for_port("127.0.0.1", port, 60, proc)
         yield Running(f"http://127.0.0.1:{port}", c, proc, config, prefix)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        try:
-            proc.wait(10)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
-        stopped_in = time.monotonic() - started
+        stopped_in = stop_and_time(proc, signal.SIGTERM)
         log = proc.stdout.read() if proc.stdout else ""
         print(log[-3000:])
         assert stopped_in < 2.0, f"SIGTERM took {stopped_in:.2f} s"

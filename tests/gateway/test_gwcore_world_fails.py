@@ -18,6 +18,7 @@ from test_gwcore_ingest_broker import TOPIC, publish, signed
 from gateway.ops.status import scrape
 from hil.services import AnvilNode, MosquittoBroker
 from meter_sim.testing import cpu_share
+from tests.process_helpers import stop_and_time
 
 GRIDPACT = str(Path(sys.executable).with_name("gridpact"))
 
@@ -29,19 +30,6 @@ def _wait(pred: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def _sigterm_exit_s(proc: subprocess.Popen[bytes]) -> float:
-    t0 = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    try:
-        rc = proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert rc == 0
-    return time.monotonic() - t0
 
 
 def test_gateway_backs_off_quietly_without_its_broker_and_stops_fast_after_a_burst(
@@ -87,7 +75,8 @@ def test_gateway_backs_off_quietly_without_its_broker_and_stops_fast_after_a_bur
             [(TOPIC, signed(seq, 1000 + seq)) for seq in range(n + 1, 2 * n)],
             gw_topic,
         )
-        took = _sigterm_exit_s(proc)  # mid-burst, or just after it
+        took = stop_and_time(proc, signal.SIGTERM)  # mid-burst, or just after it
+        assert proc.returncode == 0
         print(f"gateway SIGTERM to exit after a burst of {2 * n} readings: {took:.2f} s")
         assert took < 2.0
     finally:

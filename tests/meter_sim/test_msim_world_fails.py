@@ -14,6 +14,7 @@ from pymodbus.exceptions import ModbusIOException
 
 from meter_sim.server import reopen_delay_s
 from meter_sim.testing import PtyPair, cpu_share
+from tests.process_helpers import stop_and_time
 
 GRIDPACT = str(Path(sys.executable).with_name("gridpact"))
 PROFILE = "constant:load_w=2300,pv_w=0"
@@ -27,18 +28,6 @@ def _start(*args: str) -> tuple[subprocess.Popen[str], str]:
     ready = proc.stdout.readline().strip()
     assert ready.startswith("meter-sim ready"), (ready, proc.wait(), proc.stderr and proc.stderr.read())
     return proc, ready
-
-
-def _sigterm_exit_s(proc: subprocess.Popen[str]) -> float:
-    t0 = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    try:
-        assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return time.monotonic() - t0
 
 
 def _stderr(proc: subprocess.Popen[str]) -> str:
@@ -80,7 +69,8 @@ def test_vanished_pty_is_reported_once_retried_idle_and_served_again(tmp_path: P
                 break
         client.close()
         assert regs is not None, "meter-sim did not serve the line again"
-        took = _sigterm_exit_s(proc)
+        took = stop_and_time(proc, signal.SIGTERM)
+        assert proc.returncode == 0
         print(f"SIGTERM to exit after the line came back: {took:.2f} s")
         assert took < 2.0
     finally:
@@ -116,7 +106,8 @@ def test_sigterm_ends_a_busy_fast_tcp_run_within_2_s(tmp_path: Path) -> None:
         client.close()
         idle = cpu_share(proc.pid, 2.0)
         print(f"--speed 3600 with truth: {n} requests in 3 s, then {idle:.1%} CPU idle")
-        took = _sigterm_exit_s(proc)
+        took = stop_and_time(proc, signal.SIGTERM)
+        assert proc.returncode == 0
         print(f"SIGTERM to exit after a busy --speed 3600 run: {took:.2f} s")
         assert took < 2.0
     finally:
@@ -132,7 +123,8 @@ def test_sigterm_after_an_idle_run_faster_than_its_physics(tmp_path: Path) -> No
     proc, _ = _start("--tcp", "127.0.0.1:0", "--profile", PROFILE, "--speed", "2000000")
     try:
         time.sleep(4.0)  # 8 million meter seconds: the old stop ran them all (about 3 s)
-        took = _sigterm_exit_s(proc)
+        took = stop_and_time(proc, signal.SIGTERM)
+        assert proc.returncode == 0
         print(f"SIGTERM to exit after 4 s at --speed 2e6: {took:.2f} s")
         assert took < 2.0
     finally:

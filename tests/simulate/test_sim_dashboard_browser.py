@@ -23,7 +23,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.simulate.test_sim_signals import alive, assert_no_survivors, descendants
+from tests.process_helpers import alive, assert_no_survivors, descendants, stop_and_time
 
 GRIDPACT = [sys.executable, "-m", "gridpact.cli"]
 LIVE_WAIT_MS = 60_000  # a loaded 2-core machine; the run is several simulated hours long
@@ -129,10 +129,8 @@ def test_simulate_dashboard_live_then_report_link_then_sigterm(browser: Browser,
         page.close()
 
         kids = descendants(proc.pid)
-        t0 = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(10)
-        took = time.monotonic() - t0
+        took = stop_and_time(proc, signal.SIGTERM)
+        rc = proc.returncode
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -8,7 +8,6 @@ through their parent-death signal even when it gets SIGKILL and cleans up nothin
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,40 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.process_helpers import assert_no_survivors, descendants, stop_and_time
+
 GRIDPACT = [sys.executable, "-m", "gridpact.cli"]
-
-
-def descendants(pid: int) -> dict[int, str]:
-    """Every live process below `pid`: pid -> command line (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    out: dict[int, str] = {}
-    todo = list(children.get(pid, []))
-    while todo:
-        p = todo.pop()
-        try:
-            out[p] = (Path("/proc") / str(p) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        todo += children.get(p, [])
-    return out
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie waiting for init to reap it is dead)."""
-    try:
-        status = (Path("/proc") / str(pid) / "status").read_text()
-    except OSError:
-        return False
-    return "State:\tZ" not in status
 
 
 def start_run(out: Path) -> tuple[subprocess.Popen[str], dict[int, str]]:
@@ -75,32 +43,11 @@ def start_run(out: Path) -> tuple[subprocess.Popen[str], dict[int, str]]:
     return proc, kids
 
 
-def stop_and_time(proc: subprocess.Popen[str], sig: int) -> tuple[float, str, str]:
-    t0 = time.monotonic()
-    proc.send_signal(sig)
-    try:
-        out, err = proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"{signal.Signals(sig).name}: still running 10 s later: {err[-2000:]}")
-    return time.monotonic() - t0, out, err
-
-
-def assert_no_survivors(kids: dict[int, str]) -> None:
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline and any(alive(p) for p in kids):
-        time.sleep(0.05)
-    left = {p: c for p, c in kids.items() if alive(p)}
-    for p in left:  # never leave them behind, even when failing
-        os.kill(p, signal.SIGKILL)
-    assert not left, f"outlived the run: {left}"
-
-
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_stops_within_2s_with_a_partial_report(sig: int, code: int, tmp_path: Path) -> None:
     proc, kids = start_run(tmp_path)
-    took, _, err = stop_and_time(proc, sig)
+    took = stop_and_time(proc, sig)
+    _, err = proc.communicate(timeout=10)
     name = signal.Signals(sig).name
     print(f"{name}: exit {proc.returncode} after {took:.2f} s; children {sorted(kids.values())}")
     assert_no_survivors(kids)
@@ -160,7 +107,8 @@ def test_watchdog_ends_a_hanging_cleanup_within_2s(tmp_path: Path) -> None:
         text=True,
     )
     assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-    took, _, err = stop_and_time(proc, signal.SIGTERM)
+    took = stop_and_time(proc, signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
     assert proc.returncode == 143, err
     assert took < 2.0, f"{took:.2f} s"
     assert mark.read_text() == "partial"

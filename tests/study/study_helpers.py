@@ -1,4 +1,4 @@
-"""Helpers of the study tests: processes started by id, checked gone by id."""
+"""Helpers of the study tests: processes started and stopped by id (their tree: tests.process_helpers)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -21,26 +19,6 @@ def env() -> dict[str, str]:
 
 def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env(), cwd=ROOT)
-
-
-def descendants(pid: int) -> list[int]:
-    try:
-        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def gone(pids: list[int], within_s: float = 5.0) -> list[int]:
-    """The pids still alive (not zombies) after `within_s`."""
-    deadline = time.monotonic() + within_s
-    alive = pids
-    while True:
-        alive = [
-            p for p in alive if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-        ]
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.1)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

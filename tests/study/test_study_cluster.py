@@ -11,9 +11,10 @@ import signal
 import subprocess
 from pathlib import Path
 
-from study_helpers import VENV_BIN, gone, marks_by_key, spawn, stop, wait_for
+from study_helpers import VENV_BIN, marks_by_key, spawn, stop, wait_for
 
 from hil.services import free_port, wait_for_port
+from tests.process_helpers import assert_no_survivors
 
 STUDY = """
 name = "cluster"
@@ -57,4 +58,4 @@ def test_worker_killed_mid_study_every_point_done_once(tmp_path: Path) -> None:
     finally:
         for p in reversed(procs):
             stop(p)
-    assert gone([p.pid for p in procs]) == []
+    assert_no_survivors([p.pid for p in procs], within_s=5.0)

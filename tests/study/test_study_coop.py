@@ -14,11 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-from study_helpers import VENV_BIN, descendants, gone, spawn, stop, wait_for
+from study_helpers import VENV_BIN, spawn, stop, wait_for
 
 from gateway.negotiation.cooperative.cases import START, case3
 from gateway.negotiation.cooperative.simulation import Settings, run
 from hil.services import free_port, wait_for_port
+from tests.process_helpers import assert_no_survivors, descendants, stop_and_time
 
 MIDDAY = START + 10 * 3600
 ARGS = ["--case", "3", "--agents", "40", "--days", "0.125", "--start", str(MIDDAY), "--json"]
@@ -67,7 +68,7 @@ def test_real_cluster_equals_one_process(tmp_path: Path, one_process: dict[str, 
     finally:
         for p in reversed(procs):
             stop(p)
-    assert gone([p.pid for p in procs]) == []
+    assert_no_survivors([p.pid for p in procs], within_s=5.0)
     assert out["fingerprint"] == one_process["fingerprint"]
     assert out["xi"] == {k: [round(v, 6) for v in xs] for k, xs in one_process["xi"].items()}  # type: ignore[union-attr]
 
@@ -91,15 +92,13 @@ def test_sigterm_stops_within_2s_with_its_workers(tmp_path: Path) -> None:
         time.sleep(1.0)  # into the evaluations
         family = descendants(proc.pid)
         assert len(family) >= 2, "the local cluster's worker processes"
-        t0 = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(10)
-        stopped_s = time.monotonic() - t0
+        stopped_s = stop_and_time(proc, signal.SIGTERM)
+        rc = proc.returncode
     finally:
         stop(proc)
     assert rc == 130, log.read_text()[-2000:]
     assert stopped_s < 2.0, f"took {stopped_s:.2f} s to stop"
-    assert gone([*family, proc.pid], within_s=0.5) == []
+    assert_no_survivors([*family, proc.pid], within_s=0.5)
 
 
 def test_bad_arguments_exit_2(tmp_path: Path) -> None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import csv
 import signal
-import time
 from pathlib import Path
 
 import pytest
-from study_helpers import ROOT, VENV_BIN, descendants, gone, marks_by_key, spawn, stop, wait_for
+from study_helpers import ROOT, VENV_BIN, marks_by_key, spawn, stop, wait_for
 
 from hil.study import grid
 from hil.study.summary import spread
+from tests.process_helpers import assert_no_survivors, descendants, stop_and_time
 
 SLOW = """
 name = "slow"
@@ -33,15 +33,13 @@ def test_signal_stops_within_2s_and_restart_skips_done_points(tmp_path: Path, si
         wait_for(lambda: marks.exists() and len(list(marks.iterdir())) >= 1, 60, "a point done")
         family = descendants(run.pid)
         assert len(family) >= 2, "the local cluster's worker processes"
-        t0 = time.monotonic()
-        run.send_signal(sig)
-        rc = run.wait(10)
-        stopped_s = time.monotonic() - t0
+        stopped_s = stop_and_time(run, sig)
+        rc = run.returncode
     finally:
         stop(run)
     assert rc == 130, (tmp_path / "first.log").read_text()[-2000:]
     assert stopped_s < 2.0, f"took {stopped_s:.2f} s to stop"
-    assert gone([*family, run.pid], within_s=0.5) == []
+    assert_no_survivors([*family, run.pid], within_s=0.5)
     first = marks_by_key(marks)
     assert 1 <= len(first) < 8
     # again: the points done are skipped, the rest run, nothing twice

@@ -26,6 +26,7 @@ from web3 import Web3
 
 from gateway.chain.market import FINAL, Status, terms_from_dict
 from hil.services import AnvilNode, MosquittoBroker
+from tests.process_helpers import survivors
 
 NODE = Path(__file__).with_name("trade_node.py")
 KILLS = 20
@@ -53,16 +54,7 @@ class Zygote:
 def kill(pid: int) -> None:
     """SIGKILL and wait until the process is dead (a zombie until the zygote reaps it)."""
     os.kill(pid, signal.SIGKILL)
-    status = Path(f"/proc/{pid}/status")
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            if "State:\tZ" in status.read_text():
-                return
-        except FileNotFoundError:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"process {pid} survived SIGKILL")
+    assert survivors([pid], within_s=5.0) == [], f"process {pid} survived SIGKILL"
 
 
 def journal(path: Path) -> list[tuple[str, str, str]]:

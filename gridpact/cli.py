@@ -49,6 +49,16 @@ def normal_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
+# import name -> distribution, where they differ, for modules of an extra that may be absent (then the
+# installed metadata cannot say which distribution a module comes from); which extra is pyproject's to say
+DIST_OF_MODULE: dict[str, str] = {
+    "serial": "pyserial",
+    "eth": "py-evm",
+    "multipart": "python-multipart",
+    "argon2": "argon2-cffi",
+}
+
+
 @functools.cache
 def extra_of_distribution() -> dict[str, str]:
     """Distribution (normalised) -> the extra that installs it with the least else.
@@ -96,14 +106,15 @@ def missing_extra(error: ModuleNotFoundError) -> str | None:
 
     The module's distributions come from what is installed (`serial` -> pyserial); a module whose
     distribution is not installed (torch, or any extra's module on a Pi) is looked up by its own name,
-    so `serial`, `eth`, `multipart` and `argon2` get no hint where their extra is not installed."""
+    or by `DIST_OF_MODULE` where the two differ."""
     from importlib import metadata
 
     module = (error.name or "").split(".")[0]
     if not module:
         return None
     extras = extra_of_distribution()
-    for dist in [*metadata.packages_distributions().get(module, []), module]:
+    guesses = [*metadata.packages_distributions().get(module, []), DIST_OF_MODULE.get(module, module)]
+    for dist in guesses:
         extra = extras.get(normal_name(dist))
         if extra is not None:
             return extra

@@ -123,3 +123,17 @@ def test_the_extra_of_a_module_comes_from_the_installed_metadata(module: str, ex
     """pyproject.toml is the one list: a base dependency, gridpact's own code or an unknown module
     names no extra; httpx (dashboard and dev) names the smaller extra."""
     assert missing_extra(ModuleNotFoundError(name=module)) == extra
+
+
+@pytest.mark.parametrize(
+    ("module", "extra"),
+    [("serial", "sim"), ("eth", "sim"), ("multipart", "dashboard"), ("argon2", "dashboard")],
+)
+def test_a_module_named_unlike_its_distribution_gets_its_hint_where_it_is_absent(
+    module: str, extra: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a Pi without the extra nothing installed says `serial` is pyserial's: DIST_OF_MODULE does."""
+    from importlib import metadata
+
+    monkeypatch.setattr(metadata, "packages_distributions", dict)
+    assert missing_extra(ModuleNotFoundError(name=module)) == extra

@@ -134,27 +134,21 @@ class Operation:
     windows: int = 0  # meter windows settled (one per household and hour it traded)
     unchained: int = 0  # of them, windows that needed a start statement (two signatures)
 
-    def fit(self) -> tuple[float, float]:
-        """(steady gas per agreement, premium per new slot): least squares of each hour's gas per
-        agreement against its share of first-use slots, so hours that still open a few slots count too."""
-        n = len(self.per_round)
-        batch = self.agreements / n
-        xs = [k / batch for k in self.new_slots]
-        mx, my = sum(xs) / n, sum(self.per_round) / n
-        sxx = sum((x - mx) ** 2 for x in xs)
-        if sxx == 0:
-            return my, 0.0
-        slope = sum((x - mx) * (y - my) for x, y in zip(xs, self.per_round, strict=True)) / sxx
-        return my - slope * mx, slope
-
     @property
     def steady(self) -> float:
-        return self.fit()[0]
+        """Gas per agreement with every slot reused: the run's gas less the first-use premium of the slots it
+        opened, over its agreements (an hour's figure varies with its size, so no per-hour fit)."""
+        return (self.total_gas - FIRST_USE_PREMIUM * self.slots) / self.agreements
 
     @property
     def premium_per_slot(self) -> float:
         """Gas above steady state, once per slot (its first use: a zero -> non-zero SSTORE)."""
-        return self.fit()[1]
+        return float(FIRST_USE_PREMIUM)
+
+
+# EVM (EIP-2200, EIP-2929): storing into a zero slot costs 20,000, overwriting a non-zero one 2,900 (both
+# after the same cold access): what a slot's first agreement pays once, above a reused slot's
+FIRST_USE_PREMIUM = 20_000 - 2_900
 
 
 def operation(
@@ -166,6 +160,7 @@ def operation(
     meters: bool = True,
     group: int = 1,
     traffic: list[list[Trade]] | None = None,
+    combine: bool = False,
 ) -> Operation:
     """Hourly trading as the gateways do it: each seller's slot nonce from its ring (the gateway's
     `NonceRing`), hour h submitted while hour h-1 is still delivering, and settled in one batch
@@ -183,11 +178,16 @@ def operation(
 
     `traffic`: each hour's trades (seller, buyer, Wh by household index) instead of `batch` random pairs;
     an hour without trades only lets time pass (`rounds` counts hours with trades).
+
+    `combine` (meters, one window a call): the keeper's live call pattern, one `settleByMeters` an hour that
+    settles the delivered window and opens the next batch (the gateway keeper's default); each agreement's
+    gas is then its share of the call that opened it plus its share of the call that settled it.
     """
     import random
 
     from contracts.harness import NO_READING, NO_WINDOW
     from gateway.trading.nonces import NonceRing
+    from gridpact.core.statement import settlement_batch
 
     rng = random.Random(seed)
     traffic = None if traffic is None else list(traffic)
@@ -205,10 +205,75 @@ def operation(
     new_slots: list[int] = []
     slots: set[tuple[str, int]] = set()
     total = agreements = max_ring = n_windows = unchained = 0
+
+    def next_batch(now: int) -> tuple[list[Any], list[tuple[Household, Household]], list[Any], int] | None:
+        """The hour's agreements (terms, parties, signatures, slots used for the first time), nonces from the
+        sellers' rings; None for an hour without trades."""
+        nonlocal max_ring
+        if traffic is not None:
+            hour = traffic.pop(0) if traffic else []
+            if not hour:
+                return None
+            pairs = [(hh[t.seller], hh[t.buyer]) for t in hour]
+            sizes = [t.wh for t in hour]
+        else:
+            pairs = [(a, b) for a, b in (rng.sample(hh, 2) for _ in range(batch))]
+            sizes = [rng.randint(100, 3000) for _ in range(batch)]
+        terms = []
+        before = len(slots)
+        end = (now // HOUR + 2) * HOUR if meters else now + 2 * HOUR
+        for (seller, buyer), wh in zip(pairs, sizes, strict=True):
+            nonce = rings[seller.address].allocate((), now)
+            slots.add((seller.address, nonce))
+            terms.append(c.terms(seller, buyer, quantity_wh=wh, unit_price=2 * 10**17,
+                                 delivery_end=end, expiry=now + 60, nonce=nonce))  # fmt: skip
+        max_ring = max(max_ring, *(len(r.reserved) for r in rings.values()))
+        sigs = [c.sign(t, s, b) for t, (s, b) in zip(terms, pairs, strict=True)]
+        return terms, pairs, sigs, len(slots) - before
+
     while True:
         now = c.now()
         delivered = [b for b in open_batches if b[0][0].deliveryEnd <= now]
         finishing = len(per_round) + len(open_batches) >= rounds
+        if combine:
+            # the keeper's hourly call: settle the delivered window and open the next batch, whose nonces the
+            # sellers chose while that window still delivered (allocated before the settled ones are released)
+            del open_batches[: len(delivered)]
+            fresh = None if finishing else next_batch(now)
+            if fresh is None and traffic is not None and not traffic and not finishing:
+                rounds = len(per_round) + len(open_batches) + len(delivered)
+            windows, items = [], []
+            for terms, pairs, _, _ in delivered:
+                w, it = _meter_batch(c, terms, pairs, counters, last_end, rng, NO_WINDOW)
+                n_windows += len(w)
+                unchained += sum(1 for x in w if x[4] != NO_READING)
+                items += [(t, s_ + len(windows), b_ + len(windows)) for t, s_, b_ in it]
+                windows += w
+            opens = (
+                []
+                if fresh is None
+                else [(t.as_tuple(), *sig) for t, sig in zip(fresh[0], fresh[2], strict=True)]
+            )
+            if items or opens:
+                gas = _gas(
+                    c.admin.transact(m.functions.settleByMeters(settlement_batch(windows, items, opens)))
+                )
+                total += gas
+                touched = len(items) + len(
+                    opens
+                )  # the call's gas, shared evenly by what it settles and opens
+                for terms, _, opened_gas, new in delivered:
+                    for t in terms:
+                        rings[t.seller].release(t.nonce)
+                    per_round.append(opened_gas / len(terms) + gas / touched)
+                    new_slots.append(new)
+                    agreements += len(terms)
+                if fresh is not None:
+                    open_batches.append((fresh[0], fresh[1], gas * len(opens) // touched, fresh[3]))
+            if not open_batches and (finishing or (fresh is None and traffic is not None and not traffic)):
+                break
+            advance_time(c.w3, HOUR)
+            continue
         if meters and group > 1 and delivered and (len(delivered) >= group or finishing):
             del open_batches[: len(delivered)]
             windows: list[tuple] = []
@@ -219,7 +284,7 @@ def operation(
                 unchained += sum(1 for x in w if x[4] != NO_READING)
                 items += [(t, s_ + len(windows), b_ + len(windows)) for t, s_, b_ in it]
                 windows += w
-            settle_gas = _gas(c.admin.transact(m.functions.settleByMeters(windows, items)))
+            settle_gas = _gas(c.admin.transact(m.functions.settleByMeters(settlement_batch(windows, items))))
             n_all = sum(len(b[0]) for b in delivered)
             for terms, _, submit_gas, new in delivered:
                 for t in terms:
@@ -237,7 +302,7 @@ def operation(
                 windows, items = _meter_batch(c, terms, pairs, counters, last_end, rng, NO_WINDOW)
                 n_windows += len(windows)
                 unchained += sum(1 for x in windows if x[4] != NO_READING)
-                call = m.functions.settleByMeters(windows, items)
+                call = m.functions.settleByMeters(settlement_batch(windows, items))
             else:
                 call = m.functions.settleBatch([
                     c.settle_item(t, s, b, t.quantityWh, t.quantityWh)
@@ -255,31 +320,16 @@ def operation(
                 break
             advance_time(c.w3, HOUR)
             continue
-        if traffic is not None:
-            hour = traffic.pop(0) if traffic else []
-            if not hour:
-                if not traffic:
-                    rounds = len(per_round) + len(open_batches)  # the traffic ran out: settle what is open
-                advance_time(c.w3, HOUR)
-                continue
-            pairs = [(hh[t.seller], hh[t.buyer]) for t in hour]
-            sizes = [t.wh for t in hour]
-        else:
-            pairs = [(a, b) for a, b in (rng.sample(hh, 2) for _ in range(batch))]
-            sizes = [rng.randint(100, 3000) for _ in range(batch)]
-        terms = []
-        before = len(slots)
-        end = (now // HOUR + 2) * HOUR if meters else now + 2 * HOUR
-        for (seller, buyer), wh in zip(pairs, sizes, strict=True):
-            nonce = rings[seller.address].allocate((), now)
-            slots.add((seller.address, nonce))
-            terms.append(c.terms(seller, buyer, quantity_wh=wh, unit_price=2 * 10**17,
-                                 delivery_end=end, expiry=now + 60, nonce=nonce))  # fmt: skip
-        max_ring = max(max_ring, *(len(r.reserved) for r in rings.values()))
-        sigs = [c.sign(t, s, b) for t, (s, b) in zip(terms, pairs, strict=True)]
+        fresh = next_batch(now)
+        if fresh is None:  # an hour without trades, or the traffic ran out
+            if traffic is not None and not traffic:
+                rounds = len(per_round) + len(open_batches)  # settle what is open
+            advance_time(c.w3, HOUR)
+            continue
+        terms, pairs, sigs, new = fresh
         submit = c.admin.transact(m.functions.submitAgreements(
             [t.as_tuple() for t in terms], [x[0] for x in sigs], [x[1] for x in sigs]))  # fmt: skip
-        open_batches.append((terms, pairs, _gas(submit), len(slots) - before))
+        open_batches.append((terms, pairs, _gas(submit), new))
         advance_time(c.w3, HOUR)
     return Operation(per_round, new_slots, agreements, total, len(slots), max_ring, n_windows, unchained)
 
@@ -307,7 +357,7 @@ def _meter_batch(
     rng: Any,
     no_window: int,
 ) -> tuple[list[tuple], list[tuple]]:
-    """The keeper's `settleByMeters` call for one window: one MeterWindow per party, chained where it can."""
+    """The keeper's `settleByMeters` call for one window: one meter window per party, chained where it can."""
     start, end = terms[0].deliveryStart, terms[0].deliveryEnd
     sold: dict[str, int] = {}
     bought: dict[str, int] = {}
@@ -343,9 +393,10 @@ def operation_lines(op: Operation, households: int, traffic: str, days: int = 30
         "sellers' nonce rings):",
         f"  first hour (every slot new)             {op.per_round[0]:>9,.0f} gas per agreement",
         f"  steady state (slots reused)             {op.steady:>9,.0f} gas per agreement "
-        f"(fit over {len(op.per_round)} hours; {op.new_slots.count(0)} wrote no new slot)",
+        f"(all {op.agreements:,} of {len(op.per_round)} hours, less the first use of slots)",
         f"  first-use premium                       {op.premium_per_slot:>9,.0f} gas per slot, once "
         f"({op.slots} slots, at most {op.max_ring} ring nonces held by one seller)",
+        f"  run average (first uses included)       {op.total_gas / op.agreements:>9,.0f} gas per agreement",
         f"  amortised over {days} days of hourly trading {amortised:>9,.0f} gas per agreement "
         f"({month:,} agreements)",
     ]
@@ -387,6 +438,7 @@ def run(
     group: int = 1,
     traffic: str = "random",
     seed: int = 1,
+    calls: str = "combined",
 ) -> list[str]:
     lines: list[str] = []
     with _chain(chain) as (w3, admin_key):
@@ -432,10 +484,18 @@ def run(
         if rounds:
             lines.append("")
             recorded = engine_traffic(households, 4 * rounds, seed) if traffic == "engine" else None
-            op = operation(c, hh, batch, rounds, meters=settle_by == "meters", group=group, traffic=recorded)
+            meters = settle_by == "meters"
+            combine = meters and group == 1 and calls == "combined"
+            op = operation(
+                c, hh, batch, rounds, meters=meters, group=group, traffic=recorded, combine=combine
+            )
             lines.append(
-                f"settled by the keeper from the meters' signed statements (settleByMeters, {group} window(s) a call)"
-                if settle_by == "meters"
+                "the keeper's hourly settleByMeters settles the ended window from the meters' signed statements "
+                "and opens the started one"
+                if combine
+                else f"settled by the keeper from the meters' signed statements (settleByMeters, {group} window(s) "
+                "a call), opened by submitAgreements"
+                if meters
                 else "settled from the parties' signed reports (settleBatch)"
             )
             label = f"the engine's trades, seed {seed}" if traffic == "engine" else "random pairs"
@@ -472,6 +532,11 @@ def main(argv: list[str]) -> int:
         "among --households (what `gridpact simulate --engine-only` negotiates, after a day of warm-up)",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=1, help="--traffic engine: the community's seed")
+    parser.add_argument(
+        "--calls", choices=("combined", "separate"), default="combined",
+        help="--operation with meters, one window a call: the keeper settles and opens in one call an hour "
+        "(the live default) or in two (settleByMeters, then submitAgreements)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.households < 4 or args.batch < 1:
         print("need --households >= 4 and --batch >= 1", file=sys.stderr)
@@ -483,6 +548,6 @@ def main(argv: list[str]) -> int:
         print("need --group >= 1", file=sys.stderr)
         return 2
     for line in run(args.chain, args.households, args.batch, args.worst_case, args.operation, args.settle,
-                    args.group, args.traffic, args.seed):  # fmt: skip
+                    args.group, args.traffic, args.seed, args.calls):  # fmt: skip
         print(line, flush=True)
     return 0

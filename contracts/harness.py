@@ -29,20 +29,18 @@ from gridpact.core.eip712 import (
     sign_report,
     sign_terms,
 )
+from gridpact.core.statement import NO_READING as NO_READING  # re-exported for tests and benches
+from gridpact.core.statement import NO_WINDOW as NO_WINDOW
 
 Sig = tuple[bytes, bytes]
-NO_WINDOW = 2**32 - 1  # MeterItem: this side's statements are not in the call
 EMPTY_DIGEST = bytes.fromhex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")  # sha256("")
 
 
 def meter_reading(dev: str, secret: bytes, window_end: int, import_wh: int, export_wh: int) -> tuple:
-    """A MeterReading tuple: the figures of the statement at `window_end` and the device key's signature."""
+    """A window's reading tuple (docs/wire/meter-settlement-v1.md): the figures of the statement at `window_end` and the device key's signature."""
     st = statement.Statement(dev, window_end, import_wh, export_wh, 1, EMPTY_DIGEST)
     r, vs = statement.to_compact(statement.sign(statement.encode(st), secret))
     return (import_wh, export_wh, 1, EMPTY_DIGEST, (r, vs))
-
-
-NO_READING = (0, 0, 0, bytes(32), NO_SIG)  # MeterWindow.from: chain from the meter's last used window
 
 
 def household_key(index: int, salt: str = "gridpact-household") -> str:
@@ -152,7 +150,7 @@ class Community:
         start_counters: tuple[int, int] | None,
         end_counters: tuple[int, int],
     ) -> tuple:
-        """A MeterWindow tuple signed by the household's meter; counters are (import, export) cumulative Wh;
+        """A window tuple (`gridpact.core.statement.settlement_batch`) signed by the household's meter; counters are (import, export) cumulative Wh;
         `start_counters` None chains from the meter's last used window on chain."""
         frm = (
             NO_READING

@@ -32,35 +32,6 @@ interface IMarket {
         Sig buyerSig;
     }
 
-    /// @notice One meter statement's figures (docs/wire/statement-v1.md) and the device key's compact signature; the
-    ///         device id and the window end come from the enclosing `MeterWindow`.
-    struct MeterReading {
-        uint64 importWh;
-        uint64 exportWh;
-        uint32 readings;
-        bytes32 readingsDigest;
-        Sig sig;
-    }
-
-    /// @notice A household meter's signed statements at the start and the end of a delivery window. `from` with a zero
-    ///         signature means: start from the statement this meter's previous window ended with (kept on chain).
-    struct MeterWindow {
-        address household;
-        bytes32 device;
-        uint40 start;
-        uint40 end;
-        MeterReading from;
-        MeterReading to;
-    }
-
-    /// @notice One agreement settled from meter evidence: indexes into the call's windows (`NO_WINDOW`: that side's
-    ///         statements are not in this call).
-    struct MeterItem {
-        Terms terms;
-        uint32 sellerWindow;
-        uint32 buyerWindow;
-    }
-
     /// @notice Terms of an energy loan (q now, returned by `returnBy`), signed by lender and borrower.
     struct Loan {
         address lender;
@@ -181,4 +152,6 @@ interface IMarket {
     error MissingEvidence(bytes32 id);
     /// @dev Only the household itself or a KEEPER_ROLE / COMMUNITY_ROLE holder carries a household's meter window.
     error NotKeeper(address caller, address household);
+    /// @dev A `settleByMeters` batch that does not parse (docs/wire/meter-settlement-v1.md): its length and where it broke.
+    error MeterBatchMalformed(uint256 length, uint256 at);
 }

@@ -53,7 +53,7 @@ contract Market is MarketBase {
     ///         them without that meter's evidence (it counts once), so keepers are chosen by the community.
     bytes32 public constant KEEPER_ROLE = keccak256("KEEPER_ROLE");
 
-    /// @notice `MeterItem` window index for "this side's statements are not in the call".
+    /// @notice A `settleByMeters` item's window index for "this side's statements are not in the call".
     uint32 public constant NO_WINDOW = type(uint32).max;
 
     /// @dev A household's meter node's device key (its statements' chain lives in the household's Account slot).
@@ -322,18 +322,28 @@ contract Market is MarketBase {
         return (e.seller, e.buyer, e.sellerWh, e.buyerWh);
     }
 
-    /// @dev A window's figures within one `settleByMeters` call and the quantities its items claim on them.
+    /// @dev A window of one `settleByMeters` call: whose and when, its metered figures, the quantities its items claim.
     struct Pool {
+        address household;
+        uint40 start;
+        uint40 end;
+        bool bad;
         uint256 exportWh;
         uint256 importWh;
         uint256 sold;
         uint256 bought;
-        bool bad;
     }
 
-    /// @notice Settle agreements from their parties' meter statements; anyone may call, carrying its own meter's
-    ///         statements, and a keeper anyone's (the statements, signed by the meters' device keys, decide, not the
-    ///         caller). The seller is credited with its meter's export
+    // `settleByMeters` batch layout (docs/wire/meter-settlement-v1.md), in bytes, big-endian
+    uint256 private constant READING_SIZE = 116; // importWh 8, exportWh 8, readings 4, readingsDigest 32, r 32, vs 32
+    uint256 private constant WINDOW_HEAD = 63; // household 20, device 32, start 5, end 5, hasStart 1; then end reading
+    uint256 private constant ITEM_SIZE = 264; // Terms as its 8 EIP-712 words, sellerWindow 4, buyerWindow 4
+    uint256 private constant OPEN_SIZE = 384; // Terms as its 8 EIP-712 words, the seller's and the buyer's (r, vs)
+
+    /// @notice Settle agreements from their parties' meter statements, then open new ones (a keeper's hourly call:
+    ///         the window that ended and the one that started, each household's balance slot touched once).
+    ///         Anyone may settle, carrying its own meter's statements, and a keeper anyone's (the statements, signed
+    ///         by the meters' device keys, decide, not the caller). The seller is credited with its meter's export
     ///         over the delivery window, the buyer with its import, each shared pro rata to the agreed quantities
     ///         among the call's agreements on that window (never above an agreement's quantity, so order does not
     ///         matter); delivered is the smaller of the two, paid as in `_pay` (the seller forfeits the penalty on
@@ -341,43 +351,61 @@ contract Market is MarketBase {
     ///         side's statements only keeps that side's figure until the other's arrives; after the deadline
     ///         `reclaim` decides against the side that never came. Every Wh of a meter counts once: a window may not
     ///         start before the end of that meter's last used one, and an agreement may appear once per call.
+    ///         Opening is `submitAgreements` (members only); a refused item of either kind is skipped and reported by
+    ///         `BatchItemRejected` with its index among the call's items, then its opens.
+    /// @param batch Packed (docs/wire/meter-settlement-v1.md): a 2-byte window count, each window (household, device,
+    ///        start, end, whether a start statement follows, the end statement, then the start statement if any;
+    ///        without one the window chains from the meter's last used window); a 2-byte item count, each item (the
+    ///        Terms' 8 EIP-712 words and the seller's and buyer's window indexes, or `NO_WINDOW`); then to the end the
+    ///        agreements to open (the Terms' 8 words, the seller's and the buyer's compact signatures). Packed, not
+    ///        ABI-encoded: a window costs a third of the calldata and no per-field decoding.
     /// @return settled How many items were settled (recorded one-sided evidence does not count).
-    function settleByMeters(MeterWindow[] calldata windows, MeterItem[] calldata items)
-        external
-        nonReentrant
-        returns (uint256 settled)
-    {
-        Pool[] memory pools = new Pool[](windows.length);
-        bool keeper = hasRole(KEEPER_ROLE, msg.sender) || hasRole(COMMUNITY_ROLE, msg.sender);
-        for (uint256 w; w < windows.length; ++w) {
-            bytes memory err;
-            if (!keeper && windows[w].household != msg.sender) {
-                err = abi.encodeWithSelector(NotKeeper.selector, msg.sender, windows[w].household);
-            } else {
-                (pools[w].exportWh, pools[w].importWh, err) = _useWindow(windows[w]);
+    /// @return opened How many agreements were opened.
+    function settleByMeters(bytes calldata batch) external nonReentrant returns (uint256 settled, uint256 opened) {
+        uint256 base = _offset(batch);
+        uint256 end = base + batch.length;
+        (Pool[] memory pools, uint256 at) = _pools(batch, base);
+        uint256 n = at + 2 <= end ? _cd(at, 2) : type(uint256).max;
+        unchecked {
+            at += 2;
+            uint256 opens = at + n * ITEM_SIZE; // where the opens start (n < 2^16 unless malformed)
+            if (n > type(uint16).max || opens > end || (end - opens) % OPEN_SIZE != 0) {
+                revert MeterBatchMalformed(batch.length, at - 2 - base);
             }
-            if (err.length != 0) {
-                pools[w].bad = true;
-                emit MeterWindowRejected(w, windows[w].household, err);
-            }
+            settled = _settleItems(pools, at, n);
+            opened = _openItems(opens, (end - opens) / OPEN_SIZE, n);
         }
+    }
+
+    /// @dev The `n` items from calldata offset `at`: check each and claim its windows, then pay or keep evidence.
+    function _settleItems(Pool[] memory pools, uint256 at, uint256 n) private returns (uint256 settled) {
         // first pass: check every item and add its quantity to the windows it draws on
-        bytes[] memory errs = new bytes[](items.length);
-        bytes32[] memory ids = new bytes32[](items.length);
-        for (uint256 i; i < items.length; ++i) {
-            ids[i] = agreementId(items[i].terms);
-            errs[i] = _claim(windows, pools, items[i], ids[i]);
+        bytes[] memory errs = new bytes[](n);
+        bytes32[] memory ids = new bytes32[](n);
+        uint256 it = at; // the item's calldata offset (below the calldata size: no overflow)
+        for (uint256 i; i < n; ++i) {
+            bytes32 id = agreementId(_termsAt(it));
+            (uint256 sellerWindow, uint256 buyerWindow) = _windowsOf(it);
+            (ids[i], errs[i]) = (id, _claim(pools, it, sellerWindow, buyerWindow, id));
+            unchecked {
+                it += ITEM_SIZE;
+            }
         }
         address prov = _provider.account;
-        for (uint256 i; i < items.length; ++i) {
-            MeterItem calldata it = items[i];
-            Terms calldata t = it.terms;
+        it = at;
+        for (uint256 i; i < n; ++i) {
+            Terms calldata t = _termsAt(it);
+            (uint256 sellerWindow, uint256 buyerWindow) = _windowsOf(it);
+            (address seller, address buyer, uint64 q) = (_sellerOf(it), _buyerOf(it), _quantityOf(it));
+            uint64 nonce = _nonceOf(it);
+            unchecked {
+                it += ITEM_SIZE;
+            }
             bytes32 id = ids[i];
             bytes memory err = errs[i];
             _unmark(id);
-            uint64 q = t.quantityWh;
-            (bool sk, uint64 sw) = t.seller == prov ? (true, q) : _share(pools, it.sellerWindow, q, true);
-            (bool bk, uint64 bw) = t.buyer == prov ? (true, q) : _share(pools, it.buyerWindow, q, false);
+            (bool sk, uint64 sw) = seller == prov ? (true, q) : _share(pools, sellerWindow, q, true);
+            (bool bk, uint64 bw) = buyer == prov ? (true, q) : _share(pools, buyerWindow, q, false);
             if (err.length == 0 && !(sk && bk)) {
                 Evidence memory e = _evidence[id];
                 if (!sk && e.seller) (sk, sw) = (true, e.sellerWh);
@@ -395,25 +423,145 @@ contract Market is MarketBase {
                 continue;
             }
             uint64 d = sw < bw ? sw : bw;
-            _pay(id, _slots[t.seller][t.nonce], t, d, d);
+            _pay(id, _slots[seller][nonce], t, d, d);
             ++settled;
+        }
+    }
+
+    /// @dev Open the `m` agreements from calldata offset `at` as `submitAgreements` does (members only); refused
+    ///      ones are reported with indexes from `first`.
+    function _openItems(uint256 at, uint256 m, uint256 first) private returns (uint256 opened) {
+        if (m == 0) return 0;
+        _requireMember();
+        uint32 window = _params.reportWindow;
+        for (uint256 j; j < m; ++j) {
+            uint256 o = at; // fields read as in items: a dirty word changes the id, so no honest signature fits
+            Terms calldata t = _termsAt(o);
+            (Sig calldata sellerSig, Sig calldata buyerSig) = (_sigAt(o + 256), _sigAt(o + 320));
+            unchecked {
+                at += OPEN_SIZE;
+            }
+            bytes32 id = agreementId(t);
+            (address seller, address buyer) = (_sellerOf(o), _buyerOf(o));
+            bytes memory err = _sigError(id, sellerSig, seller);
+            if (err.length == 0) err = _sigError(id, buyerSig, buyer);
+            if (err.length == 0) {
+                err = _openWith(id, seller, buyer, _quantityOf(o), uint128(_cd(o + 112, 16)), uint40(_cd(o + 155, 5)),
+                    uint40(_cd(o + 187, 5)), _nonceOf(o), uint40(_cd(o + 251, 5)), window);
+            }
+            if (err.length == 0) ++opened;
+            else emit BatchItemRejected(first + j, id, err);
+        }
+    }
+
+    /// @dev Decode the batch's windows and use each (checked against its household's meter key and chain); a bad
+    ///      window is reported by `MeterWindowRejected` and its items get nothing from it. Returns the pools and
+    ///      where the items start.
+    function _pools(bytes calldata batch, uint256 base) private returns (Pool[] memory pools, uint256 at) {
+        // offsets within calldata: no overflow
+        unchecked {
+            uint256 end = base + batch.length;
+            at = base;
+            if (batch.length < 2) revert MeterBatchMalformed(batch.length, 0);
+            pools = new Pool[](_cd(at, 2));
+            at += 2;
+            bool keeper = hasRole(KEEPER_ROLE, msg.sender) || hasRole(COMMUNITY_ROLE, msg.sender);
+            for (uint256 w; w < pools.length; ++w) {
+                uint256 hasStart = at + WINDOW_HEAD + READING_SIZE <= end ? _cd(at + 62, 1) : 2;
+                uint256 size = WINDOW_HEAD + READING_SIZE * (1 + hasStart);
+                if (hasStart > 1 || at + size > end) revert MeterBatchMalformed(batch.length, at - base);
+                Pool memory p = pools[w];
+                (p.household, p.start, p.end) = (address(uint160(_cd(at, 20))), uint40(_cd(at + 52, 5)), uint40(_cd(at + 57, 5)));
+                bytes memory err;
+                if (!keeper && p.household != msg.sender) {
+                    err = abi.encodeWithSelector(NotKeeper.selector, msg.sender, p.household);
+                } else {
+                    (p.exportWh, p.importWh, err) = _useWindow(p, bytes32(_cd(at + 20, 32)), at + WINDOW_HEAD, hasStart == 1);
+                }
+                if (err.length != 0) {
+                    p.bad = true;
+                    emit MeterWindowRejected(w, p.household, err);
+                }
+                at += size;
+            }
+        }
+    }
+
+    /// @dev Where `b` starts in calldata.
+    function _offset(bytes calldata b) private pure returns (uint256 o) {
+        assembly ("memory-safe") {
+            o := b.offset
+        }
+    }
+
+    /// @dev `size` (1 to 32) bytes of calldata at offset `at`, big-endian.
+    function _cd(uint256 at, uint256 size) private pure returns (uint256 v) {
+        assembly ("memory-safe") {
+            v := shr(sub(256, shl(3, size)), calldataload(at))
+        }
+    }
+
+    /// @dev The seller's and the buyer's window indexes of the batch item at calldata offset `at`.
+    function _windowsOf(uint256 at) private pure returns (uint256 sellerWindow, uint256 buyerWindow) {
+        assembly ("memory-safe") {
+            let w := calldataload(add(at, 256))
+            sellerWindow := shr(224, w)
+            buyerWindow := and(shr(192, w), 0xffffffff)
+        }
+    }
+
+    /// @dev The compact signature (r, vs) at calldata offset `at`.
+    function _sigAt(uint256 at) private pure returns (Sig calldata sig) {
+        assembly ("memory-safe") {
+            sig := at
+        }
+    }
+
+    // A batch item's Terms fields read from the low bytes of their words, unchecked: a word with dirty high bits
+    // changes the agreement id (hashed from the raw words), which then matches no slot's tag, so such an item is
+    // refused (WrongStatus) before any of these values counts.
+    function _sellerOf(uint256 at) private pure returns (address) {
+        return address(uint160(_cd(at + 12, 20)));
+    }
+
+    function _buyerOf(uint256 at) private pure returns (address) {
+        return address(uint160(_cd(at + 44, 20)));
+    }
+
+    function _quantityOf(uint256 at) private pure returns (uint64) {
+        return uint64(_cd(at + 88, 8));
+    }
+
+    function _nonceOf(uint256 at) private pure returns (uint64) {
+        return uint64(_cd(at + 216, 8));
+    }
+
+    /// @dev The Terms whose 8 words start at calldata offset `at` (a batch item).
+    function _termsAt(uint256 at) private pure returns (Terms calldata t) {
+        assembly ("memory-safe") {
+            t := at
         }
     }
 
     /// @dev First pass for one item: open, delivered, once in this call (transient mark), windows its parties';
     ///      then its quantity counts in the share of each window it draws on. Returns the error data, or empty.
-    function _claim(MeterWindow[] calldata windows, Pool[] memory pools, MeterItem calldata it, bytes32 id)
+    function _claim(Pool[] memory pools, uint256 it, uint256 sellerWindow, uint256 buyerWindow, bytes32 id)
         private
         returns (bytes memory err)
     {
-        Terms calldata t = it.terms;
-        err = _evidenceOpenError(id, _slots[t.seller][t.nonce], t);
+        address seller = _sellerOf(it);
+        (uint40 start, uint40 end) = (uint40(_cd(it + 155, 5)), uint40(_cd(it + 187, 5)));
+        err = _evidenceOpenError(id, _slots[seller][_nonceOf(it)], end);
         if (err.length == 0 && !_mark(id)) err = _err(WrongStatus.selector, id, uint8(Status.Active));
-        if (err.length == 0) err = _windowError(windows, it.sellerWindow, t.seller, t, id);
-        if (err.length == 0) err = _windowError(windows, it.buyerWindow, t.buyer, t, id);
+        if (err.length == 0) err = _windowError(pools, sellerWindow, seller, start, end, id);
+        if (err.length == 0) err = _windowError(pools, buyerWindow, _buyerOf(it), start, end, id);
         if (err.length != 0) return err; // a rejected item claims nothing
-        if (it.sellerWindow != NO_WINDOW && !pools[it.sellerWindow].bad) pools[it.sellerWindow].sold += t.quantityWh;
-        if (it.buyerWindow != NO_WINDOW && !pools[it.buyerWindow].bad) pools[it.buyerWindow].bought += t.quantityWh;
+        uint64 q = _quantityOf(it);
+        unchecked {
+            // sums of uint64 quantities over at most 2^16 windows' items: no overflow
+            if (sellerWindow != NO_WINDOW) pools[sellerWindow].sold += q;
+            if (buyerWindow != NO_WINDOW) pools[buyerWindow].bought += q;
+        }
     }
 
     /// @dev Mark `id` for this call in transient storage; false when it was marked already (a duplicate item).
@@ -432,81 +580,93 @@ contract Market is MarketBase {
 
     /// @dev The error when window `index` is not `party`'s meter over the agreement's delivery window (none for
     ///      NO_WINDOW).
-    function _windowError(MeterWindow[] calldata windows, uint32 index, address party, Terms calldata t, bytes32 id)
+    function _windowError(Pool[] memory pools, uint256 index, address party, uint40 start, uint40 end, bytes32 id)
         private
         pure
         returns (bytes memory)
     {
-        if (index == NO_WINDOW) return "";
-        if (index >= windows.length) return abi.encodeWithSelector(MeterWindowMismatch.selector, id, index);
-        MeterWindow calldata w = windows[index];
-        if (w.household != party || w.start != t.deliveryStart || w.end != t.deliveryEnd) {
+        if (index == NO_WINDOW) return _none();
+        if (index >= pools.length) return abi.encodeWithSelector(MeterWindowMismatch.selector, id, index);
+        Pool memory p = pools[index];
+        if (p.household != party || p.start != start || p.end != end) {
             return abi.encodeWithSelector(MeterWindowMismatch.selector, id, index);
         }
-        return "";
+        return _none();
     }
 
     /// @dev An item's pro-rata share of its window's export (seller) or import (buyer): q * min(metered, claimed) /
     ///      claimed, so the shares never exceed what the meter measured nor any agreement's quantity.
-    function _share(Pool[] memory pools, uint32 index, uint64 q, bool seller) private pure returns (bool, uint64) {
-        if (index == NO_WINDOW || index >= pools.length || pools[index].bad) return (false, 0);
+    function _share(Pool[] memory pools, uint256 index, uint64 q, bool seller) private pure returns (bool, uint64) {
+        if (index >= pools.length) return (false, 0); // NO_WINDOW included
         Pool memory p = pools[index];
         (uint256 metered, uint256 claimed) = seller ? (p.exportWh, p.sold) : (p.importWh, p.bought);
-        if (claimed == 0) return (false, 0);
+        if (p.bad || claimed == 0) return (false, 0);
         uint256 used = metered < claimed ? metered : claimed;
-        return (true, uint64(uint256(q) * used / claimed));
+        unchecked {
+            return (true, uint64(uint256(q) * used / claimed)); // q * claimed < 2^144
+        }
     }
 
-    /// @dev Check a window's statements against the household's meter key, chain it to (or check it after) the
-    ///      meter's last used window and mark it used. Returns (export, import) over the window, or the error.
-    function _useWindow(MeterWindow calldata w) private returns (uint256 exp, uint256 imp, bytes memory err) {
-        address key = _meterKeys[w.household];
-        Account storage acc = _accounts[w.household];
-        if (key == address(0)) return (0, 0, abi.encodeWithSelector(MeterNotSet.selector, w.household));
-        if (w.start % 1 hours != 0 || w.end % 1 hours != 0 || w.start >= w.end || w.end > block.timestamp) {
-            return (0, 0, abi.encodeWithSelector(MeterWindowInvalid.selector, w.household, w.start, w.end, block.timestamp));
+    /// @dev Check a window's statements (the end one at calldata offset `to`, the start one after it when `hasStart`)
+    ///      against the household's meter key, chain it to (or check it after) the meter's last used window and mark
+    ///      it used. Returns (export, import) over the window, or the error.
+    function _useWindow(Pool memory p, bytes32 device, uint256 to, bool hasStart)
+        private
+        returns (uint256 exp, uint256 imp, bytes memory err)
+    {
+        (address household, uint40 start, uint40 end) = (p.household, p.start, p.end);
+        address key = _meterKeys[household];
+        Account storage acc = _accounts[household];
+        if (key == address(0)) return (0, 0, abi.encodeWithSelector(MeterNotSet.selector, household));
+        if (start % 1 hours != 0 || end % 1 hours != 0 || start >= end || end > block.timestamp) {
+            return (0, 0, abi.encodeWithSelector(MeterWindowInvalid.selector, household, start, end, block.timestamp));
         }
         uint256 used = uint256(acc.meterHour) * 1 hours;
-        if (w.start < used) return (0, 0, abi.encodeWithSelector(MeterEvidenceUsed.selector, w.household, w.start, used));
-        MeterReading calldata to = w.to;
-        err = _readingError(w.device, w.end, to, key);
+        if (start < used) return (0, 0, abi.encodeWithSelector(MeterEvidenceUsed.selector, household, start, used));
+        err = _readingError(device, end, to, key);
         if (err.length != 0) return (0, 0, err);
-        MeterReading calldata from = w.from;
-        if (from.sig.r == bytes32(0) && from.sig.vs == bytes32(0)) {
-            if (w.start != used) return (0, 0, abi.encodeWithSelector(MeterNoStart.selector, w.household, w.start, used));
+        (uint256 imp1, uint256 exp1) = (_cd(to, 8), _cd(to + 8, 8));
+        if (!hasStart) {
+            if (start != used) return (0, 0, abi.encodeWithSelector(MeterNoStart.selector, household, start, used));
             unchecked {
-                exp = uint32(uint32(to.exportWh) - acc.exportLo);
-                imp = uint32(uint32(to.importWh) - acc.importLo);
+                exp = uint32(uint32(exp1) - acc.exportLo);
+                imp = uint32(uint32(imp1) - acc.importLo);
             }
         } else {
-            err = _readingError(w.device, w.start, from, key);
+            uint256 from = to + READING_SIZE;
+            err = _readingError(device, start, from, key);
             if (err.length != 0) return (0, 0, err);
-            if (to.exportWh < from.exportWh || to.importWh < from.importWh) {
-                return (0, 0, abi.encodeWithSelector(MeterCountersBackwards.selector, w.household, w.start, w.end));
+            (uint256 imp0, uint256 exp0) = (_cd(from, 8), _cd(from + 8, 8));
+            if (exp1 < exp0 || imp1 < imp0) {
+                return (0, 0, abi.encodeWithSelector(MeterCountersBackwards.selector, household, start, end));
             }
-            (exp, imp) = (to.exportWh - from.exportWh, to.importWh - from.importWh);
+            (exp, imp) = (exp1 - exp0, imp1 - imp0);
         }
-        (acc.meterHour, acc.importLo, acc.exportLo) = (uint32(w.end / 1 hours), uint32(to.importWh), uint32(to.exportWh));
+        (acc.meterHour, acc.importLo, acc.exportLo) = (uint32(end / 1 hours), uint32(imp1), uint32(exp1));
     }
 
-    function _readingError(bytes32 device, uint40 end, MeterReading calldata r, address key)
-        private
-        pure
-        returns (bytes memory)
-    {
-        bytes32 digest = MeterStatement.digestOf(device, end, r.importWh, r.exportWh, r.readings, r.readingsDigest);
-        return _sigError(digest, r.sig, key);
+    /// @dev The BadSignature error data unless the statement at calldata offset `at` (figures, then r and vs) for
+    ///      `device`'s window ending `end` is signed by `key`.
+    function _readingError(bytes32 device, uint40 end, uint256 at, address key) private view returns (bytes memory) {
+        bytes32 digest = MeterStatement.digestOf(
+            device, end, uint64(_cd(at, 8)), uint64(_cd(at + 8, 8)), uint32(_cd(at + 16, 4)), bytes32(_cd(at + 20, 32))
+        );
+        Sig calldata sig;
+        assembly ("memory-safe") {
+            sig := add(at, 52)
+        }
+        return _sigError(digest, sig, key);
     }
 
     /// @dev Evidence is taken from the end of delivery until the agreement's deadline, while Active or Disputed.
-    function _evidenceOpenError(bytes32 id, Slot storage s, Terms calldata t) private view returns (bytes memory) {
+    function _evidenceOpenError(bytes32 id, Slot storage s, uint256 deliveryEnd) private view returns (bytes memory) {
         Slot memory m = s;
         if (m.tag != _tag(id) || (m.status != Status.Active && m.status != Status.Disputed)) {
             return _err(WrongStatus.selector, id, _statusOf(m, id));
         }
-        if (block.timestamp < t.deliveryEnd) return _err(TooEarly.selector, id, block.timestamp, t.deliveryEnd);
+        if (block.timestamp < deliveryEnd) return _err(TooEarly.selector, id, block.timestamp, deliveryEnd);
         if (block.timestamp > m.deadline) return _err(TooLate.selector, id, block.timestamp, m.deadline);
-        return "";
+        return _none();
     }
 
     // ------------------------------------------------------------------ internals
@@ -585,9 +745,15 @@ contract Market is MarketBase {
             return abi.encodeWithSelector(InsufficientBalance.selector, buyer, acc.balance, escrow);
         }
         _debit(acc, buyer, escrow);
-        _slots[seller][nonce] = Slot(_tag(id), Status.Active, uint40(deadline), false, false);
+        // Slot(tag, Active, deadline, false, false) in one SSTORE (a struct literal is stored member by member):
+        // tag in bits 0-191, status 192-199, deadline 200-239, the report flags above (false)
+        uint256 word = uint256(_tag(id)) | (uint256(uint8(Status.Active)) << 192) | (deadline << 200);
+        Slot storage slot = _slots[seller][nonce];
+        assembly ("memory-safe") {
+            sstore(slot.slot, word)
+        }
         emit AgreementSubmitted(id, seller, buyer, quantityWh, unitPrice);
-        return "";
+        return _none();
     }
 
     function _reportableError(bytes32 id, Slot memory m, Terms calldata t) private view returns (bytes memory) {
@@ -598,7 +764,7 @@ contract Market is MarketBase {
             return _err(TooEarly.selector, id, block.timestamp, t.deliveryEnd);
         }
         if (block.timestamp > m.deadline) return _err(TooLate.selector, id, block.timestamp, m.deadline);
-        return "";
+        return _none();
     }
 
     /// @dev A batch item's two reports (stored on chain or signed in the item), or the error that rejects it.
@@ -677,7 +843,9 @@ contract Market is MarketBase {
     }
 
     function _penalty(uint64 undeliveredWh, uint128 p) private view returns (uint256) {
-        return value(undeliveredWh, p) * _params.penaltyBps / 10_000;
+        unchecked {
+            return value(undeliveredWh, p) * _params.penaltyBps / 10_000; // below 2^208
+        }
     }
 
     /// @dev Returns the custom error data instead of reverting (nothing changed then), empty when closed. Anyone may
@@ -698,7 +866,7 @@ contract Market is MarketBase {
             // buyer: charged the seller's metered export)
             uint64 d = e.seller ? (e.buyer && e.buyerWh < e.sellerWh ? e.buyerWh : e.sellerWh) : 0;
             _pay(id, s, t, d, d);
-            return "";
+            return _none();
         }
         if (m.sellerReported || m.buyerReported) {
             // a silent party takes the other's figure; a dispute keeps both: seller paid the lower, buyer charged
@@ -710,12 +878,12 @@ contract Market is MarketBase {
             (sw, bw) = (sw < q ? sw : q, bw < q ? bw : q);
             (uint64 lo, uint64 hi) = sw < bw ? (sw, bw) : (bw, sw);
             _pay(id, s, t, lo, hi);
-            return "";
+            return _none();
         }
         s.status = Status.Refunded;
         uint256 escrow = value(t.quantityWh, t.unitPrice);
         _credit(_accounts[t.buyer], escrow);
         emit EscrowReclaimed(id, t.buyer, escrow);
-        return "";
+        return _none();
     }
 }

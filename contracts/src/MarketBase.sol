@@ -101,10 +101,14 @@ abstract contract MarketBase is IMarket, AccessControl, EIP712, Nonces, Reentran
 
     /// @dev Callers that may submit or settle on behalf of signers: any registered gateway or the community.
     modifier onlyMember() {
+        _requireMember();
+        _;
+    }
+
+    function _requireMember() internal view {
         if (!_accounts[msg.sender].registered && !hasRole(COMMUNITY_ROLE, msg.sender)) {
             revert NotRegistered(msg.sender);
         }
-        _;
     }
 
     // ------------------------------------------------------------------ participants and parameters
@@ -238,8 +242,12 @@ abstract contract MarketBase is IMarket, AccessControl, EIP712, Nonces, Reentran
         if (err != ECDSA.RecoverError.NoError || recovered != expected) {
             return abi.encodeWithSelector(BadSignature.selector, digest, expected, recovered);
         }
-        return "";
+        return _none();
     }
+
+    /// @dev "No error": empty bytes at the zero slot, so the checks that pass (most, in batch loops) allocate nothing,
+    ///      where a `""` literal would allocate each time.
+    function _none() internal pure returns (bytes memory nothing) {}
 
     /// @dev Revert with `err` (custom error data) when it is not empty: one check serves single calls and batches.
     function _bubble(bytes memory err) internal pure {
@@ -328,6 +336,8 @@ abstract contract MarketBase is IMarket, AccessControl, EIP712, Nonces, Reentran
 
     /// @notice Value of `quantityWh` at `unitPrice` per kWh, rounded down.
     function value(uint64 quantityWh, uint128 unitPrice) public pure returns (uint256) {
-        return uint256(quantityWh) * unitPrice / 1000;
+        unchecked {
+            return uint256(quantityWh) * unitPrice / 1000; // below 2^192: cannot overflow
+        }
     }
 }

@@ -8,6 +8,7 @@ transaction instead of a new one. Terms are signed as EIP-712 typed data with th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -27,6 +28,8 @@ from gateway.chain.journal import TxRecord
 from gateway.chain.sender import TxSender
 from gridpact.core import settlement
 from gridpact.core.eip712 import TERMS_NAMES, Domain, Terms, agreement_id, compact, typed_data
+from gridpact.core.statement import NO_WINDOW as NO_WINDOW  # re-exported for the keeper
+from gridpact.core.statement import settlement_batch
 
 
 class Status(IntEnum):
@@ -127,9 +130,6 @@ class _BoundView:
         return out[0] if len(out) == 1 else list(out)
 
 
-NO_WINDOW = 2**32 - 1  # MeterItem: that side's statements are not in the call
-
-
 class Market:
     """One Market deployment seen through this gateway's sender."""
 
@@ -217,16 +217,6 @@ class Market:
         )
         return self.sender.send(f"submit:{self.agreement_id(terms)}", fn)
 
-    def submit_many(self, key: str, signed: list[tuple[Terms, str, str]]) -> TxRecord:
-        """A keeper's `submitAgreements`: each (terms, seller's signature, buyer's signature); the contract
-        skips an item that would revert alone and reports it (`BatchItemRejected`)."""
-        fn = self.contract.functions.submitAgreements(
-            [t.as_tuple() for t, _, _ in signed],
-            [to_compact(s) for _, s, _ in signed],
-            [to_compact(b) for _, _, b in signed],
-        )
-        return self.sender.send(key, fn)
-
     def _events(self, logs: list[Any], name: str) -> list[Any]:
         """The Market's events called `name` among a receipt's logs, decoded (others' logs left out)."""
         event = self.contract.events[name]()
@@ -240,11 +230,13 @@ class Market:
                 continue
         return found
 
-    def batch_rejections(self, logs: list[Any]) -> list[str]:
-        """The custom error name of each item a batch call skipped (its `BatchItemRejected` events)."""
+    def batch_rejections(self, logs: list[Any], first: int = 0) -> list[str]:
+        """The custom error name of each item a batch call skipped (its `BatchItemRejected` events), of
+        those from index `first` on (a keeper's round: its settlement items, then the agreements it opens)."""
         return [
             decode_revert(bytes(e["args"]["reason"]), self.sender.abi).name
             for e in self._events(logs, "BatchItemRejected")
+            if int(e["args"]["index"]) >= first
         ]
 
     def report(self, terms: Terms, delivered_wh: int) -> TxRecord:
@@ -261,13 +253,19 @@ class Market:
         """Send this household's meter window with all its agreements on it (`settleByMeters`): each
         (terms, we are the seller). The window counts once on chain, so they go together."""
         items = [(t.as_tuple(), *((0, NO_WINDOW) if seller else (NO_WINDOW, 0))) for t, seller in agreements]
-        fn = self.contract.functions.settleByMeters([window], items)
+        fn = self.contract.functions.settleByMeters(settlement_batch([window], items))
         return self.sender.send(f"meters:{key}", fn)
 
-    def settle_windows(self, key: str, windows: list[tuple], items: list[tuple]) -> TxRecord:
+    def settle_windows(
+        self, key: str, windows: list[tuple], items: list[tuple], opens: Sequence[tuple[Terms, str, str]] = ()
+    ) -> TxRecord:
         """A keeper's `settleByMeters`: every household's window of one delivery window and every agreement
-        on it, each item (terms, seller's window index, buyer's window index)."""
-        return self.sender.send(key, self.contract.functions.settleByMeters(windows, items))
+        on it, each item (terms, seller's window index, buyer's window index); then the agreements to open,
+        each (terms, seller's signature, buyer's signature), in the same call."""
+        signed = [(t.as_tuple(), to_compact(s), to_compact(b)) for t, s, b in opens]
+        return self.sender.send(
+            key, self.contract.functions.settleByMeters(settlement_batch(windows, items, signed))
+        )
 
     def evidence_of(self, terms: Terms) -> tuple[bool, bool]:
         """(seller's, buyer's) meter figure recorded on chain for an agreement still waiting for the other."""

@@ -143,7 +143,7 @@ class KeeperConfig:
     settle_delay_s: float = 30.0  # after a window ends, how long statements may arrive before the call
     group_windows: int = 1  # consecutive windows settled in one call (cheaper; gateways' grace must cover it)
     submit_delay_s: float = (
-        10.0  # after a window starts, how long agreements may arrive before one submit call
+        30.0  # after a window starts, how long agreements may arrive; equal to settle_delay_s: one call
     )
 
 

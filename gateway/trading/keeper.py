@@ -187,7 +187,7 @@ class KeeperBook:
     def plan(
         self, ends: list[int], used_until: Callable[[str], int], provider: str, open_: Callable[[Terms], bool]
     ) -> tuple[list[tuple], list[tuple]]:
-        """(windows, items) of the windows ending at `ends` (ascending): one MeterWindow per household with a
+        """(windows, items) of the windows ending at `ends` (ascending): one window per household with a
         usable statement per window (chained when its meter's last used window, on chain or earlier in this
         call, ends at the start), then every open agreement with its parties' window indices (NO_WINDOW for
         the provider or a missing one)."""
@@ -395,6 +395,12 @@ class Keeper:
 
     def settle(self, ends: list[int]) -> int:
         """One `settleByMeters` for the windows ending at `ends`; the number of agreements it carried."""
+        return self.round([], ends)[0]
+
+    def _plan(self, ends: list[int]) -> tuple[list[tuple], list[tuple]]:
+        """The windows and items of the rounds ending at `ends` (then done here)."""
+        if not ends:
+            return [], []
         provider = str(self.market.contract.functions.provider().call()[0])
 
         def open_(t: Terms) -> bool:
@@ -404,14 +410,45 @@ class Keeper:
         for end in ends:
             self.book.done.add(end)
             self.book.agreements.pop(end, None)
-        if not items:
-            return 0
-        record = self.market.settle_windows(f"keeper:{ends[0]}:{ends[-1]}", windows, items)
+        return windows, items
+
+    def round(self, due: list[tuple[str, SignedAgreement]], ends: list[int]) -> tuple[int, int]:
+        """One `settleByMeters` that settles the windows ending at `ends` and opens the held agreements
+        `due`: the hour's two jobs in one call, so each household's balance slot is touched once and the
+        base cost paid once (docs/keeper.md). Returns (agreements carried, agreements opened).
+
+        Journaled under a key naming the windows and a digest of the ids opened: a restart re-broadcasts
+        the same transaction. An item the chain refuses is skipped by the contract and counted here."""
+        windows, items = self._plan(ends)
+        todo = self._todo(due)
+        if not items and not todo:
+            return 0, 0
+        opens = [(a.terms, a.seller_sig, a.buyer_sig) for _, a in todo]
+        if todo:
+            digest = keccak(b"".join(bytes.fromhex(aid[2:]) for aid, _ in sorted(todo))).hex()[:16]
+            key = f"keeper-submit:{todo[0][1].terms.deliveryStart}:{digest}"
+            key = f"keeper:{ends[0]}:{ends[-1]}:{key}" if items else key
+        else:
+            key = f"keeper:{ends[0]}:{ends[-1]}"
+        record = self.market.settle_windows(key, windows, items, opens)
         receipt = self.market.sender.wait(record.key)
-        self.count("keeper_settled" if receipt.status == 1 else "keeper_failed")
-        log.info("event=keeper_settled end=%d windows=%d items=%d gas=%d", ends[-1], len(windows), len(items),
-                 receipt.gas_used)  # fmt: skip
-        return len(items)
+        if receipt.status != 1:
+            self.count("keeper_failed" if items else "keeper_submit_failed")
+            if items and todo:
+                self.count("keeper_submit_failed")
+            return 0, 0
+        opened = 0
+        if items:
+            self.count("keeper_settled")
+        if todo:
+            refused = self.market.batch_rejections(receipt.logs, first=len(items))
+            for name in refused:
+                self.count(f"keeper_submit_refused_{name}")
+            opened = len(todo) - len(refused)
+            self.count("keeper_submitted")
+        log.info("event=keeper_round end=%d windows=%d items=%d opened=%d gas=%d", ends[-1] if ends else 0,
+                 len(windows), len(items), opened, receipt.gas_used)  # fmt: skip
+        return len(items), opened
 
     def accept_agreement(self, payload: bytes, now: int) -> str | None:
         """Parse and verify a published agreement and hold it for the next round; the rejection reason, or None."""
@@ -422,28 +459,15 @@ class Keeper:
         return self.submits.add(signed, self.market.domain, now)
 
     def submit(self, due: list[tuple[str, SignedAgreement]]) -> int:
-        """One `submitAgreements` with the held agreements not yet open on chain; the number it opened.
+        """The held agreements `due` not yet open on chain, opened in one call; the number it opened."""
+        return self.round(due, [])[1]
 
-        Journaled under `keeper-submit:<first start>:<ids digest>`: a restart re-broadcasts the same
-        transaction. An item the chain refuses (slot busy, balance, expired) is skipped by the contract
-        and counted here; the others open."""
+    def _todo(self, due: list[tuple[str, SignedAgreement]]) -> list[tuple[str, SignedAgreement]]:
+        """Of the agreements `due` (then taken from the book), those not already open on chain."""
+        if not due:
+            return []
         self.submits.taken([aid for aid, _ in due])
         todo = [(aid, a) for aid, a in due if self.market.agreement(a.terms).status is Status.NONE]
         if len(todo) < len(due):
             self.count("keeper_submit_already_open")
-        if not todo:
-            return 0
-        digest = keccak(b"".join(bytes.fromhex(aid[2:]) for aid, _ in sorted(todo))).hex()[:16]
-        key = f"keeper-submit:{todo[0][1].terms.deliveryStart}:{digest}"
-        record = self.market.submit_many(key, [(a.terms, a.seller_sig, a.buyer_sig) for _, a in todo])
-        receipt = self.market.sender.wait(record.key)
-        if receipt.status != 1:
-            self.count("keeper_submit_failed")
-            return 0
-        refused = self.market.batch_rejections(receipt.logs)
-        for name in refused:
-            self.count(f"keeper_submit_refused_{name}")
-        opened = len(todo) - len(refused)
-        self.count("keeper_submitted")
-        log.info("event=keeper_submitted items=%d opened=%d gas=%d", len(todo), opened, receipt.gas_used)
-        return opened
+        return todo

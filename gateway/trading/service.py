@@ -512,7 +512,7 @@ async def run_keeper(
     delay: float,
     me: str,
     group: int = 1,
-    submit_delay: float = 10.0,
+    submit_delay: float = 30.0,
 ) -> None:
     """Collect every household's publication from the community broker, settle each window once; collect
     the doubly-signed agreements, submit each window's in one call `submit_delay` after it starts."""
@@ -560,20 +560,22 @@ async def run_keeper(
                                 log.warning("event=keeper_accept_error error=%s", str(exc)[:200])
                             kept = "keeper_agreement" if is_agreement else "keeper_statement"
                             keeper.count(f"keeper_rejected_{reason}" if reason else kept)
+                        # what falls due together goes in one call (equal delays: the window that ended and
+                        # the one that started, each household's balance slot touched once)
                         due = keeper.submits.due(int(clock.now()), submit_delay)
-                        if due:
-                            try:
-                                await runner.call(keeper.submit, due)
-                            except Exception as exc:  # the parties' fallback submits what this missed
-                                keeper.count("keeper_submit_failed")
-                                log.warning("event=keeper_submit_failed items=%d error=%s", len(due), exc)
                         ends = keeper.book.due(int(clock.now()), delay, group)
-                        if ends:
+                        if due or ends:
                             try:
-                                await runner.call(keeper.settle, ends)
-                            except Exception as exc:  # the gateways' fallback settles what this missed
-                                keeper.count("keeper_failed")
-                                log.warning("event=keeper_failed end=%d error=%s", ends[-1], exc)
+                                await runner.call(keeper.round, due, ends)
+                            except (
+                                Exception
+                            ) as exc:  # the parties' fallbacks submit and settle what this missed
+                                for failed, what in (("keeper_submit_failed", due), ("keeper_failed", ends)):
+                                    if what:
+                                        keeper.count(failed)
+                                log.warning(
+                                    "event=keeper_failed items=%d ends=%s error=%s", len(due), ends, exc
+                                )
                         # asleep until a publication arrives or a round falls due (at most 30 s, at least 0.5 s)
                         due_at = min(keeper.submits.next_at(submit_delay), keeper.book.next_at(delay, group))
                         await _wake_or_sleep(arrived, clock, min(30.0, max(0.5, due_at - clock.now())))

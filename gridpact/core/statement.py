@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import struct
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import coincurve
@@ -110,19 +111,20 @@ def to_compact(sig: bytes) -> tuple[bytes, bytes]:
 
 
 def reading_args(raw: bytes, sig: bytes) -> tuple:
-    """The `MeterReading` tuple of a signed statement: (importWh, exportWh, readings, readingsDigest, (r, vs))."""
+    """A signed statement as a window's reading (docs/wire/meter-settlement-v1.md): (importWh, exportWh,
+    readings, readingsDigest, (r, vs))."""
     st = decode(raw)
     return (st.import_wh, st.export_wh, st.readings, st.readings_digest, to_compact(sig))
 
 
 NO_READING: tuple = (0, 0, 0, bytes(32), (bytes(32), bytes(32)))
-"""`MeterWindow.from` meaning: start from the statement the meter's previous window on chain ended with."""
+"""A window's start reading meaning: start from the statement the meter's previous window on chain ended with."""
 
 
 def window_args(
     household: str, start: int, end: int, first: tuple[bytes, bytes] | None, last: tuple[bytes, bytes]
 ) -> tuple:
-    """The `MeterWindow` tuple for `settleByMeters` from signed statements at the window's start (None:
+    """A window (household, device, start, end, start reading, end reading) for `settlement_batch` from signed statements at the window's start (None:
     chained on chain) and end, each (statement bytes, r || s || v); both must be one device's."""
     end_st = decode(last[0])
     if end_st.window_end != end or (first is not None and decode(first[0]).window_end != start):
@@ -131,6 +133,54 @@ def window_args(
         raise StatementRejected("device", "start and end statements of different devices")
     start_args = NO_READING if first is None else reading_args(*first)
     return (household, device_word(end_st.dev), start, end, start_args, reading_args(*last))
+
+
+NO_WINDOW = 2**32 - 1
+"""A batch item's window index for "this side's statements are not in the call"."""
+
+READING_SIZE = 116  # importWh 8, exportWh 8, readings 4, readingsDigest 32, r 32, vs 32
+ITEM_SIZE = 264  # the Terms' 8 EIP-712 words, sellerWindow 4, buyerWindow 4
+OPEN_SIZE = 384  # the Terms' 8 EIP-712 words, the seller's and the buyer's (r, vs)
+
+
+def settlement_batch(windows: Sequence[tuple], items: Sequence[tuple], opens: Sequence[tuple] = ()) -> bytes:
+    """The packed argument of `Market.settleByMeters` (docs/wire/meter-settlement-v1.md).
+
+    `windows` are `window_args` tuples, `items` (terms tuple, seller window, buyer window) and `opens`
+    (terms tuple, seller's (r, vs), buyer's (r, vs)): a 2-byte window count, each window (household,
+    device, start, end, 1 when a start statement follows, the end statement, the start statement), a
+    2-byte item count, the items, then the agreements to open. A start reading with a zero signature
+    (`NO_READING`) chains from the meter's last used window."""
+    out = bytearray(len(windows).to_bytes(2, "big"))
+    for household, device, start, end, first, last in windows:
+        chained = bytes(first[4][0]) == bytes(32) and bytes(first[4][1]) == bytes(32)
+        out += _address(household) + bytes(device) + start.to_bytes(5, "big") + end.to_bytes(5, "big")
+        out += bytes([0 if chained else 1]) + _reading(last) + (b"" if chained else _reading(first))
+    out += len(items).to_bytes(2, "big")
+    for terms, seller_window, buyer_window in items:
+        out += _terms_words(terms) + seller_window.to_bytes(4, "big") + buyer_window.to_bytes(4, "big")
+    for terms, (seller_r, seller_vs), (buyer_r, buyer_vs) in opens:
+        out += _terms_words(terms) + bytes(seller_r) + bytes(seller_vs) + bytes(buyer_r) + bytes(buyer_vs)
+    return bytes(out)
+
+
+def _terms_words(terms: Sequence[str | int]) -> bytes:
+    """Terms as the 8 words of its EIP-712 encoding (addresses left-padded, integers big-endian)."""
+    words = [_address(f).rjust(32, b"\0") if isinstance(f, str) else f.to_bytes(32, "big") for f in terms]
+    return b"".join(words)
+
+
+def _reading(r: tuple) -> bytes:
+    import_wh, export_wh, readings, digest_, (sig_r, sig_vs) = r
+    raw = import_wh.to_bytes(8, "big") + export_wh.to_bytes(8, "big") + readings.to_bytes(4, "big")
+    return raw + bytes(digest_) + bytes(sig_r) + bytes(sig_vs)
+
+
+def _address(value: str) -> bytes:
+    raw = bytes.fromhex(value.removeprefix("0x"))
+    if len(raw) != 20:
+        raise ValueError(f"not an address: {value!r}")
+    return raw
 
 
 def device_word(dev: str) -> bytes:

@@ -74,6 +74,20 @@ def call_of(market: Any, event: Any) -> tuple[str, str]:
     return seen[tx_hash]
 
 
+def path_gas(market: Any) -> tuple[int, int]:
+    """(gas, transactions) of every Market transaction that opened, settled, reported or reclaimed an
+    agreement: what the agreements' whole lives cost on chain, the keeper's hourly calls included."""
+    names = (
+        "AgreementSubmitted",
+        "AgreementSettled",
+        "EscrowReclaimed",
+        "DeliveryReported",
+        "MeterEvidenceRecorded",
+    )
+    txs = {bytes(e["transactionHash"]) for name in names for e in _logs(market, name)}
+    return sum(int(market.w3.eth.get_transaction_receipt(h)["gasUsed"]) for h in txs), len(txs)
+
+
 def open_agreements(market: Any) -> int:
     """Submitted agreements neither settled nor reclaimed (disputes count as open)."""
     submitted = {bytes(e["args"]["id"]) for e in _logs(market, "AgreementSubmitted")}

@@ -11,6 +11,7 @@ from typing import Any
 from hil.community.agentledger import (
     ChainAgreement,
     apply_to_result,
+    path_gas,
     read_agreements,
     replay,
     under_delivered,
@@ -85,7 +86,10 @@ def check_chain(world: AgentWorld, result: EngineResult, still_open: int) -> Non
     disputes = sum(ag.disputed for ag in agreements)
     by_meters = sum(ag.by_meters for ag in agreements if ag.delivered is not None)
     by_keeper = sum(ag.by_meters and ag.settled_by == KEEPER for ag in agreements if ag.delivered is not None)
-    world.settlement = {"settled": len(settled), "from_meter_statements": by_meters, "by_keeper": by_keeper}
+    gas, txs = path_gas(market)
+    per_agreement = round(gas / len(agreements)) if agreements else 0
+    world.settlement = {"settled": len(settled), "from_meter_statements": by_meters, "by_keeper": by_keeper,
+                        "gas_per_agreement": per_agreement}  # fmt: skip
     world.checks += [
         f"agreements made by the gateways over MQTT and submitted on chain: {len(agreements)} "
         f"(journals: {', '.join(f'{k} {v}' for k, v in sorted(states.items())) or 'none'})",
@@ -94,6 +98,8 @@ def check_chain(world: AgentWorld, result: EngineResult, still_open: int) -> Non
         f"on chain: {len(settled)} settlements ({by_meters} from the meters' signed statements, "
         f"settleByMeters, {by_keeper} of them in the keeper's hourly call; {len(settled) - by_meters} from "
         "the parties' delivery reports)",
+        f"gas on the agreements' path: {per_agreement:,} per agreement ({txs} transactions opening, settling, "
+        "reporting or reclaiming them, the keeper's hourly calls included)",
         f"per-household free balances on chain equal the replayed ledger: {same}",
         f"tokens conserved on chain (minted {minted / unit:g}, held by the market {holds / unit:g}, "
         f"in escrow {ledger.escrowed() / unit:g}, treasury {ledger.treasury / unit:g}): {conserved}",

@@ -33,7 +33,7 @@ NO_RPC = "http://127.0.0.1:1"  # a [chain] rpc_url never used: the simulator inj
 KEEPER = 0  # the household whose gateway runs the community keeper ([keeper], docs/keeper.md)
 KEEPER_DELAY_S = 30.0  # after an hour ends, how long the keeper waits for the meters' statements
 KEEPER_GRACE_S = 900.0  # after an hour ends, how long each gateway leaves its meter window to the keeper
-KEEPER_SUBMIT_DELAY_S = 10.0  # after an hour starts, when the keeper submits its agreements in one call
+KEEPER_SUBMIT_DELAY_S = KEEPER_DELAY_S  # after an hour starts: with the settlement, in one call
 KEEPER_SUBMIT_GRACE_S = (
     60.0  # after an hour starts, how long each gateway leaves its agreements to the keeper
 )

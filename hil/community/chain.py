@@ -197,7 +197,10 @@ class CommunityChain:
         if windows is not None:
             index = {w[0]: i for i, w in enumerate(windows)}
             items = [(t.as_tuple(), index[t.seller], index[t.buyer]) for t in terms]
-            receipt = self.transact(self.community, self.market.functions.settleByMeters(windows, items))
+            from gridpact.core.statement import settlement_batch
+
+            batch = settlement_batch(windows, items)
+            receipt = self.transact(self.community, self.market.functions.settleByMeters(batch))
             self.meter_settled += len(terms)
         else:
             items = []

@@ -16,6 +16,7 @@ import pytest
 from web3.logs import DISCARD
 
 from contracts.harness import NO_WINDOW, Community, Household, advance_time
+from gridpact.core.statement import settlement_batch
 
 HOUR, DAY = 3600, 86_400
 PRICE = 250_000_000_000_000_000
@@ -97,7 +98,7 @@ def buyer_window(c: Community, buyer: Household, start: int, end: int) -> tuple:
 
 
 def by_meters(c: Community, caller: Any, windows: list[tuple], items: list[tuple]) -> Any:
-    return caller.transact(c.market.functions.settleByMeters(windows, items))
+    return caller.transact(c.market.functions.settleByMeters(settlement_batch(windows, items)))
 
 
 @pytest.mark.parametrize(("seller_does", "buyer_does"), list(TABLE))
@@ -186,10 +187,7 @@ def test_meter_settlement_refuses_forged_replayed_and_mismatched_evidence(commun
     reasons = [
         c.market.events.MeterWindowRejected().process_receipt(rcpt, errors=DISCARD)[0]["args"]["reason"]
     ]
-    assert (
-        reasons[0][:4]
-        == m.functions.settleByMeters([], []).w3.keccak(text="MeterEvidenceUsed(address,uint40,uint256)")[:4]
-    )
+    assert reasons[0][:4] == c.w3.keccak(text="MeterEvidenceUsed(address,uint40,uint256)")[:4]
     # 3. the buyer's window offered as the seller's: mismatch, the item is rejected
     rcpt = by_meters(c, keeper, [buyer_window(c, buyer, start - HOUR, start)], [(t.as_tuple(), 0, NO_WINDOW)])
     assert [r.name for _, r in c.rejected(rcpt)] == ["MeterWindowMismatch"]
@@ -262,3 +260,83 @@ def test_meter_settlement_only_the_community_sets_meters(community: Community, r
         "AccessControlUnauthorizedAccount",
         lambda: a.sender.transact(c.market.functions.setMeter(a.address, b.address)),
     )
+
+
+def test_meter_settlement_refuses_a_malformed_batch_as_a_whole(community: Community, reverts) -> None:
+    """The packed batch (docs/wire/meter-settlement-v1.md) must parse exactly: a truncated window, a start flag
+    other than 0 or 1, or a stray byte after the items reverts `MeterBatchMalformed` with where it broke, and
+    nothing is settled; the well-formed batch then settles."""
+    c = community
+    m = c.market
+    keeper = c.admin
+    seller, buyer, t, start, end = setup(c)
+    windows = [seller_window(c, seller, start, end), buyer_window(c, buyer, start, end)]
+    good = settlement_batch(windows, [(t.as_tuple(), 0, 1)])
+    head = 2 + 63 + 116 + 116  # count, then the seller's window with its start statement
+    bad_flag = bytearray(good)
+    bad_flag[2 + 62] = 2
+    items_at = head + 63 + 232  # the item count, after the buyer's window
+    too_many = bytearray(good)
+    too_many[items_at + 1] = 2  # two items announced, one there
+    for batch, at in [
+        (b"", 0),  # no window count
+        (good[:100], 2),  # the first window cut short
+        (bytes(bad_flag), 2),  # start flag 2
+        (good[: items_at + 1], items_at),  # no item count
+        (bytes(too_many), items_at),
+        (good + b"\0", items_at),  # one byte after the items: not a whole agreement to open
+        (good[:-1], items_at),  # the item cut short
+    ]:
+        args = reverts("MeterBatchMalformed", lambda b=batch: keeper.transact(m.functions.settleByMeters(b)))
+        assert tuple(args) == (len(batch), at)
+    assert m.functions.agreementOf(t.as_tuple()).call()[0] == 1  # still Active
+    rcpt = keeper.transact(m.functions.settleByMeters(good))
+    assert len(m.events.AgreementSettled().process_receipt(rcpt, errors=DISCARD)) == 1
+
+
+def test_meter_settlement_opens_the_next_windows_agreements_in_the_same_call(
+    community: Community, reverts
+) -> None:
+    """The keeper's hourly call settles the window that ended and opens the one that started: one call, each
+    household's balance slot touched once. Opening is for members: an outsider's call with opens reverts; a
+    refused open (here: its buyer lacks the balance) is skipped and reported after the settled items."""
+    c = community
+    m = c.market
+    keeper = c.admin
+    seller, buyer, t, start, end = setup(c)
+    windows = [seller_window(c, seller, start, end), buyer_window(c, buyer, start, end)]
+    nxt = c.terms(
+        seller, buyer, quantity_wh=Q, unit_price=PRICE, delivery_end=end + HOUR, expiry=end + HOUR - 1
+    )
+    big = c.terms(
+        buyer, seller, quantity_wh=10**15, unit_price=PRICE, delivery_end=end + HOUR, expiry=end + HOUR - 1
+    )
+    opens = [(x.as_tuple(), *c.sign(x, s_, b_)) for x, s_, b_ in ((nxt, seller, buyer), (big, buyer, seller))]
+    batch = settlement_batch(windows, [(t.as_tuple(), 0, 1)], opens)
+    outsider = c.households[2]
+    c.admin.transact(m.functions.remove(outsider.address))
+    reverts("NotRegistered", lambda: outsider.sender.transact(m.functions.settleByMeters(batch)))
+    rcpt = keeper.transact(m.functions.settleByMeters(batch))
+    assert len(m.events.AgreementSettled().process_receipt(rcpt, errors=DISCARD)) == 1
+    opened = m.events.AgreementSubmitted().process_receipt(rcpt, errors=DISCARD)
+    assert [bytes(e["args"]["id"]) for e in opened] == [c.agreement_id(nxt)]
+    assert [(i, r.name) for i, r in c.rejected(rcpt)] == [(2, "InsufficientBalance")]  # item 0, opens 1 and 2
+    assert m.functions.agreementOf(nxt.as_tuple()).call()[0] == 1  # Active
+
+
+def test_meter_settlement_refuses_an_item_with_dirty_high_bits(community: Community) -> None:
+    """Items are read without per-field checks: a Terms word with bits above its field's width (here the
+    seller's address word) hashes to another agreement id, which matches no open agreement, so the item is
+    refused (`WrongStatus`) and pays nothing."""
+    c = community
+    m = c.market
+    seller, buyer, t, start, end = setup(c)
+    windows = [seller_window(c, seller, start, end), buyer_window(c, buyer, start, end)]
+    good = settlement_batch(windows, [(t.as_tuple(), 0, 1)])
+    item_at = 2 + 2 * (63 + 232) + 2
+    dirty = bytearray(good)
+    dirty[item_at] = 0x01  # the seller word's top byte
+    rcpt = c.admin.transact(m.functions.settleByMeters(bytes(dirty)))
+    assert [r.name for _, r in c.rejected(rcpt)] == ["WrongStatus"]
+    assert m.events.AgreementSettled().process_receipt(rcpt, errors=DISCARD) == ()
+    assert c.status(t) == 1  # still Active

@@ -170,10 +170,10 @@ def test_keeper_opens_every_agreement_in_one_call_and_the_parties_send_none(
     opened = c.market.events.AgreementSubmitted().get_logs(from_block=0)
     batch = [e for e in opened if e["args"]["id"] != c.agreement_id(busy)]
     assert sorted("0x" + bytes(e["args"]["id"]).hex() for e in batch) == sorted(d.id for d in deals[:3])
-    assert len({e["transactionHash"] for e in batch}) == 1  # one submitAgreements opened all three
+    assert len({e["transactionHash"] for e in batch}) == 1  # one call opened all three
     tx = c.w3.eth.get_transaction(batch[0]["transactionHash"])
     assert tx["from"] == keeper_hh.address
-    assert c.market.decode_function_input(tx["input"])[0].fn_name == "submitAgreements"
+    assert c.market.decode_function_input(tx["input"])[0].fn_name == "settleByMeters"  # the keeper's round
     refused = c.rejected(c.w3.eth.get_transaction_receipt(batch[0]["transactionHash"]))
     assert [r.name for _, r in refused] == ["SlotBusy"]  # the busy slot, skipped alone
     assert c.status(deals[3].terms) == Status.NONE and c.status(busy) == Status.ACTIVE
@@ -318,7 +318,7 @@ def test_a_pair_that_signs_without_end_cannot_make_the_keeper_pay_or_grow() -> N
 
 
 def test_keeper_submission_config_is_checked_at_start(tmp_path: Path) -> None:
-    assert parse_keeper({}).submit_delay_s == 10.0
+    assert parse_keeper({}).submit_delay_s == 30.0
     assert parse_keeper({"submit_delay_s": 5}).submit_delay_s == 5.0
     assert parse_agent({"keeper_submit_grace_s": 60}, tmp_path).keeper_submit_grace_s == 60.0
     for bad in ({"keeper_submit_grace_s": -1}, {"keeper_submit_grace_s": 901}):
@@ -355,7 +355,7 @@ def test_a_restarted_keeper_sends_no_second_transaction(tmp_path: Path) -> None:
     sent = c.w3.eth.get_transaction_count(keeper_hh.address)
     key = journal.txs("keeper-submit:")[0].key
     assert (
-        market.submit_many(key, [(deal.terms, deal.seller_sig, deal.buyer_sig)]).key == key
+        market.settle_windows(key, [], [], [(deal.terms, deal.seller_sig, deal.buyer_sig)]).key == key
     )  # same tx again
     again = Keeper(market, KeeperBook(), counts.append)  # restarted: its book is empty
     assert again.accept_agreement(payload, start + 11) is None
@@ -370,7 +370,7 @@ def test_live_gateways_agreements_go_through_the_keepers_batch(
     mosquitto: MosquittoBroker, mined_anvil: AnvilNode, tmp_path: Path
 ) -> None:
     """Three gateways (`run_trading`: two sellers, one buyer of both) and a fourth holding `[keeper]`, on
-    anvil and Mosquitto: each window's two agreements open in one `submitAgreements` of the keeper's and no
+    anvil and Mosquitto: each window's two agreements open in one call of the keeper's and no
     party submits. 60 s windows: the keeper's round (4 s after the start) comes long before the parties'
     fallback (15 s), so a loaded machine does not turn the test into a race."""
     url = mined_anvil.info.url
@@ -410,7 +410,7 @@ def test_live_gateways_agreements_go_through_the_keepers_batch(
     first = opened[batch()[0]]
     tx = w3.eth.get_transaction(first["transactionHash"])
     assert tx["from"] == keeper
-    assert com.market.decode_function_input(tx["input"])[0].fn_name == "submitAgreements"
+    assert com.market.decode_function_input(tx["input"])[0].fn_name == "settleByMeters"  # the keeper's round
     parties = {Account.from_key(k).address for k in HOUSEHOLD_KEYS[:3]}
     since = range(first["blockNumber"], w3.eth.block_number + 1)
     for sent in (t for n in since for t in w3.eth.get_block(n, full_transactions=True)["transactions"]):

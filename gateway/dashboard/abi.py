@@ -3,7 +3,9 @@
 Selectors and topics are worked out from the ABI artifacts, so a new function, event or contract
 (a settlement or loan contract split off the Market) is decoded as soon as its artifact is built.
 Values come back JSON-ready: addresses checksummed, bytes as 0x-hex, structs as dicts with their
-field names, integers as ints (the page prints big ones as strings).
+field names, integers as ints (the page prints big ones as strings). The one packed argument,
+`Market.settleByMeters(batch)`, is expanded by its parser in the shared core (`expand_packed`), so its
+terms, windows and signatures show like any other call's.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from eth_abi.abi import decode
 from eth_abi.exceptions import DecodingError
 from eth_utils.abi import event_abi_to_log_topic, function_abi_to_4byte_selector
 from eth_utils.address import to_checksum_address
+
+from gridpact.core.eip712 import TERMS_NAMES
+from gridpact.core.statement import parse_settlement_batch
 
 
 @dataclass(frozen=True)
@@ -79,14 +84,10 @@ class AbiDecoder:
             values = decode([abi_type(p) for p in inputs], bytes(data[4:]))
         except (DecodingError, ValueError, OverflowError):
             return None
-        return Decoded(
-            fn["name"],
-            contract,
-            {
-                p["name"] or str(i): json_value(p, v)
-                for i, (p, v) in enumerate(zip(inputs, values, strict=True))
-            },
-        )
+        args = {
+            p["name"] or str(i): json_value(p, v) for i, (p, v) in enumerate(zip(inputs, values, strict=True))
+        }
+        return Decoded(fn["name"], contract, expand_packed(fn["name"], args))
 
     def event(self, topics: list[bytes], data: bytes) -> Decoded | None:
         """The event of a log (indexed arguments from the topics, the rest from data); None if unknown."""
@@ -120,3 +121,51 @@ def _static(param: dict[str, Any]) -> bool:
     """Whether an indexed parameter is stored as itself (value types) or as its hash (the rest)."""
     kind = str(param["type"])
     return not (kind in ("string", "bytes") or kind.startswith("tuple") or kind.endswith("]"))
+
+
+def expand_packed(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """`settleByMeters(batch)` as named parts (docs/wire/meter-settlement-v1.md): `windows`, `items` (terms
+    and window indexes, as a settlement's evidence) and the agreements it opens as `opens` with their
+    `sellerSigs`/`buyerSigs`, the shape `submitAgreements` has; other calls, and a batch that does not
+    parse (the chain refused it too), unchanged."""
+    batch = args.get("batch")
+    if name != "settleByMeters" or not isinstance(batch, str):
+        return args
+    try:
+        parsed = parse_settlement_batch(bytes.fromhex(batch.removeprefix("0x")))
+    except ValueError:
+        return args
+
+    def reading(r: tuple) -> dict[str, Any]:
+        return {
+            "importWh": r[0],
+            "exportWh": r[1],
+            "readings": r[2],
+            "readingsDigest": _hex(r[3]),
+            "sig": _sig(r[4]),
+        }
+
+    windows = [
+        {"household": w[0], "device": _hex(w[1]), "start": w[2], "end": w[3],
+         "from": None if w[4][4] == (bytes(32), bytes(32)) else reading(w[4]), "to": reading(w[5])}
+        for w in parsed.windows
+    ]  # fmt: skip
+    items = [
+        {"terms": dict(zip(TERMS_NAMES, t, strict=True)), "sellerWindow": s, "buyerWindow": b}
+        for t, s, b in parsed.items
+    ]
+    return {
+        "windows": windows,
+        "items": items,
+        "opens": [dict(zip(TERMS_NAMES, t, strict=True)) for t, _, _ in parsed.opens],
+        "sellerSigs": [_sig(s) for _, s, _ in parsed.opens],
+        "buyerSigs": [_sig(b) for _, _, b in parsed.opens],
+    }
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + bytes(value).hex()
+
+
+def _sig(sig: tuple[bytes, bytes]) -> dict[str, str]:
+    return {"r": _hex(sig[0]), "vs": _hex(sig[1])}

@@ -164,6 +164,55 @@ def settlement_batch(windows: Sequence[tuple], items: Sequence[tuple], opens: Se
     return bytes(out)
 
 
+class SettlementBatch(NamedTuple):
+    """A parsed `settleByMeters` batch, in `settlement_batch`'s own argument shapes."""
+
+    windows: list[tuple]
+    items: list[tuple]
+    opens: list[tuple]
+
+
+def parse_settlement_batch(raw: bytes) -> SettlementBatch:
+    """The inverse of `settlement_batch` (explorers, tests); ValueError where the contract would revert
+    `MeterBatchMalformed`."""
+
+    def take(n: int) -> bytes:
+        nonlocal at
+        if at + n > len(raw):
+            raise ValueError(f"settlement batch cut short at byte {at}")
+        at += n
+        return raw[at - n : at]
+
+    def number(n: int) -> int:
+        return int.from_bytes(take(n), "big")
+
+    def reading() -> tuple:
+        return (number(8), number(8), number(4), take(32), (take(32), take(32)))
+
+    def terms() -> tuple:
+        words = [take(32) for _ in range(8)]
+        seller, buyer = (to_checksum_address(w[12:]) for w in words[:2])
+        return (seller, buyer, *(int.from_bytes(w, "big") for w in words[2:]))
+
+    at = 0
+    windows = []
+    for _ in range(number(2)):
+        household, device, start, end = to_checksum_address(take(20)), take(32), number(5), number(5)
+        has_start = number(1)
+        if has_start > 1:
+            raise ValueError(f"start flag {has_start} at byte {at - 1}")
+        last = reading()
+        first = reading() if has_start else NO_READING
+        windows.append((household, device, start, end, first, last))
+    items = [(terms(), number(4), number(4)) for _ in range(number(2))]
+    if (len(raw) - at) % OPEN_SIZE:
+        raise ValueError(f"{len(raw) - at} bytes after the items: not whole agreements to open")
+    opens = [
+        (terms(), (take(32), take(32)), (take(32), take(32))) for _ in range((len(raw) - at) // OPEN_SIZE)
+    ]
+    return SettlementBatch(windows, items, opens)
+
+
 def _terms_words(terms: Sequence[str | int]) -> bytes:
     """Terms as the 8 words of its EIP-712 encoding (addresses left-padded, integers big-endian)."""
     words = [_address(f).rjust(32, b"\0") if isinstance(f, str) else f.to_bytes(32, "big") for f in terms]

@@ -16,7 +16,7 @@ import pytest
 from web3.logs import DISCARD
 
 from contracts.harness import NO_WINDOW, Community, Household, advance_time
-from gridpact.core.statement import settlement_batch
+from gridpact.core.statement import parse_settlement_batch, settlement_batch
 
 HOUR, DAY = 3600, 86_400
 PRICE = 250_000_000_000_000_000
@@ -340,3 +340,22 @@ def test_meter_settlement_refuses_an_item_with_dirty_high_bits(community: Commun
     assert [r.name for _, r in c.rejected(rcpt)] == ["WrongStatus"]
     assert m.events.AgreementSettled().process_receipt(rcpt, errors=DISCARD) == ()
     assert c.status(t) == 1  # still Active
+
+
+def test_settlement_batch_parses_back_to_what_built_it(community: Community) -> None:
+    """The explorer's parser is the encoder's inverse: windows with and without a start statement, items, opens."""
+    c = community
+    seller, buyer, _ = c.households
+    c.set_meter(seller)
+    c.set_meter(buyer)
+    start, end = aligned_window(c)
+    t = c.terms(seller, buyer, quantity_wh=Q, unit_price=PRICE, delivery_end=end, expiry=c.now() + 60)
+    windows = [
+        seller_window(c, seller, start, end),
+        c.meter_window(buyer, start, end, None, (B0[0] + 5, B0[1])),
+    ]
+    items = [(t.as_tuple(), 0, 1), (t.as_tuple(), NO_WINDOW, 0)]
+    opens = [(t.as_tuple(), *c.sign(t, seller, buyer))]
+    raw = settlement_batch(windows, items, opens)
+    assert len(raw) == 2 + (63 + 232) + (63 + 116) + 2 + 2 * 264 + 384
+    assert parse_settlement_batch(raw) == (windows, items, opens)

@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 
 from contracts.build import load_artifact
-from contracts.harness import Community, advance_time, chain_revert, chain_snapshot, household_key
+from contracts.harness import NO_WINDOW, Community, advance_time, chain_revert, chain_snapshot, household_key
 from gateway.dashboard.abi import AbiDecoder
 from gateway.dashboard.community import fold_agreements, volumes
 from gateway.dashboard.index import ChainIndex, find_deploy_block
 from gateway.dashboard.indexdb import open_index_db, redact
 from gateway.dashboard.operator import ActionError, Confirmations, parse_action
+from gridpact.core.statement import parse_settlement_batch, settlement_batch
 from hil.services import DEV_PRIVATE_KEYS, PostgresServer, in_process_web3
 
 HOUR = 3600
@@ -297,3 +298,45 @@ def test_postgres_index_recovers_when_the_server_restarts(community: Community) 
         server.close()
         assert pid is None or not os.path.exists(f"/proc/{pid}")
         chain_revert(c.w3, snap)
+
+
+def test_the_keepers_packed_call_shows_its_terms_and_signatures(community: Community, where: Where) -> None:
+    """`settleByMeters(batch)` is packed (docs/wire/meter-settlement-v1.md): the explorer expands it with the
+    core's parser, so an agreement the keeper opened there has its terms and both signatures in the index,
+    and a settled item its window indexes."""
+    c = community
+    a, b = c.households
+    snap0 = chain_snapshot(c.w3)
+    try:
+        t = c.terms(a, b)
+        aid = "0x" + c.agreement_id(t).hex()
+        sigs = c.sign(t, a, b)
+        batch = settlement_batch([], [(t.as_tuple(), NO_WINDOW, NO_WINDOW)], [(t.as_tuple(), *sigs)])
+        assert parse_settlement_batch(batch) == (
+            [],
+            [(t.as_tuple(), NO_WINDOW, NO_WINDOW)],
+            [(t.as_tuple(), *sigs)],
+        )
+        c.admin.transact(c.market.functions.settleByMeters(settlement_batch([], [], [(t.as_tuple(), *sigs)])))
+        index = _index(c, where("index"))
+        _run(index)
+        rows = index.query("SELECT fn, seller_sig, buyer_sig, terms FROM terms WHERE id=?", (aid,))
+        assert rows and rows[0][0] == "settleByMeters"
+        assert (
+            rows[0][1] == "0x" + sigs[0][0].hex() + sigs[0][1].hex()
+            and rows[0][2] == "0x" + sigs[1][0].hex() + sigs[1][1].hex()
+        )
+        assert json.loads(rows[0][3])["deliveryEnd"] == t.deliveryEnd
+        decoded = AbiDecoder(_abis()).call(
+            bytes.fromhex(c.market.encode_abi("settleByMeters", args=[batch])[2:])
+        )
+        assert decoded is not None and decoded.args["items"][0]["sellerWindow"] == NO_WINDOW
+        bad = AbiDecoder(_abis()).call(
+            bytes.fromhex(c.market.encode_abi("settleByMeters", args=[batch[:-1]])[2:])
+        )
+        assert bad is not None and set(bad.args) == {"batch"}  # does not parse: shown as sent
+        with pytest.raises(ValueError):
+            parse_settlement_batch(batch[:-1])
+        index.close()
+    finally:
+        chain_revert(c.w3, snap0)

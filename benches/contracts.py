@@ -206,6 +206,19 @@ def operation(
     slots: set[tuple[str, int]] = set()
     total = agreements = max_ring = n_windows = unchained = 0
 
+    def merge(batches: list[Any]) -> tuple[list[tuple], list[tuple]]:
+        """One call's windows and items for delivered batches (a meter's later window chains to its earlier)."""
+        nonlocal n_windows, unchained
+        windows: list[tuple] = []
+        items: list[tuple] = []
+        for terms, pairs, _, _ in batches:
+            w, it = _meter_batch(c, terms, pairs, counters, last_end, rng, NO_WINDOW)
+            n_windows += len(w)
+            unchained += sum(1 for x in w if x[4] != NO_READING)
+            items += [(t, s_ + len(windows), b_ + len(windows)) for t, s_, b_ in it]
+            windows += w
+        return windows, items
+
     def next_batch(now: int) -> tuple[list[Any], list[tuple[Household, Household]], list[Any], int] | None:
         """The hour's agreements (terms, parties, signatures, slots used for the first time), nonces from the
         sellers' rings; None for an hour without trades."""
@@ -242,13 +255,7 @@ def operation(
             fresh = None if finishing else next_batch(now)
             if fresh is None and traffic is not None and not traffic and not finishing:
                 rounds = len(per_round) + len(open_batches) + len(delivered)
-            windows, items = [], []
-            for terms, pairs, _, _ in delivered:
-                w, it = _meter_batch(c, terms, pairs, counters, last_end, rng, NO_WINDOW)
-                n_windows += len(w)
-                unchained += sum(1 for x in w if x[4] != NO_READING)
-                items += [(t, s_ + len(windows), b_ + len(windows)) for t, s_, b_ in it]
-                windows += w
+            windows, items = merge(delivered)
             opens = (
                 []
                 if fresh is None
@@ -259,9 +266,7 @@ def operation(
                     c.admin.transact(m.functions.settleByMeters(settlement_batch(windows, items, opens)))
                 )
                 total += gas
-                touched = len(items) + len(
-                    opens
-                )  # the call's gas, shared evenly by what it settles and opens
+                touched = len(items) + len(opens)  # the call's gas, shared evenly by both
                 for terms, _, opened_gas, new in delivered:
                     for t in terms:
                         rings[t.seller].release(t.nonce)
@@ -276,14 +281,7 @@ def operation(
             continue
         if meters and group > 1 and delivered and (len(delivered) >= group or finishing):
             del open_batches[: len(delivered)]
-            windows: list[tuple] = []
-            items: list[tuple] = []
-            for terms, pairs, _, _ in delivered:
-                w, it = _meter_batch(c, terms, pairs, counters, last_end, rng, NO_WINDOW)
-                n_windows += len(w)
-                unchained += sum(1 for x in w if x[4] != NO_READING)
-                items += [(t, s_ + len(windows), b_ + len(windows)) for t, s_, b_ in it]
-                windows += w
+            windows, items = merge(delivered)
             settle_gas = _gas(c.admin.transact(m.functions.settleByMeters(settlement_batch(windows, items))))
             n_all = sum(len(b[0]) for b in delivered)
             for terms, _, submit_gas, new in delivered:
@@ -299,9 +297,7 @@ def operation(
         while (group == 1 or not meters) and open_batches and open_batches[0][0][0].deliveryEnd <= now:
             terms, pairs, submit_gas, new = open_batches.pop(0)
             if meters:
-                windows, items = _meter_batch(c, terms, pairs, counters, last_end, rng, NO_WINDOW)
-                n_windows += len(windows)
-                unchained += sum(1 for x in windows if x[4] != NO_READING)
+                windows, items = merge([(terms, pairs, submit_gas, new)])
                 call = m.functions.settleByMeters(settlement_batch(windows, items))
             else:
                 call = m.functions.settleBatch([

@@ -10,9 +10,10 @@ here, stopped by its own id; a missing PostgreSQL fails, it never skips).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,16 @@ def community() -> Community:
     for i in range(2):
         c.add_household(household_key(i), deposit=10**21)
     return c
+
+
+@contextlib.contextmanager
+def reverted(c: Community) -> Iterator[None]:
+    """The chain as it was before the block, whatever the block did (the module shares one community)."""
+    snap = chain_snapshot(c.w3)
+    try:
+        yield
+    finally:
+        chain_revert(c.w3, snap)
 
 
 def _abis() -> dict[str, list[dict]]:
@@ -75,8 +86,7 @@ def test_abi_decoder_calls_and_bad_input(community: Community) -> None:
 def test_index_decodes_agreements_and_follows_a_reorg(community: Community, where: Where) -> None:
     c = community
     a, b = c.households
-    snap0 = chain_snapshot(c.w3)
-    try:
+    with reverted(c):
         t = c.terms(a, b)
         aid = "0x" + c.agreement_id(t).hex()
         c.admin.transact(c.market.functions.submitAgreement(t.as_tuple(), *c.sign(t, a, b)))
@@ -140,8 +150,6 @@ def test_index_decodes_agreements_and_follows_a_reorg(community: Community, wher
         assert [e[2] for e in _events(index) if e[4] == aid] == ["AgreementSubmitted", "BatchItemRejected"]
         fresh.close()
         index.close()
-    finally:
-        chain_revert(c.w3, snap0)
 
 
 def test_deploy_block_found_by_binary_search(community: Community) -> None:
@@ -306,8 +314,7 @@ def test_the_keepers_packed_call_shows_its_terms_and_signatures(community: Commu
     and a settled item its window indexes."""
     c = community
     a, b = c.households
-    snap0 = chain_snapshot(c.w3)
-    try:
+    with reverted(c):
         t = c.terms(a, b)
         aid = "0x" + c.agreement_id(t).hex()
         sigs = c.sign(t, a, b)
@@ -338,5 +345,3 @@ def test_the_keepers_packed_call_shows_its_terms_and_signatures(community: Commu
         with pytest.raises(ValueError):
             parse_settlement_batch(batch[:-1])
         index.close()
-    finally:
-        chain_revert(c.w3, snap0)

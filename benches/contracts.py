@@ -344,6 +344,24 @@ def engine_traffic(households: int, hours: int, seed: int) -> list[list[Trade]]:
     return out
 
 
+def disjoint_traffic(households: int, active: int, per_hour: int, hours: int, seed: int) -> list[list[Trade]]:
+    """Each hour `per_hour` agreements between distinct households drawn from the first `active`: nobody
+    trades twice in an hour, the pattern of sparse trading (every agreement needs its own two meter windows)."""
+    import random
+
+    from hil.community.market import Trade
+
+    if 2 * per_hour > active:
+        raise ValueError(f"{per_hour} disjoint pairs need {2 * per_hour} active households, not {active}")
+    rng = random.Random(seed)
+    out: list[list[Trade]] = []
+    for _ in range(hours):
+        people = rng.sample(range(active), 2 * per_hour)
+        out.append([Trade(people[2 * i], people[2 * i + 1], rng.randint(200, 2000), 200_000, 0)
+                    for i in range(per_hour)])  # fmt: skip
+    return out
+
+
 def _meter_batch(
     c: Community,
     terms: list[Any],
@@ -435,6 +453,7 @@ def run(
     traffic: str = "random",
     seed: int = 1,
     calls: str = "combined",
+    active: int = 0,
 ) -> list[str]:
     lines: list[str] = []
     with _chain(chain) as (w3, admin_key):
@@ -479,7 +498,13 @@ def run(
             )
         if rounds:
             lines.append("")
-            recorded = engine_traffic(households, 4 * rounds, seed) if traffic == "engine" else None
+            recorded = (
+                engine_traffic(households, 4 * rounds, seed)
+                if traffic == "engine"
+                else disjoint_traffic(households, active or households, batch, rounds + 2, seed)
+                if traffic == "disjoint"
+                else None
+            )
             meters = settle_by == "meters"
             combine = meters and group == 1 and calls == "combined"
             op = operation(
@@ -494,7 +519,13 @@ def run(
                 if meters
                 else "settled from the parties' signed reports (settleBatch)"
             )
-            label = f"the engine's trades, seed {seed}" if traffic == "engine" else "random pairs"
+            label = (
+                f"the engine's trades, seed {seed}"
+                if traffic == "engine"
+                else f"{batch} disjoint pairs an hour among {active or households}, seed {seed}"
+                if traffic == "disjoint"
+                else "random pairs"
+            )
             lines.extend(operation_lines(op, households, label))
         lines.extend(admission_lines(c, hh))
         lines.append("")
@@ -523,9 +554,14 @@ def main(argv: list[str]) -> int:
         help="--operation with meters: the keeper settles this many consecutive windows per call",
     )  # fmt: skip
     parser.add_argument(
-        "--traffic", choices=("random", "engine"), default="random",
+        "--traffic", choices=("random", "engine", "disjoint"), default="random",
         help="--operation trades: --batch random pairs an hour, or the simulator engine's own agreements "
-        "among --households (what `gridpact simulate --engine-only` negotiates, after a day of warm-up)",
+        "among --households (what `gridpact simulate --engine-only` negotiates, after a day of warm-up), or "
+        "--batch pairs of distinct households an hour among --active (sparse trading: nobody trades twice an hour)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--active", type=int, default=0, metavar="N",
+        help="--traffic disjoint: the pairs come from the first N households (default: all)",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=1, help="--traffic engine: the community's seed")
     parser.add_argument(
@@ -543,7 +579,13 @@ def main(argv: list[str]) -> int:
     if args.group < 1:
         print("need --group >= 1", file=sys.stderr)
         return 2
+    if (
+        args.traffic == "disjoint"
+        and not 2 * args.batch <= (args.active or args.households) <= args.households
+    ):
+        print("--traffic disjoint needs 2 x --batch <= --active <= --households", file=sys.stderr)
+        return 2
     for line in run(args.chain, args.households, args.batch, args.worst_case, args.operation, args.settle,
-                    args.group, args.traffic, args.seed, args.calls):  # fmt: skip
+                    args.group, args.traffic, args.seed, args.calls, args.active):  # fmt: skip
         print(line, flush=True)
     return 0

@@ -38,8 +38,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--engine-days", type=int, default=7)
     p.add_argument("--skip-full-stack", action="store_true")
     p.add_argument(
-        "--clock", choices=("wall", "virtual"), default="wall",
-        help="the full-stack runs' clock (gridpact simulate --clock): virtual = one discrete-event loop",
+        "--clock", choices=("wall", "virtual"), default="virtual",
+        help="the full-stack runs' clock (gridpact simulate --clock): virtual (default, as `gridpact simulate`) "
+        "= one discrete-event loop; wall = threads paced in wall time",
     )  # fmt: skip
     args = p.parse_args(argv)
 

@@ -55,6 +55,7 @@ class BrokerSection:
     password: SecretRef | None
     tls: bool
     ca_file: Path | None
+    keepalive_s: int = 30  # MQTT keepalive; 0 sends no pings (the simulator's choice, docs/simulate.md)
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,7 @@ def _parse_core(doc: dict[str, Any], base: Path, env: dict[str, str]) -> dict[st
     password = _secret(b, "password", base, required=False)
     tls = b.get_bool("tls", False)
     ca = b.get_str("ca_file")
+    keepalive = b.get_int("keepalive_s", 30, 0, 65535)
     b.done()
 
     s = _Table("storage", doc.get("storage", {}))
@@ -244,7 +246,9 @@ def _parse_core(doc: dict[str, Any], base: Path, env: dict[str, str]) -> dict[st
     return {
         "gateway": GatewaySection(gid, state, level),
         "meter": MeterSection(dev, model, prefix, key, rollover, signer),  # type: ignore[arg-type]
-        "meter_broker": BrokerSection(host, port, user, password, tls, (base / ca) if ca else None),
+        "meter_broker": BrokerSection(
+            host, port, user, password, tls, (base / ca) if ca else None, keepalive
+        ),
         "storage": StorageSection(db if db.is_absolute() else state / db, retention, max_gap),
         "forecast": ForecastSection(step, horizon, history, alpha, damping),
         "metrics": MetricsSection(enabled, mhost, int(mport)),
@@ -390,3 +394,4 @@ class BrokerParams:
     ca_file: str | None = None
     tls: bool = False
     identifier: str | None = None
+    keepalive_s: int = 30

@@ -74,6 +74,7 @@ def build_runtime(cfg: GatewayConfig, clock: Clock, env: dict[str, str] | None =
         str(b.ca_file) if b.ca_file else None,
         b.tls,
         f"gridpact-gw-{cfg.gateway.id}",
+        b.keepalive_s,
     )
     return Runtime(cfg, clock, store, metrics, forecaster, handler, broker, ErrorLatch())
 

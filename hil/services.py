@@ -250,10 +250,12 @@ class MosquittoBroker(_ProcessService):
         tls: Pki | None = None,
         client_certs: bool = False,
         bridges: tuple[Bridge, ...] = (),
+        connections_logged: bool = False,
     ) -> None:
         """`host` is loopback for tests; a bench passes its LAN address so a real board can reach it.
         With `tls` the listener speaks TLS only (and with `client_certs` requires a client certificate).
-        `bridges` connect this broker to others (see `Bridge`)."""
+        `bridges` connect this broker to others (see `Bridge`). `connections_logged` adds Mosquitto's
+        notices to `log()`: each client's id and what it asked for (`p2, c1, k30`: keepalive 30 s)."""
         self.binary = find_mosquitto()
         self.host = host
         self.port = port or free_port(host)
@@ -275,9 +277,11 @@ class MosquittoBroker(_ProcessService):
             with conf.open("a") as f:
                 f.write(f"cafile {tls.ca}\ncertfile {tls.server_cert}\nkeyfile {tls.server_key}\n")
                 f.write("require_certificate true\n" if client_certs else "")
+        if bridges or connections_logged:
+            with conf.open("a") as f:
+                f.write("log_type notice\n")  # connects and drops (a bridge's too), for a test to read
         if bridges:
             with conf.open("a") as f:
-                f.write("log_type notice\n")  # the bridge's connects and drops, for a failing test's log
                 for bridge in bridges:
                     f.write(bridge_conf(bridge))
         self._conf = conf

@@ -5,8 +5,11 @@ Unix time, `monotonic()`: board seconds since `start`). `VirtualLoop` is an asyn
 is ready and no I/O is ready or awaited, jumps the clock to the next timer, never past the target
 set by `advance_to(t)`. There it reports itself idle and blocks on real I/O (MQTT to a real broker
 keeps working) until a new target comes. After the board writes to a socket (MQTT expects an
-answer to nearly every packet), the selector first waits up to `io_wait_s` real seconds for the
-reply, so that a broker round trip never looks like a virtual-time timeout.
+answer to nearly every packet), the selector first waits up to `io_wait_s` real seconds for that
+socket to answer, so that a broker round trip never looks like a virtual-time timeout. Only an
+answer on the written socket ends the wait: the loop's own wake-ups (`advance_to`) or another
+socket's bytes do not (they did, and on a loaded machine a PUBACK then came after the board's
+virtual ack timeout and the firmware resent the reading).
 
     vt = VirtualTime(start=t0)
     board = VirtualBoard(cfg, uart, flash, clock=vt, broker=...)
@@ -34,7 +37,7 @@ class VirtualTime:
     def __init__(self, start: float, io_wait_s: float = 2.0) -> None:
         self.start = float(start)
         self.io_wait_s = float(io_wait_s)
-        self.expect_reply = False  # a socket write is waiting for its answer
+        self.awaiting: set[int] = set()  # sockets (fds) the board wrote to and awaits an answer on
         self.jumps = 0  # how often the clock jumped to a timer (for benches and tests)
         self._now = 0.0
         self._target = 0.0
@@ -114,18 +117,29 @@ class VirtualSelector(selectors.DefaultSelector):
         super().__init__()
         self.vt = vt
 
+    def _answered(self, events: list[tuple[selectors.SelectorKey, int]]) -> None:
+        for key, mask in events:
+            if mask & selectors.EVENT_READ:
+                self.vt.awaiting.discard(key.fd)
+
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         vt = self.vt
         if timeout == 0:
             events = super().select(0)
-            if events:
-                vt.expect_reply = False
+            if events and vt.awaiting:
+                self._answered(events)
             return events
-        if vt.expect_reply:  # an answer is on its way over a real socket: give it real time
-            vt.expect_reply = False
-            events = super().select(vt.io_wait_s)
-            if events:
-                return events
+        if vt.awaiting:  # an answer is on its way over a real socket: give it real time
+            deadline = time.monotonic() + vt.io_wait_s
+            while vt.awaiting:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    vt.awaiting.clear()  # no answer in io_wait_s: the board's own timeouts decide
+                    break
+                events = super().select(left)
+                if events:
+                    self._answered(events)
+                    return events
         # no syscall per jump: I/O nobody awaits (a close, a wake-up) is served once idle below
         if timeout is not None and vt._jump(vt.monotonic() + timeout):
             return []
@@ -154,14 +168,17 @@ class VirtualLoop(asyncio.SelectorEventLoop):
 
 
 class ReplyWatch:
-    """Wraps a StreamWriter: a write marks that the board now awaits an answer on a real socket."""
+    """Wraps a StreamWriter: a write marks that the board now awaits an answer on this socket."""
 
     def __init__(self, writer: Any, vt: VirtualTime) -> None:
         self._w = writer
         self._vt = vt
+        sock = writer.get_extra_info("socket")
+        self._fd = -1 if sock is None else sock.fileno()
 
     def write(self, data: bytes) -> None:
-        self._vt.expect_reply = True
+        if self._fd >= 0:
+            self._vt.awaiting.add(self._fd)
         self._w.write(data)
 
     def __getattr__(self, name: str) -> Any:

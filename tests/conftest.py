@@ -30,9 +30,14 @@ def mosquitto() -> Iterator[MosquittoBroker]:
     broker.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def amqtt_broker() -> Iterator[EmbeddedBroker]:
-    """The embedded default broker, amqtt, in its own thread."""
+    """The embedded default broker, amqtt, in its own thread: one per test.
+
+    amqtt keeps every persistent session, queued message and retained message for as long as it
+    runs, and walks them all on each connect; one broker shared by a worker's tests grew slow
+    enough that a later test's message did not come back in time.
+    """
     broker = EmbeddedBroker()
     broker.start()
     yield broker

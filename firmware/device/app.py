@@ -21,6 +21,9 @@ import ringbuf
 FW = "0.1.0"
 _RAM_SLOTS = const(4)
 _STALE_MS = const(120000)
+_IDLE_MS = const(10000)  # the publishing task's longest sleep with nothing to send
+_FEED_MS = const(2000)  # watchdog feeds: a quarter of board.WDT_MS
+_LINK_CHECK_MS = const(5000)  # while connected: the connection task's pace (a drop wakes it at once)
 
 
 class App:
@@ -184,8 +187,8 @@ class App:
                     if h is None or await self.publish_rec(buf, h, False):
                         self.ram_head = (self.ram_head + 1) % _RAM_SLOTS
                         self.ram_n -= 1
-                else:
-                    await self.wait_kick(1000)
+                else:  # all out: a new reading, statement or connection kicks; the wait only bounds beats[1]
+                    await self.wait_kick(_IDLE_MS)
             except Exception as e:
                 self.fault(e)
                 await asyncio.sleep_ms(1000)
@@ -234,7 +237,7 @@ class App:
                     board.log("broker connected")
                     await self.on_connect()
                     self.kick.set()
-                await asyncio.sleep_ms(500)
+                await self.client.wait_down(_LINK_CHECK_MS)  # WiFi looked at again at least this often
             except Exception as e:
                 self.fault(e)
                 await asyncio.sleep_ms(1000)
@@ -284,7 +287,7 @@ class App:
         backoff = self.cfg["broker"]["backoff_max_s"] * 1000
         limits = (2 * self.cfg["poll_s"] * 1000 + 30000, _STALE_MS, _STALE_MS + backoff)
         while True:
-            await asyncio.sleep_ms(1000)
+            await asyncio.sleep_ms(_FEED_MS)
             now = time.ticks_ms()
             healthy = True
             for i in range(3):

@@ -103,6 +103,7 @@ class Client:
         self.pid = 0
         self.acked = 0
         self.ev = asyncio.Event()
+        self.down = asyncio.Event()  # set when the link drops: the app's connection task reconnects
         self.lock = asyncio.Lock()
         self.r = None
         self.w = None
@@ -127,6 +128,7 @@ class Client:
             self._close_stream()
             raise OSError("CONNACK refused: %d" % (body[1] if len(body) == 2 else -1))
         self.up = True
+        self.down.clear()
         self.last_rx = self.last_tx = time.ticks_ms()
         self.tasks = [asyncio.create_task(self._reader()), asyncio.create_task(self._pinger())]
 
@@ -142,6 +144,7 @@ class Client:
     def drop(self):
         """Forget the connection (broker gone, WiFi gone, or a timeout): the app reconnects."""
         self.up = False
+        self.down.set()
         self._close_stream()
         me = asyncio.current_task()
         for t in self.tasks:
@@ -162,10 +165,20 @@ class Client:
             if self.up:
                 self.drop()
 
+    async def wait_down(self, ms):
+        """Until the link drops or `ms` pass, whichever comes first."""
+        try:
+            await asyncio.wait_for(self.down.wait(), ms / 1000)
+        except asyncio.TimeoutError:
+            pass
+
     async def _pinger(self):
         ka = self.keepalive * 1000
         while self.up:
-            await asyncio.sleep_ms(500)
+            # asleep until a ping falls due or the broker's silence grows too long (both only move later)
+            now = time.ticks_ms()
+            due = min(ka // 2 - time.ticks_diff(now, self.last_tx), ka + ka // 2 - time.ticks_diff(now, self.last_rx))
+            await asyncio.sleep_ms(max(500, due + 1))
             now = time.ticks_ms()
             if time.ticks_diff(now, self.last_rx) > ka + ka // 2:
                 self.drop()

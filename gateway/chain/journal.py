@@ -97,6 +97,10 @@ class Journal:
         self._db.execute("PRAGMA synchronous=FULL")  # a journaled tx must survive power loss
         self._db.executescript(SCHEMA)
         self._lock = threading.RLock()
+        # agreements(*states) answers, kept while nothing was written: the service's loops ask every
+        # few seconds, and between two agreements the answer stays the same for minutes
+        self._writes = 0
+        self._lists: dict[tuple[str, ...], tuple[tuple[int, int], list[AgreementRecord]]] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -106,6 +110,7 @@ class Journal:
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
+            self._writes += 1
             try:
                 yield self._db
             except BaseException:
@@ -215,11 +220,21 @@ class Journal:
         return rows[0] if rows else None
 
     def agreements(self, *states: str) -> list[AgreementRecord]:
-        """Agreements in the given states (all when none given), oldest window first."""
-        if not states:
-            return self._agreements("", ())
-        marks = ",".join("?" * len(states))
-        return self._agreements(f"WHERE state IN ({marks})", tuple(states))
+        """Agreements in the given states (all when none given), oldest window first.
+
+        Read again only after a write: ours (counted) or another process's (SQLite's data_version)."""
+        with self._lock:
+            version = (self._writes, int(self._db.execute("PRAGMA data_version").fetchone()[0]))
+            kept = self._lists.get(states)
+            if kept is not None and kept[0] == version:
+                return list(kept[1])
+            if not states:
+                records = self._agreements("", ())
+            else:
+                marks = ",".join("?" * len(states))
+                records = self._agreements(f"WHERE state IN ({marks})", tuple(states))
+            self._lists[states] = (version, records)
+            return list(records)
 
     def seller_slots(self, now: float) -> list[AgreementRecord]:
         """Our seller agreements that may still hold their nonce slot: open, or window not yet over.

@@ -333,7 +333,7 @@ async def run_ingest(
                     identifier=params.identifier,
                     clean_session=params.identifier is None,
                     tls_params=tls,
-                    keepalive=30,
+                    keepalive=params.keepalive_s,
                     timeout=10,
                     queue_type=delivery.queue_type(),
                 )

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from gateway.chain.journal import Journal
 from gateway.negotiation import Decision, Negotiate, Negotiator, Provider, Wait, strategy_from_config
 from gateway.trading import observer as tob
 from gateway.trading.config import TradingConfig, load_policy
+from gateway.trading.entropy import SYSTEM, Entropy
 from gateway.trading.inbox import Inbox
 from gateway.trading.learned import PeerMemory, step_seconds, steps_to_deadline, window_context
 from gateway.trading.nonces import NonceRing, busy_nonces
@@ -54,6 +54,7 @@ class Agent:
         household: HouseholdPort,
         events: AgentEvents,
         observer: tob.TradeObserver | None = None,
+        entropy: Entropy = SYSTEM,
     ) -> None:
         self.cfg = cfg
         self.agent = cfg.agent
@@ -73,7 +74,8 @@ class Agent:
         self.count = events.count
         self.on_agreement = events.on_agreement
         self.observer = observer  # sessions and their messages, for the dashboard (observer.py)
-        self.ring = NonceRing(cfg.agent.nonce_ring)
+        self.entropy = entropy  # ids and fresh nonces: `secrets`, or a seeded source in a simulation
+        self.ring = NonceRing(cfg.agent.nonce_ring, entropy=entropy)
         self.policy = load_policy(cfg.agent.policy) if cfg.agent.strategy == "learned" else None
         self.peers = PeerMemory(journal)
         self.learned: dict[int, Tariff] = {}  # window -> tariffs, for windows the policy trades
@@ -94,7 +96,7 @@ class Agent:
     # ------------------------------------------------------------ messages
 
     async def send(self, kind: str, to: str | None, body: dict[str, Any]) -> None:
-        env = Envelope(kind, self.me.address, to, secrets.token_hex(16), int(self.clock.now()),
+        env = Envelope(kind, self.me.address, to, self.entropy.token_hex(16), int(self.clock.now()),
                        self.cfg.community.id, body)  # fmt: skip
         if await self.publish(to, encode(sign_envelope(env, self.me))):
             self.count(f"sent_{kind}")
@@ -335,7 +337,7 @@ class Agent:
             tried.add(seller)
             negotiator = Negotiator(strategy_from_config(price_cfg), self.agent.acceptance)
             s = Session(
-                new_session_id(),
+                new_session_id(self.entropy),
                 seller,
                 "buyer",
                 window,

@@ -39,6 +39,7 @@ class CommunityConfig:
     ca_file: Path | None = None  # the CA that signed the broker's certificate (default: the system's)
     cert_file: Path | None = None  # optional client certificate and its key (brokers that require one)
     key_file: Path | None = None
+    keepalive_s: int = 30  # MQTT keepalive; 0 sends no pings (the simulator's choice, docs/simulate.md)
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,7 @@ def parse_community(table: Mapping[str, Any], base: Path) -> CommunityConfig:
     s = "community"
     _unknown(s, table, {"id", "host", "port", "username", "password_file", "topic_prefix", "peers",
                         "max_message_age_s", "roster_refresh_s", "tls", "ca_file", "cert_file",
-                        "key_file"})  # fmt: skip
+                        "key_file", "keepalive_s"})  # fmt: skip
     cid = _get(table, s, "id", str)
     if not COMMUNITY_RE.match(cid):
         raise ConfigError("community.id", "must match [a-z0-9][a-z0-9-]{0,31}")
@@ -211,6 +212,9 @@ def parse_community(table: Mapping[str, Any], base: Path) -> CommunityConfig:
     for n, peer in enumerate(peers):
         if not isinstance(peer, str) or not ADDRESS_RE.match(peer):
             raise ConfigError(f"community.peers[{n}]", "not a 0x address")
+    keepalive = _get(table, s, "keepalive_s", int, 30)
+    if not 0 <= keepalive <= 65535:
+        raise ConfigError("community.keepalive_s", f"{keepalive} is not 0 (no pings) to 65535 seconds")
     pw = _get(table, s, "password_file", str, None)
     host = _get(table, s, "host", str, "127.0.0.1")
     tls = _get(table, s, "tls", bool, False)
@@ -243,6 +247,7 @@ def parse_community(table: Mapping[str, Any], base: Path) -> CommunityConfig:
         ca_file=_path(base, files["ca_file"]) if files["ca_file"] else None,
         cert_file=_path(base, files["cert_file"]) if files["cert_file"] else None,
         key_file=_path(base, files["key_file"]) if files["key_file"] else None,
+        keepalive_s=keepalive,
     )
 
 

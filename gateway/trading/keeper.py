@@ -231,7 +231,7 @@ class KeeperBook:
 
 
 MAX_AGREEMENT = 4 * 1024
-MAX_SUBMIT_BATCH = 100  # items per `submitAgreements` (gas); more wait for the next round
+MAX_SUBMIT_BATCH = 100  # agreements opened per keeper round (`settleByMeters`, gas); more wait for the next
 # The keeper pays the gas of what it submits, and holds it in memory: a pair of members that signs
 # agreements between themselves without end must not make it pay or grow without end. Past these, the
 # parties submit their own (their fallback), at their own cost.
@@ -430,12 +430,15 @@ class Keeper:
             key = f"keeper:{ends[0]}:{ends[-1]}:{key}" if items else key
         else:
             key = f"keeper:{ends[0]}:{ends[-1]}"
-        record = self.market.settle_windows(key, windows, items, opens)
-        receipt = self.market.sender.wait(record.key)
-        if receipt.status != 1:
-            self.count("keeper_failed" if items else "keeper_submit_failed")
-            if items and todo:
-                self.count("keeper_submit_failed")
+        try:
+            record = self.market.settle_windows(key, windows, items, opens)
+            receipt = self.market.sender.wait(record.key)
+        except Exception as exc:  # refused before mining (a revert at estimate, no gas money, node gone)
+            log.warning("event=keeper_failed windows=%d items=%d opens=%d error=%s",
+                        len(windows), len(items), len(opens), str(exc)[:200])  # fmt: skip
+            receipt = None
+        if receipt is None or receipt.status != 1:  # both jobs lost: the parties' fallbacks take them over
+            self.count_failed(settling=bool(items), opening=bool(todo))
             return 0, 0
         opened = 0
         if items:
@@ -449,6 +452,14 @@ class Keeper:
         log.info("event=keeper_round end=%d windows=%d items=%d opened=%d gas=%d", ends[-1] if ends else 0,
                  len(windows), len(items), opened, receipt.gas_used)  # fmt: skip
         return len(items), opened
+
+    def count_failed(self, settling: bool, opening: bool) -> None:
+        """A round that failed (reverted or raised): one count per job it carried; the parties'
+        fallbacks take both over."""
+        if settling:
+            self.count("keeper_failed")
+        if opening:
+            self.count("keeper_submit_failed")
 
     def accept_agreement(self, payload: bytes, now: int) -> str | None:
         """Parse and verify a published agreement and hold it for the next round; the rejection reason, or None."""

@@ -143,7 +143,7 @@ class LoanAgent:
                            not_before=int(self.clock.now()) + 1, family=LOAN_V1)  # fmt: skip
         self.transport = Transport(community.host, community.port, community.topic_prefix, community.id, self.me,
                                    community.username, community.password_file, community_tls(community),
-                                   level=LOAN_V1.level)  # fmt: skip
+                                   level=LOAN_V1.level, keepalive_s=community.keepalive_s)  # fmt: skip
         self.chain = LoanChain(deps.w3, self.cfg.contract, deps.sender, market=deps.cfg.chain.market)
         self.book = LoanBook(Path(deps.state_dir) / "trading.db")
         self.sessions: dict[str, Session] = {}

@@ -15,11 +15,11 @@ seller's nonce (0, 1, 2, ...), which a ring at 0 would collide with (SlotBusy) f
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from gateway.chain.journal import AgreementRecord
+from gateway.trading.entropy import SYSTEM, Entropy
 
 RING_BASE = 1 << 63
 FRESH_LOW = 1 << 40  # fresh nonces: [2**40, 2**63), above any provider counter, below the ring
@@ -44,9 +44,9 @@ def busy_nonces(records: Iterable[AgreementRecord], now: float) -> set[int]:
     return {int(r.terms["nonce"]) for r in records if r.role == "seller" and slot_may_be_busy(r, now)}
 
 
-def fresh_nonce() -> int:
+def fresh_nonce(entropy: Entropy = SYSTEM) -> int:
     """A random nonce outside the ring and above any provider counter."""
-    return FRESH_LOW + secrets.randbelow(RING_BASE - FRESH_LOW)
+    return FRESH_LOW + entropy.randbelow(RING_BASE - FRESH_LOW)
 
 
 @dataclass
@@ -55,7 +55,7 @@ class NonceRing:
 
     size: int = DEFAULT_RING
     base: int = RING_BASE
-    fresh: Callable[[], int] = fresh_nonce
+    entropy: Entropy = SYSTEM  # where fresh nonces come from
     reserved: set[int] = field(default_factory=set)
     confirmed: set[int] = field(default_factory=set)  # seen free on chain during this run
     foreign: dict[int, float] = field(default_factory=dict)  # busy on chain, unknown to us: until when
@@ -76,7 +76,7 @@ class NonceRing:
             self.reserved.add(nonce)
             return nonce
         while True:
-            nonce = self.fresh()
+            nonce = fresh_nonce(self.entropy)
             if not self.in_ring(nonce) and nonce not in self.reserved and nonce not in in_use:
                 self.reserved.add(nonce)
                 return nonce
@@ -116,6 +116,6 @@ class NonceRing:
             self.release(nonce)
             self.mark_foreign(nonce, now)
         self.foreign = {n: t for n, t in self.foreign.items() if t >= now}
-        nonce = self.fresh()
+        nonce = fresh_nonce(self.entropy)
         self.reserved.add(nonce)
         return nonce

@@ -29,6 +29,7 @@ from gateway.chain.sender import GWEI, SenderPolicy, TxSender
 from gateway.trading.agent import Agent
 from gateway.trading.chainrun import ChainRunner
 from gateway.trading.config import CommunityConfig, TradingConfig
+from gateway.trading.entropy import SYSTEM, Entropy
 from gateway.trading.inbox import Inbox
 from gateway.trading.keeper import (
     Keeper,
@@ -84,6 +85,7 @@ class TradingDeps:
     web3: Web3 | None = None  # default: HTTPProvider(chain.rpc_url)
     account: LocalAccount | None = None  # default: the keystore, decrypted with the configured passphrase
     observer: TradeObserver | None = None  # the agent's sessions, for the household dashboard
+    entropy: Entropy = SYSTEM  # ids and fresh nonces; a simulation hands in a seeded source
 
 
 def net_demand_wh(forecaster: NetDemandForecaster | None, start: int, window_s: int) -> float | None:
@@ -156,7 +158,8 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
     )  # fmt: skip (ts are whole seconds)
     transport = Transport(cfg.community.host, cfg.community.port, cfg.community.topic_prefix, cfg.community.id,
                           account.address, cfg.community.username, cfg.community.password_file,
-                          community_tls(cfg.community))  # fmt: skip
+                          community_tls(cfg.community), keepalive_s=cfg.community.keepalive_s,
+                          entropy=deps.entropy)  # fmt: skip
     settler = Settler(
         market,
         journal,
@@ -231,7 +234,7 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
         MarketPort(domain, balance, provider_trade, posted_tariffs, slot_free),
         HouseholdPort(net_demand),
         AgentEvents(counters.count, wake.set),
-        observer=deps.observer,
+        observer=deps.observer, entropy=deps.entropy,
     )  # fmt: skip
 
     async def deliver(raw: bytes) -> None:
@@ -263,10 +266,11 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
                                               max(0.2, min(5.0, cfg.agent.window_s / 10)), account.address),
                            name="trading.statements")  # fmt: skip
             if cfg.agent.keeper_submit_grace_s > 0:  # the keeper submits our agreements, batched
-                # each second at most: an agreement must reach the keeper before its round (submit_delay_s)
+                # every 5 s at most (1 s for minute windows): an agreement must reach the keeper before its
+                # round (submit_delay_s, 30 s by default); the journal is asked once a pass
                 tg.create_task(publish_agreements(journal, transport, clock,
                                                   agreements_topic(cfg.community.topic_prefix, cfg.community.id, account.address),
-                                                  max(0.2, min(1.0, cfg.agent.window_s / 10)), cfg.agent.keeper_submit_grace_s),
+                                                  max(0.2, min(5.0, cfg.agent.window_s / 60)), cfg.agent.keeper_submit_grace_s),
                                name="trading.agreements")  # fmt: skip
             if cfg.keeper is not None:  # this gateway holds KEEPER_ROLE: it batches every household's window
                 keeper = Keeper(market, KeeperBook(), counters.count)
@@ -527,7 +531,7 @@ async def run_keeper(
     while True:
         try:
             async with aiomqtt.Client(c.host, c.port, username=c.username, password=password,
-                                      identifier=f"gridpact-keeper-{me.lower()[2:14]}", keepalive=30,
+                                      identifier=f"gridpact-keeper-{me.lower()[2:14]}", keepalive=c.keepalive_s,
                                       tls_params=community_tls(c)) as client:  # fmt: skip
                 await client.subscribe(meters, qos=1)
                 await client.subscribe(agreements, qos=1)
@@ -570,9 +574,7 @@ async def run_keeper(
                             except (
                                 Exception
                             ) as exc:  # the parties' fallbacks submit and settle what this missed
-                                for failed, what in (("keeper_submit_failed", due), ("keeper_failed", ends)):
-                                    if what:
-                                        keeper.count(failed)
+                                keeper.count_failed(settling=bool(ends), opening=bool(due))
                                 log.warning(
                                     "event=keeper_failed items=%d ends=%s error=%s", len(due), ends, exc
                                 )

@@ -13,7 +13,6 @@ leaves the gateway, so a crash can never leave an agreement on chain that the jo
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ from eth_account.signers.local import LocalAccount
 from gateway.chain.journal import Journal
 from gateway.chain.market import sign_terms_hex, terms_from_dict, terms_signer
 from gateway.negotiation import Accept, Counter, Negotiator, Offer, Reject
+from gateway.trading.entropy import SYSTEM, Entropy
 from gateway.trading.protocol import Envelope
 from gridpact.core.clock import Clock
 from gridpact.core.eip712 import Domain, Terms, agreement_id
@@ -48,8 +48,8 @@ class Session:
     nonce: int | None = None  # the seller's slot nonce: the seller's ring picks it, the buyer learns it
 
 
-def new_session_id() -> str:
-    return "0x" + secrets.token_hex(32)
+def new_session_id(entropy: Entropy = SYSTEM) -> str:
+    return "0x" + entropy.token_hex(32)
 
 
 def price_offer(price: int) -> Offer:

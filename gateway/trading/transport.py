@@ -18,6 +18,7 @@ import aiomqtt
 
 from gateway.aio import raise_if_cancel_was_swallowed
 from gateway.trading.config import CommunityConfig
+from gateway.trading.entropy import SYSTEM, Entropy
 from gridpact.core.config import SecretRef, read_secret
 
 log = logging.getLogger("gridpact.gateway.trading")
@@ -65,6 +66,8 @@ class Transport:
         password_file: Path | None = None,
         tls: aiomqtt.TLSParameters | None = None,
         level: str = "v1",
+        keepalive_s: int = 30,
+        entropy: Entropy = SYSTEM,
     ) -> None:
         self.level = level  # the family's topic level: "v1" (trading), "loan-v1" (energy loans)
         self.host, self.port = host, port
@@ -72,6 +75,8 @@ class Transport:
         self.prefix, self.community, self.me = prefix, community, me
         self.username = username
         self.password_file = password_file
+        self.keepalive_s = keepalive_s
+        self.entropy = entropy  # the client id's suffix: a simulated community's repeats under its seed
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         self.reconnects = 0
@@ -121,8 +126,8 @@ class Transport:
             try:
                 async with aiomqtt.Client(
                     self.host, self.port, username=self.username, password=password,
-                    identifier=f"gridpact-trade-{self.me.lower()[2:14]}-{rng.randrange(1 << 30):x}",
-                    keepalive=30, max_queued_incoming_messages=10_000, tls_params=self.tls,
+                    identifier=f"gridpact-trade-{self.me.lower()[2:14]}-{self.entropy.randbelow(1 << 30):x}",
+                    keepalive=self.keepalive_s, max_queued_incoming_messages=10_000, tls_params=self.tls,
                 ) as client:  # fmt: skip
                     raise_if_cancel_was_swallowed()
                     self._client = client

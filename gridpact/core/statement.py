@@ -138,6 +138,7 @@ def window_args(
 NO_WINDOW = 2**32 - 1
 """A batch item's window index for "this side's statements are not in the call"."""
 
+WINDOW_HEAD = 63  # household 20, device 32, start 5, end 5, start flag 1
 READING_SIZE = 116  # importWh 8, exportWh 8, readings 4, readingsDigest 32, r 32, vs 32
 ITEM_SIZE = 264  # the Terms' 8 EIP-712 words, sellerWindow 4, buyerWindow 4
 OPEN_SIZE = 384  # the Terms' 8 EIP-712 words, the seller's and the buyer's (r, vs)
@@ -197,6 +198,8 @@ def parse_settlement_batch(raw: bytes) -> SettlementBatch:
     at = 0
     windows = []
     for _ in range(number(2)):
+        if at + WINDOW_HEAD + READING_SIZE > len(raw):
+            raise ValueError(f"window at byte {at} cut short")
         household, device, start, end = to_checksum_address(take(20)), take(32), number(5), number(5)
         has_start = number(1)
         if has_start > 1:
@@ -204,7 +207,10 @@ def parse_settlement_batch(raw: bytes) -> SettlementBatch:
         last = reading()
         first = reading() if has_start else NO_READING
         windows.append((household, device, start, end, first, last))
-    items = [(terms(), number(4), number(4)) for _ in range(number(2))]
+    n_items = number(2)
+    if at + n_items * ITEM_SIZE > len(raw):
+        raise ValueError(f"{n_items} items do not fit in the {len(raw) - at} bytes after byte {at}")
+    items = [(terms(), number(4), number(4)) for _ in range(n_items)]
     if (len(raw) - at) % OPEN_SIZE:
         raise ValueError(f"{len(raw) - at} bytes after the items: not whole agreements to open")
     opens = [

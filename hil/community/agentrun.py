@@ -167,7 +167,8 @@ def run_agents(
         cfg.decimals = 18
         specs = make_community(cfg.households, cfg.seed)
         with quiet_amqtt():
-            world = VirtualWorld(cfg, specs, opts, w3) if virtual else AgentWorld(cfg, specs, opts, w3, url)
+            world = (VirtualWorld(cfg, specs, opts, w3, metering=cpu_out is not None) if virtual
+                     else AgentWorld(cfg, specs, opts, w3, url))  # fmt: skip
             if cpu_out is not None and isinstance(world, VirtualWorld):
                 stack.callback(cpu_out.update, world.loop.cpu)  # after the world's close
             if calls_out is not None and isinstance(world, VirtualWorld):

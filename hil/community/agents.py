@@ -19,6 +19,7 @@ import numpy as np
 from gateway.trading.observer import TradeFeed
 from hil.community.engine import EngineConfig
 from hil.community.fullstack import FullStackOptions, FullStackWorld
+from hil.community.gateways import NO_PINGS
 from hil.community.households import HouseholdSpec
 from hil.community.market import MICRO, MarketWindow, Trade
 
@@ -80,7 +81,7 @@ def trading_tables(cfg: EngineConfig, host: str, port: int, rpc_url: str, market
     key = state / "dev-key-injected.json"  # never read: the simulator injects the account
     return {
         "community": {"id": "simulate", "host": host, "port": port, "roster_refresh_s": 3600.0,
-                      "max_message_age_s": 30.0},
+                      "max_message_age_s": 30.0, "keepalive_s": NO_PINGS},
         "agent": {
             "window_s": 3600, "lead_s": LEAD_S, "round_timeout_s": ROUND_S, "max_rounds": cfg.rounds,
             "min_trade_wh": max(50, cfg.min_order_wh), "report_delay_s": REPORT_DELAY_S,

@@ -83,6 +83,7 @@ class CommunityChain:
         self.gas_used = 0
         self.transactions = 0
         self.anchors = 0
+        self.moves = 0  # blocks mined by set_time: a cached "latest" block is stale after one
         self._terms: dict[int, list[Any]] = {}
         self._rings: dict[str, Any] = {}  # seller -> the gateway's NonceRing: slots reused once closed
         # each household's meter node: device key (the nodes' provisioned ones when given), cumulative
@@ -110,6 +111,7 @@ class CommunityChain:
             return
         provider = self.w3.provider
         tester = getattr(provider, "ethereum_tester", None)
+        self.moves += 1
         if tester is not None:
             tester.time_travel(ts)
             return

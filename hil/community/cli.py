@@ -62,9 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="meter nodes: firmware (the real firmware on a virtual-time board; default) | standin (reference encoder)",
     )  # fmt: skip
     p.add_argument(
-        "--clock", choices=("wall", "virtual"), default="wall",
-        help="wall (threads paced in wall time; default) | virtual (every part on one discrete-event "
-        "loop: deterministic under --seed; gateway agents, firmware nodes, embedded amqtt, anvil)",
+        "--clock", choices=("wall", "virtual"), default=None,
+        help="virtual (every part on one discrete-event loop, deterministic under --seed: gateway agents, "
+        "firmware nodes, embedded amqtt, anvil; the default) | wall (threads paced in wall time; the default "
+        "with --engine-only, --faults, --broker, --chain, --agents engine, --nodes standin or --dashboard)",
     )  # fmt: skip
     p.add_argument(
         "--dashboard", action="store_true",
@@ -387,10 +388,12 @@ def run(
     if args.engine_only and args.agents == "gateway":
         print("gridpact simulate: --agents gateway needs the full stack (not --engine-only)", file=sys.stderr)
         return 2
-    if args.clock == "virtual" and (
-        args.engine_only or args.faults or args.broker or args.chain or args.agents != "gateway"
-        or args.nodes != "firmware"
-    ):  # fmt: skip
+    # what only the wall clock runs (the virtual loop has no faults, outside services or in-process agents)
+    wall_only = bool(args.engine_only or args.faults or args.broker or args.chain or args.agents != "gateway"
+                     or args.nodes != "firmware")  # fmt: skip
+    if args.clock is None:  # one discrete-event loop where every part can run on it
+        args.clock = "wall" if wall_only or args.dashboard else "virtual"
+    if args.clock == "virtual" and wall_only:
         print(
             "gridpact simulate: --clock virtual runs the gateway agents and firmware nodes on the embedded "
             "broker and an anvil of its own (no --engine-only, --faults, --broker, --chain, --agents engine, --nodes standin)",

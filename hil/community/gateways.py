@@ -40,12 +40,31 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 CALL_S = 120.0  # a read waits this long for the gateways' loop (a loaded machine, a slow chain call)
 STOP_S = 10.0
+# MQTT keepalive off for the simulated gateways' clients: paho times its pings by the host's clock,
+# which would make a run's order of events depend on its wall time (docs/simulate.md, "No wall-clock pings")
+NO_PINGS = 0
 
 
 def meter_prefix(household: str) -> str:
     """Each household's meter topics (`<prefix>/meter/<dev>/...`): on a Pi the meter broker is the
     household's own; here one broker carries every household, so each gets its own namespace."""
     return f"gridpact/{household}"
+
+
+class SeededEntropy:
+    """A simulated gateway's message ids, session ids and fresh nonces, drawn from a seed.
+
+    Same seed, same agreement ids, so the same order wherever ids break ties. Never on a real
+    gateway: there the next id or nonce must not be guessable (gateway.trading.entropy)."""
+
+    def __init__(self, seed: str) -> None:
+        self._rng = random.Random(seed)
+
+    def token_hex(self, nbytes: int) -> str:
+        return self._rng.randbytes(nbytes).hex()
+
+    def randbelow(self, n: int) -> int:
+        return self._rng.randrange(n)
 
 
 class LoopRunner(Protocol):
@@ -135,6 +154,7 @@ class SimGateway:
         from gateway.service import build_runtime
 
         self.runner, self.name, self.dev = runner, name, dev
+        self.entropy = SeededEntropy(f"{seed}-{name}-trading")
         home = state_dir / f"gateway-{name}"
         home.mkdir(parents=True, exist_ok=True)
         (home / "meter-hmac.key").write_text(key.hex())
@@ -147,7 +167,7 @@ class SimGateway:
             }
             # the node's device-key address as the installer registered it: its signed statements are kept
             | ({"statement_signer": statement_signer} if statement_signer else {}),
-            "meter_broker": {"host": host, "port": port},
+            "meter_broker": {"host": host, "port": port, "keepalive_s": NO_PINGS},
             "metrics": {"enabled": False},
         } | tables
         self.cfg: GatewayConfig = parse_config(doc, home, env={})
@@ -168,7 +188,7 @@ class SimGateway:
             raise RuntimeError(f"gateway {self.name} has no trading tables")
         rt = self._rt
         deps = TradingDeps(rt.store, forecaster, rt.metrics, self.name, state_dir, clock,
-                           web3=web3, account=account, observer=observer)  # fmt: skip
+                           web3=web3, account=account, observer=observer, entropy=self.entropy)  # fmt: skip
         return self.runner.spawn(run_trading(self.cfg.trading, deps), f"trading-{self.name}")
 
     # ------------------------------------------------------------ reads (each one on the loop)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import selectors
 import socket
 import struct
@@ -139,8 +140,12 @@ class SimSelector(selectors.DefaultSelector):
 
 
 def layer_of_task(name: str) -> str:
-    """The layer a task's CPU time is booked to, by its name (a child task inherits its parent's)."""
-    head = name.split("-", 1)[0]
+    """The layer a task's CPU time is booked to, by its name (a child task inherits its parent's).
+
+    The simulator names a household's tasks `board-<dev>`, `ingest-<household>` and
+    `trading-<household>`; the gateway names its own children `trading.settle`, `trading.keeper` ...
+    """
+    head = re.split(r"[-.]", name, maxsplit=1)[0]
     return {"board": "firmware", "ingest": "ingest", "trading": "trading", "chain": "chain"}.get(
         head, "broker"
     )
@@ -149,17 +154,24 @@ def layer_of_task(name: str) -> str:
 class SimLoop(asyncio.SelectorEventLoop):
     """An event loop on simulated time; executor work runs inline (see the module docstring).
 
-    It also books CPU time (time.thread_time) per layer for `gridpact bench simulate`: each task
+    With `metering` on it also books CPU time (time.thread_time) per layer for `gridpact bench
+    simulate` (off by default: two clock reads per callback cost a run about a tenth): each task
     step by its task's name (tasks created without a name inside a named task take its name, so
     the firmware's and aiomqtt's own tasks count for their household's board or gateway), inline
-    executor work as "chain"; socket callbacks and amqtt's unnamed tasks as "broker" (the rest).
+    executor work as "chain"; a socket callback registered with `add_reader`/`add_writer` (paho's,
+    which aiomqtt registers through `call_soon_threadsafe` from the connecting task) as the layer
+    of the task that asked for it; asyncio's stream transports (amqtt, the boards' sockets) and
+    amqtt's unnamed tasks as "broker" or the rest ("other").
     """
 
-    def __init__(self, start: float) -> None:
+    def __init__(self, start: float, metering: bool = False) -> None:
         self.sim = SimTime(start)
         super().__init__(SimSelector(self.sim))
         self.cpu: dict[str, float] = {}
+        self.metering = metering
         self._inline = 0.0
+        self._layers: dict[str, str] = {}  # task name -> layer (names repeat: each household's tasks)
+        self._asked_by: str | None = None  # the layer of the task that scheduled the running callback
 
     def create_task(self, coro: Any, *, name: str | None = None, context: Any = None) -> asyncio.Task[Any]:
         if name is None:
@@ -168,11 +180,20 @@ class SimLoop(asyncio.SelectorEventLoop):
                 name = parent.get_name()
         return super().create_task(coro, name=name, context=context)
 
+    def _layer(self, task: asyncio.Task[Any]) -> str:
+        name = task.get_name()
+        layer = self._layers.get(name)
+        if layer is None:
+            layer = self._layers[name] = layer_of_task(name)
+        return layer
+
     def _metered(self, callback: Callable[..., Any]) -> Callable[..., Any]:
         owner = getattr(callback, "__self__", None)
         if not isinstance(owner, asyncio.Task):
             return callback
-        layer = layer_of_task(owner.get_name())
+        return self._booked(self._layer(owner), callback)
+
+    def _booked(self, layer: str, callback: Callable[..., Any]) -> Callable[..., Any]:
         cpu = self.cpu
 
         def step(*args: Any) -> None:
@@ -185,7 +206,39 @@ class SimLoop(asyncio.SelectorEventLoop):
         return step
 
     def call_soon(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> asyncio.Handle:
-        return super().call_soon(self._metered(callback), *args, context=context)
+        if self.metering:
+            callback = self._metered(callback)
+        return super().call_soon(callback, *args, context=context)
+
+    def call_soon_threadsafe(
+        self, callback: Callable[..., Any], *args: Any, context: Any = None
+    ) -> asyncio.Handle:
+        task = asyncio.current_task(self) if self.metering and self.is_running() else None
+        if task is not None:
+            layer, inner = self._layer(task), callback
+
+            def asked(*a: Any) -> None:
+                outer, self._asked_by = self._asked_by, layer
+                try:
+                    inner(*a)
+                finally:
+                    self._asked_by = outer
+
+            callback = asked
+        return super().call_soon_threadsafe(callback, *args, context=context)
+
+    def _socket_callback(self, callback: Callable[..., Any]) -> Callable[..., Any]:
+        if not self.metering:
+            return callback
+        task = asyncio.current_task(self) if self.is_running() else None
+        layer = self._layer(task) if task is not None else self._asked_by
+        return callback if layer is None else self._booked(layer, callback)
+
+    def add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
+        super().add_reader(fd, self._socket_callback(callback), *args)
+
+    def add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
+        super().add_writer(fd, self._socket_callback(callback), *args)
 
     def time(self) -> float:
         return self.sim.now

@@ -10,11 +10,14 @@ hour loop drives it by running the loop up to the end of each hour; nothing wait
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from hil.community.agents import NO_RPC, TAIL_H, AgentWorld, ProfileForecaster
+from hil.community.endpoints import quiet_amqtt
 from hil.community.engine import EngineConfig
 from hil.community.fullstack import FullStackOptions
 from hil.community.gateways import InlineRunner, meter_prefix
@@ -27,6 +30,19 @@ SETTLE_S = 2.0  # simulated seconds past a poll that carry its reading to the ga
 
 TIMED_METHODS = frozenset({"eth_sendRawTransaction", "eth_sendTransaction", "eth_call", "eth_estimateGas"})
 SENDS = frozenset({"eth_sendRawTransaction", "eth_sendTransaction"})
+# what cannot mine a block: any other method (a send, evm_*, anvil_*) drops the cached head
+READS = frozenset({
+    "eth_call", "eth_estimateGas", "eth_chainId", "eth_blockNumber", "eth_getBlockByNumber",
+    "eth_getBlockByHash", "eth_getTransactionReceipt", "eth_getTransactionByHash", "eth_getLogs",
+    "eth_getTransactionCount", "eth_getBalance", "eth_getCode", "eth_gasPrice", "eth_feeHistory",
+    "eth_maxPriorityFeePerGas", "net_version",
+})  # fmt: skip
+
+
+def tx_key(tx: object) -> str:
+    """A transaction hash as web3 passes it (bytes or hex text), as lower-case hex text."""
+    text = "0x" + tx.hex() if isinstance(tx, bytes) else str(tx)
+    return text.lower().removeprefix("0x")
 
 
 def chain_time_middleware(chain: Any, loop: SimLoop, calls: Counter[str] | None = None) -> Any:
@@ -41,16 +57,25 @@ def chain_time_middleware(chain: Any, loop: SimLoop, calls: Counter[str] | None 
     block, the run's largest cost). On a dev node (anvil) every transaction's block also gets
     the simulated time (`evm_setNextBlockTimestamp`, one second past the last block at least),
     so no block time comes from the host's clock.
+
+    Every gateway's settle loop reads the head block each round; between two blocks the answer
+    cannot change, so `eth_getBlockByNumber("latest")` is answered from the last one until a
+    method that may mine passes through or the simulator moves the chain's time (`chain.moves`).
+    anvil answers a send before its block is mined, so from a send until its receipt comes back
+    (or the simulator mines) the head is not kept: a read in between could see the block before.
     """
     from web3.middleware import Web3Middleware
 
     tester = getattr(chain.w3.provider, "ethereum_tester", None) is not None
     state = {"moved": 0, "block_t": 0}
+    head: dict[str, Any] = {}  # json(params) -> the node's answer, while chain.moves == head_at
+    head_at = [-1]
+    unmined: set[str] = set()  # hashes of sends whose receipt has not been seen yet
 
     class SimulatedTime(Web3Middleware):
         def wrap_make_request(self, make_request: Any) -> Any:
             def middleware(method: Any, params: Any) -> Any:
-                if calls is not None:
+                if calls is not None:  # a head answered from the cache is counted as "cached head"
                     calls[str(method)] += 1
                 now = int(loop.unix())
                 if method in TIMED_METHODS and now - state["moved"] >= 60:
@@ -61,7 +86,33 @@ def chain_time_middleware(chain: Any, loop: SimLoop, calls: Counter[str] | None 
                     ts = max(now, state["block_t"] + 1)
                     make_request("evm_setNextBlockTimestamp", [ts])
                     state["block_t"] = ts
-                return make_request(method, params)
+                if method not in READS or head_at[0] != chain.moves:
+                    if head_at[0] != chain.moves:  # the simulator mined: every earlier send is in
+                        unmined.clear()
+                    head.clear()
+                    head_at[0] = chain.moves
+                latest = method == "eth_getBlockByNumber" and bool(params) and params[0] == "latest"
+                if not latest:
+                    answer = make_request(method, params)
+                    if method not in READS:  # web3 reads the head again while it fills a transaction in
+                        head.clear()
+                    if isinstance(answer, dict) and answer.get("result") is not None:
+                        if method in SENDS:
+                            unmined.add(tx_key(answer["result"]))
+                        elif method == "eth_getTransactionReceipt" and params:
+                            unmined.discard(tx_key(params[0]))
+                            head.clear()  # its block may be newer than the kept head
+                    return answer
+                key = json.dumps(params)
+                if key in head:
+                    if calls is not None:
+                        calls[str(method)] -= 1
+                        calls["cached head"] += 1
+                    return copy.deepcopy(head[key])
+                answer = make_request(method, params)
+                if isinstance(answer, dict) and answer.get("result") and not unmined:
+                    head[key] = answer  # an error, no block or a send still being mined: asked again
+                return copy.deepcopy(answer)
 
             return middleware
 
@@ -99,7 +150,8 @@ class LoopBroker:
 
     def close(self) -> None:
         if self._broker is not None and not self.loop.is_closed():
-            self.loop.run_until_complete(self._broker.shutdown())
+            with quiet_amqtt():  # its "N messages not broadcasted" at shutdown is no news to a user
+                self.loop.run_until_complete(self._broker.shutdown())
             self._broker = None
 
 
@@ -187,9 +239,15 @@ class VirtualWorld(AgentWorld):
     """The gateways' own agents, the real firmware, amqtt and the chain on one simulated clock."""
 
     def __init__(
-        self, cfg: EngineConfig, specs: list[HouseholdSpec], opts: FullStackOptions, w3: Any
+        self,
+        cfg: EngineConfig,
+        specs: list[HouseholdSpec],
+        opts: FullStackOptions,
+        w3: Any,
+        metering: bool = False,
     ) -> None:
-        self.loop = SimLoop(float(cfg.t0) - 1.0)  # the gateways subscribe in the second before t0
+        """`metering`: book CPU by layer from the first step (`gridpact bench simulate`)."""
+        self.loop = SimLoop(float(cfg.t0) - 1.0, metering)  # the gateways subscribe in the second before t0
         asyncio.set_event_loop(self.loop)
         self.seed = cfg.seed
         self.tasks: list[asyncio.Task[Any]] = []

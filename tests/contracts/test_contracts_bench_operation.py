@@ -6,7 +6,9 @@ for batches of 50 come from the same code (`gridpact bench contracts --operation
 
 from __future__ import annotations
 
-from benches.contracts import TOKENS, engine_traffic, operation, operation_lines
+import pytest
+
+from benches.contracts import TOKENS, disjoint_traffic, engine_traffic, operation, operation_lines
 from contracts.harness import Community, household_key
 from gateway.trading.nonces import RING_BASE
 from hil.services import DEV_PRIVATE_KEYS, in_process_web3
@@ -43,3 +45,19 @@ def test_operation_replays_the_engines_own_trades() -> None:
     assert len(settled) == op.agreements
     text = "\n".join(operation_lines(op, 6, "the engine's trades"))
     assert "the engine's trades" in text and "per agreement" in text
+
+
+def test_disjoint_traffic_gives_every_agreement_its_own_two_windows() -> None:
+    """`--traffic disjoint`: nobody trades twice in an hour, so each agreement settles on two meter windows of
+    its own (the sparse pattern whose gas the operation figures show apart)."""
+    traffic = disjoint_traffic(8, 6, per_hour=3, hours=5, seed=2)
+    for hour in traffic:
+        parties = [p for t in hour for p in (t.seller, t.buyer)]
+        assert len(parties) == len(set(parties)) == 6 and max(parties) < 6
+    with pytest.raises(ValueError):
+        disjoint_traffic(8, 5, per_hour=3, hours=1, seed=2)
+    c = Community(in_process_web3(), DEV_PRIVATE_KEYS[0])
+    hh = [c.add_household(household_key(i, "bench-disjoint"), deposit=TOKENS) for i in range(8)]
+    op = operation(c, hh, batch=3, rounds=4, traffic=traffic, combine=True)
+    assert op.agreements == 12 and op.windows == 2 * op.agreements
+    assert len(c.market.events.AgreementSettled().get_logs(from_block=0)) == 12

@@ -265,7 +265,7 @@ def test_meter_settlement_only_the_community_sets_meters(community: Community, r
 def test_meter_settlement_refuses_a_malformed_batch_as_a_whole(community: Community, reverts) -> None:
     """The packed batch (docs/wire/meter-settlement-v1.md) must parse exactly: a truncated window, a start flag
     other than 0 or 1, or a stray byte after the items reverts `MeterBatchMalformed` with where it broke, and
-    nothing is settled; the well-formed batch then settles."""
+    nothing is settled (and the core's parser refuses each too); the well-formed batch then settles."""
     c = community
     m = c.market
     keeper = c.admin
@@ -289,6 +289,8 @@ def test_meter_settlement_refuses_a_malformed_batch_as_a_whole(community: Commun
     ]:
         args = reverts("MeterBatchMalformed", lambda b=batch: keeper.transact(m.functions.settleByMeters(b)))
         assert tuple(args) == (len(batch), at)
+        with pytest.raises(ValueError):  # the explorer's parser refuses what the contract refuses
+            parse_settlement_batch(batch)
     assert m.functions.agreementOf(t.as_tuple()).call()[0] == 1  # still Active
     rcpt = keeper.transact(m.functions.settleByMeters(good))
     assert len(m.events.AgreementSettled().process_receipt(rcpt, errors=DISCARD)) == 1

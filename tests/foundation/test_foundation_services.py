@@ -56,7 +56,12 @@ def compile_counter() -> dict:
     return result["contracts"]["Counter.sol"]["Counter"]
 
 
-def roundtrip(info: BrokerInfo, payload: bytes) -> list[bytes]:
+def roundtrip(info: BrokerInfo, payload: bytes, timeout: float = 30.0) -> list[bytes]:
+    """Publish once and return what a subscriber got; each step waits for the broker's answer.
+
+    The waits are generous because a loaded CI machine can stall a broker thread for seconds;
+    a broken broker still fails, only later.
+    """
     got: list[bytes] = []
     arrived = threading.Event()
     sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sub-{time.monotonic_ns()}")
@@ -72,17 +77,21 @@ def roundtrip(info: BrokerInfo, payload: bytes) -> list[bytes]:
     sub.loop_start()
     try:
         sub.subscribe("smoke/#", qos=1)
-        assert subscribed.wait(5), f"no SUBACK from {info.kind}"
+        assert subscribed.wait(timeout), f"no SUBACK from {info.kind}"
         pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}")
         pub.connect(info.host, info.port)
         pub.loop_start()
-        pub.publish("smoke/x", payload, qos=1).wait_for_publish(5)
-        pub.loop_stop()
-        pub.disconnect()
-        assert arrived.wait(5), f"message did not come back through {info.kind}"
+        try:
+            sent = pub.publish("smoke/x", payload, qos=1)
+            sent.wait_for_publish(timeout)
+            assert sent.is_published(), f"no PUBACK from {info.kind}"
+        finally:
+            pub.disconnect()
+            pub.loop_stop()
+        assert arrived.wait(timeout), f"message did not come back through {info.kind}"
     finally:
-        sub.loop_stop()
         sub.disconnect()
+        sub.loop_stop()
     return got
 
 

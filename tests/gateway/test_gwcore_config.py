@@ -32,7 +32,10 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
     assert cfg.meter.topic_prefix == "gridpact"
     assert cfg.meter.hmac_key.file == tmp_path / "k"
     assert cfg.meter_broker.port == 1883
+    assert cfg.meter_broker.keepalive_s == 30
     assert cfg.forecast.step_s == 900
+    off = parse_config(_with("meter_broker", keepalive_s=0), tmp_path, env={})
+    assert off.meter_broker.keepalive_s == 0  # MQTT's "no keepalive": the simulator's choice
 
 
 def test_state_directory_from_systemd(tmp_path: Path) -> None:
@@ -58,6 +61,8 @@ def _with(section: str, **values: object) -> dict:
         ({"gateway": {"id": "g1"}, "meter": {"device_id": "node-01"}}, "meter.hmac_key_file"),
         (_with("meter", hmac_key_credential="x"), "meter.hmac_key_file"),
         (_with("meter_broker", port=70000), "meter_broker.port"),
+        (_with("meter_broker", keepalive_s=-1), "meter_broker.keepalive_s"),
+        (_with("meter_broker", keepalive_s=65536), "meter_broker.keepalive_s"),
         (_with("meter_broker", port="1883"), "meter_broker.port"),
         (_with("meter_broker", tls="yes"), "meter_broker.tls"),
         (_with("meter_broker", password="hunter2"), "meter_broker.password"),

@@ -46,3 +46,52 @@ def test_sim_layers_a_busy_named_thread_is_booked_to_its_layer() -> None:
     secs = cpu.seconds()
     assert secs["trading"] >= 0.1, secs
     assert secs["firmware"] == 0.0, secs
+
+
+def test_sim_loop_task_names_golden() -> None:
+    """The virtual loop books a task by its name: the gateway's own children (`trading.settle`) are trading."""
+    from hil.community.simloop import layer_of_task
+
+    assert layer_of_task("board-node-h00") == "firmware"
+    assert layer_of_task("ingest-h03") == "ingest"
+    assert layer_of_task("trading-h03") == "trading"
+    assert layer_of_task("trading.settle") == "trading"
+    assert layer_of_task("trading.keeper.receive") == "trading"
+    assert layer_of_task("chain-h01") == "chain"
+    assert layer_of_task("Task-12") == "broker"  # amqtt's unnamed tasks
+
+
+def test_sim_loop_books_a_socket_callback_to_the_task_that_registered_it() -> None:
+    """aiomqtt registers paho's reader with `call_soon_threadsafe(loop.add_reader, ...)` from the
+    connecting task: its reads count for that gateway's layer, not for "other"."""
+    import asyncio
+    import socket
+
+    from hil.community.simloop import SimLoop
+
+    loop = SimLoop(0.0, metering=True)
+    a, b = socket.socketpair()
+    got: list[bytes] = []
+    done = loop.create_future()
+
+    def readable() -> None:
+        got.append(a.recv(16))
+        sum(i * i for i in range(200_000))  # some CPU to book
+        loop.remove_reader(a.fileno())
+        done.set_result(None)
+
+    async def connect() -> None:
+        loop.call_soon_threadsafe(loop.add_reader, a.fileno(), readable)
+        await asyncio.sleep(0)
+        b.send(b"hello")
+        await done
+
+    try:
+        loop.run_until_complete(loop.create_task(connect(), name="trading-h01"))
+    finally:
+        a.close()
+        b.close()
+        loop.close()
+    assert got == [b"hello"]
+    assert loop.cpu.get("trading", 0.0) > 0.005
+    assert "broker" not in loop.cpu or loop.cpu["broker"] < loop.cpu["trading"]

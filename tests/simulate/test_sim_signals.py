@@ -1,4 +1,5 @@
-"""A real `gridpact simulate` (full stack: anvil, Mosquitto, gateways) stopped by SIGINT, SIGTERM, SIGKILL.
+"""A real `gridpact simulate` (full stack: anvil, gateways; on the virtual clock with the embedded broker, and on
+the wall clock with a Mosquitto) stopped by SIGINT, SIGTERM, SIGKILL.
 
 SIGINT and SIGTERM: gone within 2 s, exit 130 / 143, a partial report marked as such. All three:
 no process it started survives it, checked by pid (the native anvil and Mosquitto die with it
@@ -21,17 +22,23 @@ from tests.process_helpers import assert_no_survivors, descendants, stop_and_tim
 GRIDPACT = [sys.executable, "-m", "gridpact.cli"]
 
 
-def start_run(out: Path) -> tuple[subprocess.Popen[str], dict[int, str]]:
-    """The default full-stack path (gateway agents, anvil started for the run) plus a Mosquitto."""
+# the default run (one virtual clock: embedded amqtt, anvil started for the run), and the wall-clock run
+# with a Mosquitto of its own
+RUNS = {"virtual": ([], ("anvil",)), "wall": (["--broker", "mosquitto"], ("anvil", "mosquitto"))}
+
+
+def start_run(out: Path, clock: str = "wall") -> tuple[subprocess.Popen[str], dict[int, str]]:
+    """The full-stack path (gateway agents, anvil started for the run) on `clock` (RUNS)."""
+    extra, services = RUNS[clock]
     proc = subprocess.Popen(
-        [*GRIDPACT, "simulate", "--households", "3", "--days", "2", "--broker", "mosquitto", "--out", str(out)],
+        [*GRIDPACT, "simulate", "--households", "3", "--days", "2", *extra, "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 90
     kids: dict[int, str] = {}
     while time.monotonic() < deadline and proc.poll() is None:
         kids = descendants(proc.pid)
-        if any("anvil" in c for c in kids.values()) and any("mosquitto" in c for c in kids.values()):
+        if all(any(s in c for c in kids.values()) for s in services):
             break
         time.sleep(0.1)
     time.sleep(1.5)  # into the run: services up, gateways trading
@@ -43,9 +50,12 @@ def start_run(out: Path) -> tuple[subprocess.Popen[str], dict[int, str]]:
     return proc, kids
 
 
+@pytest.mark.parametrize("clock", sorted(RUNS))
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_stops_within_2s_with_a_partial_report(sig: int, code: int, tmp_path: Path) -> None:
-    proc, kids = start_run(tmp_path)
+def test_signal_stops_within_2s_with_a_partial_report(
+    sig: int, code: int, clock: str, tmp_path: Path
+) -> None:
+    proc, kids = start_run(tmp_path, clock)
     took = stop_and_time(proc, sig)
     _, err = proc.communicate(timeout=10)
     name = signal.Signals(sig).name
@@ -61,8 +71,9 @@ def test_signal_stops_within_2s_with_a_partial_report(sig: int, code: int, tmp_p
     assert "partial report" in (tmp_path / "report.html").read_text()
 
 
-def test_sigkill_leaves_no_process_behind(tmp_path: Path) -> None:
-    proc, kids = start_run(tmp_path)
+@pytest.mark.parametrize("clock", sorted(RUNS))
+def test_sigkill_leaves_no_process_behind(clock: str, tmp_path: Path) -> None:
+    proc, kids = start_run(tmp_path, clock)
     assert any("anvil-linux" in c for c in kids.values()), kids  # the native binary, not the Node wrapper
     proc.kill()
     proc.communicate(timeout=10)

@@ -20,6 +20,7 @@ TABLES = tomllib.loads(EXAMPLE.read_text())
 def test_example_parses(tmp_path: Path) -> None:
     cfg = parse_trading_config(copy.deepcopy(TABLES), tmp_path)
     assert cfg.community.id == "oak-street"
+    assert cfg.community.keepalive_s == 30
     assert cfg.agent.window_s == 3600 and cfg.agent.seller["price"]["ip"] == 300
     assert cfg.chain.passphrase_credential == "gateway-key-pass"
     assert cfg.chain.keystore == Path("/var/lib/gridpact-gateway/key.json")
@@ -43,6 +44,9 @@ def test_seam_with_gateway_core_config(tmp_path: Path) -> None:
         (("chain", "anchor"), "yes", "chain.anchor"),
         (("community", "id"), "Oak Street", "community.id"),
         (("community", "id"), "meter", "community.id"),  # its topics would be the readings'
+        (("community", "keepalive_s"), -1, "community.keepalive_s"),
+        (("community", "keepalive_s"), 65536, "community.keepalive_s"),
+        (("community", "keepalive_s"), 1.5, "community.keepalive_s"),
         (("community", "id"), "gateway", "community.id"),
         (("community", "port"), 70000, "community.port"),
         (("community", "peers"), ["0xnope"], "community.peers[0]"),

@@ -22,7 +22,7 @@ from trade_helpers import SetClock
 
 from contracts.harness import Community, Household, advance_time, household_key
 from gateway.chain.journal import Journal
-from gateway.chain.market import Market, Status, Terms, market_abi
+from gateway.chain.market import Market, Status, Terms, market_abi, sign_terms_hex
 from gateway.chain.sender import TxSender
 from gateway.storage import ReadingStore
 from gateway.trading.chainrun import ChainRunner
@@ -30,6 +30,7 @@ from gateway.trading.config import CommunityConfig, KeeperConfig, parse_agent, p
 from gateway.trading.keeper import (
     Keeper,
     KeeperBook,
+    encode_agreement,
     encode_publication,
     meters_topic,
     parse_publication,
@@ -211,6 +212,66 @@ def test_a_silent_keeper_leaves_the_gateways_fallback_to_settle(tmp_path: Path) 
     assert closed == ["reported", "closed"]
     settled = c.market.events.AgreementSettled().get_logs(from_block=0)
     assert [e["args"]["deliveredWh"] for e in settled] == [700]
+    for store in stores.values():
+        store.close()
+
+
+def test_a_failed_keeper_round_loses_neither_job(tmp_path: Path) -> None:
+    """The keeper's hourly call carries two jobs (settle the ended window, open the started one) and fails
+    as a whole, here because its account holds the role but is no member (opening is for members), so the
+    estimate reverts: both jobs are counted as failed, nothing changed on chain, and the parties' fallbacks
+    open the new agreement and settle the old one themselves."""
+    c, seller, buyer, _keeper, terms, stores, start = setup(tmp_path)
+    end = start + HOUR
+    outsider = Account.from_key(household_key(9, "outsider-keeper"))
+    c.admin.send({"to": outsider.address, "value": 10**18, "gas": 21_000})
+    c.admin.transact(c.market.functions.grantRole(c.market.functions.KEEPER_ROLE().call(), outsider.address))
+    counts: list[str] = []
+    k_market = Market(
+        c.w3, c.market.address, TxSender(c.w3, outsider, Journal(tmp_path / "k.db"), market_abi())
+    )
+    keeper = Keeper(k_market, KeeperBook(), counts.append)
+    for hh in (seller, buyer):  # the ended window: both meters' statements
+        ev = evidence_for(terms[0].as_dict(), stores[hh.address].statement_at)
+        assert ev is not None
+        pub = encode_publication(hh.address, ev.last, ev.first, [t.as_dict() for t in terms])
+        assert keeper.accept(pub, end + 5) is None
+    nxt = c.terms(seller, buyer, quantity_wh=300, delivery_end=end + HOUR, expiry=end + HOUR - 1)
+    sigs = {hh.address: sign_terms_hex(nxt, c.domain, Account.from_key(hh.key)) for hh in (seller, buyer)}
+    assert (
+        keeper.accept_agreement(encode_agreement(nxt, sigs[seller.address], sigs[buyer.address]), end + 5)
+        is None
+    )
+    due, ends = keeper.submits.due(end + 30, 30.0), keeper.book.due(end + 30, 30.0)
+    assert len(due) == 1 and ends == [end]
+    assert keeper.round(due, ends) == (0, 0)
+    assert counts == ["keeper_failed", "keeper_submit_failed"]
+    assert c.status(nxt) == Status.NONE and [c.status(t) for t in terms] == [Status.ACTIVE] * 2
+    timing = Timing(1.0, 1.0, keeper_grace_s=600.0, keeper_submit_grace_s=60.0)
+    settled = []
+    for hh, role in ((seller, "seller"), (buyer, "buyer")):
+        journal, market = gateway_journal(c, hh, role, terms[:1], tmp_path)
+        nid = market.agreement_id(nxt)
+        peer = buyer if hh is seller else seller
+        journal.put_agreement(nid, role, peer.address, nxt.as_dict(), sigs[hh.address], nxt.deliveryEnd)
+        journal.set_peer_sig(nid, sigs[peer.address])
+        journal.set_agreement_state(nid, "signed", note="submitter" if hh is seller else "")
+        events: list[str] = []
+        settler = Settler(market, journal, timing, events.append)
+        rec = journal.agreement(nid)
+        assert rec is not None and settler.advance(rec, end + 61, None) == "submitted"  # its own fallback
+        rec = journal.agreement(market.agreement_id(terms[0]))
+        ev = evidence_for(terms[0].as_dict(), stores[hh.address].statement_at)
+        assert rec is not None and settler.advance(rec, end + 601, 999, ev) in ("reported", "closed")
+        settled.append(events)
+    assert c.status(nxt) == Status.ACTIVE
+    assert settled == [
+        ["submitted", "evidence_sent"],
+        ["evidence_sent", "settled"],
+    ]  # the buyer's completes it
+    assert [e["args"]["deliveredWh"] for e in c.market.events.AgreementSettled().get_logs(from_block=0)] == [
+        700
+    ]
     for store in stores.values():
         store.close()
 

@@ -213,3 +213,27 @@ def test_a_party_away_while_the_slot_was_reused_still_closes_its_agreement(tmp_p
     journal.set_agreement_state("0x" + "ee" * 32, "submitted")
     rec = journal.agreement("0x" + "ee" * 32)
     assert rec is not None and settler.advance(rec, now, None) == "submitted" and "slot_unknown" in events
+
+
+def test_fresh_nonces_and_session_ids_come_from_the_agents_entropy() -> None:
+    """A gateway draws them from `secrets`; the simulator hands in a seeded source, so a run repeats."""
+    import dataclasses
+
+    from gateway.trading.entropy import SYSTEM
+    from gateway.trading.service import TradingDeps
+    from gateway.trading.sessions import new_session_id
+    from hil.community.gateways import SeededEntropy
+
+    def fresh(entropy: SeededEntropy | None) -> list[int]:
+        ring = NonceRing(1) if entropy is None else NonceRing(1, entropy=entropy)
+        return [ring.allocate(set(), 0.0) for _ in range(4)][1:]
+
+    seeded = fresh(SeededEntropy("1-h0-trading"))
+    assert seeded == fresh(SeededEntropy("1-h0-trading"))
+    assert seeded != fresh(SeededEntropy("1-h1-trading"))
+    assert all(FRESH_LOW <= n < RING_BASE for n in seeded)
+    assert fresh(None) != fresh(None)  # the system's: never the same twice
+    assert new_session_id(SeededEntropy("s")) == new_session_id(SeededEntropy("s"))
+    assert new_session_id() != new_session_id() and len(new_session_id()) == 66
+    default = {f.name: f.default for f in dataclasses.fields(TradingDeps)}["entropy"]
+    assert default is SYSTEM  # a gateway is never seeded unless someone hands a source in

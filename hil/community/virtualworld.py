@@ -13,6 +13,7 @@ import asyncio
 import copy
 import json
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,6 @@ READS = frozenset({
 })  # fmt: skip
 
 
-def tx_key(tx: object) -> str:
-    """A transaction hash as web3 passes it (bytes or hex text), as lower-case hex text."""
-    text = "0x" + tx.hex() if isinstance(tx, bytes) else str(tx)
-    return text.lower().removeprefix("0x")
-
-
 def chain_time_middleware(chain: Any, loop: SimLoop, calls: Counter[str] | None = None) -> Any:
     """A web3 middleware that keeps the chain's block time on the simulated clock.
 
@@ -61,8 +56,8 @@ def chain_time_middleware(chain: Any, loop: SimLoop, calls: Counter[str] | None 
     Every gateway's settle loop reads the head block each round; between two blocks the answer
     cannot change, so `eth_getBlockByNumber("latest")` is answered from the last one until a
     method that may mine passes through or the simulator moves the chain's time (`chain.moves`).
-    anvil answers a send before its block is mined, so from a send until its receipt comes back
-    (or the simulator mines) the head is not kept: a read in between could see the block before.
+    anvil answers a send before its block is mined (one block per transaction), so after a send a
+    head is kept only once its number shows that block: a read in between could see the one before.
     """
     from web3.middleware import Web3Middleware
 
@@ -70,7 +65,7 @@ def chain_time_middleware(chain: Any, loop: SimLoop, calls: Counter[str] | None 
     state = {"moved": 0, "block_t": 0}
     head: dict[str, Any] = {}  # json(params) -> the node's answer, while chain.moves == head_at
     head_at = [-1]
-    unmined: set[str] = set()  # hashes of sends whose receipt has not been seen yet
+    blocks = {"seen": -1, "expect": -1}  # the highest head number read; the number a kept head needs
 
     class SimulatedTime(Web3Middleware):
         def wrap_make_request(self, make_request: Any) -> Any:
@@ -88,7 +83,7 @@ def chain_time_middleware(chain: Any, loop: SimLoop, calls: Counter[str] | None 
                     state["block_t"] = ts
                 if method not in READS or head_at[0] != chain.moves:
                     if head_at[0] != chain.moves:  # the simulator mined: every earlier send is in
-                        unmined.clear()
+                        blocks["expect"] = -1
                     head.clear()
                     head_at[0] = chain.moves
                 latest = method == "eth_getBlockByNumber" and bool(params) and params[0] == "latest"
@@ -96,12 +91,8 @@ def chain_time_middleware(chain: Any, loop: SimLoop, calls: Counter[str] | None 
                     answer = make_request(method, params)
                     if method not in READS:  # web3 reads the head again while it fills a transaction in
                         head.clear()
-                    if isinstance(answer, dict) and answer.get("result") is not None:
-                        if method in SENDS:
-                            unmined.add(tx_key(answer["result"]))
-                        elif method == "eth_getTransactionReceipt" and params:
-                            unmined.discard(tx_key(params[0]))
-                            head.clear()  # its block may be newer than the kept head
+                    if method in SENDS and isinstance(answer, dict) and answer.get("result") is not None:
+                        blocks["expect"] = max(blocks["expect"], blocks["seen"]) + 1
                     return answer
                 key = json.dumps(params)
                 if key in head:
@@ -110,8 +101,13 @@ def chain_time_middleware(chain: Any, loop: SimLoop, calls: Counter[str] | None 
                         calls["cached head"] += 1
                     return copy.deepcopy(head[key])
                 answer = make_request(method, params)
-                if isinstance(answer, dict) and answer.get("result") and not unmined:
-                    head[key] = answer  # an error, no block or a send still being mined: asked again
+                block = answer.get("result") if isinstance(answer, dict) else None
+                if isinstance(block, Mapping):  # an error or no block: asked again
+                    raw = block.get("number", 0)
+                    number = raw if isinstance(raw, int) else int(str(raw), 16)
+                    blocks["seen"] = max(blocks["seen"], number)
+                    if number >= blocks["expect"]:  # not a head from before a send's block
+                        head[key] = answer
                 return copy.deepcopy(answer)
 
             return middleware

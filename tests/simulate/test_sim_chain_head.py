@@ -50,13 +50,13 @@ def test_the_head_is_read_once_per_block_and_again_after_a_send_or_a_time_move(
         # web3 reads the head itself while it fills the transaction in: that read must not be kept
         # anvil answers a send before its block is mined; with automine off here (switched behind the
         # middleware's back, as anvil's own miner works) the block comes only when this test mines it
-        w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+        w3.provider.make_request("evm_setAutomine", [False])
         w3.eth.send_transaction({"from": sender, "to": w3.eth.accounts[1], "value": 1})
         asked = calls["eth_getBlockByNumber"]
         assert w3.eth.get_block("latest")["number"] == moved["number"]
         assert w3.eth.get_block("latest")["number"] == moved["number"]
         assert calls["eth_getBlockByNumber"] == asked + 2  # a head from before the send's block: not kept
-        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        w3.provider.make_request("evm_mine", [])
         after_send = w3.eth.get_block("latest")
         assert after_send["number"] == moved["number"] + 1 and len(after_send["transactions"]) == 1
         cached = calls["cached head"]

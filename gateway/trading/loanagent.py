@@ -128,6 +128,13 @@ class Session:
     mine: int | None = None
 
 
+def stagger_s(lead_s: float, round_timeout_s: float) -> float:
+    """The longest random wait before a proposal: a round's timeout, at most a quarter of the lead (the
+    rest is for bargaining). Proposals over a broker arrive within milliseconds, so even a short
+    spread lets the first one reach its peer before that peer proposes itself."""
+    return min(lead_s / 4.0, round_timeout_s)
+
+
 class LoanAgent:
     """The loans task of one gateway."""
 
@@ -228,7 +235,10 @@ class LoanAgent:
             peer = choose_peer(peers, self.book.memory(), context_of(t, self.cfg), self.cfg, self.rng)
             if peer is not None:
                 assert self._tg is not None
-                self._tg.create_task(self.guarded(self.initiate(peer, t)), name=f"trading.loans.initiate.{t}")
+                wait = float(self.rng.uniform(0.0, stagger_s(self.cfg.lead_s, self.cfg.round_timeout_s)))
+                self._tg.create_task(
+                    self.guarded(self.initiate(peer, t, wait)), name=f"trading.loans.initiate.{t}"
+                )
 
     def forecast_kwh(self, t: int) -> np.ndarray | None:
         """Point forecast of the net demand (kWh per period) over the window from period t."""
@@ -270,7 +280,16 @@ class LoanAgent:
         space = await asyncio.to_thread(contract_space, self.cfg, demand, x0, initiator, key)
         return Bargainer(space)
 
-    async def initiate(self, peer: str, t: int) -> None:
+    async def initiate(self, peer: str, t: int, wait: float = 0.0) -> None:
+        """Propose a loan for period `t` to `peer`, after `wait` seconds: every gateway plans a session for
+        each period, and one that proposed while its neighbours also did would find them all busy; so
+        each waits a random moment, and one that a neighbour's proposal reached first answers that
+        instead (one session per period), which pairs most of the community without a coordinator."""
+        if wait > 0:
+            await self.clock.sleep(wait)
+        if t in self.busy:
+            self.count("loan_initiate_yielded")
+            return
         sid = "0x" + secrets.token_hex(32)
         s = Session(sid, peer, t, self.me, peer, first=True)
         self.sessions[sid], self.busy[t] = s, sid

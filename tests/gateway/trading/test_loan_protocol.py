@@ -179,3 +179,11 @@ def test_report_figures_cap_each_claim_by_the_other_meter() -> None:
     # no evidence from the peer: its own bounds
     assert report_figures("lender", 900, 600, None, None) == (900, 600)
     assert report_figures("borrower", 200, 600, 900, 600) == (200, 600)  # an inflated claim is capped
+
+
+def test_a_proposal_waits_at_most_a_round_and_a_quarter_of_the_lead() -> None:
+    from gateway.trading.loanagent import stagger_s
+
+    assert stagger_s(300, 2.0) == 2.0  # a Pi's defaults: proposals spread over 2 s of a 5-minute lead
+    assert stagger_s(2, 1.0) == 0.5  # a short lead keeps three quarters for bargaining
+    assert stagger_s(3, 2.0) == 0.75  # the live study's 4 s periods

@@ -236,7 +236,9 @@ def test_learned_peer_selection_avoids_a_neighbour_that_never_lends(
     mosquitto: MosquittoBroker, mined_anvil: AnvilNode, tmp_path: Path
 ) -> None:
     """Three gateways; C (strategy s1) refuses every loan. A learns from its sessions (epsilon 0.1) and, after
-    C's refusals, proposes to B: most of A's sessions are with B."""
+    C's refusals, proposes to B: most of A's sessions are with B. (B proposes too: in the periods where
+    B's proposal reaches A first, A answers it and starts none, so A's own sessions come about every
+    other period.)"""
     from trade_helpers import HOUSEHOLD_KEYS, mine_every_second, setup_community
     from web3 import Web3
 
@@ -251,8 +253,8 @@ def test_learned_peer_selection_avoids_a_neighbour_that_never_lends(
     )  # fmt: skip
     nodes = LoanNodes(specs, tmp_path)
     started = nodes.metrics["a"].counter("trade_events_total", "", ("event",))
-    nodes.run_until(lambda: started.get(event="loan_session_started") >= 10, limit_s=70, poll_s=0.5)
-    assert started.get(event="loan_session_started") >= 10, metrics_text(nodes)
+    nodes.run_until(lambda: started.get(event="loan_session_started") >= 8, limit_s=100, poll_s=0.5)
+    assert started.get(event="loan_session_started") >= 8, metrics_text(nodes)
     _, bob, carol = (x.lower() for x in com.households)
     with sqlite3.connect(tmp_path / "a" / "trading.db") as db:
         seen = {peer: (total, count) for peer, total, count in

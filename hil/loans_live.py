@@ -49,7 +49,7 @@ STEP_S = 900.0
 HMAC_KEY = b"k" * 32
 KEYS = DEV_PRIVATE_KEYS[1:]  # household i trades with the dev account i + 1 (the first is the community's)
 CASES = {1: case1, 2: case2}
-SELECTION_EPSILON = {"learned": None, "random": 1.0}  # None: the config's epsilon (0.1)
+SELECTION_EPSILON = {"learned": 0.1, "random": 1.0}  # random: every proposal to a peer drawn at random
 
 
 class CaseClock:
@@ -124,7 +124,6 @@ def tables(
     agent: AgentSpec, rpc: str, market: str, port: int, args: argparse.Namespace, seed: int, selection: str
 ) -> dict:
     b, scale = agent.battery, STEP_S / args.period_s  # the battery's rates per live second
-    epsilon = SELECTION_EPSILON[selection]
     return {
         "community": {"id": f"case-{args.case}", "port": port, "roster_refresh_s": 2},
         "agent": {"window_s": 3600, "lead_s": 600, "fixed_net_wh": 0},
@@ -136,7 +135,7 @@ def tables(
                   "charge_kw": b.charge_kw * scale, "discharge_kw": b.discharge_kw * scale,
                   "efficiency": b.eta_charge * b.eta_discharge, "degradation": b.degradation,
                   "max_rounds": args.max_rounds, "round_timeout_s": 2.0, "report_delay_s": 1.0, "seed": seed,
-                  "collateral_per_kwh": 1000, "epsilon": 0.1 if epsilon is None else epsilon},
+                  "collateral_per_kwh": 1000, "epsilon": SELECTION_EPSILON[selection]},
     }  # fmt: skip
 
 
@@ -213,14 +212,14 @@ def run_seed(
         assert cfg is not None
         xi = performance(cfg, net, flows)
         out["agents"][a.name] = {k: round(v, 4) for k, v in xi.items()} | {"loans": agreed, "closed": closed}
-    started = sum(m.sample_values("trade_events_total").get(("loan_session_started",), 0.0) for m in metrics)
     events: dict[str, int] = {}
     for m in metrics:
         for (event,), v in m.sample_values("trade_events_total").items():
             if event.startswith("loan_"):
                 events[event] = events.get(event, 0) + int(v)
     out["events"] = dict(sorted(events.items()))  # why sessions ended as they did (refusals, failures)
-    out["sessions"], out["loans"] = int(started), len(unique)
+    started = events.get("loan_session_started", 0)
+    out["sessions"], out["loans"] = started, len(unique)
     out["success_rate"] = round(len(unique) / started, 4) if started else 0.0
     return out
 

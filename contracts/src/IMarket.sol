@@ -78,6 +78,8 @@ interface IMarket {
     event ProviderTraded(bytes32 indexed id, address indexed household, Terms terms);
     event TermsCancelled(bytes32 indexed id, address indexed by);
     event DeliveryReported(bytes32 indexed id, address indexed reporter, uint64 deliveredWh);
+    /// @notice Agreement `id` was paid out: `paidToSeller` is what the seller was credited, net of the penalty and the
+    ///         network fee; the escrow's rest went to the operator.
     event AgreementSettled(bytes32 indexed id, uint64 deliveredWh, uint256 paidToSeller, uint256 refundedToBuyer);
     event DisputeOpened(bytes32 indexed id, address indexed by, uint40 deadline, uint64 sellerWh, uint64 buyerWh);
     event DisputeResolved(bytes32 indexed id, uint64 deliveredWh);
@@ -105,6 +107,12 @@ interface IMarket {
     /// @notice A window of `settleByMeters` was refused; `reason` is the custom error data. Its items lack that side.
     event MeterWindowRejected(uint256 indexed index, address indexed household, bytes reason);
     event ProviderLimitsSet(uint64 maxWh, uint32 maxWindow, uint32 maxLead);
+    /// @notice The community named `account` the operator's account (penalties, report gaps, loan remainders, fees).
+    event OperatorSet(address indexed account);
+    /// @notice The community set the network fee (token base units per kWh delivered between two households).
+    event NetworkFeeSet(uint96 feePerKWh);
+    /// @notice Settling agreement `id` charged its seller `fee` for the network, credited to the operator.
+    event NetworkFeeCharged(bytes32 indexed id, uint256 fee);
     event ReadingsAnchored(
         address indexed gateway,
         bytes32 indexed meterId,

@@ -274,7 +274,7 @@ contract Market is MarketBase {
 
     /// @notice After the report deadline (anyone may call; the reports on record decide): a party that stayed silent
     ///         accepts the other's report; an unresolved dispute pays the seller the lower report and charges the
-    ///         buyer the higher, the gap to the treasury; with no report at all the buyer takes the escrow back.
+    ///         buyer the higher, the gap to the operator; with no report at all the buyer takes the escrow back.
     ///         So neither silence nor a lie left unresolved moves money the liar's way.
     function reclaim(Terms calldata t) external nonReentrant {
         _bubble(_reclaim(t));
@@ -794,7 +794,7 @@ contract Market is MarketBase {
     }
 
     /// @dev Reports are capped at the agreed quantity, then compared. Within tolerance the seller is paid for the
-    ///      smaller report and the buyer charged for the larger; the gap goes to the treasury, so a party that shades
+    ///      smaller report and the buyer charged for the larger; the gap goes to the operator, so a party that shades
     ///      its report after seeing the other's gains nothing by it.
     function _settleOrDispute(bytes32 id, Slot storage s, Terms calldata t, uint64 sw, uint64 bw) private {
         uint64 q = t.quantityWh;
@@ -818,15 +818,16 @@ contract Market is MarketBase {
     }
 
     /// @dev Pay out the whole escrow (`delivered` <= `charged` <= quantity). The seller gets value(delivered) less the
-    ///      penalty on quantity - delivered; the buyer is charged value(charged) and credited the penalty on
-    ///      quantity - charged; the treasury gets the rest. Each side's figure thus only ever counts against
-    ///      itself: shading a report inside the tolerance moves neither price nor penalty the liar's way.
+    ///      penalty on quantity - delivered, less the network fee on `delivered` (at most what the penalty leaves it;
+    ///      none when either party is the grid provider); the buyer is charged value(charged) and credited the
+    ///      penalty on quantity - charged; the operator gets the rest and the fee. Each side's figure thus only ever
+    ///      counts against itself: shading a report inside the tolerance moves neither price nor penalty the liar's
+    ///      way. The fee and the operator share one slot: with no fee, one (warm) read more than before.
     function _pay(bytes32 id, Slot storage s, Terms calldata t, uint64 delivered, uint64 charged) private {
         s.status = Status.Settled;
         if (s.sellerReported || s.buyerReported) delete _reports[id];
         uint128 p = t.unitPrice;
         uint64 q = t.quantityWh;
-        uint256 escrow = value(q, p);
         uint256 paid = value(delivered, p);
         uint256 cost = value(charged, p);
         uint256 penalty = _penalty(q - delivered, p);
@@ -834,11 +835,38 @@ contract Market is MarketBase {
         uint256 credit = _penalty(q - charged, p);
         if (credit > penalty) credit = penalty;
         unchecked {
-            _credit(_accounts[t.seller], paid - penalty);
-            _credit(_accounts[t.buyer], escrow - cost + credit);
-            uint256 rest = cost - paid + penalty - credit;
-            if (rest != 0) _credit(_accounts[_treasury], rest);
-            emit AgreementSettled(id, delivered, paid - penalty, escrow - cost + credit);
+            (address operator_, uint256 fee) = _networkFee(t, delivered, paid - penalty);
+            uint256 net = paid - penalty - fee;
+            uint256 refund = value(q, p) - cost + credit;
+            _credit(_accounts[t.seller], net);
+            _credit(_accounts[t.buyer], refund);
+            uint256 rest = cost - net - credit;
+            if (rest != 0) _credit(_accounts[operator_], rest);
+            emit AgreementSettled(id, delivered, net, refund);
+            if (fee != 0) emit NetworkFeeCharged(id, fee);
+        }
+    }
+
+    /// @dev The operator's account and the network fee on `delivered` for terms `t`, at most `cap` (the seller's pay
+    ///      after the penalty); none when either party is the grid provider, which is read only for a non-zero fee.
+    ///      Operator and fee come from one slot, read with one SLOAD.
+    function _networkFee(Terms calldata t, uint64 delivered, uint256 cap)
+        private
+        view
+        returns (address account, uint256 fee)
+    {
+        uint256 word; // Operator: account in bits 0-159, feePerKWh in bits 160-255
+        assembly ("memory-safe") {
+            word := sload(_operator.slot)
+        }
+        account = address(uint160(word));
+        uint96 perKWh = uint96(word >> 160);
+        if (perKWh != 0) {
+            address prov = _provider.account;
+            if (t.seller != prov && t.buyer != prov) {
+                fee = value(delivered, perKWh);
+                if (fee > cap) fee = cap;
+            }
         }
     }
 
@@ -870,7 +898,7 @@ contract Market is MarketBase {
         }
         if (m.sellerReported || m.buyerReported) {
             // a silent party takes the other's figure; a dispute keeps both: seller paid the lower, buyer charged
-            // the higher, the gap to the treasury
+            // the higher, the gap to the operator
             Reports memory r = _reports[id];
             uint64 q = t.quantityWh;
             uint64 sw = m.sellerReported ? r.sellerWh : r.buyerWh;

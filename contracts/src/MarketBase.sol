@@ -69,9 +69,18 @@ abstract contract MarketBase is IMarket, AccessControl, EIP712, Nonces, Reentran
         uint64 anchoredAt;
     }
 
+    /// @dev The micro-grid operator's account and the network fee, packed in one slot so that a settlement reads
+    ///      both with one SLOAD.
+    struct Operator {
+        /// @dev Internal account credited with what no party may claim (penalties, report gaps, unresolved loan
+        ///      remainders) and with network fees.
+        address account;
+        /// @dev Network fee, token base units per kWh delivered between two households (0: none).
+        uint96 feePerKWh;
+    }
+
     IERC20 private immutable _token;
-    /// @dev Internal account that receives amounts no party may claim (report gaps, unresolved loan disputes).
-    address internal immutable _treasury;
+    Operator internal _operator;
     ProviderLimits internal _limits;
     string private _utility;
     Params internal _params;
@@ -90,7 +99,7 @@ abstract contract MarketBase is IMarket, AccessControl, EIP712, Nonces, Reentran
     constructor(address token_, string memory utility_, address community) EIP712("gridpact Market", "1") {
         if (token_ == address(0) || community == address(0)) revert ZeroAddress();
         _token = IERC20(token_);
-        _treasury = community;
+        _operator = Operator({account: community, feePerKWh: 0});
         _deployer = msg.sender;
         _limits = ProviderLimits({maxWh: 100_000, maxWindow: 1 days, maxLead: 2 days});
         _utility = utility_;
@@ -167,6 +176,26 @@ abstract contract MarketBase is IMarket, AccessControl, EIP712, Nonces, Reentran
         }
         _limits = ProviderLimits(maxWh, maxWindow, maxLead);
         emit ProviderLimitsSet(maxWh, maxWindow, maxLead);
+    }
+
+    /// @notice Name the micro-grid operator's account. From now on it is credited with penalties, report gaps,
+    ///         unresolved loan remainders and network fees; what an earlier account was credited stays its own. The
+    ///         account need not be registered: `withdraw` is open to any account with a free balance.
+    /// @param account The operator's address (not zero).
+    function setOperator(address account) external onlyRole(COMMUNITY_ROLE) {
+        if (account == address(0)) revert ZeroAddress();
+        _operator.account = account;
+        emit OperatorSet(account);
+    }
+
+    /// @notice Set the network fee on energy delivered between two households, credited to the operator. It is
+    ///         charged to the seller out of its payout after the penalty (never more than that payout) at the fee in
+    ///         force at settlement, like the penalty rate: the community is trusted with parameters. Trades with the
+    ///         grid provider pay none (its tariff already pays for the wires).
+    /// @param feePerKWh Token base units per kWh delivered (0: no fee).
+    function setNetworkFee(uint96 feePerKWh) external onlyRole(COMMUNITY_ROLE) {
+        _operator.feePerKWh = feePerKWh;
+        emit NetworkFeeSet(feePerKWh);
     }
 
     /// @notice Name the MarketLoans contract deployed beside this market (once; by the deployer or the community).
@@ -319,9 +348,21 @@ abstract contract MarketBase is IMarket, AccessControl, EIP712, Nonces, Reentran
         return (a.batchHash, a.anchoredAt);
     }
 
-    /// @notice The internal account credited with amounts no party may claim.
+    /// @notice The micro-grid operator's account: credited with penalties, report gaps, unresolved loan remainders
+    ///         and network fees (the community until `setOperator`).
+    function operator() external view returns (address) {
+        return _operator.account;
+    }
+
+    /// @notice The network fee in token base units per kWh delivered between two households (0: none).
+    function networkFee() external view returns (uint96) {
+        return _operator.feePerKWh;
+    }
+
+    /// @notice The internal account credited with amounts no party may claim: the operator's, as `operator()`
+    ///         (kept for MarketLoans and earlier callers).
     function treasury() external view returns (address) {
-        return _treasury;
+        return _operator.account;
     }
 
     /// @notice The escrowed token.

@@ -25,8 +25,8 @@ interface IMarketLedger {
 ///         lender that lends nothing and a borrower that returns nothing both lose, and silence gains nothing: a
 ///         party that does not report accepts the other's figures; with no report at all the collateral goes back.
 ///         Diverging reports go to the community; a dispute it leaves unresolved pays each side only what the
-///         other concedes and the disputed rest to the treasury, so neither a liar nor an idle community rewards
-///         anyone. A dispute can only be opened once the return is due.
+///         other concedes and the disputed rest to the market's operator, so neither a liar nor an idle community
+///         rewards anyone. A dispute can only be opened once the return is due.
 /// @dev Deployed beside its Market (which has no room left): collateral stays in the Market's internal balances,
 ///      moved by `Market.loanTransfer` from the borrower to this contract's account and back out, which only this
 ///      contract may call. Loan ids are EIP-712 digests under the domain ("gridpact Market", "1", this address).
@@ -198,7 +198,7 @@ contract MarketLoans is IMarket, EIP712, ReentrancyGuardTransient {
 
     /// @notice After the deadline (callable by lender, borrower or the community): a silent party accepts the
     ///         reporting party's figures; nobody reported: the collateral goes back; an unresolved dispute pays
-    ///         each side what the other conceded and the disputed rest to the treasury.
+    ///         each side what the other conceded and the disputed rest to the market's operator.
     function expireLoan(Loan calldata l) external nonReentrant {
         bytes32 id = loanId(l);
         if (msg.sender != l.lender && msg.sender != l.borrower && !market.hasRole(COMMUNITY_ROLE, msg.sender)) {
@@ -248,7 +248,8 @@ contract MarketLoans is IMarket, EIP712, ReentrancyGuardTransient {
         emit LoanDisputed(id, msg.sender, m.deadline);
     }
 
-    /// @dev Close: the lender gets `toLender`, the borrower collateral - `lenderCap`, the treasury the difference.
+    /// @dev Close: the lender gets `toLender`, the borrower collateral - `lenderCap`, the market's
+    ///      operator (`treasury()`, the account named by `Market.setOperator`) the difference.
     function _closeLoan(bytes32 id, Loan calldata l, uint64 lent, uint64 ret, uint256 toLender, uint256 lenderCap)
         private
     {

@@ -193,6 +193,10 @@ class Market:
     def is_participant(self, address: str) -> bool:
         return bool(self.sender.call(self.contract.functions.isParticipant(to_checksum_address(address))))
 
+    def network_fee(self) -> int:
+        """The community's network fee: token base units per kWh delivered, out of the seller's payout."""
+        return int(self.sender.call(self.contract.functions.networkFee()))
+
     def free_balance(self, address: str | None = None) -> int:
         return int(self.sender.call(self._views["balanceOf"](to_checksum_address(address or self.me))))
 

@@ -335,7 +335,9 @@ def _facts(eth: Any, market: str, abi: list[dict[str, Any]]) -> Any:
     provider, buy, sell = read_view(eth, market, abi, "provider")
     params = tuple(int(x) for x in read_view(eth, market, abi, "params"))
     zero = int(provider, 16) == 0
-    return ChainFacts(None if zero else provider, int(buy), int(sell), params)  # type: ignore[arg-type]
+    (operator,) = read_view(eth, market, abi, "operator")
+    (fee,) = read_view(eth, market, abi, "networkFee")
+    return ChainFacts(None if zero else provider, int(buy), int(sell), params, operator, int(fee))  # type: ignore[arg-type]
 
 
 class IndexWork:

@@ -29,6 +29,8 @@ class ChainFacts:
     buy_price: int = 0
     sell_price: int = 0
     params: tuple[int, int, int, int] = (0, 0, 0, 0)
+    operator: str | None = None  # who is credited penalties, report gaps and network fees
+    network_fee: int = 0  # token base units per kWh delivered between households
 
 
 @dataclass
@@ -108,6 +110,7 @@ class CommunitySite:
             "days": vol["days"][-31:],
             "prices": prices(agreements, tariffs, ts_of),
             "tariff": {"provider": self.facts.provider, "buy": str(self.facts.buy_price), "sell": str(self.facts.sell_price)},
+            "operator": {"account": self.facts.operator, "network_fee": str(self.facts.network_fee)},
             "params": dict(zip(("report_window", "dispute_window", "tolerance_bps", "penalty_bps"), self.facts.params, strict=True)),
             "agreements": [a.public() for a in agreements[:LATEST]],
             "disputes": [a.public() for a in agreements if a.status == "disputed"],
@@ -141,6 +144,7 @@ class CommunitySite:
             "prices",
             "tariff",
             "params",
+            "operator",
         )
         return {k: s[k] for k in keys}
 

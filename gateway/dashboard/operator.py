@@ -25,8 +25,9 @@ from gridpact.core.eip712 import TERMS_NAMES
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 BYTES32_RE = re.compile(r"^0x[0-9a-fA-F]{64}$")
 CONFIRM_MAX_AGE_S = 300
-UINT_MAX = {"uint16": 2**16 - 1, "uint32": 2**32 - 1, "uint64": 2**64 - 1, "uint128": 2**128 - 1}
-KINDS = ("resolve", "register", "remove", "tariffs", "params")
+UINT_MAX = {"uint16": 2**16 - 1, "uint32": 2**32 - 1, "uint64": 2**64 - 1, "uint96": 2**96 - 1,
+            "uint128": 2**128 - 1}  # fmt: skip
+KINDS = ("resolve", "register", "remove", "tariffs", "params", "operator", "network_fee")
 
 
 class ActionError(ValueError):
@@ -113,6 +114,20 @@ def parse_action(kind: str, form: dict[str, str], terms_of: dict[str, dict[str, 
             raise ActionError("tolerance_bps and penalty_bps: at most 10000 (100 %)")
         return Action(kind, "setParams", (rw, dw, tol, pen),
                       (f"Report window {rw} s, dispute window {dw} s, tolerance {tol / 100:.2f} %, penalty {pen / 100:.2f} %.",),
+                      fields)  # fmt: skip
+    if kind == "operator":
+        account = _address(form, "account")
+        if int(account, 16) == 0:
+            raise ActionError("account: the zero address cannot hold a balance")
+        return Action(kind, "setOperator", (account,),
+                      (f"Credit penalties, report gaps and network fees to {account} from now on.",
+                       "What the previous account was credited stays its own."), fields)  # fmt: skip
+    if kind == "network_fee":
+        fee = _uint(form, "fee_per_kwh", "uint96")
+        return Action(kind, "setNetworkFee", (fee,),
+                      (f"Network fee {fee} token base units per kWh delivered between two households, out of the "
+                       "seller's payout, to the operator's account.",
+                       "It applies to every agreement settled from now on, including those already open."),
                       fields)  # fmt: skip
     raise ActionError(f"unknown action {kind[:32]!r}; one of {', '.join(KINDS)}")
 

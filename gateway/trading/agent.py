@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
 from gateway.chain.journal import Journal
+from gateway.chain.market import sign_terms_hex
 from gateway.negotiation import Decision, Negotiate, Negotiator, Provider, Wait, strategy_from_config
 from gateway.trading import observer as tob
 from gateway.trading.config import TradingConfig, load_policy
@@ -30,13 +32,16 @@ from gateway.trading.learned import PeerMemory, step_seconds, steps_to_deadline,
 from gateway.trading.nonces import NonceRing, busy_nonces
 from gateway.trading.ports import AgentEvents, HouseholdPort, MarketPort
 from gateway.trading.protocol import Envelope, encode, sign_envelope
-from gateway.trading.sessions import Session, SessionContext, new_session_id, run_session
+from gateway.trading.sessions import Session, SessionContext, new_session_id, run_session, sign_and_offer
+from gateway.trading.stations import Auction, Bid, bid_price, check_bid, choose
 from gridpact.core.clock import Clock
+from gridpact.core.eip712 import agreement_id
 from gridpact.core.settlement import value
 from gridpact.core.tariff import Tariff
 
 log = logging.getLogger("gridpact.gateway.trading")
 MAX_SESSIONS = 64
+AUCTION_CALLS = 3  # calls for bids per window at most (stations market)
 
 
 class Agent:
@@ -69,6 +74,7 @@ class Agent:
         self.fallback = market.provider_trade
         self.posted_tariffs = market.tariffs  # the Market's provider tariffs, when the config gives none
         self.slot_free = market.slot_free  # the Market's slotOf(me, nonce).free; None: trust the journal
+        self.network_fee = market.network_fee  # the Market's fee per kWh out of a seller's payout
         self.net_demand_wh = household.net_demand_wh
         self.storage_wh = household.storage_wh
         self.count = events.count
@@ -86,6 +92,8 @@ class Agent:
         self.buying: dict[int, int] = {}  # window -> Wh still needed
         self.budget: dict[int, int] = {}  # window -> tokens the buyer may still escrow
         self.offers: dict[int, dict[str, dict[str, Any]]] = {}  # window -> seller -> offer body
+        self.auctions: dict[str, Auction] = {}  # our open calls for bids (market = "stations")
+        self.fees: dict[int, int] = {}  # window -> the network fee a seller's bid must cover
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ctx = SessionContext(
             me=account, domain=market.domain, journal=journal, send=self.send, clock=clock,
@@ -122,6 +130,17 @@ class Agent:
             return
         if env.type == "propose":
             self._on_propose(env)
+            return
+        if env.type == "request":
+            self._on_request(env)
+            return
+        if env.type == "bid":
+            auction = self.auctions.get(body["session"])
+            if auction is None:  # not ours, or its bidding time is over
+                self.count("no_session")
+                return
+            auction.bids.append(env)
+            self._note(tob.message_event("received", env.type, body, self.clock.now()))
             return
         session = self.sessions.get(body["session"])
         if session is None or session.peer.lower() != env.sender.lower():
@@ -226,12 +245,15 @@ class Agent:
                 return False
             self.selling[s.window] -= quantity
             return True
+        return self._reserve_buy(s.window, quantity, price)
+
+    def _reserve_buy(self, window: int, quantity: int, price: int) -> bool:
         cost = value(quantity, price)
-        if self.buying.get(s.window, 0) < quantity or self.budget.get(s.window, 0) < cost:
+        if self.buying.get(window, 0) < quantity or self.budget.get(window, 0) < cost:
             self.count("no_budget")
             return False
-        self.buying[s.window] -= quantity
-        self.budget[s.window] -= cost
+        self.buying[window] -= quantity
+        self.budget[window] -= cost
         return True
 
     # ------------------------------------------------------------ windows
@@ -258,7 +280,7 @@ class Agent:
                 task.cancel()
 
     def _forget_before(self, t: int) -> None:
-        for table in (self.selling, self.buying, self.budget, self.offers, self.learned, self.net):
+        for table in (self.selling, self.buying, self.budget, self.offers, self.learned, self.net, self.fees):
             for w in [w for w in table if w < t]:
                 del table[w]
         self.to_provider = {w for w in self.to_provider if w >= t}
@@ -280,10 +302,11 @@ class Agent:
                 self.count("tariffs_unknown")  # this window falls back to the fixed strategy
             else:
                 self.learned[window] = tariffs
+        stations = self.agent.market == "stations"
         if wh <= -self.agent.min_trade_wh:
-            await self._sell(window, -wh)
+            await (self._sell_by_bids(window, -wh) if stations else self._sell(window, -wh))
         elif wh >= self.agent.min_trade_wh:
-            await self._buy(window, wh)
+            await (self._buy_by_auction(window, wh) if stations else self._buy(window, wh))
 
     async def _sell(self, window: int, surplus: int) -> None:
         self.selling[window] = surplus
@@ -303,7 +326,9 @@ class Agent:
         if unsold >= self.agent.min_trade_wh:
             await self._fallback(window, unsold, household_buys=False)
 
-    async def _buy(self, window: int, need: int) -> None:
+    async def _open_budget(self, window: int, need: int) -> None:
+        """What we need this window, and what we may escrow for it: our free balance less what
+        agreements we signed and have not yet opened will take."""
         self.buying[window] = need
         balance = await self.balance()
         if balance is None:
@@ -312,6 +337,9 @@ class Agent:
         pending = sum(value(int(r.terms["quantityWh"]), int(r.terms["unitPrice"]))
                       for r in self.journal.agreements("signing", "signed") if r.role == "buyer")  # fmt: skip
         self.budget[window] = max(0, balance - pending)
+
+    async def _buy(self, window: int, need: int) -> None:
+        await self._open_budget(window, need)
         close = self.close_time(window)
         tried: set[str] = set()
         await self.clock.sleep(min(self.agent.round_timeout_s, max(0.0, (close - self.clock.now()) / 3)))
@@ -350,6 +378,151 @@ class Agent:
         unmet = self.buying.get(window, 0)
         if unmet >= self.agent.min_trade_wh:
             await self._fallback(window, unmet, household_buys=True)
+
+    # ------------------------------------------------------------ grid-station auctions (stations.py)
+
+    def _on_request(self, env: Envelope) -> None:
+        """A buyer's call for bids: bid our uncommitted surplus once, or stay silent (a broadcast)."""
+        body = env.body
+        window = int(body["window"])
+        if self.agent.market != "stations" or body["session"] in self.sessions:
+            self.count("request_ignored")
+            return
+        remaining = self.selling.get(window, 0)
+        if (body["window_s"] != self.agent.window_s or window <= self.clock.now() or window not in self.fees
+                or remaining < self.agent.min_trade_wh):  # fmt: skip
+            self.count("request_not_selling")
+            return
+        if len(self.sessions) >= MAX_SESSIONS or any(
+            s.peer.lower() == env.sender.lower() for s in self.sessions.values()
+        ):
+            self.count("busy")
+            return
+        price = bid_price(*self._ask_and_floor(window), int(body["price"]))
+        quantity = min(int(body["quantity_wh"]), remaining)
+        if price is None or quantity < self.agent.min_trade_wh:
+            self.count("request_below_floor" if price is None else "request_too_small")
+            return
+        negotiator = Negotiator(
+            strategy_from_config({"price": self.agent.seller["price"]}), self.agent.acceptance
+        )
+        s = Session(body["session"], env.sender, "seller", window, self.agent.window_s, quantity, negotiator)
+        self.sessions[s.id] = s
+        self._spawn(self._bid(s, price, env))
+
+    def _ask_and_floor(self, window: int) -> tuple[int, int]:
+        """Our ask (the seller table's opening price, or the import tariff when learned tariffs are
+        known) and our floor (its reserve price, at least the export tariff, plus the network fee)."""
+        price = self.agent.seller["price"]
+        ask, floor = int(price["ip"]), int(price["rp"])
+        tariffs = self.learned.get(window)
+        if tariffs is not None:
+            ask, floor = round(tariffs.retail), max(floor, math.ceil(tariffs.feed_in))
+        fee = self.fees.get(window, 0)
+        return max(ask, floor) + fee, floor + fee
+
+    async def _bid(self, s: Session, price: int, request: Envelope) -> None:
+        """Sign terms at our bid price and send them; the buyer's `confirm` makes it an agreement."""
+        now = self.clock.now()
+        self._note(tob.opened(s.id, s.peer, s.role, s.window, s.quantity_wh, s.negotiator.strategy, now))
+        self._note(tob.message_event("received", request.type, request.body, now))
+        agreed: str | None = None
+        try:
+            if await self._allocate_nonce(s):
+                agreed = await sign_and_offer(self.ctx, s, price, "bid")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bid must never take the agent down
+            self.count(f"session_error_{type(exc).__name__}")
+        finally:
+            self._note(tob.SessionClosed(s.id, agreed, self.clock.now()))
+            self.sessions.pop(s.id, None)
+            self.ring.release(s.nonce)  # a bid sent is in the journal, which keeps its slot busy
+
+    async def _sell_by_bids(self, window: int, surplus: int) -> None:
+        """Hold the surplus for buyers' calls until the window closes; what nobody took goes to the
+        provider. The bid floor needs the network fee: unknown, we do not bid."""
+        fee = 0
+        if self.network_fee is not None:
+            known = await self.network_fee()
+            if known is None:
+                self.count("network_fee_unknown")
+                await self._fallback(window, surplus, household_buys=False)
+                return
+            fee = known
+        self.fees[window] = fee
+        self.selling[window] = surplus
+        close = self.close_time(window)
+        while self.clock.now() < close and self.selling.get(window, 0) >= self.agent.min_trade_wh:
+            await self.clock.sleep(min(self.agent.round_timeout_s, max(0.05, close - self.clock.now())))
+        self.fees.pop(window, None)  # no more bids for this window
+        unsold = self.selling.get(window, 0)
+        if unsold >= self.agent.min_trade_wh:
+            await self._fallback(window, unsold, household_buys=False)
+
+    async def _buy_by_auction(self, window: int, need: int) -> None:
+        """Call for bids (a few times while the window is open), take the cheapest that fit."""
+        await self._open_budget(window, need)
+        close = self.close_time(window)
+        limit = int(self.agent.buyer["price"]["rp"])
+        if window in self.learned:  # never pay a peer more than the provider asks
+            limit = min(limit, int(self.learned[window].retail))
+        bidding_s = self.agent.round_timeout_s
+        await self.clock.sleep(min(bidding_s, max(0.0, (close - self.clock.now()) / 6)))  # sellers open too
+        for _ in range(AUCTION_CALLS):
+            if self.clock.now() + bidding_s > close or self.buying[window] < self.agent.min_trade_wh:
+                break
+            a = Auction(new_session_id(self.entropy), window, self.agent.window_s, self.buying[window], limit)
+            self.auctions[a.id] = a
+            try:
+                await self.send("request", None, {"session": a.id, "window": window, "window_s": a.window_s,
+                                                  "quantity_wh": a.quantity_wh, "price": limit})  # fmt: skip
+                await self.clock.sleep(bidding_s)
+            finally:
+                self.auctions.pop(a.id, None)  # later bids find no auction: counted, never taken
+            if not await self._award(a):
+                await self.clock.sleep(bidding_s)  # nobody could sell: ask again a little later
+        unmet = self.buying.get(window, 0)
+        if unmet >= self.agent.min_trade_wh:
+            await self._fallback(window, unmet, household_buys=True)
+
+    async def _award(self, a: Auction) -> int:
+        """Check the bids, confirm the cheapest that fit, decline the rest; returns how many we took."""
+        domain = self.domain()
+        bids: list[Bid] = []
+        for env in a.bids:
+            checked = check_bid(env, a, self.me.address, domain, self.agent.min_trade_wh)
+            if isinstance(checked, str):
+                self.count(checked)
+                await self.send("reject", env.sender, {"session": a.id, "reason": checked})
+            else:
+                bids.append(checked)
+        taken = 0
+        for bid in choose(bids, self.buying[a.window], self.agent.min_trade_wh):
+            if await self._commit(a, bid):
+                taken += 1
+                bids.remove(bid)
+        for bid in bids:
+            self.count("bid_outbid")
+            await self.send("reject", bid.seller, {"session": a.id, "reason": "outbid"})
+        return taken
+
+    async def _commit(self, a: Auction, bid: Bid) -> bool:
+        """Countersign a bid: journal both signatures (we submit), then `confirm`."""
+        t = bid.terms
+        if not self._reserve_buy(a.window, t.quantityWh, t.unitPrice):
+            return False
+        domain = self.domain()
+        sig = sign_terms_hex(t, domain, self.me)
+        aid = "0x" + agreement_id(t, domain).hex()
+        self.journal.put_agreement(aid, "buyer", bid.seller, t.as_dict(), sig, t.deliveryEnd)
+        self.journal.set_peer_sig(aid, bid.sig)
+        self.journal.set_agreement_state(aid, "signed", note="submitter")
+        await self.send("confirm", bid.seller, {"session": a.id, "agreement": aid, "sig": sig})
+        self.count("agreed")
+        self.count("auction_won")
+        self.on_agreement()
+        return True
 
     async def _fallback(self, window: int, wh: int, household_buys: bool) -> None:
         side = "import" if household_buys else "export"

@@ -75,6 +75,7 @@ class AgentConfig:
     )
     export_tariff: float | None = None  # what the provider pays per kWh (default: the Market's posted tariff)
     nonce_ring: int = 256  # seller slot nonces reused in turn: at least the most agreements open at once
+    market: str = "p2p"  # "p2p": bilateral negotiation; "stations": the buyer calls for bids (stations.py)
 
 
 @dataclass(frozen=True)
@@ -283,6 +284,9 @@ def parse_agent(table: Mapping[str, Any], base: Path | None = None) -> AgentConf
     fallback = _get(table, s, "provider_fallback", str, d.provider_fallback)
     if fallback not in ("grid", "contract"):
         raise ConfigError("agent.provider_fallback", "must be 'grid' or 'contract'")
+    market = _get(table, s, "market", str, d.market)
+    if market not in ("p2p", "stations"):
+        raise ConfigError("agent.market", "must be 'p2p' or 'stations'")
     strategies = {}
     for role in ("seller", "buyer"):
         cfg = dict(_get(table, s, role, dict, dict(getattr(d, role))))
@@ -317,6 +321,7 @@ def parse_agent(table: Mapping[str, Any], base: Path | None = None) -> AgentConf
         import_tariff=None if tariffs[0] is None else float(tariffs[0]),
         export_tariff=None if tariffs[1] is None else float(tariffs[1]),
         nonce_ring=ring,
+        market=market,
     )  # fmt: skip
 
 

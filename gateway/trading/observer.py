@@ -18,7 +18,7 @@ from typing import Protocol, TypedDict
 
 from gridpact.core.concession import ConcessionParams
 
-SESSION_KINDS = frozenset({"propose", "counter", "accept", "confirm", "reject"})
+SESSION_KINDS = frozenset({"propose", "counter", "accept", "confirm", "reject", "bid"})
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def message_event(direction: str, kind: str, body: dict[str, object], at: float)
         return None
     price, quantity = _int(body.get("price")), _int(body.get("quantity_wh"))
     terms = body.get("terms")
-    if kind == "accept" and isinstance(terms, dict):  # accepting names the agreed price in the terms
+    if kind in ("accept", "bid") and isinstance(terms, dict):  # the terms name the price accepted or bid
         price, quantity = _int(terms.get("unitPrice")), _int(terms.get("quantityWh"))
     return MessageSeen(session, direction, kind, _int(body.get("round")), price, quantity, at)
 

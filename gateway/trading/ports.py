@@ -57,14 +57,16 @@ class MarketPort:
     """The agent's view of the Market contract, each call already routed through the chain runner.
 
     `provider_trade` (trade with the provider when no peer does), `tariffs` (the provider's posted
-    ones) and `slot_free` (is a nonce slot of ours free on chain) are optional: without them the
-    agent falls back to the grid, its configured tariffs and its journal."""
+    ones), `slot_free` (is a nonce slot of ours free on chain) and `network_fee` (the community's
+    fee per kWh a seller pays the grid operator) are optional: without them the agent falls back to
+    the grid, its configured tariffs, its journal and no fee."""
 
     domain: Callable[[], Domain]
     balance: Callable[[], Awaitable[int | None]]
     provider_trade: Callable[[int, int, bool], Awaitable[None]] | None = None
     tariffs: Callable[[], Awaitable[Tariff | None]] | None = None
     slot_free: Callable[[int], Awaitable[bool | None]] | None = None
+    network_fee: Callable[[], Awaitable[int | None]] | None = None
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,11 @@ BODY_SCHEMAS: dict[str, dict[str, str]] = {
     "accept": {"session": HEX32, "round": UINT, "terms": TERMS, "sig": SIG},
     "confirm": {"session": HEX32, "agreement": HEX32, "sig": SIG},
     "reject": {"session": HEX32, "reason": STR},
+    # grid-station auctions (stations.py): a buyer's call for bids, a seller's signed bid
+    "request": {"session": HEX32, "window": UINT, "window_s": UINT, "quantity_wh": UINT, "price": UINT},
+    "bid": {"session": HEX32, "terms": TERMS, "sig": SIG},
 }  # fmt: skip
-DIRECT_TYPES = frozenset({"propose", "counter", "accept", "confirm", "reject"})
+DIRECT_TYPES = frozenset({"propose", "counter", "accept", "confirm", "reject", "bid"})
 MAX_UINT = 2**256 - 1
 # the Market's Terms field widths (contracts/INTERFACE.md): terms that do not fit are malformed
 TERMS_BOUNDS = {"quantityWh": 2**64, "unitPrice": 2**128, "deliveryStart": 2**40, "deliveryEnd": 2**40,

@@ -20,6 +20,7 @@ from typing import Any
 import aiomqtt
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
+from web3.types import RPCEndpoint
 
 from gateway.chain.errors import ChainError
 from gateway.chain.journal import AgreementRecord, Journal
@@ -135,9 +136,14 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
     if account is None:
         source = PassphraseSource(cfg.chain.passphrase_credential, cfg.chain.passphrase_file)
         account = await asyncio.to_thread(load_account, cfg.chain.keystore, source.read())
-    w3 = deps.web3 or Web3(
-        Web3.HTTPProvider(cfg.chain.rpc_url, request_kwargs={"timeout": cfg.chain.rpc_timeout_s})
+    # web3 asks the node's chain id before every call it validates; it never changes for one node
+    provider = Web3.HTTPProvider(
+        cfg.chain.rpc_url,
+        request_kwargs={"timeout": cfg.chain.rpc_timeout_s},
+        cache_allowed_requests=True,
+        cacheable_requests={RPCEndpoint("eth_chainId")},
     )
+    w3 = deps.web3 or Web3(provider)
     journal = Journal(Path(deps.state_dir) / "trading.db")
     counters = _Counters(deps.metrics)
     policy = SenderPolicy(gas_margin=cfg.chain.gas_margin, priority_fee_wei=int(cfg.chain.priority_fee_gwei * GWEI),
@@ -214,6 +220,14 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
             counters.count("provider_failed")
             log.warning("event=provider_trade_failed window=%d error=%s", window, exc)
 
+    async def network_fee() -> int | None:
+        """The community's network fee per kWh (a seller's bid must cover it); None when the node is down."""
+        try:
+            return await runner.once(market.network_fee)
+        except Exception as exc:
+            log.warning("event=network_fee_unavailable error=%s", str(exc)[:200])
+            return None
+
     async def slot_free(nonce: int) -> bool | None:
         """The chain's word on one of our nonce slots; None (trust the journal) when it is slow or down."""
         try:
@@ -231,7 +245,7 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
 
     agent = Agent(
         cfg, account, journal, inbox, clock, transport.publish,
-        MarketPort(domain, balance, provider_trade, posted_tariffs, slot_free),
+        MarketPort(domain, balance, provider_trade, posted_tariffs, slot_free, network_fee),
         HouseholdPort(net_demand),
         AgentEvents(counters.count, wake.set),
         observer=deps.observer, entropy=deps.entropy,

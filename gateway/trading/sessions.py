@@ -174,6 +174,13 @@ async def _reject(ctx: SessionContext, s: Session, reason: str) -> None:
 
 async def _accept(ctx: SessionContext, s: Session, price: int) -> str | None:
     """We accept the peer's price: sign the terms, journal, send `accept`, wait for `confirm`."""
+    return await sign_and_offer(ctx, s, price, "accept")
+
+
+async def sign_and_offer(ctx: SessionContext, s: Session, price: int, kind: str) -> str | None:
+    """Sign terms at `price` (journaled before they leave), send them as `accept` (or a station
+    auction's `bid`), and wait for the peer's `confirm`. Our signature binds us until the terms
+    expire, so what we committed stays committed even when the peer declines or falls silent."""
     if s.nonce is None:
         return await _reject(ctx, s, "no_nonce")
     if not ctx.reserve(s, s.quantity_wh, price):
@@ -183,12 +190,14 @@ async def _accept(ctx: SessionContext, s: Session, price: int) -> str | None:
     sig = sign_terms_hex(terms, domain, ctx.me)
     aid = "0x" + agreement_id(terms, domain).hex()
     ctx.journal.put_agreement(aid, s.role, s.peer, terms.as_dict(), sig, terms.deliveryEnd)  # BEFORE sending
-    await ctx.send(
-        "accept", s.peer, {"session": s.id, "round": s.round, "terms": terms.as_dict(), "sig": sig}
-    )
+    body: dict[str, Any] = {"session": s.id, "terms": terms.as_dict(), "sig": sig}
+    if kind == "accept":
+        body["round"] = s.round
+    await ctx.send(kind, s.peer, body)
     env = await receive(s, ctx.clock, ctx.round_timeout_s * 2)
     if env is None or env.type != "confirm" or env.body["agreement"] != aid:
-        ctx.count("confirm_missing")
+        declined = kind == "bid" and env is not None and env.type == "reject"
+        ctx.count("bid_declined" if declined else "confirm_missing")
         ctx.on_agreement()  # the settler decides (the peer may still submit)
         return None
     if terms_signer(terms, domain, env.body["sig"]).lower() != s.peer.lower():

@@ -39,9 +39,9 @@ def agree(
 class Split:
     """Where a settled agreement's escrow goes; the three always sum to the escrow."""
 
-    seller: int  # value(delivered) less the penalty
+    seller: int  # value(delivered) less the penalty, less the network fee
     buyer: int  # the escrow less value(charged), plus the credit
-    treasury: int  # the gap between the two reports' values, plus the penalty not credited back
+    treasury: int  # the operator's: the reports' gap, the penalty not credited back, the fee
 
     @property
     def escrow(self) -> int:
@@ -54,12 +54,15 @@ def split(
     delivered_wh: int,
     charged_wh: int | None = None,
     penalty_bps: int = DEFAULT_PENALTY_BPS,
+    fee_per_kwh: int = 0,
 ) -> Split:
     """The contract's payout for `delivered` <= `charged` <= quantity (charged defaults to delivered).
 
-    The seller is paid value(delivered) less the penalty on quantity - delivered (at most the pay);
-    the buyer is charged value(charged) and credited the penalty on quantity - charged (at most the
-    penalty); the treasury keeps the rest. Quantities outside [0, quantity] are capped first.
+    The seller is paid value(delivered) less the penalty on quantity - delivered (at most the pay),
+    less the network fee value(delivered, fee_per_kwh) (at most what the penalty leaves; pass 0 for a
+    trade with the grid provider, which pays none); the buyer is charged value(charged) and credited
+    the penalty on quantity - charged (at most the penalty); the operator (`treasury`) keeps the rest
+    and the fee. Quantities outside [0, quantity] are capped first.
     """
     q = quantity_wh
     delivered = max(0, min(delivered_wh, q))
@@ -67,7 +70,8 @@ def split(
     escrow, paid, cost = value(q, unit_price), value(delivered, unit_price), value(charged, unit_price)
     pen = min(paid, penalty(q - delivered, unit_price, penalty_bps))
     credit = min(pen, penalty(q - charged, unit_price, penalty_bps))
-    return Split(seller=paid - pen, buyer=escrow - cost + credit, treasury=cost - paid + pen - credit)
+    net = paid - pen - min(paid - pen, value(delivered, fee_per_kwh))
+    return Split(seller=net, buyer=escrow - cost + credit, treasury=cost - net - credit)
 
 
 def settle_reports(
@@ -77,9 +81,10 @@ def settle_reports(
     buyer_wh: int,
     tolerance_bps: int = DEFAULT_TOLERANCE_BPS,
     penalty_bps: int = DEFAULT_PENALTY_BPS,
+    fee_per_kwh: int = 0,
 ) -> Split | None:
     """The payout of two reports within tolerance (seller paid the lower, buyer charged the higher); None: dispute."""
     if not agree(quantity_wh, seller_wh, buyer_wh, tolerance_bps):
         return None
     s, b = min(seller_wh, quantity_wh), min(buyer_wh, quantity_wh)
-    return split(quantity_wh, unit_price, min(s, b), max(s, b), penalty_bps)
+    return split(quantity_wh, unit_price, min(s, b), max(s, b), penalty_bps, fee_per_kwh)

@@ -70,7 +70,8 @@ class ProfileForecaster:
 
 
 def trading_tables(cfg: EngineConfig, host: str, port: int, rpc_url: str, market: str, state: Path,
-                   margins: tuple[float, float, float], keeper: bool = False) -> dict[str, dict[str, Any]]:  # fmt: skip
+                   margins: tuple[float, float, float], keeper: bool = False,
+                   trade_market: str = "p2p") -> dict[str, dict[str, Any]]:  # fmt: skip
     """One household's [community]/[agent]/[chain] tables (prices in token base units per kWh), and
     [keeper] for the gateway that settles every household's meter window of an hour in one call."""
     unit = 10**cfg.decimals
@@ -86,7 +87,7 @@ def trading_tables(cfg: EngineConfig, host: str, port: int, rpc_url: str, market
             "window_s": 3600, "lead_s": LEAD_S, "round_timeout_s": ROUND_S, "max_rounds": cfg.rounds,
             "min_trade_wh": max(50, cfg.min_order_wh), "report_delay_s": REPORT_DELAY_S,
             "confirm_wait_s": CONFIRM_WAIT_S, "keeper_grace_s": KEEPER_GRACE_S,
-            "keeper_submit_grace_s": KEEPER_SUBMIT_GRACE_S,
+            "keeper_submit_grace_s": KEEPER_SUBMIT_GRACE_S, "market": trade_market,
             "seller": {"price": {"ip": retail, "rp": feed + int(sell_m * spread), "dl": cfg.rounds, "cr": cr}},
             "buyer": {"price": {"ip": feed, "rp": retail - int(buy_m * spread), "dl": cfg.rounds, "cr": cr}},
         },
@@ -130,7 +131,8 @@ class AgentWorld(FullStackWorld):
         state = self.state / f"trading-{self.specs[i].name}"
         state.mkdir(parents=True, exist_ok=True)
         return trading_tables(self.cfg, host, port, self.rpc_url, market, state,
-                              (float(sell_m[i]), float(buy_m[i]), float(cr[i])), i == KEEPER)  # fmt: skip
+                              (float(sell_m[i]), float(buy_m[i]), float(cr[i])), i == KEEPER,
+                              self.opts.market)  # fmt: skip
 
     def reading_span(self) -> tuple[int, int]:
         """The run's hours and the tail after them (the gateways report and anchor in the tail)."""

@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --engine-only: also price the run's households and weather under a trading model of "
         "Ali et al. (store: a community store; stations: buyer requests, sellers' bids, a network fee) "
         "or the cooperative's energy loans (loans: battery plus loans bargained hour by hour) "
-        "and compare it with the negotiated p2p market and own batteries only (all: every model)",
+        "and compare it with the negotiated p2p market and own batteries only (all: every model); "
+        "in the full stack, --market stations makes the gateways match by grid-station auctions",
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument(
@@ -400,10 +401,11 @@ def run(
             file=sys.stderr,
         )
         return 2
-    if args.market != "p2p" and not args.engine_only:
+    live_stations = args.market == "stations" and args.agents == "gateway" and not args.engine_only
+    if args.market != "p2p" and not args.engine_only and not live_stations:
         print(
-            "gridpact simulate: --market store|stations|demand_response|loans|all compares the models in the engine (add --engine-only); "
-            "live gateways trade the p2p market and energy loans only",
+            "gridpact simulate: --market store|demand_response|loans|all compares the models in the engine (add --engine-only); "
+            "live gateways trade the p2p market or, with --market stations, grid-station auctions",
             file=sys.stderr,
         )
         return 2
@@ -446,6 +448,7 @@ def run(
             faults=args.faults,
             nodes=args.nodes,
             clock=args.clock,
+            market="stations" if live_stations else "p2p",
         )
         try:
             if args.agents == "gateway":

@@ -48,6 +48,7 @@ class FullStackOptions:
     poll_s: int = POLL_S
     nodes: str = "standin"  # or "firmware": the real firmware on virtual boards in virtual time
     clock: str = "wall"  # or "virtual": every part on one discrete-event loop (hil/community/virtualworld.py)
+    market: str = "p2p"  # the gateways' [agent] market: "p2p" or "stations" (grid-station auctions)
 
 
 class FullStackWorld:

@@ -10,13 +10,15 @@ honest buyer and the other relays them; they race the honest gateways to settle 
 signed by their own keys or with the parties' signed reports of an earlier deal replayed); and an
 unregistered outsider (squats nonces, closes other people's agreements, tries to submit).
 
-After every step: tokens are conserved (wallets + market = supply; the market holds free balances, the
-treasury's included, + open escrows); honest households' balances move only by their own trades' outcome
-(an honest trade pays exactly the price; so no attack that is not a trade with them, the pair's included,
-costs them a token); and neither the cheater nor the pair (counted together) ever holds more than honesty
-would have paid it, in total and deal by deal (a lie that lost earlier cannot hide a gain later). Trades with a liar can still cost the honest side the disputed part under the
-report-based rules (see docs/contracts.md): it goes to the treasury, never to the liar, and that is what is
-asserted there ("the liars gain nothing").
+A run may set a network fee and name an operator account other than the community. After every step:
+tokens are conserved (wallets + market = supply; the market holds free balances, the community's and the
+operator's included, + open escrows); honest households' balances move only by their own trades' outcome
+(an honest trade pays exactly the price, less the run's network fee; so no attack that is not a trade with
+them, the pair's included, costs them a token); and neither the cheater nor the pair (counted together) ever
+holds more than honesty would have paid it (the fee included), in total and deal by deal (a lie that lost
+earlier cannot hide a gain later). Trades with a liar can still cost the honest side the disputed part under
+the report-based rules (see docs/contracts.md): it goes to the operator, never to the liar, and that is what
+is asserted there ("the liars gain nothing").
 
 It can fail: a Market that accepts any report signature, or pays an unresolved dispute's seller the higher
 report, fails it within the default runs (tried by hand, anvil).
@@ -32,7 +34,7 @@ import hypothesis.strategies as st
 import pytest
 from eth_account import Account
 from hypothesis import HealthCheck, Phase, settings
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 from web3.logs import DISCARD
 
 from contracts.chain import Sender
@@ -44,6 +46,9 @@ HOUR, DAY = 3600, 86_400
 PRICE = 10**17
 ACTIVE, DISPUTED, SETTLED, REFUNDED = 1, 2, 3, 4
 OUTSIDER_KEY = "0x" + "5a" * 32
+OPERATOR_KEY = "0x" + "0e" * 32  # an operator account that is not a participant
+# the run's network fee per kWh: none, a tenth of the price, above the price (takes the whole payout)
+FEES = st.sampled_from([0, PRICE // 10, 3 * PRICE // 2])
 LIES = ("honest", "silent", "zero", "shade", "high")
 # what the colluding pair does in a trade between the two of them (nothing really flows)
 PAIR_INTERNAL = ("same_lie", "fake_dispute", "silent", "relayed")
@@ -64,10 +69,12 @@ def value(wh: int) -> int:
     return wh * PRICE // 1000
 
 
-def honest_payout(q: int, d: int) -> int:
-    """What the seller receives when both report d (penalty 10 % of the undelivered value, at most the pay)."""
+def honest_payout(q: int, d: int, fee: int = 0) -> int:
+    """What the seller receives when both report d (penalty 10 % of the undelivered value, at most the pay;
+    then the network fee on d, at most what is left)."""
     pay = value(d)
-    return pay - min(pay, value(q - d) * 1000 // 10_000)
+    net = pay - min(pay, value(q - d) * 1000 // 10_000)
+    return net - min(net, d * fee // 1000)
 
 
 @dataclass
@@ -100,7 +107,9 @@ def make_machine(c: Community) -> type[RuleBasedStateMachine]:
     honest = list(c.households[:2])
     cheater = c.households[2]
     pair = (c.households[3], c.households[4])
-    treasury = m.functions.treasury().call()
+    treasury = c.admin.address
+    assert m.functions.treasury().call() == treasury  # the operator until a run names another
+    operator = Account.from_key(OPERATOR_KEY).address
     outsider = Sender(w3, OUTSIDER_KEY)
     if w3.eth.get_balance(outsider.address) < 10**17:
         c.admin.send({"to": outsider.address, "value": 10**18, "gas": 21_000})
@@ -127,6 +136,16 @@ def make_machine(c: Community) -> type[RuleBasedStateMachine]:
             self.bound = {g: sum(c.free(h.address) for h in hs) for g, hs in attackers.items()}
             self.steps = 0
             self.front_run: str | None = None
+            self.fee = 0
+
+        @initialize(fee=FEES, own_operator=st.booleans())
+        def govern(self, fee: int, own_operator: bool) -> None:
+            """The community sets the run's network fee and may name an operator account of its own."""
+            if fee:
+                c.admin.transact(m.functions.setNetworkFee(fee))
+                self.fee = fee
+            if own_operator:
+                c.admin.transact(m.functions.setOperator(operator))
 
         def try_send(self, who: Any, call: Any) -> Any:
             try:
@@ -387,14 +406,15 @@ def make_machine(c: Community) -> type[RuleBasedStateMachine]:
             to_seller = settled[0]["paidToSeller"] if settled else 0
             to_buyer = settled[0]["refundedToBuyer"] if settled else refunded[0]["amount"]
             if d.liar is None and not d.internal:  # honest trade, full delivery: exactly the price moves
-                assert (to_seller, to_buyer) == (value(q), 0), f"honest trade paid {to_seller}, {to_buyer}"
+                price = value(q) - min(value(q), q * self.fee // 1000)  # the seller pays the network fee
+                assert (to_seller, to_buyer) == (price, 0), f"honest trade paid {to_seller}, {to_buyer}"
             if d.internal:  # at best the whole escrow stays with the pair
                 self.bound["pair"] += value(q)
             else:
-                fair = honest_payout(q, d.delivered)
+                fair = honest_payout(q, d.delivered, self.fee)
                 for who, got, fair_share in (
                     (d.seller, to_seller, fair),
-                    (d.buyer, to_buyer, value(q) - fair),
+                    (d.buyer, to_buyer, value(q) - honest_payout(q, d.delivered)),  # the fee is the seller's
                 ):
                     group = group_of(who)
                     if group:  # per deal, not only in total: a lie that lost earlier cannot hide a gain now
@@ -413,13 +433,13 @@ def make_machine(c: Community) -> type[RuleBasedStateMachine]:
             now = c.now()
             for d in self.deals:
                 self.observe(d, now)
-            free = {a: c.free(a) for a in (*(h.address for h in c.households), treasury)}
+            free = {a: c.free(a) for a in (*(h.address for h in c.households), treasury, operator)}
             for h in honest:
                 assert free[h.address] == self.expected[h.address], f"honest {h.address} lost tokens"
             for group, members in attackers.items():
                 held = sum(free[h.address] for h in members)
                 assert held <= self.bound[group], f"the {group} gained by lying: {held} > {self.bound[group]}"
-            holders = [*(h.address for h in c.households), treasury, outsider.address]
+            holders = [*(h.address for h in c.households), treasury, operator, outsider.address]
             wallets = sum(int(tok.functions.balanceOf(a).call()) for a in holders)
             market = c.held()
             assert wallets + market == self.supply == int(tok.functions.totalSupply().call())

@@ -2,9 +2,10 @@
 deposits and burns, on anvil and py-evm.
 
 Invariants checked after every step: tokens are conserved (wallets + market = minted - burned, and the
-market holds exactly free balances, the treasury's included, + open escrows + open collateral); no
-agreement closes twice; no
-payout exceeds its escrow; closed terms can never be submitted again. At the end every open escrow and
+market holds exactly free balances, the community's and the operator's included, + open escrows + open
+collateral); no agreement closes twice; no payout (network fee included) exceeds its escrow; closed terms
+can never be submitted again. A run may name an operator account other than the community and set a
+network fee (changed again by the `govern` rule), so fees and gaps land in either account. At the end every open escrow and
 loan is driven to its end and everyone withdraws: the market must be left holding nothing.
 """
 
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 from web3.logs import DISCARD
 
+from contracts.chain import Sender
 from contracts.errors import RevertInfo, decode_revert
 from contracts.harness import Community, Household, advance_time, chain_revert, chain_snapshot
 from gridpact.core.eip712 import Loan, Terms
@@ -29,6 +31,8 @@ REVERTS = {
     "WrongStatus", "TooEarly", "TooLate", "AlreadyReported", "InsufficientBalance", "TermsExpired",
     "SlotBusy", "NotParty", "ZeroAmount", "InvalidTerms", "ERC20InsufficientBalance",
 }  # fmt: skip
+OPERATOR_KEY = "0x" + "0e" * 32  # an operator account that is not a participant
+FEES = st.sampled_from([0, 10**16, 5 * 10**20])  # per kWh: none, below most prices, above every price
 
 
 @dataclass
@@ -52,7 +56,12 @@ def make_machine(c: Community) -> type[RuleBasedStateMachine]:
     m, tok, w3 = c.market, c.token, c.w3
     abi = m.abi + tok.abi + c.loans.abi
     people = list(c.households)
-    treasury = m.functions.treasury().call()  # receives report gaps and unresolved disputed amounts
+    community = c.admin.address
+    assert m.functions.treasury().call() == community  # the operator until a run names another
+    operator = Sender(w3, OPERATOR_KEY)
+    if w3.eth.get_balance(operator.address) < 10**17:
+        c.admin.send({"to": operator.address, "value": 10**18, "gas": 21_000})
+    accounts = [p.address for p in people] + [community, operator.address]
 
     class MarketMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -78,6 +87,10 @@ def make_machine(c: Community) -> type[RuleBasedStateMachine]:
             return receipt
 
         def record(self, receipt: Any) -> None:
+            fees = {
+                bytes(ev["args"]["id"]): ev["args"]["fee"]
+                for ev in m.events.NetworkFeeCharged().process_receipt(receipt, errors=DISCARD)
+            }
             for name in ("AgreementSettled", "EscrowReclaimed"):
                 for ev in getattr(m.events, name)().process_receipt(receipt, errors=DISCARD):
                     aid = bytes(ev["args"]["id"])
@@ -85,7 +98,7 @@ def make_machine(c: Community) -> type[RuleBasedStateMachine]:
                     deal = next(d for d in self.deals if c.agreement_id(d.terms) == aid)
                     if name == "AgreementSettled":
                         paid, refund = ev["args"]["paidToSeller"], ev["args"]["refundedToBuyer"]
-                        assert paid + refund <= deal.escrow, "payout exceeds the escrow"
+                        assert paid + refund + fees.get(aid, 0) <= deal.escrow, "payout exceeds the escrow"
                     else:
                         assert ev["args"]["amount"] == deal.escrow
 
@@ -103,9 +116,14 @@ def make_machine(c: Community) -> type[RuleBasedStateMachine]:
 
         # ---------------------------------------------------------- rules
 
-        @initialize(qtys=st.lists(st.sampled_from([1, 1_000, 7_000]), min_size=3, max_size=3))
-        def seed(self, qtys: list[int]) -> None:
+        @initialize(
+            qtys=st.lists(st.sampled_from([1, 1_000, 7_000]), min_size=3, max_size=3),
+            fee=FEES,
+            own_operator=st.booleans(),
+        )
+        def seed(self, qtys: list[int], fee: int, own_operator: bool) -> None:
             """Every run starts with three agreements (one per pair) and a loan, so later rules have material."""
+            self.govern(fee, own_operator)
             for i, qty in enumerate(qtys):
                 self.agree(i, 1, qty, 10**17, batch=i == 0)
             self.lend(0, 10**18, DAY)
@@ -129,6 +147,12 @@ def make_machine(c: Community) -> type[RuleBasedStateMachine]:
             assert isinstance(out, RevertInfo) != enough, f"submit with enough={enough} gave {out}"
             if enough:
                 self.deals.append(Deal(t, seller, buyer, qty * price // 1000))
+
+        @rule(fee=FEES, own_operator=st.booleans())
+        def govern(self, fee: int, own_operator: bool) -> None:
+            """The community sets the network fee and names the operator (itself or another account)."""
+            c.admin.transact(m.functions.setNetworkFee(fee))
+            c.admin.transact(m.functions.setOperator(operator.address if own_operator else community))
 
         @rule(seconds=st.sampled_from([60, 2 * HOUR + 5, 2 * HOUR + 5, DAY + 3 * HOUR, 3 * DAY + 10]))
         def wait(self, seconds: int) -> None:
@@ -222,14 +246,12 @@ def make_machine(c: Community) -> type[RuleBasedStateMachine]:
         def conserved(self) -> None:
             self.sync()
             assert int(tok.functions.totalSupply().call()) == self.supply
-            wallets = sum(
-                int(tok.functions.balanceOf(a).call()) for a in [p.address for p in people] + [treasury]
-            )
+            wallets = sum(int(tok.functions.balanceOf(a).call()) for a in accounts)
             held = c.held()
             assert wallets + held == self.supply, "tokens appeared or vanished"
             escrow = sum(d.escrow for d in self.deals if not d.closed)
             collateral = sum(lent.loan.collateral for lent in self.loans if not lent.closed)
-            free = sum(c.free(p.address) for p in people) + c.free(treasury)
+            free = sum(c.free(a) for a in accounts)
             assert held == free + escrow + collateral
             assert all(n == 1 for n in self.closures.values()), "an agreement closed twice"
 
@@ -248,7 +270,7 @@ def make_machine(c: Community) -> type[RuleBasedStateMachine]:
             for lent in self.loans:
                 if not lent.closed:
                     c.admin.transact(c.loans.functions.expireLoan(lent.loan.as_tuple()))
-            for p in [*(p.sender for p in people), c.admin]:
+            for p in [*(p.sender for p in people), c.admin, operator]:
                 free = c.free(p.address)
                 if free:
                     p.transact(m.functions.withdraw(free))

@@ -86,6 +86,21 @@ def test_serve_community_on_the_in_process_evm(tmp_path: Path, where: Callable[[
                     data={"csrf": csrf[1], "provider": "0x" + "42" * 20, "buy_price": "1", "sell_price": "2"},
                 )
                 assert dry.status_code == 200 and "NotProvider" in dry.text
+                # the network fee: a number too large for its uint96 is refused; a good one is dry-run and sent
+                assert "Set the network fee" in (await http.get("/community")).text
+                big = await http.post(
+                    "/operator/action/network_fee", data={"csrf": csrf[1], "fee_per_kwh": str(2**96)}
+                )
+                assert big.status_code == 400 and "fee_per_kwh" in big.text
+                fee = await http.post(
+                    "/operator/action/network_fee", data={"csrf": csrf[1], "fee_per_kwh": "7"}
+                )
+                assert "Dry run: the chain accepts this call." in fee.text, fee.text
+                fee_token = re.search(r'name="token" value="([^"]+)"', fee.text)
+                assert fee_token is not None
+                sent = await http.post("/operator/confirm", data={"csrf": csrf[1], "token": fee_token[1]})
+                assert sent.status_code == 200, sent.text
+                await _until(lambda: asyncio.to_thread(lambda: c.market.functions.networkFee().call() == 7))
                 review = await http.post(
                     "/operator/action/resolve",
                     data={"csrf": csrf[1], "agreement": aid, "delivered_wh": "700"},

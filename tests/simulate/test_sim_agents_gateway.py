@@ -158,3 +158,27 @@ def test_sim_agents_three_gateways_trade_settle_and_reconcile_on_chain() -> None
     assert sum(result.ledger.balance) + result.ledger.treasury == result.ledger.minted
     assert "gateway.trading.run_trading" in summary["layers"]["gateways"]
     assert_gateways_built_by_the_service("\n".join(summary["checks"]), 3)
+
+
+def test_sim_gateways_match_by_grid_station_auctions_and_settle_on_chain() -> None:
+    """`--market stations`: the same full stack, the gateways' buyers call for bids and sellers bid."""
+    from hil.community.agentrun import run_agents
+
+    cfg = EngineConfig(households=3, hours=4, seed=1)
+    opts = FullStackOptions(nodes="firmware", clock="virtual", market="stations")
+    result, summary = run_agents(cfg, opts, start_hour=10)
+    assert [c for c in summary["checks"] if c.startswith("PROBLEM")] == [], summary["checks"]
+    events = summary["gateway_events"]
+    assert events.get("sent_request", 0) >= 1 and events.get("sent_bid", 0) >= 1, events
+    assert events.get("auction_won", 0) >= 1 and events.get("settled", 0) >= 2, events
+    assert events.get("sent_offer", 0) == 0 and events.get("sent_propose", 0) == 0, events  # no p2p sessions
+    assert result.settled and summary["community"]["trades"] == len(result.settled)
+    assert "per-household free balances on chain equal the replayed ledger: True" in summary["checks"]
+
+
+def test_sim_cli_runs_stations_live_and_refuses_other_models_without_the_engine(tmp_path: Path) -> None:
+    assert simulate_main(["--market", "loans", "--quiet", "--out", str(tmp_path)]) == 2
+    assert (
+        simulate_main(["--market", "stations", "--agents", "engine", "--quiet", "--out", str(tmp_path)]) == 2
+    )
+    assert not (tmp_path / "summary.json").exists()

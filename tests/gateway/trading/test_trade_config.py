@@ -54,6 +54,7 @@ def test_seam_with_gateway_core_config(tmp_path: Path) -> None:
         (("agent", "round_timeout_s"), True, "agent.round_timeout_s"),
         (("agent", "acceptance"), "sometimes", "agent.acceptance"),
         (("agent", "provider_fallback"), "barter", "agent.provider_fallback"),
+        (("agent", "market"), "auction", "agent.market"),
         (("agent", "seller"), {"price": {"ip": 1}}, "agent.seller"),
         (("agent", "buyer"), {"quantity": {"ip": 1, "rp": 2, "dl": 3, "cr": 1.0}}, "agent.buyer.price"),
         (("agent", "surprise"), 1, "agent.surprise"),

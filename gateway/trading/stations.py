@@ -1,0 +1,97 @@
+"""Grid-station auctions: the ad hoc P2P model of Ali et al., between live gateways.
+
+A buyer broadcasts a `request` for a window (quantity, its limit price); sellers with uncommitted
+surplus answer with a `bid`: EIP-712 terms they have already signed at their price, so a bid is
+a firm offer the buyer can take as it stands. When the bidding time is over the buyer commits to
+the cheapest bids that fit its need (`confirm`, its own signature) and declines the rest
+(`reject`, reason `outbid`). The distributor is paid for carrying the energy by the Market's
+network fee (per kWh delivered, out of the seller's payout), so a seller's floor is its reserve
+price plus that fee.
+
+A seller's signature binds it until the terms expire: a declined bid could still be submitted by
+the buyer (who would pay for it), so the seller never frees the capacity it bid. Sellers
+therefore bid only surplus nothing else holds, and a declined bid costs them that capacity for
+the window: the price of firm bids, kept because releasing it would let a buyer collect bids and
+submit them all, leaving sellers to pay penalties on energy they could not deliver.
+
+Pure rules here (the bid price, a bid's checks, the choice); `Agent` drives the messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.chain.market import terms_from_dict, terms_signer
+from gateway.trading.protocol import Envelope
+from gridpact.core.eip712 import Domain, Terms
+
+
+@dataclass
+class Auction:
+    """One call for bids of ours: what we asked, and the bids that came in while it was open."""
+
+    id: str
+    window: int
+    window_s: int
+    quantity_wh: int
+    limit: int  # the highest unit price we take (token base units per kWh)
+    bids: list[Envelope] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Bid:
+    """A checked bid: the seller's signed terms."""
+
+    seller: str
+    terms: Terms
+    sig: str
+
+
+def bid_price(ask: int, floor: int, limit: int) -> int | None:
+    """A seller's sealed bid: its ask, capped at the buyer's limit, never below its floor (reserve
+    price plus the network fee); None when the limit is below the floor."""
+    if floor > limit:
+        return None
+    return max(floor, min(ask, limit))
+
+
+def check_bid(env: Envelope, auction: Auction, me: str, domain: Domain, min_trade_wh: int) -> Bid | str:
+    """The bid if its terms are exactly what the auction asked for and the sender signed them;
+    else the reason it is refused (a counter label)."""
+    try:
+        terms = terms_from_dict(env.body["terms"])
+    except (ValueError, KeyError):
+        return "bid_bad_terms"
+    start, end = auction.window, auction.window + auction.window_s
+    if terms.seller.lower() != env.sender.lower() or terms.buyer.lower() != me.lower():
+        return "bid_wrong_parties"
+    if (terms.deliveryStart, terms.deliveryEnd, terms.expiry) != (start, end, end - 1):
+        return "bid_wrong_window"
+    if not min_trade_wh <= terms.quantityWh <= auction.quantity_wh:
+        return "bid_wrong_quantity"
+    if terms.unitPrice > auction.limit:
+        return "bid_above_limit"
+    try:
+        signer = terms_signer(terms, domain, env.body["sig"])
+    except Exception:
+        return "bid_bad_signature"
+    if signer.lower() != env.sender.lower():
+        return "bid_bad_signature"
+    return Bid(env.sender, terms, env.body["sig"])
+
+
+def choose(bids: list[Bid], need_wh: int, min_trade_wh: int) -> list[Bid]:
+    """The bids to take: cheapest first (then the larger, then by seller address, so every run
+    chooses alike), each one that still fits what is needed; one bid per seller."""
+    taken: list[Bid] = []
+    sellers: set[str] = set()
+    left = need_wh
+    for bid in sorted(bids, key=lambda b: (b.terms.unitPrice, -b.terms.quantityWh, b.seller.lower())):
+        if left < min_trade_wh:
+            break
+        if bid.seller.lower() in sellers or bid.terms.quantityWh > left:
+            continue
+        taken.append(bid)
+        sellers.add(bid.seller.lower())
+        left -= bid.terms.quantityWh
+    return taken

@@ -1,0 +1,109 @@
+"""Grid-station auctions, the pure rules: a seller's bid price, the checks a buyer makes of a bid
+(each forgery or mismatch refused by name), which bids win, and the two new peer messages."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from eth_account import Account
+
+from gateway.chain.market import sign_terms_hex
+from gateway.trading.protocol import Envelope, ProtocolError, decode, encode, sign_envelope
+from gateway.trading.stations import Auction, Bid, bid_price, check_bid, choose
+from gridpact.core.eip712 import Domain, Terms
+from hil.services import DEV_PRIVATE_KEYS
+
+SELLER = Account.from_key(DEV_PRIVATE_KEYS[1])
+OTHER = Account.from_key(DEV_PRIVATE_KEYS[3])
+BUYER = Account.from_key(DEV_PRIVATE_KEYS[2])
+DOMAIN = Domain(31337, "0x" + "11" * 20)
+WINDOW, WINDOW_S = 1_800_000_000, 3600
+
+
+def auction(quantity: int = 1000, limit: int = 200) -> Auction:
+    return Auction("0x" + "ab" * 32, WINDOW, WINDOW_S, quantity, limit)
+
+
+def terms(seller: str = SELLER.address, **over: int | str) -> Terms:
+    base: dict[str, int | str] = {"seller": seller, "buyer": BUYER.address, "quantityWh": 1000, "unitPrice": 150,
+                                  "deliveryStart": WINDOW, "deliveryEnd": WINDOW + WINDOW_S, "nonce": 7,
+                                  "expiry": WINDOW + WINDOW_S - 1}  # fmt: skip
+    d = base | over
+    return Terms(str(d["seller"]), str(d["buyer"]), int(d["quantityWh"]), int(d["unitPrice"]),
+                 int(d["deliveryStart"]), int(d["deliveryEnd"]), int(d["nonce"]), int(d["expiry"]))  # fmt: skip
+
+
+def bid_env(t: Terms, sender=SELLER, signer=None) -> Envelope:
+    sig = sign_terms_hex(t, DOMAIN, signer or sender)
+    return Envelope("bid", sender.address, BUYER.address, secrets.token_hex(16), WINDOW - 600, "oak-street",
+                    {"session": "0x" + "ab" * 32, "terms": t.as_dict(), "sig": sig})  # fmt: skip
+
+
+def test_bid_price_is_the_ask_capped_at_the_limit_and_never_below_the_floor() -> None:
+    assert bid_price(ask=180, floor=110, limit=200) == 180
+    assert bid_price(ask=250, floor=110, limit=200) == 200  # the buyer's limit caps the ask
+    assert bid_price(ask=120, floor=110, limit=110) == 110  # exactly the floor still sells
+    assert bid_price(ask=120, floor=110, limit=109) is None  # below the floor: no bid
+
+
+def test_a_bid_whose_terms_are_what_the_auction_asked_and_the_sender_signed_is_taken() -> None:
+    checked = check_bid(bid_env(terms()), auction(), BUYER.address, DOMAIN, 50)
+    assert isinstance(checked, Bid) and checked.terms == terms() and checked.seller == SELLER.address
+
+
+@pytest.mark.parametrize(
+    ("t", "sender", "signer", "reason"),
+    [
+        (terms(unitPrice=201), SELLER, None, "bid_above_limit"),
+        (terms(quantityWh=1001), SELLER, None, "bid_wrong_quantity"),  # more than asked for
+        (terms(quantityWh=49), SELLER, None, "bid_wrong_quantity"),  # below the smallest trade
+        (terms(deliveryStart=WINDOW + 1), SELLER, None, "bid_wrong_window"),
+        (terms(expiry=WINDOW + 2 * WINDOW_S), SELLER, None, "bid_wrong_window"),  # would outlive the window
+        (terms(buyer=OTHER.address), SELLER, None, "bid_wrong_parties"),  # terms for someone else
+        (terms(seller=OTHER.address), SELLER, None, "bid_wrong_parties"),  # bids in another seller's name
+        (terms(), SELLER, OTHER, "bid_bad_signature"),  # signed by someone other than the sender
+    ],
+)
+def test_every_bid_that_is_not_exactly_the_auction_or_not_the_senders_is_refused_by_name(
+    t: Terms, sender, signer, reason: str
+) -> None:
+    assert check_bid(bid_env(t, sender, signer), auction(), BUYER.address, DOMAIN, 50) == reason
+
+
+def test_the_cheapest_bids_that_fit_win_one_per_seller_in_a_fixed_order() -> None:
+    a, b, c = (Account.from_key(DEV_PRIVATE_KEYS[i]) for i in (4, 5, 6))
+    bids = [
+        Bid(a.address, terms(a.address, unitPrice=150, quantityWh=600), "0x"),
+        Bid(b.address, terms(b.address, unitPrice=120, quantityWh=500), "0x"),
+        Bid(c.address, terms(c.address, unitPrice=120, quantityWh=700), "0x"),
+        Bid(
+            c.address, terms(c.address, unitPrice=100, quantityWh=2000, nonce=8), "0x"
+        ),  # too big for the need
+    ]
+    taken = choose(bids, need_wh=1000, min_trade_wh=50)
+    # 120 for 700 first (the larger at the same price), then 500 no longer fits, 600 neither
+    assert [(t.seller, t.terms.quantityWh) for t in taken] == [(c.address, 700)]
+    taken = choose(bids, need_wh=1200, min_trade_wh=50)
+    assert [(t.seller, t.terms.quantityWh) for t in taken] == [(c.address, 700), (b.address, 500)]
+    assert choose(bids, need_wh=40, min_trade_wh=50) == []
+    assert (
+        choose(list(reversed(bids)), need_wh=1200, min_trade_wh=50) == taken
+    )  # order of arrival is irrelevant
+
+
+def test_request_and_bid_round_trip_and_a_bid_must_be_addressed() -> None:
+    request = Envelope("request", BUYER.address, None, secrets.token_hex(16), WINDOW - 600, "oak-street",
+                       {"session": "0x" + "ab" * 32, "window": WINDOW, "window_s": WINDOW_S, "quantity_wh": 1000,
+                        "price": 200})  # fmt: skip
+    assert decode(encode(sign_envelope(request, BUYER))) == request
+    bid = bid_env(terms())
+    assert decode(encode(sign_envelope(bid, SELLER))).body == bid.body
+    broadcast = Envelope("bid", SELLER.address, None, bid.id, bid.ts, bid.community, bid.body)
+    with pytest.raises(ProtocolError) as err:
+        decode(encode(sign_envelope(broadcast, SELLER)))
+    assert err.value.reason == "malformed"
+    extra = Envelope("request", BUYER.address, None, request.id, request.ts, request.community,
+                     request.body | {"side": "buy"})  # fmt: skip
+    with pytest.raises(ProtocolError):
+        decode(encode(sign_envelope(extra, BUYER)))

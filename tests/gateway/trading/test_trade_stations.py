@@ -107,3 +107,49 @@ def test_request_and_bid_round_trip_and_a_bid_must_be_addressed() -> None:
                      request.body | {"side": "buy"})  # fmt: skip
     with pytest.raises(ProtocolError):
         decode(encode(sign_envelope(extra, BUYER)))
+
+
+def test_a_seller_never_bids_capacity_a_declined_bid_still_holds(tmp_path) -> None:
+    """A buyer who declines a bid keeps the seller's signature and could still open it. So the seller
+    must not sell that energy again: a second buyer's call for the same window gets no bid (else a
+    buyer could gather bids, open them all, and leave the seller short and paying penalties)."""
+    import asyncio
+    import time
+
+    from trade_helpers import BUYER as B1
+    from trade_helpers import OTHER as B2
+    from trade_helpers import message, seller_agent
+
+    sent: list[tuple[str | None, Envelope]] = []
+    events: list[str] = []
+    agent = seller_agent(tmp_path, sent, events, [B1, B2], round_timeout_s=0.2, market="stations",
+                         seller={"price": {"ip": 150, "rp": 100, "dl": 10, "cr": 1.0}})  # fmt: skip
+    window = (int(time.time()) // 60 + 2) * 60
+    agent.selling[window], agent.fees[window] = 1000, 0
+    first, second = "0x" + "01" * 32, "0x" + "02" * 32
+
+    def request(buyer, session: str) -> bytes:
+        body = {"session": session, "window": window, "window_s": 60, "quantity_wh": 1000, "price": 200}
+        env = Envelope(
+            "request", buyer.address, None, secrets.token_hex(16), int(time.time()), "oak-street", body
+        )
+        return encode(sign_envelope(env, buyer))
+
+    async def main() -> None:
+        await agent.on_raw(request(B1, first))
+        await asyncio.sleep(0.1)
+        bid = next(env for _, env in sent if env.type == "bid")
+        assert bid.body["terms"]["unitPrice"] == 150 and bid.body["terms"]["quantityWh"] == 1000
+        await agent.on_raw(message(B1, "reject", {"session": first, "reason": "outbid"}))
+        await asyncio.sleep(0.1)
+        await agent.on_raw(request(B2, second))  # another buyer, the same window
+        await asyncio.sleep(0.5)
+        for task in list(agent._tasks):
+            task.cancel()
+
+    asyncio.run(main())
+    bids = [env for _, env in sent if env.type == "bid"]
+    assert len(bids) == 1 and bids[0].body["session"] == first  # nothing bid to the second buyer
+    assert agent.selling[window] == 0 and "bid_declined" in events and "request_not_selling" in events
+    rows = agent.journal.agreements("signing", "signed")
+    assert [r.peer for r in rows] == [B1.address]  # the declined bid is journaled: its slot stays busy

@@ -38,6 +38,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--engine-days", type=int, default=7)
     p.add_argument("--skip-full-stack", action="store_true")
     p.add_argument(
+        "--market", choices=("p2p", "stations"), default="p2p",
+        help="the full-stack gateways' [agent] market: p2p (default, as `gridpact simulate`) or stations",
+    )  # fmt: skip
+    p.add_argument(
         "--clock", choices=("wall", "virtual"), default="virtual",
         help="the full-stack runs' clock (gridpact simulate --clock): virtual (default, as `gridpact simulate`) "
         "= one discrete-event loop; wall = threads paced in wall time",
@@ -63,7 +67,7 @@ def main(argv: list[str]) -> int:
         faults_run(args.households[0], args.hours)
     elif not args.skip_full_stack:
         for n in args.households:
-            agents_run(n, args.hours, args.seed, args.clock, args.start_hour)
+            agents_run(n, args.hours, args.seed, args.clock, args.start_hour, args.market)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory {rss_mb:.0f} MB")
     return 0
@@ -89,7 +93,9 @@ def faults_run(households: int, hours: int) -> None:
     )
 
 
-def agents_run(households: int, hours: int, seed: int, clock: str = "wall", start_hour: int = 0) -> None:
+def agents_run(
+    households: int, hours: int, seed: int, clock: str = "wall", start_hour: int = 0, market: str = "p2p"
+) -> None:
     """The default `gridpact simulate` at one size, with its throughput and CPU by layer."""
     import os
 
@@ -106,20 +112,21 @@ def agents_run(households: int, hours: int, seed: int, clock: str = "wall", star
     calls: dict[str, int] = {}
     cpu0 = time.process_time()
     with LayerCpu() as cpu:
-        _, summary = run_agents(cfg, FullStackOptions(nodes="firmware", clock=clock), start_hour=start_hour,
-                                cpu_out=loop_cpu, calls_out=calls)  # fmt: skip
+        _, summary = run_agents(cfg, FullStackOptions(nodes="firmware", clock=clock, market=market),
+                                start_hour=start_hour, cpu_out=loop_cpu, calls_out=calls)  # fmt: skip
     wall = time.perf_counter() - t
     c, work = summary["community"], summary["work"]
     problems = [x for x in summary["checks"] if x.startswith("PROBLEM")]
     hh_h = households * hours
     print(
-        f"full stack (firmware nodes, gateway agents, --clock {clock}) {households} households x {hours} h"
+        f"full stack (firmware nodes, gateway agents, --clock {clock}, market {market}) {households} households x {hours} h"
         f"{f' from hour {start_hour}' if start_hour else ''}: wall {wall:.1f} s "
         f"(load average {load:.2f} at start, {os.cpu_count()} CPUs); {hh_h / wall:.2f} household-hours/s; "
         f"readings {work['readings'] / wall:.0f}/s, peer messages {work['peer_messages'] / wall:.1f}/s, "
         f"transactions {work['transactions'] / wall:.1f}/s; {c['trades']} trades, {c['settlements']} "
         f"settlements ({summary['settlement']['from_meter_statements']} from the meters' signed statements), "
-        f"{c['refunds']} refunds; conservation {'OK' if c['token_conservation'] else 'VIOLATED'}, "
+        f"{c['refunds']} refunds, gas on the agreements' path {summary['settlement']['gas_per_agreement']:,} per "
+        f"agreement; conservation {'OK' if c['token_conservation'] else 'VIOLATED'}, "
         f"problems {len(problems)}",
         flush=True,
     )

@@ -153,3 +153,66 @@ def test_a_seller_never_bids_capacity_a_declined_bid_still_holds(tmp_path) -> No
     assert agent.selling[window] == 0 and "bid_declined" in events and "request_not_selling" in events
     rows = agent.journal.agreements("signing", "signed")
     assert [r.peer for r in rows] == [B1.address]  # the declined bid is journaled: its slot stays busy
+
+
+def test_the_buyer_confirms_the_good_bid_and_declines_each_bad_one_by_name(tmp_path) -> None:
+    """The buyer's side in-process: during its call for bids a fair bid, a bid above the limit, a bid
+    signed by another key and a bid in another seller's name arrive; one late bid comes after the
+    bidding time. Only the fair bid is countersigned (journaled, to be submitted by the buyer)."""
+    import asyncio
+    import time
+
+    from trade_helpers import BUYER as B
+    from trade_helpers import OTHER as S2
+    from trade_helpers import SELLER as S1
+    from trade_helpers import THIRD as S3
+    from trade_helpers import seller_agent
+
+    sent: list[tuple[str | None, Envelope]] = []
+    events: list[str] = []
+    # the helper's agent is SELLER's; here it buys: its buyer table's rp (the limit) is 200
+    agent = seller_agent(tmp_path, sent, events, [B, S2, S3], round_timeout_s=0.3, market="stations",
+                         buyer={"price": {"ip": 100, "rp": 200, "dl": 10, "cr": 1.0}})  # fmt: skip
+    me = S1.address
+    window = (int(time.time()) // 60 + 5) * 60
+    domain = Domain(31337, "0x" + "11" * 20)
+
+    def bid(sender, session: str, signer=None, **over: int | str) -> bytes:
+        t = Terms(**({"seller": sender.address, "buyer": me, "quantityWh": 1000, "unitPrice": 150,
+                      "deliveryStart": window, "deliveryEnd": window + 60, "nonce": 3, "expiry": window + 59}
+                     | over))  # type: ignore[arg-type]  # fmt: skip
+        body = {"session": session, "terms": t.as_dict(), "sig": sign_terms_hex(t, domain, signer or sender)}
+        env = Envelope("bid", sender.address, me, secrets.token_hex(16), int(time.time()), "oak-street", body)
+        return encode(sign_envelope(env, sender))
+
+    async def main() -> None:
+        buying = asyncio.ensure_future(agent._buy_by_auction(window, 1000))
+        while not any(env.type == "request" for _, env in sent):
+            await asyncio.sleep(0.01)
+        request = next(env for _, env in sent if env.type == "request")
+        session = request.body["session"]
+        assert request.body["price"] == 200 and request.body["quantity_wh"] == 1000
+        await agent.on_raw(bid(S2, session, unitPrice=201))  # above the limit
+        await agent.on_raw(bid(S3, session, signer=S2))  # signed by someone else
+        await agent.on_raw(bid(S3, session, seller=S2.address, unitPrice=100))  # in another seller's name
+        await agent.on_raw(bid(B, session, unitPrice=180))  # fair
+        while not any(env.type == "confirm" for _, env in sent):
+            await asyncio.sleep(0.01)
+        await agent.on_raw(bid(S2, session, unitPrice=90))  # too late: the auction is closed
+        buying.cancel()
+        await asyncio.gather(buying, return_exceptions=True)
+
+    asyncio.run(main())
+    replies = {
+        (to, env.type, env.body.get("reason")) for to, env in sent if env.type in ("confirm", "reject")
+    }
+    assert replies == {
+        (B.address, "confirm", None),
+        (S2.address, "reject", "bid_above_limit"),
+        (S3.address, "reject", "bid_bad_signature"),
+        (S3.address, "reject", "bid_wrong_parties"),
+    }, replies
+    assert "auction_won" in events and "no_session" in events
+    rows = agent.journal.agreements("signed")
+    assert [(r.peer, r.terms["unitPrice"], r.note) for r in rows] == [(B.address, 180, "submitter")]
+    assert rows[0].peer_sig and rows[0].my_sig

@@ -33,6 +33,10 @@ from gridpact.core.statement import StatementRejected, window_args
 log = logging.getLogger("gridpact.gateway.trading")
 
 OPEN_STATES = ("signing", "signed", "submitted", "reported")
+# Terms that carry only our signature ("signing": a declined bid, a lost `confirm`) are opened, if ever,
+# by the peer before they expire; nothing of ours needs to know sooner than the delivery's end, so the
+# chain is asked about them this often (and again once they have expired), not every block.
+SIGNING_LOOK_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,7 @@ class Settler:
         self.timing = timing
         self.count = count
         self.views = AgreementCache(market)
+        self._signing_looked: dict[str, float] = {}  # agreement id -> when the chain was last asked
 
     def new_round(self) -> Head:
         """Read the chain's head once for this round (chain thread); views of an older head are dropped."""
@@ -135,6 +140,17 @@ class Settler:
     ) -> str:
         """Take the next step for one agreement; returns its journal state afterwards."""
         terms = terms_from_dict(rec.terms)
+        if rec.state == "signing" and now <= terms.expiry:
+            looked = self._signing_looked.get(rec.id)
+            if looked is not None and now - looked < SIGNING_LOOK_S:
+                return rec.state
+            if len(self._signing_looked) >= 4096:  # bounded: an old entry only costs one look more
+                self._signing_looked = {
+                    k: t for k, t in self._signing_looked.items() if now - t < SIGNING_LOOK_S
+                }
+            self._signing_looked[rec.id] = now
+        else:
+            self._signing_looked.pop(rec.id, None)
         view = self.views.agreement(terms)
         if view.status is Status.DISPUTED and rec.note != "disputed":  # shown as an open dispute
             self.journal.set_agreement_state(rec.id, rec.state, note="disputed")

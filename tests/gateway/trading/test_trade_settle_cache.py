@@ -161,3 +161,32 @@ def test_a_settler_round_asks_once_per_agreement_per_head(web3: Any, tmp_path: P
         assert [settler.advance(r, now, None) for r in journal.agreements("submitted")] == ["submitted"] * 3
     assert seen["eth_getBlockByNumber"] == 3 and seen["eth_call"] == 3
     assert seen["eth_sendRawTransaction"] == 0 and events == []
+
+
+def test_terms_only_we_signed_are_looked_up_now_and_then_until_they_expire(web3: Any, tmp_path: Path) -> None:
+    """A declined bid (our signature only) stays "signing" until it expires: the settler asks the
+    chain about it once per SIGNING_LOOK_S, not every block. The peer opening it in between is
+    still seen, at the next look."""
+    from gateway.trading.settlement import SIGNING_LOOK_S
+
+    c, seller, buyer = community(web3)
+    t = c.terms(seller, buyer)
+    market = gateway_market(web3, c, seller.key, tmp_path)
+    journal = market.sender.journal
+    aid = market.agreement_id(t)
+    journal.put_agreement(
+        aid, "seller", buyer.address, t.as_dict(), sign_hex(c, t, seller, buyer)[0], t.deliveryEnd
+    )
+    settler = Settler(market, journal, Timing(1.0, 1.0), lambda _: None)
+    now = float(c.now())
+    assert now + SIGNING_LOOK_S < t.expiry  # the test's terms expire well after two looks
+    seen = counted(web3)
+
+    def step(at: float) -> str:
+        settler.new_round()
+        return settler.advance(journal.agreements("signing", "submitted")[0], at, None)
+
+    assert step(now) == "signing" and seen["eth_call"] == 1
+    submit(c, t, seller, buyer)  # the peer opens it after all: a new block
+    assert step(now + 1) == "signing" and seen["eth_call"] == 1  # not asked: the last look was just now
+    assert step(now + SIGNING_LOOK_S) == "submitted" and seen["eth_call"] == 2

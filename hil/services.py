@@ -251,11 +251,15 @@ class MosquittoBroker(_ProcessService):
         client_certs: bool = False,
         bridges: tuple[Bridge, ...] = (),
         connections_logged: bool = False,
+        persistent: bool = False,
     ) -> None:
         """`host` is loopback for tests; a bench passes its LAN address so a real board can reach it.
         With `tls` the listener speaks TLS only (and with `client_certs` requires a client certificate).
         `bridges` connect this broker to others (see `Bridge`). `connections_logged` adds Mosquitto's
-        notices to `log()`: each client's id and what it asked for (`p2, c1, k30`: keepalive 30 s)."""
+        notices to `log()`: each client's id and what it asked for (`p2, c1, k30`: keepalive 30 s).
+        `persistent` keeps sessions and their queued QoS 1 messages across a restart (saved on SIGTERM),
+        as a household's broker does: a subscriber with a kept session then misses nothing published
+        between the broker's return and its own reconnect."""
         self.binary = find_mosquitto()
         self.host = host
         self.port = port or free_port(host)
@@ -267,8 +271,12 @@ class MosquittoBroker(_ProcessService):
             # stay the user we are: a change of credentials would clear the parent-death signal
             f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
             "allow_anonymous true\n"
-            "persistence false\n"
-            "max_queued_messages 100000\n"
+            + (
+                f"persistence true\npersistence_location {self._dir}/\n"
+                if persistent
+                else "persistence false\n"
+            )
+            + "max_queued_messages 100000\n"
             "log_dest stderr\n"
             "log_type error\n"
             "log_type warning\n"

@@ -3,8 +3,9 @@
 `MqttTap` records every message on its topics and lets a test wait for a condition on them;
 `Subscriber` is a tap on one device's topics that also sorts them: verified readings, rejects,
 status words, health, Home Assistant discovery. Both resubscribe after each reconnect, retrying
-every RETRY_S while the broker is away, so that after a broker restart the tap is subscribed
-again before the node's backoff (0.25 s .. its cap) brings its replayed readings.
+every RETRY_S while the broker is away. A node may still be back on a restarted broker first
+(a loaded machine delays the tap's thread): `Subscriber` therefore keeps its session, and the
+rig's broker keeps sessions across a restart, so the replayed readings wait for the tap.
 """
 
 from __future__ import annotations
@@ -36,12 +37,18 @@ class MqttTap:
     """Every message on `topics` as (topic, payload, retained), in arrival order; subscribed (QoS 1)
     again after each reconnect. `subscribed` is set while the subscription stands."""
 
-    def __init__(self, host: str, port: int, topics: list[str], client_id: str) -> None:
+    def __init__(
+        self, host: str, port: int, topics: list[str], client_id: str, keep_session: bool = False
+    ) -> None:
+        """`keep_session` asks the broker to keep this tap's session (clean session off): on a
+        persistent broker, messages published while the tap is away are queued for it."""
         self.topics = topics
         self.messages: list[tuple[str, bytes, bool]] = []
         self.subscribed = threading.Event()
         self._cond = threading.Condition()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not keep_session
+        )
         self.client.reconnect_delay_set(0, 1)  # at once; _on_connect_fail paces the retries
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
@@ -130,7 +137,8 @@ class Subscriber(MqttTap):
         self.health: list[bytes] = []
         self.discovery: dict[str, bytes] = {}
         topics = [self.base + "/#", f"homeassistant/sensor/{device_id}/+/config"]
-        super().__init__(host, port, topics, f"hil-sub-{device_id}-{id(self)}")
+        # a kept session: the node may be back on the broker before this tap after a restart
+        super().__init__(host, port, topics, f"hil-sub-{device_id}-{id(self)}", keep_session=True)
 
     def _take(self, topic: str, payload: bytes) -> None:
         kind = topic.rsplit("/", 1)[-1]

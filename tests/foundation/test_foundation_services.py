@@ -14,6 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hil.mpy_wasm import run_micropython
 from hil.services import REPO_ROOT, BrokerInfo, EmbeddedBroker, MosquittoBroker
+from hil.subscriber import MqttTap
 
 COUNTER_SOL = """// SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.30;
@@ -108,6 +109,44 @@ def test_broker_restarts_on_the_same_port(kind: type[MosquittoBroker] | type[Emb
         m.restart(down_for=0.2)
         assert m.port == port
         assert roundtrip(m.info, b"after restart") == [b"after restart"]
+    finally:
+        m.close()
+
+
+def publish_once(info: BrokerInfo, topic: str, payload: bytes) -> None:
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}")
+    pub.connect(info.host, info.port)
+    pub.loop_start()
+    try:
+        sent = pub.publish(topic, payload, qos=1)
+        sent.wait_for_publish(30)
+        assert sent.is_published(), "no PUBACK"
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+
+
+@pytest.mark.parametrize("persistent", [True, False], ids=["persistent", "volatile"])
+def test_a_kept_session_gets_what_was_published_after_a_restart_before_it_returned(persistent: bool) -> None:
+    """The rig's broker keeps sessions across a restart: a node back on the broker before the
+    subscriber (a loaded machine) publishes into the subscriber's queue, not into the void."""
+    m = MosquittoBroker(persistent=persistent)
+    m.start()
+    try:
+        tap = MqttTap(m.host, m.port, ["kept/#"], "kept-tap", keep_session=True)
+        tap.close(clear_retained=False)  # away, its session kept
+        m.restart(down_for=0.2)
+        publish_once(m.info, "kept/x", b"while the tap was away")
+        tap = MqttTap(m.host, m.port, ["kept/#"], "kept-tap", keep_session=True)
+        try:
+            if persistent:
+                tap.wait(lambda: bool(tap.on("/x")), 15, "the queued message")
+                assert tap.on("/x") == [b"while the tap was away"]
+            else:  # the control: without persistence the restart forgot the session
+                time.sleep(1.0)
+                assert tap.on("/x") == []
+        finally:
+            tap.close(clear_retained=False)
     finally:
         m.close()
 

@@ -22,7 +22,6 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from gateway.chain.journal import Journal
-from gateway.chain.market import sign_terms_hex
 from gateway.negotiation import Decision, Negotiate, Negotiator, Provider, Wait, strategy_from_config
 from gateway.trading import observer as tob
 from gateway.trading.config import TradingConfig, load_policy
@@ -32,10 +31,16 @@ from gateway.trading.learned import PeerMemory, step_seconds, steps_to_deadline,
 from gateway.trading.nonces import NonceRing, busy_nonces
 from gateway.trading.ports import AgentEvents, HouseholdPort, MarketPort
 from gateway.trading.protocol import Envelope, encode, sign_envelope
-from gateway.trading.sessions import Session, SessionContext, new_session_id, run_session, sign_and_offer
-from gateway.trading.stations import Auction, Bid, bid_price, check_bid, choose
+from gateway.trading.sessions import (
+    Session,
+    SessionContext,
+    countersign,
+    new_session_id,
+    run_session,
+    sign_and_offer,
+)
+from gateway.trading.stations import Auction, Bid, DeclineBook, bid_price, check_bid, choose
 from gridpact.core.clock import Clock
-from gridpact.core.eip712 import agreement_id
 from gridpact.core.settlement import value
 from gridpact.core.tariff import Tariff
 
@@ -94,6 +99,7 @@ class Agent:
         self.offers: dict[int, dict[str, dict[str, Any]]] = {}  # window -> seller -> offer body
         self.auctions: dict[str, Auction] = {}  # our open calls for bids (market = "stations")
         self.fees: dict[int, int] = {}  # window -> the network fee a seller's bid must cover
+        self.declines = DeclineBook()  # buyers that leave our bids unconfirmed get no more of them
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ctx = SessionContext(
             me=account, domain=market.domain, journal=journal, send=self.send, clock=clock,
@@ -398,6 +404,9 @@ class Agent:
         ):
             self.count("busy")
             return
+        if not self.declines.may_bid(env.sender, self.clock.now()):
+            self.count("request_from_decliner")
+            return
         price = bid_price(*self._ask_and_floor(window), int(body["price"]))
         quantity = min(int(body["quantity_wh"]), remaining)
         if price is None or quantity < self.agent.min_trade_wh:
@@ -435,6 +444,8 @@ class Agent:
         except Exception as exc:  # a bid must never take the agent down
             self.count(f"session_error_{type(exc).__name__}")
         finally:
+            if s.offered:  # declined, unanswered or confirmed: the buyer's record with us
+                self.declines.record(s.peer, s.window, agreed is not None)
             self._note(tob.SessionClosed(s.id, agreed, self.clock.now()))
             self.sessions.pop(s.id, None)
             self.ring.release(s.nonce)  # a bid sent is in the journal, which keeps its slot busy
@@ -512,16 +523,8 @@ class Agent:
         t = bid.terms
         if not self._reserve_buy(a.window, t.quantityWh, t.unitPrice):
             return False
-        domain = self.domain()
-        sig = sign_terms_hex(t, domain, self.me)
-        aid = "0x" + agreement_id(t, domain).hex()
-        self.journal.put_agreement(aid, "buyer", bid.seller, t.as_dict(), sig, t.deliveryEnd)
-        self.journal.set_peer_sig(aid, bid.sig)
-        self.journal.set_agreement_state(aid, "signed", note="submitter")
-        await self.send("confirm", bid.seller, {"session": a.id, "agreement": aid, "sig": sig})
-        self.count("agreed")
+        await countersign(self.ctx, a.id, "buyer", bid.seller, t, bid.sig)
         self.count("auction_won")
-        self.on_agreement()
         return True
 
     async def _fallback(self, window: int, wh: int, household_buys: bool) -> None:

@@ -46,6 +46,7 @@ class Session:
     peer_prices: list[float] = field(default_factory=list)  # the peer's offers, rounds 0, 1, 2, ...
     inbox: asyncio.Queue[Envelope] = field(default_factory=asyncio.Queue)
     nonce: int | None = None  # the seller's slot nonce: the seller's ring picks it, the buyer learns it
+    offered: bool = False  # we sent terms we signed (accept or bid): they bind us until they expire
 
 
 def new_session_id(entropy: Entropy = SYSTEM) -> str:
@@ -194,6 +195,7 @@ async def sign_and_offer(ctx: SessionContext, s: Session, price: int, kind: str)
     if kind == "accept":
         body["round"] = s.round
     await ctx.send(kind, s.peer, body)
+    s.offered = True
     env = await receive(s, ctx.clock, ctx.round_timeout_s * 2)
     if env is None or env.type != "confirm" or env.body["agreement"] != aid:
         declined = kind == "bid" and env is not None and env.type == "reject"
@@ -228,12 +230,22 @@ async def _confirm(ctx: SessionContext, s: Session, env: Envelope) -> str | None
         return await _reject(ctx, s, "bad_signature")
     if not ctx.reserve(s, terms.quantityWh, terms.unitPrice):
         return await _reject(ctx, s, "no_capacity")
+    return await countersign(ctx, s.id, s.role, s.peer, terms, env.body["sig"])
+
+
+async def countersign(
+    ctx: SessionContext, session_id: str, role: str, peer: str, terms: Terms, peer_sig: str
+) -> str:
+    """Sign terms the peer signed (checked, capacity reserved), journal both signatures (we are the
+    submitter), then `confirm`; returns the agreement id. A session's accept and an auction's
+    winning bid end here alike."""
+    domain = ctx.domain()
     sig = sign_terms_hex(terms, domain, ctx.me)
     aid = "0x" + agreement_id(terms, domain).hex()
-    ctx.journal.put_agreement(aid, s.role, s.peer, terms.as_dict(), sig, terms.deliveryEnd)
-    ctx.journal.set_peer_sig(aid, env.body["sig"])
+    ctx.journal.put_agreement(aid, role, peer, terms.as_dict(), sig, terms.deliveryEnd)
+    ctx.journal.set_peer_sig(aid, peer_sig)
     ctx.journal.set_agreement_state(aid, "signed", note="submitter")
-    await ctx.send("confirm", s.peer, {"session": s.id, "agreement": aid, "sig": sig})
+    await ctx.send("confirm", peer, {"session": session_id, "agreement": aid, "sig": sig})
     ctx.count("agreed")
     ctx.on_agreement()
     return aid

@@ -14,7 +14,15 @@ therefore bid only surplus nothing else holds, and a declined bid costs them tha
 the window: the price of firm bids, kept because releasing it would let a buyer collect bids and
 submit them all, leaving sellers to pay penalties on energy they could not deliver.
 
-Pure rules here (the bid price, a bid's checks, the choice); `Agent` drives the messages.
+A buyer could abuse that: call for bids every window and decline them all (or never answer),
+locking every seller's surplus at no cost to itself, so that its own energy, or a friend's, is
+all that is left to sell. Each seller therefore keeps a `DeclineBook`: a buyer may leave at most
+`DECLINES_FREE` more of our bids unconfirmed than it confirmed over the last day, and beyond that
+we stay silent to its calls (counted `request_from_decliner`) until a day has passed. An honest
+buyer that declined us (we were outbid) loses little: our price lost to it anyway.
+
+Pure rules here (the bid price, a bid's checks, the choice, the decline book); `Agent` drives
+the messages.
 """
 
 from __future__ import annotations
@@ -24,6 +32,9 @@ from dataclasses import dataclass, field
 from gateway.chain.market import terms_from_dict, terms_signer
 from gateway.trading.protocol import Envelope
 from gridpact.core.eip712 import Domain, Terms
+
+DECLINES_FREE = 2  # net unconfirmed bids a buyer may leave us with per DECLINE_MEMORY_S
+DECLINE_MEMORY_S = 24 * 3600
 
 
 @dataclass
@@ -95,3 +106,27 @@ def choose(bids: list[Bid], need_wh: int, min_trade_wh: int) -> list[Bid]:
         sellers.add(bid.seller.lower())
         left -= bid.terms.quantityWh
     return taken
+
+
+@dataclass
+class DeclineBook:
+    """Per buyer, our bids it confirmed and the ones it declined or left unanswered, by window; a
+    buyer that left `free` more unconfirmed than confirmed within `memory_s` gets no bid from us."""
+
+    free: int = DECLINES_FREE
+    memory_s: int = DECLINE_MEMORY_S
+    marks: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # buyer -> [(window, +1 | -1)]
+
+    def record(self, buyer: str, window: int, confirmed: bool) -> None:
+        """One bid of ours to `buyer` ended: confirmed (-1) or not (+1)."""
+        self.marks.setdefault(buyer.lower(), []).append((window, -1 if confirmed else 1))
+
+    def may_bid(self, buyer: str, now: float) -> bool:
+        """Whether `buyer`'s call may have a bid of ours; forgets what is older than `memory_s`."""
+        key = buyer.lower()
+        kept = [m for m in self.marks.get(key, []) if m[0] > now - self.memory_s]
+        if kept:
+            self.marks[key] = kept
+        else:
+            self.marks.pop(key, None)
+        return sum(mark for _, mark in kept) < self.free

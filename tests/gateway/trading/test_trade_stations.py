@@ -10,7 +10,7 @@ from eth_account import Account
 
 from gateway.chain.market import sign_terms_hex
 from gateway.trading.protocol import Envelope, ProtocolError, decode, encode, sign_envelope
-from gateway.trading.stations import Auction, Bid, bid_price, check_bid, choose
+from gateway.trading.stations import DECLINE_MEMORY_S, Auction, Bid, DeclineBook, bid_price, check_bid, choose
 from gridpact.core.eip712 import Domain, Terms
 from hil.services import DEV_PRIVATE_KEYS
 
@@ -153,6 +153,79 @@ def test_a_seller_never_bids_capacity_a_declined_bid_still_holds(tmp_path) -> No
     assert agent.selling[window] == 0 and "bid_declined" in events and "request_not_selling" in events
     rows = agent.journal.agreements("signing", "signed")
     assert [r.peer for r in rows] == [B1.address]  # the declined bid is journaled: its slot stays busy
+
+
+def test_the_decline_book_lets_a_buyer_leave_two_bids_unconfirmed_net_per_day() -> None:
+    book = DeclineBook()
+    now = WINDOW - 600
+    assert book.may_bid(BUYER.address, now)
+    book.record(BUYER.address, WINDOW, confirmed=False)
+    assert book.may_bid(BUYER.address, now)
+    book.record(BUYER.address.lower(), WINDOW + 3600, confirmed=False)  # the address's case is no escape
+    assert not book.may_bid(BUYER.address, now)
+    assert book.may_bid(OTHER.address, now)  # only this buyer
+    book.record(BUYER.address, WINDOW + 7200, confirmed=True)  # a bid it took earns one more call
+    assert book.may_bid(BUYER.address, now)
+    book.record(BUYER.address, WINDOW + 10800, confirmed=False)
+    assert not book.may_bid(BUYER.address, now)
+    # a day after those windows the book has forgotten them (and keeps nothing for the buyer)
+    assert book.may_bid(BUYER.address, WINDOW + 10800 + DECLINE_MEMORY_S)
+    assert BUYER.address.lower() not in book.marks
+
+
+def test_a_buyer_that_calls_and_declines_every_window_stops_getting_bids(tmp_path) -> None:
+    """The attack: a buyer calls for bids each window and declines them all, or never answers, so
+    that the sellers' surplus is locked by bids nobody will open (leaving only its own or a friend's
+    energy to buy). After two such bids the seller stays silent to its calls; another buyer's call
+    for the same window still gets the surplus."""
+    import asyncio
+    import time
+
+    from trade_helpers import BUYER as ATTACKER
+    from trade_helpers import OTHER as HONEST
+    from trade_helpers import message, seller_agent
+
+    sent: list[tuple[str | None, Envelope]] = []
+    events: list[str] = []
+    agent = seller_agent(tmp_path, sent, events, [ATTACKER, HONEST], round_timeout_s=0.2, market="stations",
+                         seller={"price": {"ip": 150, "rp": 100, "dl": 10, "cr": 1.0}})  # fmt: skip
+    first = (int(time.time()) // 60 + 2) * 60
+    windows = [first, first + 60, first + 120]
+    for w in windows:
+        agent.selling[w], agent.fees[w] = 1000, 0
+
+    def request(buyer, session: str, window: int) -> bytes:
+        body = {"session": session, "window": window, "window_s": 60, "quantity_wh": 1000, "price": 200}
+        env = Envelope(
+            "request", buyer.address, None, secrets.token_hex(16), int(time.time()), "oak-street", body
+        )
+        return encode(sign_envelope(env, buyer))
+
+    def bids_to(buyer) -> list[Envelope]:
+        return [env for to, env in sent if env.type == "bid" and to == buyer.address]
+
+    async def main() -> None:
+        await agent.on_raw(request(ATTACKER, "0x" + "01" * 32, windows[0]))
+        await asyncio.sleep(0.1)
+        await agent.on_raw(message(ATTACKER, "reject", {"session": "0x" + "01" * 32, "reason": "outbid"}))
+        await asyncio.sleep(0.1)
+        await agent.on_raw(request(ATTACKER, "0x" + "02" * 32, windows[1]))
+        await asyncio.sleep(0.7)  # silence: the bid times out unconfirmed
+        assert len(bids_to(ATTACKER)) == 2 and not agent.sessions
+        await agent.on_raw(request(ATTACKER, "0x" + "03" * 32, windows[2]))
+        await asyncio.sleep(0.1)
+        assert len(bids_to(ATTACKER)) == 2 and "request_from_decliner" in events
+        await agent.on_raw(request(HONEST, "0x" + "04" * 32, windows[2]))
+        await asyncio.sleep(0.1)
+        for task in list(agent._tasks):
+            task.cancel()
+
+    asyncio.run(main())
+    honest = bids_to(HONEST)
+    assert [(b.body["terms"]["deliveryStart"], b.body["terms"]["quantityWh"]) for b in honest] == [
+        (windows[2], 1000)
+    ]
+    assert agent.selling[windows[2]] == 0  # the surplus the attacker could not lock went to the honest call
 
 
 def test_the_buyer_confirms_the_good_bid_and_declines_each_bad_one_by_name(tmp_path) -> None:

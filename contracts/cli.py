@@ -140,4 +140,6 @@ def main(argv: list[str]) -> int:
             print(f"market  {address}  ({name})")
         for name, address in result["admission"].items():
             print(f"admission {address}  ({name})")
+        for name, address in result["demand"].items():
+            print(f"demand  {address}  ({name}: [demand_response] contract)")
     return 0

@@ -1,4 +1,5 @@
-"""Deploy the UtilityToken and one Market per utility, with the community's roles set.
+"""Deploy the UtilityToken and one Market per utility (with its loans, admission and demand response
+contracts beside it), with the community's roles set.
 
 `deploy_all` is what the CLI, the simulator and tests use; it works on anvil, on the in-process
 EVM and on any standard JSON-RPC node, because it only sends locally signed transactions.
@@ -52,8 +53,10 @@ def deploy_all(
     `admission` rules are given and the deployer is the community, otherwise by the community when
     it opts in (`gridpact contracts admission grant`). Opt-in, because Admission's member list must be
     in step with the Market's registrations (docs/contracts.md, "Admission by vote").
+    Each market also gets a DemandResponse contract (demand response events of its operator, paid on
+    meter statements; docs/contracts.md, "Demand response"); it needs no role on the market.
     Returns {"chainId", "deployer", "community", "token", "markets": {utility: address},
-    "loans": {utility: address}, "admission": {utility: address}}.
+    "loans": {utility: address}, "admission": {utility: address}, "demand": {utility: address}}.
     """
     rules = admission or AdmissionRules()
     if not utilities:
@@ -80,6 +83,8 @@ def deploy_all(
         if admission is not None and owner.lower() == sender.address.lower():
             market = w3.eth.contract(address=address, abi=market_artifact["abi"])
             sender.transact(market.functions.grantRole(COMMUNITY_ROLE, admissions[name]))
+    demand_artifact = load_artifact("DemandResponse")
+    demand = {name: sender.deploy(demand_artifact, address) for name, address in markets.items()}
     return {
         "chainId": int(w3.eth.chain_id),
         "deployer": sender.address,
@@ -88,6 +93,7 @@ def deploy_all(
         "markets": markets,
         "loans": loans,
         "admission": admissions,
+        "demand": demand,
     }
 
 
@@ -106,3 +112,8 @@ def loans_at(w3: Any, addresses: dict[str, Any], utility: str = "electricity") -
 def admission_at(w3: Any, addresses: dict[str, Any], utility: str = "electricity") -> Any:
     """The Admission web3 contract object beside a `deploy_all` market."""
     return w3.eth.contract(address=addresses["admission"][utility], abi=load_artifact("Admission")["abi"])
+
+
+def demand_at(w3: Any, addresses: dict[str, Any], utility: str = "electricity") -> Any:
+    """The DemandResponse web3 contract object beside a `deploy_all` market."""
+    return w3.eth.contract(address=addresses["demand"][utility], abi=load_artifact("DemandResponse")["abi"])

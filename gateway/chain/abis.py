@@ -1,4 +1,4 @@
-"""The Market's ABIs as the gateway ships them, readable without loading web3.
+"""The community contracts' ABIs as the gateway ships them, readable without loading web3.
 
 `gateway.chain.market` (web3 and eth-account) re-exports these; the community dashboard reads them
 here, so a dashboard that only reads the chain does not load web3 (gateway/dashboard/rpc.py).
@@ -12,11 +12,12 @@ from typing import Any
 
 SHIPPED_ABI = Path(__file__).with_name("market_abi.json")
 SHIPPED_LOANS_ABI = Path(__file__).with_name("loans_abi.json")
-SHIPPED_ABIS = {"Market": SHIPPED_ABI, "MarketLoans": SHIPPED_LOANS_ABI}
+SHIPPED_DEMAND_ABI = Path(__file__).with_name("demand_abi.json")
+SHIPPED_ABIS = {"Market": SHIPPED_ABI, "MarketLoans": SHIPPED_LOANS_ABI, "DemandResponse": SHIPPED_DEMAND_ABI}
 
 
 def market_abi(name: str = "Market") -> list[dict[str, Any]]:
-    """A contract's ABI (`Market` or `MarketLoans`): the built artifact when present (dev checkouts),
+    """A contract's ABI (`Market`, `MarketLoans`, `DemandResponse`): the built artifact when present (dev checkouts),
     else the copy shipped here."""
     try:
         from contracts.build import ARTIFACTS

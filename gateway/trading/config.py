@@ -150,12 +150,23 @@ class KeeperConfig:
 
 
 @dataclass(frozen=True)
+class DemandConfig:
+    """`[demand_response]`: take part in the operator's demand-response events (Ali et al., 3.3): claim
+    the reward for the cut this household's meter proves, then collect it (gateway/trading/demand.py)."""
+
+    contract: str  # the community's DemandResponse contract
+    poll_s: float = 300.0  # how often the contract is asked for new events and due claims
+    claim_delay_s: float = 120.0  # after an event window ends, for its closing statement to arrive
+
+
+@dataclass(frozen=True)
 class TradingConfig:
     community: CommunityConfig
     agent: AgentConfig
     chain: ChainConfig
     loans: LoansConfig | None = None
     keeper: KeeperConfig | None = None
+    demand: DemandConfig | None = None
 
 
 def parse_keeper(table: Mapping[str, Any]) -> KeeperConfig:
@@ -172,6 +183,20 @@ def parse_keeper(table: Mapping[str, Any]) -> KeeperConfig:
         s, "submit_delay_s", float(_get(table, s, "submit_delay_s", (int, float), d.submit_delay_s)), True
     )
     return KeeperConfig(settle_delay_s=delay, group_windows=group, submit_delay_s=submit)
+
+
+def parse_demand(table: Mapping[str, Any]) -> DemandConfig:
+    s = "demand_response"
+    _unknown(s, table, set(DemandConfig.__dataclass_fields__))
+    contract = _get(table, s, "contract", str, None)
+    if contract is None or not ADDRESS_RE.match(contract):
+        raise ConfigError("demand_response.contract", "needed: the DemandResponse contract's 0x address")
+    d = DemandConfig(contract)
+    poll = _positive(s, "poll_s", float(_get(table, s, "poll_s", (int, float), d.poll_s)))
+    delay = _positive(
+        s, "claim_delay_s", float(_get(table, s, "claim_delay_s", (int, float), d.claim_delay_s)), True
+    )
+    return DemandConfig(contract, poll_s=poll, claim_delay_s=delay)
 
 
 _get = get
@@ -453,14 +478,15 @@ def loan_battery(cfg: LoansConfig) -> Any:
 
 
 def parse_trading_config(tables: dict[str, dict], base_dir: Path) -> TradingConfig:
-    """Seam with gateway.config: all three tables are required once any is given; `[loans]` is optional."""
+    """Seam with gateway.config: all three tables are required once any is given; `[loans]`, `[keeper]`
+    and `[demand_response]` are optional."""
     for name in ("community", "agent", "chain"):
         if name not in tables:
             raise ConfigError(name, "missing: trading needs [community], [agent] and [chain]")
         if not isinstance(tables[name], dict):
             raise ConfigError(name, "must be a table")
-    loans, keeper = tables.get("loans"), tables.get("keeper")
-    for name, value in (("loans", loans), ("keeper", keeper)):
+    loans, keeper, dr = tables.get("loans"), tables.get("keeper"), tables.get("demand_response")
+    for name, value in (("loans", loans), ("keeper", keeper), ("demand_response", dr)):
         if value is not None and not isinstance(value, dict):
             raise ConfigError(name, "must be a table")
     cfg = TradingConfig(
@@ -469,6 +495,7 @@ def parse_trading_config(tables: dict[str, dict], base_dir: Path) -> TradingConf
         chain=parse_chain(tables["chain"], base_dir),
         loans=parse_loans(loans) if loans is not None else None,
         keeper=parse_keeper(keeper) if keeper is not None else None,
+        demand=parse_demand(dr) if dr is not None else None,
     )
     grace = cfg.agent.keeper_submit_grace_s
     if cfg.keeper is not None and 0 < grace <= cfg.keeper.submit_delay_s:

@@ -149,9 +149,10 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
     policy = SenderPolicy(gas_margin=cfg.chain.gas_margin, priority_fee_wei=int(cfg.chain.priority_fee_gwei * GWEI),
                           max_fee_wei=int(cfg.chain.max_fee_gwei * GWEI),
                           receipt_timeout_s=cfg.chain.receipt_timeout_s)  # fmt: skip
-    sender = TxSender(
-        w3, account, journal, market_abi(), policy, on_event=lambda e: counters.count(f"tx_{e}")
-    )
+    abi = market_abi()
+    if cfg.demand is not None:  # its reverts decoded too
+        abi = abi + [e for e in market_abi("DemandResponse") if e.get("type") == "error"]
+    sender = TxSender(w3, account, journal, abi, policy, on_event=lambda e: counters.count(f"tx_{e}"))
     market = Market(w3, cfg.chain.market, sender)
     runner = ChainRunner(clock, cfg.chain.retry_max_s, on_outage=lambda: counters.count("chain_retry"))
     roster = Roster(market, cfg.community.peers)
@@ -307,6 +308,12 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
                 loan_deps = LoanDeps(cfg, account, w3, sender, runner, roster, deps.store, deps.forecaster, clock,
                                      Path(deps.state_dir), counters)  # fmt: skip
                 tg.create_task(run_loans(loan_deps), name="trading.loans")
+            if cfg.demand is not None:  # demand-response events (gateway/trading/demand.py)
+                from gateway.trading.demand import DemandChain, DemandTaker, run_demand
+
+                taker = DemandTaker(DemandChain(w3, cfg.demand.contract, sender), journal, deps.store.statement_at,
+                                    account.address, cfg.demand.claim_delay_s, counters.count)  # fmt: skip
+                tg.create_task(run_demand(taker, runner, clock, cfg.demand.poll_s), name="trading.demand")
             if cfg.chain.anchor:
                 tg.create_task(anchor_loop(anchorer, journal, deps.store, runner, clock, cfg.chain.anchor_delay_s),
                                name="trading.anchor")  # fmt: skip

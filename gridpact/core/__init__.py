@@ -7,5 +7,6 @@
 - `clock`: the clock protocol (real or virtual time) the gateway's loops run on;
 - `tariff`: the grid provider's tariff (feed-in, retail, time of use) every price is bounded by;
 - `settlement`: the Market contract's payout arithmetic (value, penalty, the escrow's split);
-- `statement`: the meter node's signed hourly statement (encoding, digest, signer recovery).
+- `statement`: the meter node's signed hourly statement (encoding, digest, signer recovery);
+- `demand`: the DemandResponse contract's baseline, reduction and payout arithmetic, and a claim's evidence.
 """

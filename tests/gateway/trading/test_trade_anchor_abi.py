@@ -78,9 +78,11 @@ def test_shipped_abi_matches_the_built_contract() -> None:
     )
 
 
-def test_shipped_loans_abi_matches_the_built_contract() -> None:
-    from gateway.chain.market import SHIPPED_LOANS_ABI
+def test_shipped_loans_and_demand_abis_match_the_built_contracts() -> None:
+    from gateway.chain.abis import SHIPPED_ABIS
 
-    assert json.loads(SHIPPED_LOANS_ABI.read_text()) == load_artifact("MarketLoans")["abi"], (
-        "gateway/chain/loans_abi.json is stale: `gridpact gateway trade export-abi` refreshes it"
-    )
+    for name in ("MarketLoans", "DemandResponse"):
+        path = SHIPPED_ABIS[name]
+        assert json.loads(path.read_text()) == load_artifact(name)["abi"], (
+            f"gateway/chain/{path.name} is stale: `gridpact gateway trade export-abi` refreshes it"
+        )

@@ -84,3 +84,20 @@ def test_missing_pieces(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="missing") as info:
         parse_trading_config(tables, tmp_path)
     assert info.value.key == "chain.market"
+
+
+def test_demand_response_table_is_optional_and_checked(tmp_path: Path) -> None:
+    assert parse_trading_config(copy.deepcopy(TABLES), tmp_path).demand is None
+    tables = copy.deepcopy(TABLES) | {"demand_response": {"contract": "0x" + "ab" * 20}}
+    cfg = parse_trading_config(tables, tmp_path).demand
+    assert cfg is not None and (cfg.poll_s, cfg.claim_delay_s) == (300.0, 120.0)
+    for table, key in (
+        ({}, "demand_response.contract"),
+        ({"contract": "0x12"}, "demand_response.contract"),
+        ({"contract": "0x" + "ab" * 20, "poll_s": 0}, "demand_response.poll_s"),
+        ({"contract": "0x" + "ab" * 20, "claim_delay_s": -1}, "demand_response.claim_delay_s"),
+        ({"contract": "0x" + "ab" * 20, "reward": 5}, "demand_response.reward"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            parse_trading_config(copy.deepcopy(TABLES) | {"demand_response": table}, tmp_path)
+        assert info.value.key == key, table

@@ -1,0 +1,236 @@
+"""Demand response as a household takes part: claim the reward for a metered cut, then collect it.
+
+The micro-grid operator announces an event on the DemandResponse contract (Ali et al., section 3.3):
+cut your import in hour window W, reward R per kWh. The household is paid for the cut its own meter
+proves: its import in W against its baseline, the mean import of the same hour on the contract's
+baseline days (ended before the announcement, so nobody can inflate them once the event is known).
+The evidence is the meter node's device-signed hourly statements the gateway already keeps for
+settlement (`ReadingStore.statement_at`): two per window, its start and its end.
+
+This task follows every event: after the window ends (plus `claim_delay_s` for the last statement),
+it builds the evidence, works out the cut itself (`gridpact.core.demand`, the contract's rule) and
+claims only a cut above zero (a claim the contract must refuse would only cost gas). After the
+claim deadline it withdraws its share (pro rata when the claims exceed the budget). What it did for
+each event is kept in the journal, so a restart neither claims twice nor forgets to withdraw.
+Missing evidence is retried until the deadline, and counted once.
+
+How the household cuts its import (its battery, loads it controls) is not this task's: it claims
+whatever cut the meter shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from eth_utils.address import to_checksum_address
+from web3 import Web3
+
+from gateway.chain.abis import market_abi
+from gateway.chain.errors import ChainError, RevertError
+from gateway.chain.journal import Journal, TxRecord
+from gateway.chain.sender import TxSender
+from gateway.trading.chainrun import ChainRunner
+from gridpact.core import demand
+from gridpact.core.clock import Clock
+from gridpact.core.statement import StatementRejected, decode
+
+log = logging.getLogger("gridpact.gateway.trading")
+
+HOUR = 3600
+CLOCK_SLACK_S = 60  # the chain's clock may lag ours: a withdrawal waits this long past the deadline
+Statements = Callable[[int], tuple[bytes, bytes] | None]  # window end -> (statement, r || s || v)
+
+
+@dataclass(frozen=True)
+class DrEvent:
+    """An announced event as the contract keeps it."""
+
+    id: int
+    window_start: int
+    reward_per_kwh: int
+    budget: int
+    claim_by: int
+    announced_at: int  # fixes the baseline hours (`gridpact.core.demand.baseline_windows`)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What we would claim for an event: the evidence bytes and the cut they prove."""
+
+    evidence: bytes
+    actual_wh: int
+    baseline_wh: int
+    reduction_wh: int
+
+
+def evidence_ends(ev: DrEvent) -> tuple[int, ...]:
+    """The statements' window ends, in the contract's order: the event window, then each baseline
+    window, each as (its start, its end)."""
+    return demand.evidence_windows(ev.window_start, ev.announced_at)
+
+
+def plan_claim(ev: DrEvent, statements: Statements) -> Claim | str:
+    """The claim our meter's statements support, or why there is none ("missing" evidence: perhaps
+    later; "bad_evidence", "no_reduction": never)."""
+    pairs: list[tuple[bytes, bytes]] = []
+    imports: list[int] = []
+    for end in evidence_ends(ev):
+        found = statements(end)
+        if found is None:
+            return "missing"
+        try:
+            st = decode(found[0])
+        except StatementRejected:
+            return "bad_evidence"
+        if st.window_end != end:
+            return "bad_evidence"
+        pairs.append(found)
+        imports.append(st.import_wh)
+    deltas = [imports[i + 1] - imports[i] for i in range(0, len(imports), 2)]
+    if any(d < 0 for d in deltas):
+        return "bad_evidence"  # a counter went backwards (a meter replaced): the contract refuses it
+    actual, baseline = deltas[0], demand.baseline_wh(deltas[1:])
+    cut = demand.reduction_wh(actual, deltas[1:])
+    if cut <= 0:
+        return "no_reduction"
+    return Claim(demand.claim_evidence(pairs), actual, baseline, cut)
+
+
+class DemandChain:
+    """The DemandResponse contract through this gateway's sender (blocking: call in the chain thread)."""
+
+    def __init__(self, w3: Web3, address: str, sender: TxSender) -> None:
+        self.sender = sender
+        self.contract: Any = w3.eth.contract(
+            address=to_checksum_address(address), abi=market_abi("DemandResponse")
+        )
+
+    def event_count(self) -> int:
+        return int(self.sender.call(self.contract.functions.eventCount()))
+
+    def event(self, event_id: int) -> DrEvent:
+        start, claim_by, announced, reward, budget, _total, _reclaimed = self.sender.call(
+            self.contract.functions.eventOf(event_id)
+        )
+        return DrEvent(event_id, int(start), int(reward), int(budget), int(claim_by), int(announced))
+
+    def claim_of(self, event_id: int, household: str) -> tuple[int, bool]:
+        wh, paid = self.sender.call(self.contract.functions.claimOf(event_id, to_checksum_address(household)))
+        return int(wh), bool(paid)
+
+    def claim(self, event_id: int, evidence: bytes) -> TxRecord:
+        return self.sender.send(f"dr-claim:{event_id}", self.contract.functions.claim(event_id, evidence))
+
+    def withdraw(self, event_id: int) -> TxRecord:
+        return self.sender.send(f"dr-withdraw:{event_id}", self.contract.functions.withdraw(event_id))
+
+
+class DemandTaker:
+    """One household's part in every event: what it did is journaled under `dr:<id>` (claimed,
+    paid, none: nothing to claim, missed: no evidence by the deadline)."""
+
+    def __init__(
+        self, chain: DemandChain, journal: Journal, statements: Statements, me: str,
+        claim_delay_s: float, count: Callable[[str], None],
+    ) -> None:  # fmt: skip
+        self.chain = chain
+        self.journal = journal
+        self.statements = statements
+        self.me = me
+        self.claim_delay_s = claim_delay_s
+        self.count = count
+        self.events: dict[int, DrEvent] = {}
+        self._missing: set[int] = set()
+
+    def state(self, event_id: int) -> str | None:
+        return self.journal.get(f"dr:{event_id}")
+
+    def _set(self, event_id: int, state: str) -> None:
+        self.journal.set(f"dr:{event_id}", state)
+
+    def refresh(self) -> None:
+        """Learn the events announced since we last looked (blocking)."""
+        known = int(self.journal.get("dr:seen", "0") or 0)
+        count = self.chain.event_count()
+        for event_id in range(known + 1, count + 1):
+            ev = self.chain.event(event_id)
+            self.events[event_id] = ev
+            self.count("dr_event_seen")
+            log.info("event=dr_announced id=%d window=%d reward_per_kwh=%d budget=%d claim_by=%d", event_id,
+                     ev.window_start, ev.reward_per_kwh, ev.budget, ev.claim_by)  # fmt: skip
+        if count > known:
+            self.journal.set("dr:seen", str(count))
+        for event_id in range(1, known + 1):  # after a restart: the events not finished yet
+            if event_id not in self.events and self.state(event_id) not in ("paid", "none", "missed"):
+                self.events[event_id] = self.chain.event(event_id)
+
+    def step(self, now: float) -> None:
+        """Claim what can be claimed now, withdraw what is due (blocking)."""
+        for event_id, ev in list(self.events.items()):
+            state = self.state(event_id)
+            if state in ("paid", "none", "missed"):
+                del self.events[event_id]
+            elif state == "claimed":
+                if now > ev.claim_by + CLOCK_SLACK_S:
+                    self._withdraw(ev)
+            elif now > ev.claim_by:
+                self._set(event_id, "missed")
+                self.count("dr_missed")
+            elif now >= ev.window_start + HOUR + self.claim_delay_s:
+                self._claim(ev)
+
+    def _claim(self, ev: DrEvent) -> None:
+        plan = plan_claim(ev, self.statements)
+        if plan == "missing":
+            if ev.id not in self._missing:
+                self._missing.add(ev.id)
+                self.count("dr_evidence_missing")  # once; tried again each pass until the deadline
+            return
+        if isinstance(plan, str):
+            self._set(ev.id, "none")
+            self.count(f"dr_{plan}")
+            return
+        if not self._mined(f"dr-claim:{ev.id}", lambda: self.chain.claim(ev.id, plan.evidence)):
+            self._set(ev.id, "none")
+            self.count("dr_claim_refused")
+            return
+        self._set(ev.id, "claimed")
+        self.count("dr_claimed")
+        log.info("event=dr_claimed id=%d actual_wh=%d baseline_wh=%d reduction_wh=%d", ev.id, plan.actual_wh,
+                 plan.baseline_wh, plan.reduction_wh)  # fmt: skip
+
+    def _withdraw(self, ev: DrEvent) -> None:
+        _, paid = self.chain.claim_of(ev.id, self.me)
+        if not paid and not self._mined(f"dr-withdraw:{ev.id}", lambda: self.chain.withdraw(ev.id)):
+            self.count("dr_withdraw_refused")
+            return  # tried again next pass: the reward stays ours in the contract
+        self._set(ev.id, "paid")
+        self.count("dr_paid")
+
+    def _mined(self, key: str, send: Callable[[], TxRecord]) -> bool:
+        """Send (journaled under `key`: a restart re-sends the same transaction) and wait for the
+        receipt; False when the contract refused it. An outage propagates (the runner waits it out)."""
+        try:
+            send()
+            return self.chain.sender.wait(key).status == 1
+        except RevertError as exc:
+            log.warning("event=dr_refused key=%s error=%s", key, exc)
+            return False
+
+
+async def run_demand(taker: DemandTaker, runner: ChainRunner, clock: Clock, poll_s: float) -> None:
+    """Every `poll_s` of the gateway clock: new events, then claims and withdrawals."""
+    while True:
+        try:
+            await runner.call(taker.refresh)
+            await runner.call(taker.step, clock.now())
+        except asyncio.CancelledError:
+            raise
+        except ChainError as exc:  # a refused read: logged, tried again next pass
+            taker.count("dr_chain_error")
+            log.warning("event=dr_chain_error error=%s", exc)
+        await clock.sleep(poll_s)

@@ -1,4 +1,5 @@
-"""`gridpact contracts build|deploy|slither`: compile the contracts, deploy them, analyse them statically."""
+"""`gridpact contracts build|deploy|slither|admission|demand`: compile the contracts, deploy them, analyse them
+statically, admit households by vote, run demand-response events."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from contracts import admission_cli
+from contracts import admission_cli, demand_cli
 from contracts.build import ARTIFACTS, CompileError, build
 from contracts.deploy import DEFAULT_UTILITIES, deploy_all
 
@@ -49,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--report", type=Path, help="also write slither's JSON report here")
     s.add_argument("--all", action="store_true", help="also list the low and informational findings")
     admission_cli.add_parser(sub, _add_key)
+    demand_cli.add_parser(sub, _add_key)
     return parser
 
 
@@ -107,13 +109,15 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.command == "slither":
         return _slither(args)
-    if args.command == "admission":
+    if args.command in ("admission", "demand"):
         try:
             w3 = _web3(args.rpc)
             key = _private_key(args) if args.action != "status" else None
         except (ValueError, ConnectionError, OSError) as exc:
-            print(f"gridpact contracts admission: {exc}", file=sys.stderr)
+            print(f"gridpact contracts {args.command}: {exc}", file=sys.stderr)
             return 1
+        if args.command == "demand":
+            return demand_cli.run(args, w3, key)
         return admission_cli.run(args, w3, key)
     if args.command == "build":
         try:

@@ -147,6 +147,8 @@ interface IMarket {
     error ProviderTradeOverlaps(address household, uint40 deliveryStart, uint40 busyUntil);
     error AnchorNotClosedHour(uint64 hourStart, uint256 timestamp);
     error MeterNotSet(address household);
+    /// @notice Meter key `meter` is registered to `household`, still a participant.
+    error MeterInUse(address meter, address household);
     error NotLoans(address caller);
     error LoansAlreadySet(address loans);
     error MeterWindowInvalid(address household, uint40 start, uint40 end, uint256 timestamp);

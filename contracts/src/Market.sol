@@ -58,6 +58,8 @@ contract Market is MarketBase {
 
     /// @dev A household's meter node's device key (its statements' chain lives in the household's Account slot).
     mapping(address household => address meter) private _meterKeys;
+    /// @dev Which household a meter key is registered to: one key, one registered household at a time.
+    mapping(address meter => address household) private _meterHolders;
     mapping(bytes32 id => Evidence) private _evidence;
     /// @dev End of the household's latest provider trade, per direction (key: householdBuys).
     mapping(address household => mapping(bool householdBuys => uint40 busyUntil)) private _providerBusyUntil;
@@ -297,10 +299,17 @@ contract Market is MarketBase {
     // ------------------------------------------------------------------ settlement from meter evidence
 
     /// @notice Register the device key (address) of a household's meter node: its signed statements decide the
-    ///         household's deliveries. A new key starts a new chain of statements.
+    ///         household's deliveries. A new key starts a new chain of statements. A key another registered
+    ///         household holds is refused: the key is public (it signs every statement the community sees), and
+    ///         with it a household would present its neighbour's metered energy as its own.
     function setMeter(address household, address meter) external onlyRole(COMMUNITY_ROLE) {
         if (!_accounts[household].registered) revert NotRegistered(household);
         if (meter == address(0)) revert ZeroAddress();
+        address holder = _meterHolders[meter];
+        if (holder != household && _accounts[holder].registered) revert MeterInUse(meter, holder);
+        address old = _meterKeys[household];
+        if (_meterHolders[old] == household) delete _meterHolders[old]; // its previous key is free again
+        _meterHolders[meter] = household;
         _meterKeys[household] = meter;
         Account storage acc = _accounts[household];
         (acc.meterHour, acc.importLo, acc.exportLo) = (0, 0, 0);

@@ -22,6 +22,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from gateway.chain.journal import Journal
+from gateway.chain.market import terms_from_dict, terms_signer
 from gateway.negotiation import Decision, Negotiate, Negotiator, Provider, Wait, strategy_from_config
 from gateway.trading import observer as tob
 from gateway.trading.config import TradingConfig, load_policy
@@ -150,10 +151,33 @@ class Agent:
             return
         session = self.sessions.get(body["session"])
         if session is None or session.peer.lower() != env.sender.lower():
-            self.count("no_session")
+            if not (env.type == "confirm" and self._late_confirm(env)):
+                self.count("no_session")
             return
         session.inbox.put_nowait(env)
         self._note(tob.message_event("received", env.type, body, self.clock.now()))
+
+    def _late_confirm(self, env: Envelope) -> bool:
+        """A `confirm` after our session gave up waiting (a slow peer or broker): if it countersigns terms
+        we signed and sent to this peer, keep its signature (the agreement is known at once instead of at
+        the settler's next look on chain) and, for a bid, count the buyer as having confirmed."""
+        rec = self.journal.agreement(str(env.body["agreement"]))
+        if rec is None or rec.state != "signing" or rec.peer.lower() != env.sender.lower():
+            return False
+        terms = terms_from_dict(rec.terms)
+        try:
+            signer = terms_signer(terms, self.domain(), str(env.body["sig"]))
+        except Exception:  # not a signature at all
+            signer = ""
+        if signer.lower() != env.sender.lower():
+            self.count("confirm_bad_signature")
+            return True
+        self.journal.set_peer_sig(rec.id, str(env.body["sig"]))
+        if rec.role == "seller":
+            self.declines.confirmed_late(env.sender, terms.deliveryStart)
+        self.count("confirm_late")
+        self.on_agreement()
+        return True
 
     def _note(self, event: tob.TradeEvent | None) -> None:
         if self.observer is not None and event is not None:

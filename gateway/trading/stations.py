@@ -121,6 +121,12 @@ class DeclineBook:
         """One bid of ours to `buyer` ended: confirmed (-1) or not (+1)."""
         self.marks.setdefault(buyer.lower(), []).append((window, -1 if confirmed else 1))
 
+    def confirmed_late(self, buyer: str, window: int) -> None:
+        """A bid we had counted unconfirmed (its `confirm` came after we stopped waiting) was confirmed."""
+        marks = self.marks.get(buyer.lower(), [])
+        if (window, 1) in marks:
+            marks[marks.index((window, 1))] = (window, -1)
+
     def may_bid(self, buyer: str, now: float) -> bool:
         """Whether `buyer`'s call may have a bid of ours; forgets what is older than `memory_s`."""
         key = buyer.lower()

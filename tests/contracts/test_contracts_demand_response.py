@@ -16,15 +16,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from eth_account import Account
 from eth_utils.crypto import keccak
+from web3 import Web3
 from web3.logs import DISCARD
 
+from contracts import cli
 from contracts.chain import Sender
-from contracts.deploy import demand_at
+from contracts.deploy import contracts_at, demand_at, deploy_all
 from contracts.errors import decode_revert
-from contracts.harness import EMPTY_DIGEST, Community, Household, advance_time
+from contracts.harness import EMPTY_DIGEST, Community, Household, advance_time, chain_revert, chain_snapshot
 from gridpact.core import demand, statement
+from hil.services import DEV_PRIVATE_KEYS
 
 HOUR, DAY = 3_600, 86_400
 REWARD = 200_000_000_000_000_000  # 0.2 token per kWh
@@ -297,8 +301,10 @@ def test_demand_response_attacks(community: Community) -> None:
 
     claim(a, dr, e, demand.claim_evidence(good))
     assert no("AlreadyClaimed", claiming(a, e, good)) == (e.id, a.address)
-    # b got a's meter key registered as its own (the key is public: it signs what the community sees) and
-    # claims a's cut a second time with a's statements: one claim per meter key
+    # a leaves and b gets a's meter key registered as its own (the Market refuses a key a participant holds;
+    # the key is public: it signs what the community sees), then claims a's cut a second time with a's
+    # statements: one claim per meter key
+    c.admin.transact(c.market.functions.remove(a.address))
     c.admin.transact(c.market.functions.setMeter(b.address, meter))
     assert no("MeterAlreadyClaimed", claiming(b, e, good)) == (e.id, meter, a.address)
     assert no("NotOperator", lambda: a.sender.transact(dr.functions.reclaim(e.id))) == (a.address,)
@@ -309,3 +315,47 @@ def test_demand_response_attacks(community: Community) -> None:
     no("AlreadyReclaimed", lambda: c.admin.transact(dr.functions.reclaim(e.id)))
     a.sender.transact(dr.functions.withdraw(e.id))
     assert check_balance_covers_debts(c, dr) == 0
+
+
+def test_demand_response_operator_cli_on_anvil(anvil: Any, capsys: Any) -> None:
+    """`gridpact contracts demand announce|status|reclaim` end to end on a real node: a key that is not
+    the operator's is refused by name, the operator's announces (approve and escrow), status reads it
+    back, and the budget comes back after the deadline."""
+    w3 = Web3(Web3.HTTPProvider(anvil.info.url, request_kwargs={"timeout": 30}))
+    snapshot = chain_snapshot(w3)
+    try:
+        addresses = deploy_all(w3, DEV_PRIVATE_KEYS[0])
+        token, _ = contracts_at(w3, addresses)
+        admin = Sender(w3, DEV_PRIVATE_KEYS[0])  # the community: the operator until one is named
+        admin.transact(token.functions.mint(admin.address, 10**6))
+        common = ["--rpc", anvil.info.url, "--demand", addresses["demand"]["electricity"]]
+
+        def gp(*argv: str) -> tuple[int, str]:
+            rc = cli.main(["demand", argv[0], *common, *argv[1:]])
+            out = capsys.readouterr()
+            return rc, out.out + out.err
+
+        latest = int(w3.eth.get_block("latest").get("timestamp", 0))
+        start = (latest // HOUR + 2) * HOUR
+        offer = ["--window", str(start), "--reward", "200", "--budget", "1000000", "--claim-hours", "2"]
+        rc, out = gp("announce", *offer, "--dev-key", "1")
+        assert rc == 1 and "NotOperator" in out
+        rc, out = gp("announce", "--window", "2026-12-08T18:00", *offer[2:], "--dev-key", "0")
+        assert rc == 1 and "UTC offset" in out
+        rc, out = gp("announce", *offer, "--dev-key", "0")
+        assert rc == 0 and out.startswith(f"event 1: hour {start}, 200 per kWh, budget 1000000"), out
+        assert int(token.functions.balanceOf(addresses["demand"]["electricity"]).call()) == 10**6
+        rc, out = gp("status", "1")
+        assert (
+            rc == 0 and f"baseline  hours starting {start - DAY}, {start - 2 * DAY}, {start - 3 * DAY}" in out
+        )
+        assert "claimed   0 Wh, owed 0, remainder 1000000" in out
+        rc, out = gp("reclaim", "1", "--dev-key", "0")
+        assert rc == 1 and "TooEarly(1" in out
+        advance_time(w3, start + 2 * HOUR + 1 - latest)
+        rc, out = gp("reclaim", "1", "--dev-key", "0")
+        assert rc == 0 and out.startswith(f"reclaim: 1000000 returned to {admin.address}"), out
+        with pytest.raises(SystemExit):
+            cli.main(["demand", "announce", *common, "--dev-key", "0"])  # --window and the offer are required
+    finally:
+        chain_revert(w3, snapshot)

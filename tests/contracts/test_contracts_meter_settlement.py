@@ -262,6 +262,30 @@ def test_meter_settlement_only_the_community_sets_meters(community: Community, r
     )
 
 
+def test_a_meter_key_serves_one_registered_household_at_a_time(community: Community, reverts) -> None:
+    """A meter's key is public (it signs every statement the community sees). Registered for a second
+    household, that household could present its neighbour's metered export or cut as its own: refused
+    while the holder is a participant; free again once the holder changes key or leaves."""
+    c = community
+    a, b, h = c.households
+    key_a = c.set_meter(a)
+    set_meter = c.market.functions.setMeter
+    assert reverts("MeterInUse", lambda: c.admin.transact(set_meter(b.address, key_a))) == (key_a, a.address)
+    c.admin.transact(set_meter(a.address, key_a))  # setting the same key again is no conflict
+    key_a2 = c.set_meter(a, salt="replaced-meter")  # a's node replaced: its old key is free
+    c.admin.transact(set_meter(b.address, key_a))
+    assert c.market.functions.meterOf(b.address).call()[0] == key_a
+    in_use = reverts("MeterInUse", lambda: c.admin.transact(set_meter(h.address, key_a2)))
+    assert in_use == (key_a2, a.address)
+    c.admin.transact(c.market.functions.remove(a.address))  # a left: its key may serve another household
+    c.admin.transact(set_meter(h.address, key_a2))
+    # a comes back: re-registering and taking a new key must not free the key h now holds
+    c.admin.transact(c.market.functions.register(a.address, b"\x01" * 32, b"\x11" * 32))
+    c.set_meter(a, salt="third-meter")
+    in_use = reverts("MeterInUse", lambda: c.admin.transact(set_meter(b.address, key_a2)))
+    assert in_use == (key_a2, h.address)
+
+
 def test_meter_settlement_refuses_a_malformed_batch_as_a_whole(community: Community, reverts) -> None:
     """The packed batch (docs/wire/meter-settlement-v1.md) must parse exactly: a truncated window, a start flag
     other than 0 or 1, or a stray byte after the items reverts `MeterBatchMalformed` with where it broke, and

@@ -8,7 +8,7 @@ import secrets
 import pytest
 from eth_account import Account
 
-from gateway.chain.market import sign_terms_hex
+from gateway.chain.market import sign_terms_hex, terms_from_dict
 from gateway.trading.protocol import Envelope, ProtocolError, decode, encode, sign_envelope
 from gateway.trading.stations import DECLINE_MEMORY_S, Auction, Bid, DeclineBook, bid_price, check_bid, choose
 from gridpact.core.eip712 import Domain, Terms
@@ -226,6 +226,53 @@ def test_a_buyer_that_calls_and_declines_every_window_stops_getting_bids(tmp_pat
         (windows[2], 1000)
     ]
     assert agent.selling[windows[2]] == 0  # the surplus the attacker could not lock went to the honest call
+
+
+def test_a_confirm_after_the_seller_stopped_waiting_still_counts(tmp_path) -> None:
+    """A slow broker delays the buyer's `confirm` past the seller's wait: the seller first counts the bid
+    unconfirmed, then takes the late confirm (checked: signed by the buyer over our terms) as it is, so
+    an honest buyer on a slow link is not shut out by the decline book; a forged late confirm changes
+    nothing."""
+    import asyncio
+    import time
+
+    from trade_helpers import BUYER as B
+    from trade_helpers import OTHER as FORGER
+    from trade_helpers import message, seller_agent
+
+    sent: list[tuple[str | None, Envelope]] = []
+    events: list[str] = []
+    agent = seller_agent(tmp_path, sent, events, [B, FORGER], round_timeout_s=0.2, market="stations",
+                         seller={"price": {"ip": 150, "rp": 100, "dl": 10, "cr": 1.0}})  # fmt: skip
+    window = (int(time.time()) // 60 + 2) * 60
+    agent.selling[window], agent.fees[window] = 1000, 0
+    body = {"session": "0x" + "05" * 32, "window": window, "window_s": 60, "quantity_wh": 1000, "price": 200}
+    request = Envelope(
+        "request", B.address, None, secrets.token_hex(16), int(time.time()), "oak-street", body
+    )
+
+    async def main() -> None:
+        await agent.on_raw(encode(sign_envelope(request, B)))
+        await asyncio.sleep(0.7)  # the seller's wait (2 x 0.2 s) is over
+        bid = next(env for _, env in sent if env.type == "bid")
+        assert agent.declines.marks[B.address.lower()] == [(window, 1)]
+        t = terms_from_dict(bid.body["terms"])
+        aid = agent.journal.agreements("signing")[0].id
+        forged = sign_terms_hex(t, agent.domain(), FORGER)
+        await agent.on_raw(
+            message(B, "confirm", {"session": body["session"], "agreement": aid, "sig": forged})
+        )
+        rec = agent.journal.agreement(aid)
+        assert rec is not None and rec.state == "signing" and "confirm_bad_signature" in events
+        good = sign_terms_hex(t, agent.domain(), B)
+        await agent.on_raw(message(B, "confirm", {"session": body["session"], "agreement": aid, "sig": good}))
+        for task in list(agent._tasks):
+            task.cancel()
+
+    asyncio.run(main())
+    rec = agent.journal.agreements()[0]
+    assert rec.state == "signed" and rec.peer_sig and "confirm_late" in events
+    assert agent.declines.marks[B.address.lower()] == [(window, -1)]
 
 
 def test_the_buyer_confirms_the_good_bid_and_declines_each_bad_one_by_name(tmp_path) -> None:

@@ -33,6 +33,12 @@ def test_seam_with_gateway_core_config(tmp_path: Path) -> None:
     cfg = load_config(path, env={"CREDENTIALS_DIRECTORY": str(tmp_path)})
     assert isinstance(cfg.trading, TradingConfig)
     assert cfg.trading.chain.market == "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+    assert cfg.trading.demand is None
+    # the optional [demand_response] table, as the gateway's own config loader reads it
+    path.write_text(path.read_text() + '\n[demand_response]\ncontract = "0x' + "ab" * 20 + '"\npoll_s = 60\n')
+    cfg = load_config(path, env={"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert cfg.trading is not None and cfg.trading.demand is not None
+    assert (cfg.trading.demand.contract, cfg.trading.demand.poll_s) == ("0x" + "ab" * 20, 60.0)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from eth_utils.crypto import keccak
 from web3.logs import DISCARD
 
 from contracts.build import load_artifact
+from contracts.cliutil import action_parser
 
 STATES = ("none", "voting", "passed", "defeated", "expired", "executed", "cancelled")
 
@@ -25,12 +26,7 @@ def add_parser(sub: Any, add_key: Callable[[argparse.ArgumentParser, bool], None
     acts = a.add_subparsers(dest="action", required=True)
 
     def action(name: str, helptext: str, signed: bool = True) -> argparse.ArgumentParser:
-        p = acts.add_parser(name, help=helptext)
-        p.add_argument("--rpc", required=True, help="JSON-RPC URL")
-        p.add_argument("--admission", required=True, help="the Admission contract's address")
-        if signed:
-            add_key(p, True)
-        return p
+        return action_parser(acts, name, helptext, "admission", add_key, signed)
 
     p = action("propose", "propose a candidate household (a registered member's key)")
     p.add_argument("candidate", help="the candidate gateway's address")

@@ -18,6 +18,7 @@ from typing import Any
 from web3.logs import DISCARD
 
 from contracts.build import load_artifact
+from contracts.cliutil import action_parser
 
 HOUR = 3600
 
@@ -28,12 +29,7 @@ def add_parser(sub: Any, add_key: Callable[[argparse.ArgumentParser, bool], None
     acts = d.add_subparsers(dest="action", required=True)
 
     def action(name: str, helptext: str, signed: bool = True) -> argparse.ArgumentParser:
-        p = acts.add_parser(name, help=helptext)
-        p.add_argument("--rpc", required=True, help="JSON-RPC URL")
-        p.add_argument("--demand", required=True, help="the DemandResponse contract's address")
-        if signed:
-            add_key(p, True)
-        return p
+        return action_parser(acts, name, helptext, "demand", add_key, signed)
 
     p = action("announce", "escrow a budget and announce an event hour (the Market's operator)")
     p.add_argument(

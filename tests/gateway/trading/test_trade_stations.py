@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import time
+from collections.abc import Callable
 
 import pytest
 from eth_account import Account
@@ -19,6 +22,16 @@ OTHER = Account.from_key(DEV_PRIVATE_KEYS[3])
 BUYER = Account.from_key(DEV_PRIVATE_KEYS[2])
 DOMAIN = Domain(31337, "0x" + "11" * 20)
 WINDOW, WINDOW_S = 1_800_000_000, 3600
+
+
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    """Let the agent's tasks run until `predicate` holds (a loaded machine may be slow; a broken agent
+    still fails, later)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
 
 
 def auction(quantity: int = 1000, limit: int = 200) -> Auction:
@@ -113,9 +126,6 @@ def test_a_seller_never_bids_capacity_a_declined_bid_still_holds(tmp_path) -> No
     """A buyer who declines a bid keeps the seller's signature and could still open it. So the seller
     must not sell that energy again: a second buyer's call for the same window gets no bid (else a
     buyer could gather bids, open them all, and leave the seller short and paying penalties)."""
-    import asyncio
-    import time
-
     from trade_helpers import BUYER as B1
     from trade_helpers import OTHER as B2
     from trade_helpers import message, seller_agent
@@ -178,9 +188,6 @@ def test_a_buyer_that_calls_and_declines_every_window_stops_getting_bids(tmp_pat
     that the sellers' surplus is locked by bids nobody will open (leaving only its own or a friend's
     energy to buy). After two such bids the seller stays silent to its calls; another buyer's call
     for the same window still gets the surplus."""
-    import asyncio
-    import time
-
     from trade_helpers import BUYER as ATTACKER
     from trade_helpers import OTHER as HONEST
     from trade_helpers import message, seller_agent
@@ -206,17 +213,16 @@ def test_a_buyer_that_calls_and_declines_every_window_stops_getting_bids(tmp_pat
 
     async def main() -> None:
         await agent.on_raw(request(ATTACKER, "0x" + "01" * 32, windows[0]))
-        await asyncio.sleep(0.1)
+        await until(lambda: len(bids_to(ATTACKER)) == 1, "the first bid")
         await agent.on_raw(message(ATTACKER, "reject", {"session": "0x" + "01" * 32, "reason": "outbid"}))
-        await asyncio.sleep(0.1)
+        await until(lambda: not agent.sessions, "the declined bid's session to end")
         await agent.on_raw(request(ATTACKER, "0x" + "02" * 32, windows[1]))
-        await asyncio.sleep(0.7)  # silence: the bid times out unconfirmed
-        assert len(bids_to(ATTACKER)) == 2 and not agent.sessions
-        await agent.on_raw(request(ATTACKER, "0x" + "03" * 32, windows[2]))
-        await asyncio.sleep(0.1)
+        await until(lambda: len(bids_to(ATTACKER)) == 2, "the second bid")
+        await until(lambda: not agent.sessions, "silence: the bid times out unconfirmed")
+        await agent.on_raw(request(ATTACKER, "0x" + "03" * 32, windows[2]))  # decided at once
         assert len(bids_to(ATTACKER)) == 2 and "request_from_decliner" in events
         await agent.on_raw(request(HONEST, "0x" + "04" * 32, windows[2]))
-        await asyncio.sleep(0.1)
+        await until(lambda: len(bids_to(HONEST)) == 1, "the honest buyer's bid")
         for task in list(agent._tasks):
             task.cancel()
 
@@ -233,9 +239,6 @@ def test_a_confirm_after_the_seller_stopped_waiting_still_counts(tmp_path) -> No
     unconfirmed, then takes the late confirm (checked: signed by the buyer over our terms) as it is, so
     an honest buyer on a slow link is not shut out by the decline book; a forged late confirm changes
     nothing."""
-    import asyncio
-    import time
-
     from trade_helpers import BUYER as B
     from trade_helpers import OTHER as FORGER
     from trade_helpers import message, seller_agent
@@ -253,9 +256,11 @@ def test_a_confirm_after_the_seller_stopped_waiting_still_counts(tmp_path) -> No
 
     async def main() -> None:
         await agent.on_raw(encode(sign_envelope(request, B)))
-        await asyncio.sleep(0.7)  # the seller's wait (2 x 0.2 s) is over
+        # the seller's wait (2 x 0.2 s) is over: the bid is counted unconfirmed
+        await until(
+            lambda: agent.declines.marks.get(B.address.lower()) == [(window, 1)], "the unconfirmed mark"
+        )
         bid = next(env for _, env in sent if env.type == "bid")
-        assert agent.declines.marks[B.address.lower()] == [(window, 1)]
         t = terms_from_dict(bid.body["terms"])
         aid = agent.journal.agreements("signing")[0].id
         forged = sign_terms_hex(t, agent.domain(), FORGER)
@@ -279,9 +284,6 @@ def test_the_buyer_confirms_the_good_bid_and_declines_each_bad_one_by_name(tmp_p
     """The buyer's side in-process: during its call for bids a fair bid, a bid above the limit, a bid
     signed by another key and a bid in another seller's name arrive; one late bid comes after the
     bidding time. Only the fair bid is countersigned (journaled, to be submitted by the buyer)."""
-    import asyncio
-    import time
-
     from trade_helpers import BUYER as B
     from trade_helpers import OTHER as S2
     from trade_helpers import SELLER as S1

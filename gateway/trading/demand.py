@@ -145,6 +145,7 @@ class DemandTaker:
         self.count = count
         self.events: dict[int, DrEvent] = {}
         self._missing: set[int] = set()
+        self._resumed = False
 
     def state(self, event_id: int) -> str | None:
         return self.journal.get(f"dr:{event_id}")
@@ -164,9 +165,11 @@ class DemandTaker:
                      ev.window_start, ev.reward_per_kwh, ev.budget, ev.claim_by)  # fmt: skip
         if count > known:
             self.journal.set("dr:seen", str(count))
-        for event_id in range(1, known + 1):  # after a restart: the events not finished yet
-            if event_id not in self.events and self.state(event_id) not in ("paid", "none", "missed"):
-                self.events[event_id] = self.chain.event(event_id)
+        if not self._resumed:  # once, at start: the events a previous run left unfinished
+            self._resumed = True
+            for event_id in range(1, known + 1):
+                if self.state(event_id) not in ("paid", "none", "missed"):
+                    self.events[event_id] = self.chain.event(event_id)
 
     def step(self, now: float) -> None:
         """Claim what can be claimed now, withdraw what is due (blocking)."""

@@ -146,6 +146,7 @@ class DemandTaker:
         self.events: dict[int, DrEvent] = {}
         self._missing: set[int] = set()
         self._resumed = False
+        self._refused: set[str] = set()  # transaction keys the contract refused: counted and logged once
 
     def state(self, event_id: int) -> str | None:
         return self.journal.get(f"dr:{event_id}")
@@ -197,10 +198,10 @@ class DemandTaker:
             self._set(ev.id, "none")
             self.count(f"dr_{plan}")
             return
-        if not self._mined(f"dr-claim:{ev.id}", lambda: self.chain.claim(ev.id, plan.evidence)):
-            self._set(ev.id, "none")
-            self.count("dr_claim_refused")
-            return
+        if not self._mined(
+            f"dr-claim:{ev.id}", lambda: self.chain.claim(ev.id, plan.evidence), "dr_claim_refused"
+        ):
+            return  # refused now (the chain's clock behind ours: TooEarly) is not for good: again until the deadline
         self._set(ev.id, "claimed")
         self.count("dr_claimed")
         log.info("event=dr_claimed id=%d actual_wh=%d baseline_wh=%d reduction_wh=%d", ev.id, plan.actual_wh,
@@ -208,21 +209,29 @@ class DemandTaker:
 
     def _withdraw(self, ev: DrEvent) -> None:
         _, paid = self.chain.claim_of(ev.id, self.me)
-        if not paid and not self._mined(f"dr-withdraw:{ev.id}", lambda: self.chain.withdraw(ev.id)):
-            self.count("dr_withdraw_refused")
+        if not paid and not self._mined(
+            f"dr-withdraw:{ev.id}", lambda: self.chain.withdraw(ev.id), "dr_withdraw_refused"
+        ):
             return  # tried again next pass: the reward stays ours in the contract
         self._set(ev.id, "paid")
         self.count("dr_paid")
 
-    def _mined(self, key: str, send: Callable[[], TxRecord]) -> bool:
+    def _mined(self, key: str, send: Callable[[], TxRecord], refused: str) -> bool:
         """Send (journaled under `key`: a restart re-sends the same transaction) and wait for the
-        receipt; False when the contract refused it. An outage propagates (the runner waits it out)."""
+        receipt; False when the contract refused it (counted as `refused` and logged the first time; a
+        dry run that reverts costs no gas). An outage propagates (the runner waits it out)."""
         try:
             send()
-            return self.chain.sender.wait(key).status == 1
+            if self.chain.sender.wait(key).status == 1:
+                return True
+            why = "reverted when mined"
         except RevertError as exc:
-            log.warning("event=dr_refused key=%s error=%s", key, exc)
-            return False
+            why = str(exc)
+        if key not in self._refused:
+            self._refused.add(key)
+            self.count(refused)
+            log.warning("event=dr_refused key=%s error=%s", key, why)
+        return False
 
 
 async def run_demand(taker: DemandTaker, runner: ChainRunner, clock: Clock, poll_s: float) -> None:

@@ -117,6 +117,11 @@ def test_a_household_gateway_claims_its_metered_cut_once_and_collects_after_the_
         t.refresh()
         t.step(c.now())
     assert ev_cut == ["dr_event_seen"] and j_cut.get("dr:1") is None
+    # our clock runs ahead of the chain's: the contract refuses the claim as too early, which is not for
+    # good (counted once, tried again, nothing journaled as given up)
+    t_cut.step(start + HOUR + 200)
+    t_cut.step(start + HOUR + 400)
+    assert ev_cut == ["dr_event_seen", "dr_claim_refused"] and j_cut.get("dr:1") is None
     advance_time(c.w3, start + HOUR - c.now() + 1)
     for t in (t_cut, t_rise):
         t.refresh()

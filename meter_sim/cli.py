@@ -15,6 +15,7 @@ from gridpact.core.clock import AcceleratedClock
 from gridpact.core.config import ConfigError, get, reject_unknown, typed
 from meter_sim.farm import MeterFarm
 from meter_sim.faults import FaultError, load_timeline, parse_timeline
+from meter_sim.inverter import Inverter
 from meter_sim.maps import load_map
 from meter_sim.profiles import ProfileError, parse_profile
 
@@ -30,6 +31,7 @@ class MeterSpec:
     profile: str
     name: str | None = None
     faults: str | None = None
+    inverter_unit: int | None = None  # its household battery's inverter, on a TCP endpoint
 
 
 @dataclass
@@ -76,9 +78,10 @@ def parse_config(data: object) -> tuple[list[EndpointSpec], dict]:
         for i, m in enumerate(get(e, where, "meters", list)):
             mw = f"{where}.meters[{i}]"
             m = typed(mw, m, dict)
-            reject_unknown(mw, m, {"model", "unit_id", "profile", "name", "faults"})
+            reject_unknown(mw, m, {"model", "unit_id", "profile", "name", "faults", "inverter_unit"})
             meters.append(MeterSpec(get(m, mw, "model", str), get(m, mw, "unit_id", int), get(m, mw, "profile", str),
-                                    get(m, mw, "name", str, None), get(m, mw, "faults", str, None)))  # fmt: skip
+                                    get(m, mw, "name", str, None), get(m, mw, "faults", str, None),
+                                    get(m, mw, "inverter_unit", int, None)))  # fmt: skip
         try:
             host_port = parse_hostport(tcp) if tcp is not None else None
         except UsageError as exc:
@@ -93,6 +96,8 @@ def parse_config(data: object) -> tuple[list[EndpointSpec], dict]:
         )
         if (spec.tcp is None) == (spec.rtu is None):
             raise ConfigError(where, "give exactly one of tcp, rtu")
+        if spec.rtu is not None and any(m.inverter_unit is not None for m in meters):
+            raise ConfigError(where, "battery inverters are served on tcp endpoints only")
         endpoints.append(spec)
     options = {k: data[k] for k in options_known if k in data}
     return endpoints, options
@@ -110,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--parity", default="N", choices=["N", "E", "O"])
     s.add_argument("--stopbits", type=int, default=1, choices=[1, 2])
     s.add_argument("--profile", help="constant:..., household:..., csv:PATH")
+    s.add_argument("--inverter-unit", type=int, help="serve the --profile household's battery inverter (tcp)")
     s.add_argument("--meter", action="append", default=[], help="MODEL@UNIT:PROFILE (repeatable)")
     s.add_argument("--config", help="farm JSON file (several endpoints)")
     s.add_argument("--speed", type=float, default=1.0)
@@ -138,8 +144,12 @@ def endpoints_from_args(args: argparse.Namespace) -> tuple[list[EndpointSpec], d
         if (args.tcp is None) == (args.rtu is None):
             raise UsageError("give exactly one of --tcp HOST:PORT, --rtu DEVICE (or --config)")
         meters = [parse_meter_arg(m) for m in args.meter]
+        if args.inverter_unit is not None and (not args.profile or args.tcp is None):
+            raise UsageError("--inverter-unit needs --profile (with a battery) and --tcp")
         if args.profile:
-            meters.insert(0, MeterSpec(args.model, args.unit_id, args.profile))
+            meters.insert(
+                0, MeterSpec(args.model, args.unit_id, args.profile, inverter_unit=args.inverter_unit)
+            )
         if not meters:
             raise UsageError("give --profile SPEC or at least one --meter MODEL@UNIT:PROFILE")
         tcp = parse_hostport(args.tcp) if args.tcp else None
@@ -154,6 +164,11 @@ def endpoints_from_args(args: argparse.Namespace) -> tuple[list[EndpointSpec], d
             parse_profile(m.profile)
             if not 1 <= m.unit_id <= 247:
                 raise UsageError(f"unit id {m.unit_id} outside 1..247")
+            if m.inverter_unit is not None:
+                if parse_profile(m.profile).battery_kwh <= 0:
+                    raise UsageError(f"meter {m.unit_id}: an inverter needs a profile with battery_kwh > 0")
+                if not 1 <= m.inverter_unit <= 247 or m.inverter_unit == m.unit_id:
+                    raise UsageError(f"inverter unit id {m.inverter_unit}: 1..247 and not the meter's own")
     return endpoints, merged
 
 
@@ -168,17 +183,18 @@ async def serve(endpoints: list[EndpointSpec], opts: dict, stop: asyncio.Event |
     farm = MeterFarm(clock, truth=opts.get("truth"), seed=int(opts["seed"]))
     try:
         for e in endpoints:
-            meters = []
+            meters, inverters = [], []
             for m in e.meters:
                 own = load_timeline(m.faults, clock.now()) if m.faults else []
                 faults = [f for unit, f in timeline + own if unit in (None, m.unit_id)]
-                meters.append(
-                    farm.add_meter(
-                        m.model, m.unit_id, m.profile, name=m.name, faults=faults, tick_s=opts["tick_s"]
-                    )
+                meter = farm.add_meter(
+                    m.model, m.unit_id, m.profile, name=m.name, faults=faults, tick_s=opts["tick_s"]
                 )
+                meters.append(meter)
+                if m.inverter_unit is not None:
+                    inverters.append(Inverter(meter, m.inverter_unit))
             if e.tcp is not None:
-                await farm.serve_tcp(e.tcp[0], e.tcp[1], meters)
+                await farm.serve_tcp(e.tcp[0], e.tcp[1], meters, inverters)
             else:
                 assert e.rtu is not None
                 await farm.serve_rtu(e.rtu, meters, baud=e.baud, parity=e.parity, stopbits=e.stopbits)

@@ -12,6 +12,7 @@ from pathlib import Path
 from gridpact.core.clock import AcceleratedClock
 from meter_sim.clock import SimClock
 from meter_sim.faults import Fault
+from meter_sim.inverter import Inverter
 from meter_sim.maps import load_map
 from meter_sim.meter import Meter
 from meter_sim.profiles import Household, Profile
@@ -72,10 +73,15 @@ class MeterFarm:
         self.meters.append(meter)
         return meter
 
-    async def serve_tcp(self, host: str, port: int, meters: Sequence[Meter] | None = None) -> TcpEndpoint:
-        """Serve `meters` (default: all) on a Modbus TCP port (0: pick a free one)."""
-        endpoint = TcpEndpoint(meters or self.meters, host, port, seed=self.seed)
+    async def serve_tcp(
+        self, host: str, port: int, meters: Sequence[Meter] | None = None, inverters: Sequence[Inverter] = ()
+    ) -> TcpEndpoint:
+        """Serve `meters` (default: all) and battery `inverters` on a Modbus TCP port (0: pick a free one)."""
+        endpoint = TcpEndpoint(meters or self.meters, host, port, seed=self.seed, inverters=inverters)
         _check_units(endpoint.meters)
+        taken = {m.unit_id for m in endpoint.meters}
+        if len(endpoint.inverters) != len(inverters) or taken & set(endpoint.inverters):
+            raise ValueError("each inverter needs a unit id of its own on the endpoint")
         await endpoint.start()
         self.endpoints.append(endpoint)
         self._start_ticker()

@@ -21,6 +21,7 @@ from gridpact.core.battery import (
     home_power_kw,
     step1,
 )
+from gridpact.core.inverter import AUTO, Command, Mode
 from meter_sim.noise import smooth_noise, uniform
 from meter_sim.solar import pv_fraction
 
@@ -267,7 +268,8 @@ def parse_profile(spec: str) -> Profile:
 
 
 class Battery:
-    """A home battery run for self-consumption: gridpact.core.battery's model with the home battery's parameters."""
+    """A home battery: gridpact.core.battery's model with the home battery's parameters, run for
+    self-consumption unless its inverter has a command in force (gridpact.core.inverter)."""
 
     def __init__(self, capacity_kwh: float, power_w: float, soc_kwh: float | None = None) -> None:
         self.capacity_kwh, self.power_w = capacity_kwh, power_w
@@ -275,18 +277,36 @@ class Battery:
         self.max_kwh = HOME_SOC_MAX * capacity_kwh
         self.efficiency = HOME_ROUND_TRIP  # half the loss on each way
         self.soc_kwh = HOME_SOC_START * capacity_kwh if soc_kwh is None else soc_kwh
+        self.command: Command = AUTO
+        self.command_until = -math.inf  # meter time at which the command lapses back to auto
 
-    def decide(self, surplus_w: float, dt_s: float) -> float:
-        """Battery power for the next `dt_s`: > 0 discharging into the house, < 0 charging.
+    def obey(self, command: Command, now: float) -> None:
+        """Take an inverter command from `now` on, for its lifetime."""
+        self.command = command
+        self.command_until = now + command.lifetime_s if command.mode != Mode.AUTO else -math.inf
+
+    def command_at(self, t: float) -> Command:
+        """The command in force at `t` (auto once it has lapsed)."""
+        return self.command if t < self.command_until else AUTO
+
+    def decide(self, surplus_w: float, dt_s: float, t: float = -math.inf) -> float:
+        """Battery power for the next `dt_s` from `t`: > 0 discharging into the house, < 0 charging.
 
         The model's greedy step from the present charge (at least the floor: a battery below it after a
-        longer step than planned is not topped up from the grid)."""
+        longer step than planned is not topped up from the grid), on the energy the command in force
+        asks for: the house's surplus or need (auto), the surplus only (hold), the set power (charge,
+        discharge)."""
         eta = self.efficiency**0.5
+        cmd = self.command_at(t)
         limit_kwh = self.power_w * dt_s / 3.6e6
+        asked_kwh = -surplus_w * dt_s / 3.6e6  # + the house needs energy, - it has some to spare
+        if cmd.mode == Mode.HOLD:
+            asked_kwh = min(asked_kwh, 0.0)
+        elif cmd.mode in (Mode.CHARGE, Mode.DISCHARGE):
+            set_kwh = min(cmd.power_w, self.power_w) * dt_s / 3.6e6
+            asked_kwh = set_kwh if cmd.mode == Mode.DISCHARGE else -set_kwh
         x = max(self.soc_kwh, self.min_kwh)
-        _, e = step1(
-            x, -surplus_w * dt_s / 3.6e6, self.min_kwh, self.capacity_kwh, limit_kwh, limit_kwh, eta, eta
-        )
+        _, e = step1(x, asked_kwh, self.min_kwh, self.capacity_kwh, limit_kwh, limit_kwh, eta, eta)
         return -e * 3.6e6 / dt_s + 0.0
 
     def apply(self, battery_w: float, dt_s: float) -> None:
@@ -335,7 +355,7 @@ class Household:
             if dt > 0:
                 self.battery.apply(self.battery_w, dt)
             horizon = dt if dt > 0 else self.step_s
-            self.battery_w = self.battery.decide(float(surplus[i]), horizon)
+            self.battery_w = self.battery.decide(float(surplus[i]), horizon, ti)
             self.t_last = ti
             batt[i] = self.battery_w
             self.soc_trace[i] = self.battery.soc_kwh

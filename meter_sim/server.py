@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import serial
 
 from meter_sim import codec
+from meter_sim.inverter import Inverter
 from meter_sim.meter import Meter
 from meter_sim.requests import Reply, reply_for
 
@@ -39,10 +40,14 @@ def _find(meters: Sequence[Meter], unit: int) -> Meter | None:
 
 
 class TcpEndpoint:
-    """Modbus TCP server for one or more meters (unit ids); unknown unit: exception 0x0B."""
+    """Modbus TCP server for one or more meters (unit ids), and the battery inverters of their
+    households under their own unit ids; unknown unit: exception 0x0B."""
 
-    def __init__(self, meters: Sequence[Meter], host: str, port: int, seed: int = 0) -> None:
+    def __init__(
+        self, meters: Sequence[Meter], host: str, port: int, seed: int = 0, inverters: Sequence[Inverter] = ()
+    ) -> None:
         self.meters, self.host, self.port = list(meters), host, port
+        self.inverters = {inv.unit_id: inv for inv in inverters}
         self.stats = EndpointStats()
         self.rng = random.Random(seed)
         self._server: asyncio.Server | None = None
@@ -86,6 +91,13 @@ class TcpEndpoint:
 
     async def _answer(self, writer: asyncio.StreamWriter, tid: int, unit: int, pdu: bytes) -> None:
         self.stats.count("requests")
+        inverter = self.inverters.get(unit)
+        if inverter is not None:
+            answer = inverter.answer(pdu)
+            self.stats.count("exceptions" if answer[0] & 0x80 else "answered")
+            writer.write(codec.mbap(tid, unit, answer))
+            await writer.drain()
+            return
         meter = _find(self.meters, unit)
         if meter is None and unit in (0, 255) and len(self.meters) == 1:
             meter = self.meters[0]  # TCP: 0 and 255 address "the device behind this socket"

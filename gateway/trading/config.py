@@ -157,6 +157,18 @@ class DemandConfig:
     contract: str  # the community's DemandResponse contract
     poll_s: float = 300.0  # how often the contract is asked for new events and due claims
     claim_delay_s: float = 120.0  # after an event window ends, for its closing statement to arrive
+    prepare_s: float = 7200.0  # with a [battery]: how early before a window it may charge for it (0: never)
+
+
+@dataclass(frozen=True)
+class BatteryConfig:
+    """`[battery]`: the household battery's inverter on the LAN (gridpact.core.inverter's Modbus TCP map),
+    which demand response charges ahead of an event window (gateway/inverter.py)."""
+
+    host: str
+    port: int = 502
+    unit: int = 1
+    timeout_s: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -167,6 +179,7 @@ class TradingConfig:
     loans: LoansConfig | None = None
     keeper: KeeperConfig | None = None
     demand: DemandConfig | None = None
+    battery: BatteryConfig | None = None
 
 
 def parse_keeper(table: Mapping[str, Any]) -> KeeperConfig:
@@ -196,7 +209,26 @@ def parse_demand(table: Mapping[str, Any]) -> DemandConfig:
     delay = _positive(
         s, "claim_delay_s", float(_get(table, s, "claim_delay_s", (int, float), d.claim_delay_s)), True
     )
-    return DemandConfig(contract, poll_s=poll, claim_delay_s=delay)
+    prepare = _positive(s, "prepare_s", float(_get(table, s, "prepare_s", (int, float), d.prepare_s)), True)
+    if prepare > 86400:
+        raise ConfigError("demand_response.prepare_s", f"at most 86400 (a day), got {prepare:g}")
+    return DemandConfig(contract, poll_s=poll, claim_delay_s=delay, prepare_s=prepare)
+
+
+def parse_battery(table: Mapping[str, Any]) -> BatteryConfig:
+    s = "battery"
+    _unknown(s, table, set(BatteryConfig.__dataclass_fields__))
+    host = _get(table, s, "host", str, None)
+    if not host:
+        raise ConfigError("battery.host", "needed: the battery inverter's host name or address")
+    port = _get(table, s, "port", int, 502)
+    if not 1 <= port <= 65535:
+        raise ConfigError("battery.port", f"must be 1..65535, got {port}")
+    unit = _get(table, s, "unit", int, 1)
+    if not 1 <= unit <= 247:
+        raise ConfigError("battery.unit", f"a Modbus unit id is 1..247, got {unit}")
+    timeout = _positive(s, "timeout_s", float(_get(table, s, "timeout_s", (int, float), 3.0)))
+    return BatteryConfig(host, port, unit, timeout)
 
 
 _get = get
@@ -479,14 +511,15 @@ def loan_battery(cfg: LoansConfig) -> Any:
 
 def parse_trading_config(tables: dict[str, dict], base_dir: Path) -> TradingConfig:
     """Seam with gateway.config: all three tables are required once any is given; `[loans]`, `[keeper]`
-    and `[demand_response]` are optional."""
+    `[demand_response]` and `[battery]` are optional."""
     for name in ("community", "agent", "chain"):
         if name not in tables:
             raise ConfigError(name, "missing: trading needs [community], [agent] and [chain]")
         if not isinstance(tables[name], dict):
             raise ConfigError(name, "must be a table")
     loans, keeper, dr = tables.get("loans"), tables.get("keeper"), tables.get("demand_response")
-    for name, value in (("loans", loans), ("keeper", keeper), ("demand_response", dr)):
+    battery = tables.get("battery")
+    for name, value in (("loans", loans), ("keeper", keeper), ("demand_response", dr), ("battery", battery)):
         if value is not None and not isinstance(value, dict):
             raise ConfigError(name, "must be a table")
     cfg = TradingConfig(
@@ -496,6 +529,7 @@ def parse_trading_config(tables: dict[str, dict], base_dir: Path) -> TradingConf
         loans=parse_loans(loans) if loans is not None else None,
         keeper=parse_keeper(keeper) if keeper is not None else None,
         demand=parse_demand(dr) if dr is not None else None,
+        battery=parse_battery(battery) if battery is not None else None,
     )
     grace = cfg.agent.keeper_submit_grace_s
     if cfg.keeper is not None and 0 < grace <= cfg.keeper.submit_delay_s:

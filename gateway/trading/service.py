@@ -309,11 +309,19 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
                                      Path(deps.state_dir), counters)  # fmt: skip
                 tg.create_task(run_loans(loan_deps), name="trading.loans")
             if cfg.demand is not None:  # demand-response events (gateway/trading/demand.py)
-                from gateway.trading.demand import DemandChain, DemandTaker, run_demand
+                from gateway.inverter import ModbusInverter
+                from gateway.trading.demand import BatteryShift, DemandChain, DemandTaker, run_demand
 
                 taker = DemandTaker(DemandChain(w3, cfg.demand.contract, sender), journal, deps.store.statement_at,
                                     account.address, cfg.demand.claim_delay_s, counters.count)  # fmt: skip
-                tg.create_task(run_demand(taker, runner, clock, cfg.demand.poll_s), name="trading.demand")
+                shift = None
+                if cfg.battery is not None:  # the battery is charged ahead of each event window
+                    b = cfg.battery
+                    inverter = ModbusInverter(b.host, b.port, b.unit, b.timeout_s)
+                    shift = BatteryShift(inverter, cfg.demand.prepare_s, counters.count)
+                tg.create_task(
+                    run_demand(taker, runner, clock, cfg.demand.poll_s, shift), name="trading.demand"
+                )
             if cfg.chain.anchor:
                 tg.create_task(anchor_loop(anchorer, journal, deps.store, runner, clock, cfg.chain.anchor_delay_s),
                                name="trading.anchor")  # fmt: skip

@@ -23,7 +23,7 @@ from gridpact.core.config import Table as _Table
 DEVICE_RE = re.compile(r"[a-z0-9-]{1,32}")
 ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 TOPIC_PREFIX_RE = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
-TRADING_TABLES = ("community", "agent", "chain", "loans", "keeper", "demand_response", "battery")
+TRADING_TABLES = ("community", "agent", "chain", "loans", "keeper", "demand_response", "battery", "store")
 CURRENCY_RE = re.compile(r"[A-Za-z0-9_]{1,16}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 ACCOUNT_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")  # a dashboard account's name

@@ -161,6 +161,17 @@ class DemandConfig:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    """`[store]`: this gateway is the community store's (gateway/trading/store.py): its battery, behind
+    `[battery]`'s inverter, buys in `buy_hours` and sells in `sell_hours` (UTC hours of a window's start)."""
+
+    buy_hours: frozenset[int]
+    sell_hours: frozenset[int]
+    reserve_permille: int = 100  # charge kept back from sales
+    renew_s: float = 60.0  # how often the inverter's command is renewed and its rate corrected
+
+
+@dataclass(frozen=True)
 class BatteryConfig:
     """`[battery]`: the household battery's inverter on the LAN (gridpact.core.inverter's Modbus TCP map),
     which demand response charges ahead of an event window (gateway/inverter.py)."""
@@ -180,6 +191,7 @@ class TradingConfig:
     keeper: KeeperConfig | None = None
     demand: DemandConfig | None = None
     battery: BatteryConfig | None = None
+    store: StoreConfig | None = None
 
 
 def parse_keeper(table: Mapping[str, Any]) -> KeeperConfig:
@@ -213,6 +225,28 @@ def parse_demand(table: Mapping[str, Any]) -> DemandConfig:
     if prepare > 86400:
         raise ConfigError("demand_response.prepare_s", f"at most 86400 (a day), got {prepare:g}")
     return DemandConfig(contract, poll_s=poll, claim_delay_s=delay, prepare_s=prepare)
+
+
+def _hours(section: str, key: str, value: object) -> frozenset[int]:
+    if not isinstance(value, list) or not all(isinstance(h, int) and 0 <= h <= 23 for h in value):
+        raise ConfigError(f"{section}.{key}", "must be a list of UTC hours 0..23")
+    return frozenset(value)
+
+
+def parse_store(table: Mapping[str, Any]) -> StoreConfig:
+    s = "store"
+    _unknown(s, table, set(StoreConfig.__dataclass_fields__))
+    buy = _hours(s, "buy_hours", table.get("buy_hours", []))
+    sell = _hours(s, "sell_hours", table.get("sell_hours", []))
+    if not buy and not sell:
+        raise ConfigError("store.buy_hours", "give buy_hours, sell_hours or both")
+    if buy & sell:
+        raise ConfigError("store.sell_hours", f"hours {sorted(buy & sell)} are also buy_hours")
+    reserve = _get(table, s, "reserve_permille", int, 100)
+    if not 0 <= reserve <= 1000:
+        raise ConfigError("store.reserve_permille", f"must be 0..1000, got {reserve}")
+    renew = _positive(s, "renew_s", float(_get(table, s, "renew_s", (int, float), 60.0)))
+    return StoreConfig(buy, sell, reserve, renew)
 
 
 def parse_battery(table: Mapping[str, Any]) -> BatteryConfig:
@@ -511,15 +545,22 @@ def loan_battery(cfg: LoansConfig) -> Any:
 
 def parse_trading_config(tables: dict[str, dict], base_dir: Path) -> TradingConfig:
     """Seam with gateway.config: all three tables are required once any is given; `[loans]`, `[keeper]`
-    `[demand_response]` and `[battery]` are optional."""
+    `[demand_response]`, `[battery]` and `[store]` are optional."""
     for name in ("community", "agent", "chain"):
         if name not in tables:
             raise ConfigError(name, "missing: trading needs [community], [agent] and [chain]")
         if not isinstance(tables[name], dict):
             raise ConfigError(name, "must be a table")
     loans, keeper, dr = tables.get("loans"), tables.get("keeper"), tables.get("demand_response")
-    battery = tables.get("battery")
-    for name, value in (("loans", loans), ("keeper", keeper), ("demand_response", dr), ("battery", battery)):
+    battery, store = tables.get("battery"), tables.get("store")
+    optional = (
+        ("loans", loans),
+        ("keeper", keeper),
+        ("demand_response", dr),
+        ("battery", battery),
+        ("store", store),
+    )
+    for name, value in optional:
         if value is not None and not isinstance(value, dict):
             raise ConfigError(name, "must be a table")
     cfg = TradingConfig(
@@ -530,7 +571,19 @@ def parse_trading_config(tables: dict[str, dict], base_dir: Path) -> TradingConf
         keeper=parse_keeper(keeper) if keeper is not None else None,
         demand=parse_demand(dr) if dr is not None else None,
         battery=parse_battery(battery) if battery is not None else None,
+        store=parse_store(store) if store is not None else None,
     )
+    if cfg.store is not None:
+        if cfg.battery is None:
+            raise ConfigError(
+                "store", "a store needs [battery]: the inverter its trades are delivered through"
+            )
+        if cfg.agent.fixed_net_wh is not None:
+            raise ConfigError("agent.fixed_net_wh", "a store's net demand is its battery plan; remove it")
+        if cfg.demand is not None and cfg.demand.prepare_s > 0:
+            raise ConfigError(
+                "demand_response.prepare_s", "a store's battery follows its trades: set it to 0"
+            )
     grace = cfg.agent.keeper_submit_grace_s
     if cfg.keeper is not None and 0 < grace <= cfg.keeper.submit_delay_s:
         raise ConfigError(

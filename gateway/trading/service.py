@@ -27,6 +27,7 @@ from gateway.chain.journal import AgreementRecord, Journal
 from gateway.chain.keystore import PassphraseSource, load_account
 from gateway.chain.market import Market, market_abi, terms_from_dict
 from gateway.chain.sender import GWEI, SenderPolicy, TxSender
+from gateway.inverter import ModbusInverter
 from gateway.trading.agent import Agent
 from gateway.trading.chainrun import ChainRunner
 from gateway.trading.config import CommunityConfig, TradingConfig
@@ -61,6 +62,7 @@ from gateway.trading.settlement import (
     evidence_for,
     submit_after,
 )
+from gateway.trading.store import StorePlan, StoreSchedule, run_store
 from gateway.trading.transport import Transport, community_tls
 from gridpact.core.clock import Clock
 from gridpact.core.config import SecretRef, read_secret
@@ -244,10 +246,17 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
     def net_demand(start: int, length: int) -> float | None:
         return _net(cfg, deps, start, length)
 
+    household = HouseholdPort(net_demand)
+    store_plan: StorePlan | None = None
+    if cfg.store is not None and cfg.battery is not None:  # the community store: its battery plan stands in
+        sched = StoreSchedule(cfg.store.buy_hours, cfg.store.sell_hours, cfg.store.reserve_permille)
+        store_plan = StorePlan(sched, journal, clock)
+        household = HouseholdPort(store_plan.net_demand_wh, store_plan.storage_wh)
+
     agent = Agent(
         cfg, account, journal, inbox, clock, transport.publish,
         MarketPort(domain, balance, provider_trade, posted_tariffs, slot_free, network_fee),
-        HouseholdPort(net_demand),
+        household,
         AgentEvents(counters.count, wake.set),
         observer=deps.observer, entropy=deps.entropy,
     )  # fmt: skip
@@ -309,7 +318,6 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
                                      Path(deps.state_dir), counters)  # fmt: skip
                 tg.create_task(run_loans(loan_deps), name="trading.loans")
             if cfg.demand is not None:  # demand-response events (gateway/trading/demand.py)
-                from gateway.inverter import ModbusInverter
                 from gateway.trading.demand import BatteryShift, DemandChain, DemandTaker, run_demand
 
                 taker = DemandTaker(DemandChain(w3, cfg.demand.contract, sender), journal, deps.store.statement_at,
@@ -322,6 +330,11 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
                 tg.create_task(
                     run_demand(taker, runner, clock, cfg.demand.poll_s, shift), name="trading.demand"
                 )
+            if store_plan is not None and cfg.store is not None and cfg.battery is not None:
+                b = cfg.battery
+                tg.create_task(run_store(store_plan, ModbusInverter(b.host, b.port, b.unit, b.timeout_s), deps.store,
+                                         clock, cfg.agent.window_s, cfg.store.renew_s, counters.count),
+                               name="trading.store")  # fmt: skip
             if cfg.chain.anchor:
                 tg.create_task(anchor_loop(anchorer, journal, deps.store, runner, clock, cfg.chain.anchor_delay_s),
                                name="trading.anchor")  # fmt: skip

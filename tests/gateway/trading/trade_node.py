@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +70,16 @@ def counters_at(profile: str, t0: float, t: float) -> tuple[float, float]:
     return max(net, 0.0) * hours / 1000.0, max(-net, 0.0) * hours / 1000.0
 
 
-async def meter_feed(store: ReadingStore, profile: str, t0: float) -> None:
-    """One signed reading per second, verified then stored (the ingest path without the broker)."""
+Counters = Callable[[float], tuple[float, float]]  # Unix time -> (import kWh, export kWh)
+
+
+async def meter_feed(store: ReadingStore, profile: str, t0: float, counters: Counters | None = None) -> None:
+    """One signed reading per second, verified then stored (the ingest path without the broker); the
+    counters are the constant profile's, or `counters`' (a meter_sim meter's registers)."""
     while True:
         now = time.time()
         ts = int(now)
-        imp, exp = counters_at(profile, t0, ts)
+        imp, exp = counters_at(profile, t0, ts) if counters is None else counters(ts)
         payload = encode_reading(HMAC_KEY, store.device_id, ts - int(t0) + 1, ts, 0, "sdm120",
                                  {"p_W": 0.0, "e_imp_kWh": round(imp, 4), "e_exp_kWh": round(exp, 4)})  # fmt: skip
         store.add(verify(HMAC_KEY, payload))
@@ -83,8 +88,9 @@ async def meter_feed(store: ReadingStore, profile: str, t0: float) -> None:
 
 
 async def run_node(
-    spec: dict[str, Any], state_dir: Path, metrics: Metrics | None = None, web3: Any = None
-) -> None:
+    spec: dict[str, Any], state_dir: Path, metrics: Metrics | None = None, web3: Any = None,
+    counters: Counters | None = None,
+) -> None:  # fmt: skip
     """Run one household until cancelled."""
     state_dir.mkdir(parents=True, exist_ok=True)
     trading = parse_trading_config(spec["tables"], state_dir)
@@ -92,7 +98,7 @@ async def run_node(
     deps = TradingDeps(store, None, metrics or Metrics(), spec["name"], state_dir, SystemClock(), web3=web3)
     try:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(meter_feed(store, spec["meter"]["profile"], spec["meter"]["t0"]))
+            tg.create_task(meter_feed(store, spec["meter"]["profile"], spec["meter"]["t0"], counters))
             tg.create_task(run_trading(trading, deps))
     finally:
         store.close()

@@ -258,12 +258,16 @@ class DemandTaker:
     def _mined(self, key: str, send: Callable[[], TxRecord], refused: str) -> bool:
         """Send (journaled under `key`: a restart re-sends the same transaction) and wait for the
         receipt; False when the contract refused it (counted as `refused` and logged the first time; a
-        dry run that reverts costs no gas). An outage propagates (the runner waits it out)."""
+        dry run that reverts costs no gas; one mined and reverted is forgotten, so the next pass sends
+        a new one). An outage propagates (the runner waits it out)."""
         try:
             send()
             if self.chain.sender.wait(key).status == 1:
                 return True
             why = "reverted when mined"
+            # the state changed between the dry run and the block: the next pass tries a new transaction
+            # (after its own dry run), where the journaled one would only be read back, reverted, for ever
+            self.chain.sender.journal.drop_tx(key)
         except RevertError as exc:
             why = str(exc)
         if key not in self._refused:

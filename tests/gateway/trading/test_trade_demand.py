@@ -188,3 +188,51 @@ def test_a_household_gateway_claims_its_metered_cut_once_and_collects_after_the_
         500,
         False,
     )
+
+
+def test_a_claim_mined_and_reverted_is_sent_again_not_read_back_for_ever(tmp_path: Path) -> None:
+    """The state changed between the claim's dry run and its block, so it was mined and reverted.
+    The journal keeps it under the claim's key; the next pass must send a new claim (after a dry
+    run of its own), not read that receipt back until the deadline and give the reward up."""
+    from contracts.deploy import demand_at
+
+    c = Community(in_process_web3(), DEV_PRIVATE_KEYS[0])
+    operator = c.add_household(household_key(9, "dr"))
+    c.admin.transact(c.market.functions.setOperator(operator.address))
+    dr = demand_at(c.w3, c.addresses)
+    c.admin.transact(c.token.functions.mint(operator.address, 10**6))
+    operator.sender.transact(c.token.functions.approve(dr.address, 10**6))
+    start = (c.now() // HOUR + 2) * HOUR
+    operator.sender.transact(dr.functions.announce(start, 200, 10**6, start + 2 * HOUR))
+    cutter = c.add_household(household_key(0, "dr"))
+    c.set_meter(cutter)
+    store = ReadingStore(tmp_path / "r.db", cutter.device)
+    windows = (start, *(int(w) for w in dr.functions.baselineWindows(1).call()))
+    for w, wh in zip(windows, (400, 1_000, 1_000, 1_000), strict=True):
+        for end, imp in ((w, 50_000), (w + HOUR, 50_000 + wh)):
+            raw = statement.encode(statement.Statement(cutter.device, end, imp, 0, 3, DIGEST))
+            store.add_statement(cutter.device, end, raw, statement.sign(raw, cutter.meter_secret))
+    journal, events = Journal(tmp_path / "trading.db"), []
+    abi = market_abi() + [e for e in market_abi("DemandResponse") if e.get("type") == "error"]
+    sender = TxSender(c.w3, Account.from_key(cutter.key), journal, abi)
+    taker = DemandTaker(DemandChain(c.w3, dr.address, sender), journal, store.statement_at, cutter.address, 0.0,
+                        events.append)  # fmt: skip
+    advance_time(c.w3, start + HOUR - c.now() + 1)
+    # the reverted claim: sent with its own gas (no dry run), mined, status 0, journaled under the claim's key
+    nonce = c.w3.eth.get_transaction_count(cutter.address)
+    tx = dr.functions.claim(1, bytes(8 * 165)).build_transaction(
+        {"from": cutter.address, "nonce": nonce, "gas": 400_000, "chainId": c.w3.eth.chain_id}
+    )
+    signed = Account.from_key(cutter.key).sign_transaction(tx)
+    tx_hash = c.w3.eth.send_raw_transaction(signed.raw_transaction)
+    assert c.w3.eth.wait_for_transaction_receipt(tx_hash)["status"] == 0
+    journal.put_tx("dr-claim:1", nonce, bytes(signed.raw_transaction), "0x" + bytes(tx_hash).hex())
+
+    taker.refresh()
+    taker.step(c.now())
+    assert events == ["dr_event_seen", "dr_claim_refused"] and journal.get("dr:1") is None
+    assert journal.tx("dr-claim:1") is None  # forgotten: the next pass sends a new one
+    taker.step(c.now())
+    assert journal.get("dr:1") == "claimed" and events[-1] == "dr_claimed"
+    assert tuple(dr.functions.claimOf(1, cutter.address).call()) == (600, False)
+    assert events.count("dr_claim_refused") == 1

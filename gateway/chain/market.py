@@ -86,6 +86,14 @@ def terms_signer(terms: Terms, domain: Domain, signature: str) -> str:
     )
 
 
+def signed_by(terms: Terms, domain: Domain, signature: object, who: str) -> bool:
+    """Whether `who` signed these terms; anything that is not a recoverable signature is simply not its."""
+    try:
+        return terms_signer(terms, domain, str(signature)).lower() == who.lower()
+    except Exception:  # not hex, wrong length, not a point on the curve: a peer's bad input, never a crash
+        return False
+
+
 def to_compact(signature: str) -> tuple[bytes, bytes]:
     raw = bytes.fromhex(signature.removeprefix("0x"))
     r, s, v = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:64], "big"), raw[64]

@@ -22,7 +22,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from gateway.chain.journal import Journal
-from gateway.chain.market import terms_from_dict, terms_signer
+from gateway.chain.market import terms_from_dict
 from gateway.negotiation import Decision, Negotiate, Negotiator, Provider, Wait, strategy_from_config
 from gateway.trading import observer as tob
 from gateway.trading.config import TradingConfig, load_policy
@@ -39,6 +39,7 @@ from gateway.trading.sessions import (
     new_session_id,
     run_session,
     sign_and_offer,
+    take_confirm,
 )
 from gateway.trading.stations import Auction, Bid, DeclineBook, bid_price, check_bid, choose
 from gridpact.core.clock import Clock
@@ -165,18 +166,11 @@ class Agent:
         if rec is None or rec.state != "signing" or rec.peer.lower() != env.sender.lower():
             return False
         terms = terms_from_dict(rec.terms)
-        try:
-            signer = terms_signer(terms, self.domain(), str(env.body["sig"]))
-        except Exception:  # not a signature at all
-            signer = ""
-        if signer.lower() != env.sender.lower():
-            self.count("confirm_bad_signature")
-            return True
-        self.journal.set_peer_sig(rec.id, str(env.body["sig"]))
-        if rec.role == "seller":
+        if (
+            take_confirm(self.ctx, rec.id, terms, env.sender, env.body["sig"], "confirm_late")
+            and rec.role == "seller"
+        ):
             self.declines.confirmed_late(env.sender, terms.deliveryStart)
-        self.count("confirm_late")
-        self.on_agreement()
         return True
 
     def _note(self, event: tob.TradeEvent | None) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 
 from eth_utils.crypto import keccak
 
-from gateway.chain.market import NO_WINDOW, Market, Status, Terms, terms_from_dict, terms_signer
+from gateway.chain.market import NO_WINDOW, Market, Status, Terms, signed_by, terms_from_dict
 from gridpact.core.eip712 import Domain, agreement_id
 from gridpact.core.statement import (
     FUTURE_SLACK_S,
@@ -311,10 +311,11 @@ class SubmitBook:
                 return self.reject("party_limit")
         try:
             ok = _low_s(a.seller_sig) and _low_s(a.buyer_sig)
-            ok = ok and terms_signer(t, domain, a.seller_sig).lower() == t.seller.lower()
-            ok = ok and terms_signer(t, domain, a.buyer_sig).lower() == t.buyer.lower()
-        except (ValueError, TypeError):  # not a recoverable signature
+        except (ValueError, TypeError):  # not a signature's bytes
             ok = False
+        ok = (
+            ok and signed_by(t, domain, a.seller_sig, t.seller) and signed_by(t, domain, a.buyer_sig, t.buyer)
+        )
         if not ok:
             return self.reject("signature")
         self.held[aid] = a

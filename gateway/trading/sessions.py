@@ -20,7 +20,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from gateway.chain.journal import Journal
-from gateway.chain.market import sign_terms_hex, terms_from_dict, terms_signer
+from gateway.chain.market import sign_terms_hex, signed_by, terms_from_dict
 from gateway.negotiation import Accept, Counter, Negotiator, Offer, Reject
 from gateway.trading.entropy import SYSTEM, Entropy
 from gateway.trading.protocol import Envelope
@@ -202,13 +202,20 @@ async def sign_and_offer(ctx: SessionContext, s: Session, price: int, kind: str)
         ctx.count("bid_declined" if declined else "confirm_missing")
         ctx.on_agreement()  # the settler decides (the peer may still submit)
         return None
-    if terms_signer(terms, domain, env.body["sig"]).lower() != s.peer.lower():
+    return aid if take_confirm(ctx, aid, terms, s.peer, env.body["sig"], "agreed") else None
+
+
+def take_confirm(ctx: SessionContext, aid: str, terms: Terms, peer: str, sig: object, counter: str) -> bool:
+    """The peer's `confirm` of terms we signed and journaled under `aid`: keep its signature if it is the
+    peer's (counted as `counter`; the settler woken), else count `confirm_bad_signature` (one that is
+    not a signature at all included)."""
+    if not signed_by(terms, ctx.domain(), sig, peer):
         ctx.count("confirm_bad_signature")
-        return None
-    ctx.journal.set_peer_sig(aid, env.body["sig"])
-    ctx.count("agreed")
+        return False
+    ctx.journal.set_peer_sig(aid, str(sig))
+    ctx.count(counter)
     ctx.on_agreement()
-    return aid
+    return True
 
 
 async def _confirm(ctx: SessionContext, s: Session, env: Envelope) -> str | None:
@@ -225,7 +232,7 @@ async def _confirm(ctx: SessionContext, s: Session, env: Envelope) -> str | None
         ctx.count("terms_mismatch")
         return await _reject(ctx, s, "terms_mismatch")
     domain = ctx.domain()
-    if terms_signer(terms, domain, env.body["sig"]).lower() != s.peer.lower():
+    if not signed_by(terms, domain, env.body["sig"], s.peer):
         ctx.count("terms_bad_signature")
         return await _reject(ctx, s, "bad_signature")
     if not ctx.reserve(s, terms.quantityWh, terms.unitPrice):

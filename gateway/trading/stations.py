@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gateway.chain.market import terms_from_dict, terms_signer
+from gateway.chain.market import signed_by, terms_from_dict
 from gateway.trading.protocol import Envelope
 from gridpact.core.eip712 import Domain, Terms
 
@@ -82,11 +82,7 @@ def check_bid(env: Envelope, auction: Auction, me: str, domain: Domain, min_trad
         return "bid_wrong_quantity"
     if terms.unitPrice > auction.limit:
         return "bid_above_limit"
-    try:
-        signer = terms_signer(terms, domain, env.body["sig"])
-    except Exception:
-        return "bid_bad_signature"
-    if signer.lower() != env.sender.lower():
+    if not signed_by(terms, domain, env.body["sig"], env.sender):
         return "bid_bad_signature"
     return Bid(env.sender, terms, env.body["sig"])
 

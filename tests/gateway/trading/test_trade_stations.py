@@ -280,6 +280,42 @@ def test_a_confirm_after_the_seller_stopped_waiting_still_counts(tmp_path) -> No
     assert agent.declines.marks[B.address.lower()] == [(window, -1)]
 
 
+def test_a_confirm_whose_signature_recovers_to_no_one_is_counted_not_an_error(tmp_path) -> None:
+    """Well-formed hex that is not a signature (r = s = 0) in a confirm, in time and late: counted as
+    `confirm_bad_signature` both times, never a session error, and the agreement stays unsigned."""
+    from trade_helpers import BUYER as B
+    from trade_helpers import message, seller_agent
+
+    sent: list[tuple[str | None, Envelope]] = []
+    events: list[str] = []
+    agent = seller_agent(tmp_path, sent, events, [B], round_timeout_s=0.3, market="stations",
+                         seller={"price": {"ip": 150, "rp": 100, "dl": 10, "cr": 1.0}})  # fmt: skip
+    window = (int(time.time()) // 60 + 2) * 60
+    agent.selling[window], agent.fees[window] = 1000, 0
+    body = {"session": "0x" + "06" * 32, "window": window, "window_s": 60, "quantity_wh": 1000, "price": 200}
+    request = Envelope(
+        "request", B.address, None, secrets.token_hex(16), int(time.time()), "oak-street", body
+    )
+    nobody = "0x" + "00" * 64 + "1b"
+
+    async def main() -> None:
+        await agent.on_raw(encode(sign_envelope(request, B)))
+        await until(lambda: any(env.type == "bid" for _, env in sent), "the bid")
+        aid = agent.journal.agreements("signing")[0].id
+        confirm = {"session": body["session"], "agreement": aid, "sig": nobody}
+        await agent.on_raw(message(B, "confirm", confirm))  # in time: the session's own check
+        await until(lambda: "confirm_bad_signature" in events, "the in-time refusal")
+        await until(lambda: not agent.sessions, "the session's end")
+        await agent.on_raw(message(B, "confirm", confirm | {"sig": nobody}))  # late: the agent's check
+        for task in list(agent._tasks):
+            task.cancel()
+
+    asyncio.run(main())
+    assert events.count("confirm_bad_signature") == 2, events
+    assert not any(e.startswith("session_error") for e in events), events
+    assert agent.journal.agreements()[0].peer_sig is None
+
+
 def test_the_buyer_confirms_the_good_bid_and_declines_each_bad_one_by_name(tmp_path) -> None:
     """The buyer's side in-process: during its call for bids a fair bid, a bid above the limit, a bid
     signed by another key and a bid in another seller's name arrive; one late bid comes after the

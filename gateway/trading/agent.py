@@ -41,7 +41,7 @@ from gateway.trading.sessions import (
     sign_and_offer,
     take_confirm,
 )
-from gateway.trading.stations import Auction, Bid, DeclineBook, bid_price, check_bid, choose
+from gateway.trading.stations import DECLINES_KEY, Auction, Bid, DeclineBook, bid_price, check_bid, choose
 from gridpact.core.clock import Clock
 from gridpact.core.settlement import value
 from gridpact.core.tariff import Tariff
@@ -101,7 +101,8 @@ class Agent:
         self.offers: dict[int, dict[str, dict[str, Any]]] = {}  # window -> seller -> offer body
         self.auctions: dict[str, Auction] = {}  # our open calls for bids (market = "stations")
         self.fees: dict[int, int] = {}  # window -> the network fee a seller's bid must cover
-        self.declines = DeclineBook()  # buyers that leave our bids unconfirmed get no more of them
+        # buyers that leave our bids unconfirmed get no more of them; kept across restarts
+        self.declines = DeclineBook.loads(journal.get(DECLINES_KEY))
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ctx = SessionContext(
             me=account, domain=market.domain, journal=journal, send=self.send, clock=clock,
@@ -171,6 +172,7 @@ class Agent:
             and rec.role == "seller"
         ):
             self.declines.confirmed_late(env.sender, terms.deliveryStart)
+            self.journal.set(DECLINES_KEY, self.declines.dumps())
         return True
 
     def _note(self, event: tob.TradeEvent | None) -> None:
@@ -464,6 +466,7 @@ class Agent:
         finally:
             if s.offered:  # declined, unanswered or confirmed: the buyer's record with us
                 self.declines.record(s.peer, s.window, agreed is not None)
+                self.journal.set(DECLINES_KEY, self.declines.dumps())
             self._note(tob.SessionClosed(s.id, agreed, self.clock.now()))
             self.sessions.pop(s.id, None)
             self.ring.release(s.nonce)  # a bid sent is in the journal, which keeps its slot busy

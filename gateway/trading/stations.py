@@ -27,6 +27,7 @@ the messages.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from gateway.chain.market import signed_by, terms_from_dict
@@ -104,6 +105,9 @@ def choose(bids: list[Bid], need_wh: int, min_trade_wh: int) -> list[Bid]:
     return taken
 
 
+DECLINES_KEY = "stations:declines"
+
+
 @dataclass
 class DeclineBook:
     """Per buyer, our bids it confirmed and the ones it declined or left unanswered, by window; a
@@ -122,6 +126,25 @@ class DeclineBook:
         marks = self.marks.get(buyer.lower(), [])
         if (window, 1) in marks:
             marks[marks.index((window, 1))] = (window, -1)
+
+    def dumps(self) -> str:
+        """The book as the journal keeps it (`DECLINES_KEY`), so a restart does not wipe a decliner's record."""
+        return json.dumps(
+            {k: [list(m) for m in v] for k, v in sorted(self.marks.items())}, separators=(",", ":")
+        )
+
+    @classmethod
+    def loads(cls, text: str | None) -> DeclineBook:
+        """A book from `dumps`; anything unreadable starts an empty book (the journal is ours, but a
+        half-written or hand-edited value must not stop trading)."""
+        book = cls()
+        try:
+            data = json.loads(text) if text else {}
+            for buyer, marks in data.items():
+                book.marks[str(buyer).lower()] = [(int(w), 1 if int(m) > 0 else -1) for w, m in marks]
+        except (ValueError, TypeError, AttributeError):
+            book.marks.clear()
+        return book
 
     def may_bid(self, buyer: str, now: float) -> bool:
         """Whether `buyer`'s call may have a bid of ours; forgets what is older than `memory_s`."""

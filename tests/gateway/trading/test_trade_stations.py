@@ -233,6 +233,33 @@ def test_a_buyer_that_calls_and_declines_every_window_stops_getting_bids(tmp_pat
     ]
     assert agent.selling[windows[2]] == 0  # the surplus the attacker could not lock went to the honest call
 
+    # the seller's gateway restarts: the attacker's record is in the journal, not wiped by the restart
+    agent.journal.close()
+    sent.clear()
+    events.clear()
+    again = seller_agent(tmp_path, sent, events, [ATTACKER, HONEST], round_timeout_s=0.2, market="stations",
+                         seller={"price": {"ip": 150, "rp": 100, "dl": 10, "cr": 1.0}})  # fmt: skip
+    again.selling[windows[2]], again.fees[windows[2]] = 1000, 0
+
+    async def after_restart() -> None:
+        await again.on_raw(request(ATTACKER, "0x" + "05" * 32, windows[2]))
+        await until(lambda: bool(events or bids_to(ATTACKER)), "a bid or a refusal")
+        for task in list(again._tasks):
+            task.cancel()
+
+    asyncio.run(after_restart())
+    assert bids_to(ATTACKER) == [] and events == ["request_from_decliner"], events
+
+
+def test_the_decline_book_is_kept_as_json_and_a_spoiled_value_starts_empty() -> None:
+    book = DeclineBook()
+    book.record("0xAbC", 3600, confirmed=False)
+    book.record("0xabc", 7200, confirmed=True)
+    assert book.dumps() == '{"0xabc":[[3600,1],[7200,-1]]}'
+    assert DeclineBook.loads(book.dumps()).marks == book.marks
+    for spoiled in ("", "{", "[1, 2]", '{"0xabc": [[1]]}', '{"0xabc": 5}', None):
+        assert DeclineBook.loads(spoiled).marks == {}, spoiled
+
 
 def test_a_confirm_after_the_seller_stopped_waiting_still_counts(tmp_path) -> None:
     """A slow broker delays the buyer's `confirm` past the seller's wait: the seller first counts the bid

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gridpact.core.config import ConfigError, get, reject_unknown
+from gridpact.core.config import ConfigError, Table, get, reject_unknown
 
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 COMMUNITY_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
@@ -227,41 +227,36 @@ def parse_demand(table: Mapping[str, Any]) -> DemandConfig:
     return DemandConfig(contract, poll_s=poll, claim_delay_s=delay, prepare_s=prepare)
 
 
-def _hours(section: str, key: str, value: object) -> frozenset[int]:
-    if not isinstance(value, list) or not all(isinstance(h, int) and 0 <= h <= 23 for h in value):
-        raise ConfigError(f"{section}.{key}", "must be a list of UTC hours 0..23")
-    return frozenset(value)
+def _hours(t: Table, key: str) -> frozenset[int]:
+    hours = t.get_list(key)
+    t.check(key, lambda v: all(type(h) is int and 0 <= h <= 23 for h in v), "must be a list of UTC hours 0..23",
+            hours)  # fmt: skip
+    return frozenset(hours)
 
 
 def parse_store(table: Mapping[str, Any]) -> StoreConfig:
-    s = "store"
-    _unknown(s, table, set(StoreConfig.__dataclass_fields__))
-    buy = _hours(s, "buy_hours", table.get("buy_hours", []))
-    sell = _hours(s, "sell_hours", table.get("sell_hours", []))
+    t = Table("store", dict(table))
+    buy = _hours(t, "buy_hours")
+    sell = _hours(t, "sell_hours")
     if not buy and not sell:
         raise ConfigError("store.buy_hours", "give buy_hours, sell_hours or both")
     if buy & sell:
         raise ConfigError("store.sell_hours", f"hours {sorted(buy & sell)} are also buy_hours")
-    reserve = _get(table, s, "reserve_permille", int, 100)
-    if not 0 <= reserve <= 1000:
-        raise ConfigError("store.reserve_permille", f"must be 0..1000, got {reserve}")
-    renew = _positive(s, "renew_s", float(_get(table, s, "renew_s", (int, float), 60.0)))
+    reserve = t.get_int("reserve_permille", 100, 0, 1000)
+    renew = t.get_float("renew_s", 60.0, 0.05, 3600.0)
+    t.done()
     return StoreConfig(buy, sell, reserve, renew)
 
 
 def parse_battery(table: Mapping[str, Any]) -> BatteryConfig:
-    s = "battery"
-    _unknown(s, table, set(BatteryConfig.__dataclass_fields__))
-    host = _get(table, s, "host", str, None)
+    t = Table("battery", dict(table))
+    host = t.get_str("host", required=True)
     if not host:
         raise ConfigError("battery.host", "needed: the battery inverter's host name or address")
-    port = _get(table, s, "port", int, 502)
-    if not 1 <= port <= 65535:
-        raise ConfigError("battery.port", f"must be 1..65535, got {port}")
-    unit = _get(table, s, "unit", int, 1)
-    if not 1 <= unit <= 247:
-        raise ConfigError("battery.unit", f"a Modbus unit id is 1..247, got {unit}")
-    timeout = _positive(s, "timeout_s", float(_get(table, s, "timeout_s", (int, float), 3.0)))
+    port = t.get_int("port", 502, 1, 65535)
+    unit = t.get_int("unit", 1, 1, 247)  # a Modbus unit id
+    timeout = t.get_float("timeout_s", 3.0, 0.1, 60.0)
+    t.done()
     return BatteryConfig(host, port, unit, timeout)
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,19 +120,37 @@ def charge_start(window_start: int, prepare_s: float, st: InverterStatus) -> flo
     return window_start - min(prepare_s, need_s)
 
 
-def battery_plan(windows: list[int], now: float, prepare_s: float, st: InverterStatus) -> Command | None:
-    """The command for the battery now, given the known event windows' starts (those not yet over):
-    charge at full power until the next window starts (the command lapses then), never during a
-    window; None: leave the inverter alone (self-consumption)."""
+def battery_plan(
+    windows: list[int], now: float, prepare_s: float, st: InverterStatus, sales: Sequence[tuple[int, int]] = ()
+) -> Command | None:
+    """The command for the battery now, given the known event windows' starts (those not yet over)
+    and the household's own sales ((start, end) of each agreed delivery): charge at full power until
+    the next window or sale starts (the command lapses then), never during a window or a sale (the
+    charge would eat the surplus the household sold); None: leave the inverter alone."""
+    if any(a <= now < b for a, b in sales):
+        return None
     prev_end = -math.inf
     for w in sorted(windows):
         if w <= now < w + HOUR:
             return None  # a window in progress: the battery covers the house, it does not charge
         start = max(charge_start(w, prepare_s, st), prev_end)
         if start <= now < w and st.room_wh > 0 and st.max_power_w > 0:
-            return Command(Mode.CHARGE, min(st.max_power_w, 0xFFFF), max(1, min(0xFFFF, math.ceil(w - now))))
+            until = min([w, *(a for a, _ in sales if a > now)])
+            return Command(
+                Mode.CHARGE, min(st.max_power_w, 0xFFFF), max(1, min(0xFFFF, math.ceil(until - now)))
+            )
         prev_end = w + HOUR
     return None
+
+
+def sales_between(journal: Journal, t0: float, t1: float) -> list[tuple[int, int]]:
+    """(start, end) of our seller agreements still to deliver whose delivery overlaps [t0, t1)."""
+    out = []
+    for r in journal.agreements("signing", "signed", "submitted"):
+        a, b = int(r.terms["deliveryStart"]), int(r.terms["deliveryEnd"])
+        if r.role == "seller" and a < t1 and b > t0:
+            out.append((a, b))
+    return sorted(out)
 
 
 class DemandChain:
@@ -281,8 +299,14 @@ class BatteryShift:
     """Moves the battery for coming events through its inverter; an unreachable inverter is counted
     and logged once, then quietly retried until it answers again."""
 
-    def __init__(self, inverter: BatteryControl, prepare_s: float, count: Callable[[str], None]) -> None:
-        self.inverter, self.prepare_s, self.count = inverter, prepare_s, count
+    def __init__(
+        self,
+        inverter: BatteryControl,
+        prepare_s: float,
+        count: Callable[[str], None],
+        journal: Journal | None = None,
+    ) -> None:
+        self.inverter, self.prepare_s, self.count, self.journal = inverter, prepare_s, count, journal
         self.down = False
         self.charging_for: int | None = None
 
@@ -293,9 +317,10 @@ class BatteryShift:
             return None
         if now < first - self.prepare_s:
             return first - self.prepare_s
+        sales = sales_between(self.journal, now, first) if self.journal is not None else []
         try:
             st = await self.inverter.status()
-            cmd = battery_plan(windows, now, self.prepare_s, st)
+            cmd = battery_plan(windows, now, self.prepare_s, st, sales)
             if cmd is not None:
                 await self.inverter.command(cmd)
         except InverterUnavailable as exc:
@@ -307,9 +332,12 @@ class BatteryShift:
         if self.down:
             self.down = False
             log.info("event=dr_battery_reachable")
-        if cmd is None:  # not yet (looked again at the start), or full or in a window (looked again soon)
+        if (
+            cmd is None
+        ):  # not yet (looked again at the start), or full, in a window or a sale (looked again soon)
             start = charge_start(first, self.prepare_s, st)
-            return start if start > now else min(float(first), now + 300.0)
+            selling_until = max((b for a, b in sales if a <= now < b), default=now + 300.0)
+            return start if start > now else min(float(first), selling_until)
         if self.charging_for != first:
             self.charging_for = first
             self.count("dr_battery_charged")

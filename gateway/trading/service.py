@@ -326,7 +326,7 @@ async def run_trading(cfg: TradingConfig, deps: TradingDeps) -> None:
                 if cfg.battery is not None:  # the battery is charged ahead of each event window
                     b = cfg.battery
                     inverter = ModbusInverter(b.host, b.port, b.unit, b.timeout_s)
-                    shift = BatteryShift(inverter, cfg.demand.prepare_s, counters.count)
+                    shift = BatteryShift(inverter, cfg.demand.prepare_s, counters.count, journal)
                 tg.create_task(
                     run_demand(taker, runner, clock, cfg.demand.poll_s, shift), name="trading.demand"
                 )

@@ -90,6 +90,10 @@ class Table:
     def get_bool(self, key: str, default: bool) -> bool:
         return self._get(key, bool, default, False)
 
+    def get_list(self, key: str) -> list[Any]:
+        """An array, or [] when absent."""
+        return self._get(key, list, [], False)
+
     def get_table(self, key: str, required: bool = False) -> dict[str, Any]:
         """A sub-table (`[section.key]`), or {} when absent and not required."""
         return self._get(key, dict, {}, required)

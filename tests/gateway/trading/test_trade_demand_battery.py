@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from gateway.chain.journal import Journal
 from gateway.errors import ConfigError
 from gateway.inverter import InverterUnavailable, ModbusInverter
 from gateway.trading.config import parse_trading_config
-from gateway.trading.demand import BatteryShift, battery_plan, charge_start
+from gateway.trading.demand import BatteryShift, battery_plan, charge_start, sales_between
 from gridpact.core.inverter import Command, InverterStatus, Mode
 from meter_sim.clock import SimClock
 from meter_sim.farm import MeterFarm
@@ -48,6 +49,29 @@ def test_the_plan_charges_as_late_as_fills_the_battery_and_stops_at_the_window()
     # back-to-back events: no charging inside the first window for the second
     assert battery_plan([W, W + HOUR], W + 1800, 7200, HALF) is None
     assert battery_plan([W, W + 2 * HOUR], W + HOUR + 1, 7200, HALF) == Command(Mode.CHARGE, 5000, HOUR - 1)
+
+
+def test_the_charge_never_eats_a_sale_of_the_households_own_surplus() -> None:
+    start = charge_start(W, 7200, HALF)
+    sale = (int(start) + 600, int(start) + 600 + 900)  # a quarter-hour the household sold its surplus
+    assert battery_plan([W], start, 7200, HALF, [sale]) == Command(
+        Mode.CHARGE, 5000, 600
+    )  # lapses at the sale
+    assert battery_plan([W], sale[0] + 1, 7200, HALF, [sale]) is None  # during it: self-consumption
+    assert battery_plan([W], sale[1], 7200, HALF, [sale]) == Command(Mode.CHARGE, 5000, int(W - sale[1]))
+
+
+def test_sales_between_reads_our_seller_agreements_still_to_deliver(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "trading.db")
+    for aid, role, start, state in (("a", "seller", W - 3600, "submitted"), ("b", "buyer", W - 3600, "signed"),
+                                    ("c", "seller", W - 7200, "signed"), ("d", "seller", W - 1800, "abandoned"),
+                                    ("e", "seller", W + HOUR, "signed")):  # fmt: skip
+        journal.put_agreement(
+            aid, role, "0xpeer", {"deliveryStart": start, "deliveryEnd": start + 900}, "", start
+        )
+        journal.set_agreement_state(aid, state)
+    assert sales_between(journal, W - 4000, W) == [(W - 3600, W - 2700)]
+    journal.close()
 
 
 def _free_port() -> int:

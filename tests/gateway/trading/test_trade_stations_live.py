@@ -13,11 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from eth_account import Account
-from trade_helpers import HOUSEHOLD_KEYS, InProcessNodes, journal_states, mine_every_second, setup_community
-from trade_node import node_spec
+from trade_helpers import (
+    HOUSEHOLD_KEYS,
+    InProcessNodes,
+    journal_states,
+    keyed_spec,
+    mine_every_second,
+    setup_community,
+)
 from web3 import Web3
 
-from gateway.chain.keystore import create_keystore
 from gridpact.core.settlement import value
 from hil.services import DEV_PRIVATE_KEYS, AnvilNode, MosquittoBroker
 
@@ -33,16 +38,12 @@ def specs_for(tmp_path: Path, market: str, broker_port: int, rpc: str) -> list[d
     t0 = float(int(time.time()))
     out = []
     for name, key, ask, reserve, net in (CHEAP, DEAR, BUYER):
-        (tmp_path / f"{name}.pass").write_text("secret\n")
-        create_keystore(tmp_path / f"{name}.json", "secret", private_key=key, kdf="pbkdf2", work=1000)
-        profile = "constant:load_w=1200000,pv_w=0" if net > 0 else "constant:load_w=0,pv_w=1200000"
         agent: dict[str, Any] = {"round_timeout_s": 0.5}
         if net < 0:
             agent["seller"] = {"price": {"ip": ask, "rp": reserve, "dl": 10, "cr": 1.0}}
         else:
             agent["buyer"] = {"price": {"ip": 100, "rp": 200, "dl": 10, "cr": 1.0}}  # limit 200
-        spec = node_spec(name, tmp_path / f"{name}.json", tmp_path / f"{name}.pass", rpc, market, broker_port,
-                         profile, net, t0, **agent)  # fmt: skip
+        spec = keyed_spec(tmp_path, name, key, rpc, market, broker_port, net, t0, **agent)
         spec["tables"]["agent"]["market"] = "stations"  # (node_spec's own `market` is the contract's address)
         out.append(spec)
     return out

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from eth_account import Account
-from trade_helpers import HOUSEHOLD_KEYS, InProcessNodes, mine_every_second, setup_community
-from trade_node import node_spec, run_node
+from trade_helpers import HOUSEHOLD_KEYS, InProcessNodes, keyed_spec, mine_every_second, setup_community
+from trade_node import run_node
 from web3 import Web3
 
-from gateway.chain.keystore import create_keystore
 from gateway.ops.metrics import Metrics
 from gridpact.core.clock import AcceleratedClock
 from hil.services import AnvilNode, MosquittoBroker
@@ -34,11 +33,7 @@ ALL_HOURS = list(range(24))
 def spec(
     tmp_path: Path, name: str, key: str, rpc: str, market: str, port: int, net: int, **agent: Any
 ) -> dict:
-    (tmp_path / f"{name}.pass").write_text("secret\n")
-    create_keystore(tmp_path / f"{name}.json", "secret", private_key=key, kdf="pbkdf2", work=1000)
-    profile = "constant:load_w=1200000,pv_w=0" if net > 0 else "constant:load_w=0,pv_w=1200000"
-    return node_spec(name, tmp_path / f"{name}.json", tmp_path / f"{name}.pass", rpc, market, port, profile, net,
-                     float(int(time.time())), **agent)  # fmt: skip
+    return keyed_spec(tmp_path, name, key, rpc, market, port, net, float(int(time.time())), **agent)
 
 
 def store_spec(base: dict, inverter_port: int, **store: Any) -> dict:

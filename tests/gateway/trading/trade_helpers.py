@@ -207,6 +207,26 @@ def households(
     return specs
 
 
+def keyed_spec(
+    tmp_path: Path,
+    name: str,
+    key: str,
+    rpc: str,
+    market: str,
+    broker_port: int,
+    net: int,
+    t0: float,
+    **agent: Any,
+) -> dict[str, Any]:
+    """One household's node spec with a keystore of its own: PV running over when `net` < 0, a large
+    load otherwise (so its meter always covers what it trades)."""
+    (tmp_path / f"{name}.pass").write_text("secret\n")
+    create_keystore(tmp_path / f"{name}.json", "secret", private_key=key, kdf="pbkdf2", work=1000)
+    profile = "constant:load_w=1200000,pv_w=0" if net > 0 else "constant:load_w=0,pv_w=1200000"
+    return node_spec(name, tmp_path / f"{name}.json", tmp_path / f"{name}.pass", rpc, market, broker_port, profile,
+                     net, t0, **agent)  # fmt: skip
+
+
 def journal_states(path: Path) -> list[tuple[str, str, str]]:
     """(id, state, note) of every agreement in a household's trading journal."""
     with sqlite3.connect(path) as db:

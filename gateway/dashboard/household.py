@@ -135,6 +135,33 @@ class Ledger:
     rows: list[AgreementRow]
     free_balance: int | None
     states: dict[str, str] = field(default_factory=dict)  # the journal's own state of each row
+    demand: list[dict[str, Any]] = field(default_factory=list)  # demand-response events, newest first
+
+
+def demand_rows(kv: list[tuple[Any, ...]], now: float, limit: int = 20) -> list[dict[str, Any]]:
+    """The demand-response events the gateway's task noted (`dr:ev:<id>`), each with what it did:
+    coming, under way, to be claimed, claimed (cut in Wh), paid (tokens), no cut to claim, missed."""
+    values = {str(k): str(v) for k, v in kv}
+    rows = []
+    for key, raw in values.items():
+        if not key.startswith("dr:ev:"):
+            continue
+        eid = key.removeprefix("dr:ev:")
+        ev, claim = _json(raw), _json(values.get(f"dr:claim:{eid}", "{}"))
+        start = _terms_int(ev, "window_start")
+        if start is None or not eid.isdigit():
+            continue
+        state = values.get(f"dr:{eid}")
+        shown = {"claimed": "claimed", "paid": "paid", "none": "no cut to claim", "missed": "missed"}.get(
+            state or "", "coming" if now < start else "under way" if now < start + 3600 else "to be claimed"
+        )
+        paid = values.get(f"dr:paid:{eid}", "")
+        rows.append({"id": int(eid), "window_start": start, "reward_per_kwh": _terms_int(ev, "reward_per_kwh"),
+                     "claim_by": _terms_int(ev, "claim_by"), "state": shown,
+                     "reduction_wh": _terms_int(claim, "reduction_wh"), "baseline_wh": _terms_int(claim, "baseline_wh"),
+                     "paid": int(paid) if paid.isdigit() else None})  # fmt: skip
+    rows.sort(key=lambda r: (-r["window_start"], -r["id"]))
+    return rows[:limit]
 
 
 def read_ledger(journal_path: Path, now: float, limit: int = 50) -> Ledger:
@@ -148,6 +175,7 @@ def read_ledger(journal_path: Path, now: float, limit: int = 50) -> Ledger:
         loans = _read(db, "SELECT id, role, peer, state, terms, lent_wh, returned_wh, note FROM loans"
                           " ORDER BY updated DESC LIMIT ?", (limit,))  # fmt: skip
         kv = _read(db, "SELECT value FROM kv WHERE key='free_balance'")
+        dr = _read(db, "SELECT key, value FROM kv WHERE key LIKE 'dr:%' AND key != 'dr:seen'")
     finally:
         db.close()
     rows = []
@@ -167,7 +195,7 @@ def read_ledger(journal_path: Path, now: float, limit: int = 50) -> Ledger:
     states = {str(t[0]): str(t[3]) for t in trades} | {str(t[0]): str(t[3]) for t in loans}
     rows.sort(key=lambda r: (-r.end, r.id))
     free = int(kv[0][0]) if kv and str(kv[0][0]).lstrip("-").isdigit() else None
-    return Ledger(rows[:limit], free, states)
+    return Ledger(rows[:limit], free, states, demand_rows(dr, now))
 
 
 def tokens(ledger: Ledger) -> dict[str, Any]:
@@ -278,7 +306,7 @@ def ledger_view(data: HouseholdData, now: float) -> dict[str, Any]:
     """Schedule, tokens and savings (one journal read): the `ledger` event and part of the snapshot."""
     ledger = read_ledger(data.journal_path, now)
     return {"schedule": [a.__dict__ for a in ledger.rows], "tokens": tokens(ledger),
-            "savings": savings(ledger.rows, data.tariff)}  # fmt: skip
+            "savings": savings(ledger.rows, data.tariff), "demand": ledger.demand}  # fmt: skip
 
 
 def forecast_ahead(data: HouseholdData, now: float) -> tuple[int, list[float | None]]:

@@ -28,6 +28,7 @@ Other loads the household controls are not driven: no such seam exists yet.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -121,7 +122,11 @@ def charge_start(window_start: int, prepare_s: float, st: InverterStatus) -> flo
 
 
 def battery_plan(
-    windows: list[int], now: float, prepare_s: float, st: InverterStatus, sales: Sequence[tuple[int, int]] = ()
+    windows: list[int],
+    now: float,
+    prepare_s: float,
+    st: InverterStatus,
+    sales: Sequence[tuple[int, int]] = (),
 ) -> Command | None:
     """The command for the battery now, given the known event windows' starts (those not yet over)
     and the household's own sales ((start, end) of each agreed delivery): charge at full power until
@@ -171,6 +176,10 @@ class DemandChain:
         )
         return DrEvent(event_id, int(start), int(reward), int(budget), int(claim_by), int(announced))
 
+    def total_wh(self, event_id: int) -> int:
+        """All the event's claims together (what a pro-rata payout divides by)."""
+        return int(self.sender.call(self.contract.functions.eventOf(event_id))[5])
+
     def claim_of(self, event_id: int, household: str) -> tuple[int, bool]:
         wh, paid = self.sender.call(self.contract.functions.claimOf(event_id, to_checksum_address(household)))
         return int(wh), bool(paid)
@@ -201,6 +210,11 @@ class DemandTaker:
         self._resumed = False
         self._refused: set[str] = set()  # transaction keys the contract refused: counted and logged once
 
+    def _note_event(self, ev: DrEvent) -> None:
+        """What the household's dashboard shows of an event (`dr:ev:<id>`; read-only there)."""
+        self.journal.set(f"dr:ev:{ev.id}", json.dumps({"window_start": ev.window_start, "claim_by": ev.claim_by,
+                                                        "reward_per_kwh": ev.reward_per_kwh, "budget": ev.budget}))  # fmt: skip
+
     def state(self, event_id: int) -> str | None:
         return self.journal.get(f"dr:{event_id}")
 
@@ -214,6 +228,7 @@ class DemandTaker:
         for event_id in range(known + 1, count + 1):
             ev = self.chain.event(event_id)
             self.events[event_id] = ev
+            self._note_event(ev)
             self.count("dr_event_seen")
             log.info("event=dr_announced id=%d window=%d reward_per_kwh=%d budget=%d claim_by=%d", event_id,
                      ev.window_start, ev.reward_per_kwh, ev.budget, ev.claim_by)  # fmt: skip
@@ -224,6 +239,7 @@ class DemandTaker:
             for event_id in range(1, known + 1):
                 if self.state(event_id) not in ("paid", "none", "missed"):
                     self.events[event_id] = self.chain.event(event_id)
+                    self._note_event(self.events[event_id])
 
     def coming_windows(self, now: float) -> list[int]:
         """The starts of the known events' windows that are not over."""
@@ -259,17 +275,21 @@ class DemandTaker:
             f"dr-claim:{ev.id}", lambda: self.chain.claim(ev.id, plan.evidence), "dr_claim_refused"
         ):
             return  # refused now (the chain's clock behind ours: TooEarly) is not for good: again until the deadline
+        self.journal.set(f"dr:claim:{ev.id}", json.dumps({"actual_wh": plan.actual_wh, "baseline_wh": plan.baseline_wh,
+                                                          "reduction_wh": plan.reduction_wh}))  # fmt: skip
         self._set(ev.id, "claimed")
         self.count("dr_claimed")
         log.info("event=dr_claimed id=%d actual_wh=%d baseline_wh=%d reduction_wh=%d", ev.id, plan.actual_wh,
                  plan.baseline_wh, plan.reduction_wh)  # fmt: skip
 
     def _withdraw(self, ev: DrEvent) -> None:
-        _, paid = self.chain.claim_of(ev.id, self.me)
+        wh, paid = self.chain.claim_of(ev.id, self.me)
         if not paid and not self._mined(
             f"dr-withdraw:{ev.id}", lambda: self.chain.withdraw(ev.id), "dr_withdraw_refused"
         ):
             return  # tried again next pass: the reward stays ours in the contract
+        total = self.chain.total_wh(ev.id)
+        self.journal.set(f"dr:paid:{ev.id}", str(demand.payout(ev.reward_per_kwh, ev.budget, total, wh)))
         self._set(ev.id, "paid")
         self.count("dr_paid")
 

@@ -150,6 +150,10 @@
     $("tok-escrow").textContent = dash(tk.escrow);
     $("tok-collateral").textContent = dash(tk.collateral);
     $("tok-history").querySelector("tbody").replaceChildren(...tk.history.map((h) => row([timeEl(h.at), h.what, h.amount, short(h.agreement)])));
+    const dr = d.demand || [];
+    $("demand-card").hidden = dr.length === 0;
+    $("demand").querySelector("tbody").replaceChildren(...dr.map((e) =>
+      row([timeEl(e.window_start), e.reward_per_kwh, e.state, dash(e.baseline_wh), dash(e.reduction_wh), dash(e.paid)])));
     const sv = d.savings;
     if (sv.tariff) {
       $("sav-grid").textContent = dash(sv.vs_grid);

@@ -12,6 +12,7 @@ Screenshots at 1366x768 and 390x844 are written to the test's tmp folder.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from playwright.sync_api import expect, sync_playwright
 from test_trade_full_gateway import HMAC_HEX, gateway_toml, meters
 from trade_helpers import community_on, households
 
+from gateway.chain.journal import Journal
 from hil.services import AnvilNode, MosquittoBroker, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -72,6 +74,16 @@ def test_dashboard_shows_a_negotiation_its_agreement_and_tokens(
         config.write_text(text)
         configs.append(config)
     _add_account(configs[1])
+    # what the buyer's demand-response task journals for an event it was paid for (the flow itself is
+    # tests/gateway/trading/test_trade_demand.py's; here: how the page shows it)
+    (tmp_path / "buyer").mkdir(exist_ok=True)
+    seeded = Journal(tmp_path / "buyer" / "trading.db")
+    seeded.set("dr:ev:1", json.dumps({"window_start": 1_800_003_600, "claim_by": 1_800_010_800,
+                                      "reward_per_kwh": 200, "budget": 10**6}))  # fmt: skip
+    seeded.set("dr:claim:1", json.dumps({"actual_wh": 400, "baseline_wh": 1100, "reduction_wh": 700}))
+    seeded.set("dr:1", "paid")
+    seeded.set("dr:paid:1", "140")
+    seeded.close()
     gridpact = str(ROOT / ".venv" / "bin" / "gridpact")
     logs = [open(tmp_path / f"{s['name']}.log", "wb") for s in specs]  # noqa: SIM115
     procs = [subprocess.Popen([gridpact, "gateway", "run", "--config", str(c)], stdout=log, stderr=log)
@@ -128,6 +140,11 @@ def test_dashboard_shows_a_negotiation_its_agreement_and_tokens(
                 assert tokens["escrow"].isdigit() and tokens["collateral"] == "0", tokens
                 expect(page.locator("#tok-history tbody tr").filter(has_text="paid").first).to_be_visible()
                 assert page.locator("#sav-grid").inner_text() not in ("", "–")
+                event = page.locator("#demand tbody tr")
+                expect(page.get_by_role("heading", name="Demand response")).to_be_visible()
+                expect(event).to_have_count(1)
+                for text in ("200", "paid", "1100", "700", "140"):
+                    expect(event.first).to_contain_text(text)
                 page.wait_for_timeout(300)
                 for size, (w, h) in SIZES.items():
                     page.set_viewport_size({"width": w, "height": h})

@@ -9,6 +9,7 @@ survives a restart without claiming twice, and collects its reward after the dea
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 from eth_account import Account
@@ -17,6 +18,7 @@ from contracts.harness import Community, advance_time, household_key
 from gateway.chain.journal import Journal
 from gateway.chain.market import market_abi
 from gateway.chain.sender import TxSender
+from gateway.dashboard.household import demand_rows, read_ledger
 from gateway.storage import ReadingStore
 from gateway.trading.chainrun import ChainRunner
 from gateway.trading.demand import DemandChain, DemandTaker, DrEvent, evidence_ends, plan_claim, run_demand
@@ -144,6 +146,16 @@ def test_a_household_gateway_claims_its_metered_cut_once_and_collects_after_the_
     t_cut.step(c.now())
     assert j_cut.get("dr:1") == "paid" and ev_cut == ["dr_paid"]
     assert c.token.functions.balanceOf(cutter.address).call() == reward * 700 // 1000
+    # what the household's dashboard reads: the event, the cut claimed, the reward paid
+    assert json.loads(j_cut.get("dr:ev:1") or "")["window_start"] == start
+    assert json.loads(j_cut.get("dr:claim:1") or "") == {
+        "actual_wh": 400,
+        "baseline_wh": 1_100,
+        "reduction_wh": 700,
+    }
+    assert j_cut.get("dr:paid:1") == str(reward * 700 // 1000)
+    rows = read_ledger(tmp_path / f"{cutter.device}-trading.db", c.now()).demand
+    assert [(r["id"], r["state"], r["reduction_wh"], r["paid"]) for r in rows] == [(1, "paid", 700, 140)]
     assert tuple(dr.functions.claimOf(1, cutter.address).call()) == (700, True)
     t_cut.step(c.now())  # done: nothing more is sent
     assert ev_cut == ["dr_paid"]
@@ -236,3 +248,16 @@ def test_a_claim_mined_and_reverted_is_sent_again_not_read_back_for_ever(tmp_pat
     assert journal.get("dr:1") == "claimed" and events[-1] == "dr_claimed"
     assert tuple(dr.functions.claimOf(1, cutter.address).call()) == (600, False)
     assert events.count("dr_claim_refused") == 1
+
+
+def test_the_dashboard_shows_each_event_with_what_the_gateway_did() -> None:
+    kv = [("dr:ev:1", '{"window_start": 7200, "claim_by": 14400, "reward_per_kwh": 200, "budget": 5}'),
+          ("dr:ev:2", '{"window_start": 90000, "claim_by": 97200, "reward_per_kwh": 300, "budget": 5}'),
+          ("dr:ev:3", '{"window_start": 3600, "reward_per_kwh": 100}'), ("dr:3", "none"),
+          ("dr:ev:4", "not json"), ("dr:ev:x", '{"window_start": 1}'),
+          ("dr:claim:1", '{"reduction_wh": 700, "baseline_wh": 1100}'), ("dr:1", "claimed")]  # fmt: skip
+    rows = demand_rows(kv, now=10_000)
+    assert [(r["id"], r["state"], r["reduction_wh"], r["paid"]) for r in rows] == [
+        (2, "coming", None, None), (1, "claimed", 700, None), (3, "no cut to claim", None, None)]  # fmt: skip
+    assert demand_rows(kv, now=90_001)[0]["state"] == "under way"
+    assert demand_rows(kv, now=95_000)[0]["state"] == "to be claimed"

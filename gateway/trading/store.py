@@ -39,14 +39,13 @@ from gridpact.core.inverter import U16, Command, InverterStatus, Mode
 log = logging.getLogger("gridpact.gateway.trading")
 
 HOUR = 3600
-LOSS_MARGIN = (
-    0.95  # of the room or the charge, for the round trip's losses: never promise what it cannot move
-)
+# of the room or the charge, for the round trip's losses: never promise what it cannot move
+LOSS_MARGIN = 0.95
+# of the inverter's power: room to catch up on a command that arrived late
+POWER_MARGIN = 0.9
+# aim past the agreed energy: a shortfall is refunded or disputed, 2 % more costs little
+DISPATCH_MARGIN = 1.02
 DELIVERING = ("signed", "submitted", "reported", "closed")  # agreements the store must deliver or take
-POWER_MARGIN = 0.9  # of the inverter's power: room to catch up on a command that arrived late
-DISPATCH_MARGIN = (
-    1.02  # aim past the agreed energy: a shortfall is refunded or disputed, 2 % more costs little
-)
 
 
 @dataclass(frozen=True)
@@ -107,9 +106,8 @@ class StorePlan:
     def net_demand_wh(self, start: int, length: int) -> float | None:
         if self.status is None:
             return None
-        now = int(
-            self.clock.now()
-        )  # what is agreed for windows not yet over (the one under way counted whole)
+        # what is agreed for windows not yet over (the one under way counted whole)
+        now = int(self.clock.now())
         committed = agreed_wh(self.journal.agreements(*DELIVERING), now - length + 1, start)
         return store_net_wh(start, length, self.status, committed, self.schedule)
 

@@ -54,9 +54,8 @@ def test_the_plan_charges_as_late_as_fills_the_battery_and_stops_at_the_window()
 def test_the_charge_never_eats_a_sale_of_the_households_own_surplus() -> None:
     start = charge_start(W, 7200, HALF)
     sale = (int(start) + 600, int(start) + 600 + 900)  # a quarter-hour the household sold its surplus
-    assert battery_plan([W], start, 7200, HALF, [sale]) == Command(
-        Mode.CHARGE, 5000, 600
-    )  # lapses at the sale
+    lapses_at_the_sale = Command(Mode.CHARGE, 5000, 600)
+    assert battery_plan([W], start, 7200, HALF, [sale]) == lapses_at_the_sale
     assert battery_plan([W], sale[0] + 1, 7200, HALF, [sale]) is None  # during it: self-consumption
     assert battery_plan([W], sale[1], 7200, HALF, [sale]) == Command(Mode.CHARGE, 5000, int(W - sale[1]))
 

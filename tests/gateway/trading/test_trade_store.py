@@ -36,9 +36,8 @@ def test_the_store_buys_its_room_in_buy_hours_and_sells_its_charge_in_sell_hours
     assert store_net_wh(DAY0 + 11 * HOUR, HOUR, ST, 50_000, SCHED) == pytest.approx(0.95 * 10_000)
     assert store_net_wh(DAY0 + 11 * HOUR, HOUR, ST, 70_000, SCHED) == 0  # already bought its room
     assert store_net_wh(DAY0 + 18 * HOUR, HOUR, ST, 0, SCHED) == -18_000
-    assert store_net_wh(DAY0 + 18 * HOUR, HOUR, ST, -20_000, SCHED) == pytest.approx(
-        -0.95 * 10_000
-    )  # reserve
+    down_to_the_reserve = pytest.approx(-0.95 * 10_000)
+    assert store_net_wh(DAY0 + 18 * HOUR, HOUR, ST, -20_000, SCHED) == down_to_the_reserve
     assert store_net_wh(DAY0 + 18 * HOUR, HOUR, ST, -40_000, SCHED) == 0
     assert store_net_wh(DAY0 + 15 * HOUR, HOUR, ST, 0, SCHED) == 0  # neither: no trade
     assert store_net_wh(DAY0 + 11 * HOUR, 900, ST, 0, SCHED) == 4_500  # a quarter-hour window

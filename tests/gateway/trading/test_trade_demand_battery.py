@@ -28,7 +28,7 @@ from meter_sim.inverter import Inverter
 from meter_sim.profiles import Battery, Household, parse_profile
 
 HOUR = 3600
-W = 1_776_024_000  # an hour-aligned event window, 19:00 UTC
+W = 1_776_024_000  # an hour-aligned event window, 20:00 UTC
 TABLES = tomllib.loads(
     (Path(__file__).resolve().parents[3] / "gateway/trading/config.example.toml").read_text()
 )

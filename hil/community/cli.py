@@ -260,14 +260,17 @@ class StopGuard:
         os._exit(128 + self.signum)
 
     def finish(self) -> bool:
-        """Run `on_deadline` once (main thread or watchdog, whichever comes first)."""
+        """Run `on_deadline` once (main thread or watchdog, whichever comes first). The other caller
+        waits until it is done: the main thread's `os._exit` right after a `False` must not cut the
+        watchdog's report half written (a 100-household run's clean-up outlasted the deadline, and its
+        summary.json was left empty)."""
         with self._lock:
             if self._finished:
                 return False
             self._finished = True
-        if not self.report_written:
-            self.on_deadline()
-        return True
+            if not self.report_written:
+                self.on_deadline()
+            return True
 
 
 def print_summary(summary: dict[str, Any], paths: dict[str, Path]) -> None:

@@ -139,18 +139,24 @@ class FullStackWorld:
         from meter_sim.farm import MeterFarm
 
         self.farm = MeterFarm(self.clock, seed=self.cfg.seed)
+        self.meter_at = self.meter_brokers(host, port)
         self.meters = [
             self.farm.add_meter("sdm120", 1, p, name=s.name, tick_s=10.0)
             for p, s in zip(self.profiles(), self.specs, strict=True)
         ]
         self.gateways = [
-            SimGateway(runner, s.name, d, k, self.state, host, port, clock, self.cfg.seed,
+            SimGateway(runner, s.name, d, k, self.state, mh, mp, clock, self.cfg.seed,
                        self.gateway_tables(i, host, port), self.signers[i])
-            for i, (s, d, k) in enumerate(zip(self.specs, self.devs, self.keys, strict=True))
+            for i, (s, d, k, (mh, mp)) in enumerate(zip(self.specs, self.devs, self.keys, self.meter_at, strict=True))
         ]  # fmt: skip
         span = self.reading_span()
         for g in self.gateways:
             g.span = span
+
+    def meter_brokers(self, host: str, port: int) -> list[tuple[str, int]]:
+        """Each household's meter broker (host, port): here the run's one broker carries them all, each
+        household under its own topic prefix (`meter_prefix`)."""
+        return [(host, port)] * len(self.specs)
 
     def _start_nodes(self, host: str, port: int) -> str:
         """Meters on a stepped clock, each household's gateway on the gateways' loop thread, and the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -260,7 +261,7 @@ def write_partial_report(
         },
         "progress": hours,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    _write_whole(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     rows = [{k: v for k, v in h.items() if k != "balances"} for h in hours]
     last = hours[-1]["balances"] if hours else []
     bal = _table(
@@ -276,8 +277,16 @@ def write_partial_report(
 its plots and end-of-run checks were not produced.</p>
 <section id="balances"><h2>Token balances after hour {len(hours)}</h2>{bal if last else "<p>no hour completed</p>"}</section>
 <section id="progress"><h2>Hour by hour</h2>{_table(rows, list(rows[0].keys())) if rows else "<p>none</p>"}</section>"""
-    (out / "report.html").write_text(_page("gridpact simulate report (partial)", body))
+    _write_whole(out / "report.html", _page("gridpact simulate report (partial)", body))
     return {"json": out / "summary.json", "html": out / "report.html"}
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write beside, then rename: a process ended mid-write leaves the old file or the new one, never
+    a truncated one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def write_report(r: EngineResult, summary: dict[str, Any], out: Path) -> dict[str, Path]:

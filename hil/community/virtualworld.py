@@ -115,6 +115,9 @@ def chain_time_middleware(chain: Any, loop: SimLoop, calls: Counter[str] | None 
     return SimulatedTime
 
 
+METER_BROKER_HOUSEHOLDS = 10  # households whose meter topics share one simulated meter broker
+
+
 class LoopBroker:
     """amqtt on the SimLoop (the embedded broker, in the simulation's own thread and clock)."""
 
@@ -132,16 +135,29 @@ class LoopBroker:
         return BrokerInfo("amqtt", "127.0.0.1", self.port)
 
     def start(self) -> Any:
+        """Listen on `self.port`; a port taken since it was picked (a client's ephemeral port, say) is
+        replaced by a fresh one, up to four times."""
         from amqtt.broker import Broker
+        from amqtt.errors import BrokerError
 
-        config = {
-            "listeners": {
-                "default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}", "max_connections": 5000}
-            },
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
-        }
-        self._broker = Broker(config, loop=self.loop)
-        self.loop.run_until_complete(self._broker.start())
+        from hil.services import free_port
+
+        for attempt in range(5):
+            config = {
+                "listeners": {
+                    "default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}", "max_connections": 5000}
+                },
+                "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            }
+            self._broker = Broker(config, loop=self.loop)
+            try:
+                self.loop.run_until_complete(self._broker.start())
+                break
+            except BrokerError:
+                self._broker = None
+                if attempt == 4:
+                    raise
+                self.port = free_port()
         return self.info
 
     def close(self) -> None:
@@ -249,15 +265,37 @@ class VirtualWorld(AgentWorld):
         self.tasks: list[asyncio.Task[Any]] = []
         self.agent_errors: list[str] = []
         self.rpc_calls: Counter[str] = Counter()  # JSON-RPC requests during the run, by method (benches)
+        self.household_brokers: list[LoopBroker] = []  # the households' meter brokers (`meter_brokers`)
         super().__init__(cfg, specs, opts, w3, NO_RPC)
 
     def make_broker(self) -> Any:
         return LoopBroker(self.loop)
 
+    def meter_brokers(self, host: str, port: int) -> list[tuple[str, int]]:
+        """The households' meter brokers (amqtt on this loop), apart from the community's (`host`, `port`),
+        as on a Pi where each household has its own; here up to METER_BROKER_HOUSEHOLDS share one, each
+        under its own topic prefix. One broker for everything cost O(households^2) at each connect: amqtt
+        sends a connecting client the retained messages of every subscription in the broker, and each board
+        retains some 20 discovery messages (half of a 100-household hour), which also reached the trading
+        clients as malformed messages. One broker per household would add a broker's one-second session
+        timer per household; a shard of ten keeps the connect cost small and the timers few."""
+        out: list[tuple[str, int]] = []
+        for i in range(len(self.specs)):
+            if i % METER_BROKER_HOUSEHOLDS == 0:  # each started before the next port is picked
+                broker = LoopBroker(self.loop)
+                broker.start()
+                self.household_brokers.append(broker)
+            info = self.household_brokers[-1].info
+            out.append((info.host, int(info.port)))
+        return out
+
     @property
     def broker_where(self) -> str:
         """The report's line (no port: the kernel picks it, and summary.json must not depend on it)."""
-        return "embedded amqtt on the simulation's loop (loopback TCP)"
+        return (
+            "embedded amqtt on the simulation's loop (loopback TCP): the community's broker, and the "
+            f"households' meter brokers apart from it ({METER_BROKER_HOUSEHOLDS} households to one)"
+        )
 
     @broker_where.setter
     def broker_where(self, value: str) -> None:
@@ -270,9 +308,10 @@ class VirtualWorld(AgentWorld):
         self._meters_and_gateways(InlineRunner(self.loop), LoopClock(self.loop), host, port)
         self.run_until(self.cfg.t0)  # the gateways subscribe before the boards boot
         self.nodes = [
-            LoopBoard(self.loop, SyncedUart(m, self.clock, self.loop), d, k, host, port,
+            LoopBoard(self.loop, SyncedUart(m, self.clock, self.loop), d, k, mh, mp,
                       self.state / f"flash-{d}", self.opts.poll_s, meter_prefix(s.name), sk)
-            for s, m, d, k, sk in zip(self.specs, self.meters, self.devs, self.keys, self.device_keys, strict=True)
+            for s, m, d, k, sk, (mh, mp) in zip(self.specs, self.meters, self.devs, self.keys, self.device_keys,
+                                                self.meter_at, strict=True)
         ]  # fmt: skip
         self.run_until(self.cfg.t0 + SETTLE_S)
         for node in self.nodes:
@@ -356,6 +395,8 @@ class VirtualWorld(AgentWorld):
     def close(self) -> None:
         try:
             super().close()
+            for broker in self.household_brokers:
+                broker.close()
         finally:
             if not self.loop.is_closed():
                 pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]

@@ -126,6 +126,38 @@ def test_watchdog_ends_a_hanging_cleanup_within_2s(tmp_path: Path) -> None:
     assert "clean-up still running" in err
 
 
+def test_the_second_finish_waits_until_the_partial_report_is_written() -> None:
+    """The watchdog writing the report while the main thread finishes its clean-up: the main thread's
+    `finish()` (then `os._exit`) must wait, or the process ends with the report half written."""
+    import threading
+
+    from hil.community.cli import StopGuard
+
+    written: list[str] = []
+    started = threading.Event()
+
+    def slow_report() -> None:
+        started.set()
+        time.sleep(0.3)
+        written.append("partial")
+
+    guard = StopGuard(slow_report)
+    watchdog = threading.Thread(target=guard.finish)
+    watchdog.start()
+    assert started.wait(5)
+    assert guard.finish() is False  # the main thread: the report is the watchdog's
+    assert written == ["partial"], "finish() returned while the report was still being written"
+    watchdog.join(5)
+
+
+def test_partial_report_files_are_replaced_whole(tmp_path: Path) -> None:
+    from hil.community.report import write_partial_report
+
+    paths = write_partial_report(tmp_path, [], 24, "SIGTERM", 1.0, {"seed": 1})
+    assert json.loads(paths["json"].read_text())["partial"] is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "summary.json"]  # no .tmp left
+
+
 @pytest.mark.parametrize("verbose", [False, True])
 def test_logs_go_to_the_file_and_to_stderr_only_with_verbose(
     verbose: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]

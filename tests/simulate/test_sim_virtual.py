@@ -99,4 +99,9 @@ def test_sim_virtual_same_seed_same_summary() -> None:
         assert [c for c in summary["checks"] if c.startswith("PROBLEM")] == [], summary["checks"]
         runs.append(json.dumps(without_wall_times(json.loads(json.dumps(summary))), indent=1))
         assert result.settled, "no trade settled: the comparison would prove little"
+        # the meter nodes' retained discovery and health live on the households' meter brokers, apart
+        # from the community's: none reaches a gateway's peer inbox or the keeper (one shared amqtt sent
+        # each connecting client every retained message matching anyone's subscription)
+        events = summary["gateway_events"]
+        assert events.get("malformed", 0) == 0 and events.get("keeper_rejected_topic", 0) == 0, events
     assert runs[0] == runs[1]
